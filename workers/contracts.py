@@ -1,0 +1,55 @@
+"""What travels on the queue: task names and the JSON payloads of a trial.
+
+Imports neither torch nor Celery, so the service can send and receive trials by name
+without loading the training stack. Payloads are plain JSON (Celery's serializer is JSON).
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+RUN_TRIAL_TASK = "scaletune.run_trial"
+RECORD_RESULT_TASK = "scaletune.record_result"
+CONTROL_QUEUE = "control"
+
+
+class TrialRequest(BaseModel):
+    """One trial to run: ids, the registered objective's name, and the configuration."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    study_id: int
+    trial_id: int
+    attempt: int = Field(0, ge=0, description="0 for the first dispatch, +1 per retry")
+    objective: str = Field(min_length=1)
+    params: dict[str, Any]
+    seed: int = 0
+    objective_options: dict[str, Any] = Field(default_factory=dict)
+    soft_time_limit_s: float | None = Field(None, gt=0)
+    time_limit_s: float | None = Field(None, gt=0)
+
+
+class TrialResult(BaseModel):
+    """The outcome of one attempt at a trial, as reported back to the service.
+
+    ``failure_kind`` separates a configuration's fault ("config": OOM, NaN, divergence;
+    learned from) from the infrastructure's ("infrastructure": retried, never blamed on
+    the configuration). ``cost_seconds`` is device wall time; it is kept for failures too.
+    """
+
+    model_config = ConfigDict(extra="forbid")
+
+    study_id: int
+    trial_id: int
+    attempt: int = 0
+    status: Literal["completed", "failed"]
+    loss: float | None = None
+    cost_seconds: float = Field(ge=0)
+    flops: float | None = None
+    failure_kind: Literal["config", "infrastructure"] | None = None
+    failure_reason: str | None = None
+    curve: list[dict[str, float]] = Field(default_factory=list)
+    metrics: dict[str, Any] = Field(default_factory=dict)
+    worker: str | None = None

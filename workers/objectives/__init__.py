@@ -1,0 +1,1 @@
+"""Objectives a worker can run, looked up by name (see ``registry``)."""
