@@ -1,0 +1,50 @@
+"""Settings of a scaletune process, read from init kwargs, the environment and .env.
+
+One ``Settings`` per process, built by a factory (never at import): tests pass kwargs
+(``Settings(database_url="sqlite://")``) and the API swaps ``get_settings`` through
+``app.dependency_overrides``. Every name is prefixed ``SCALETUNE_`` in the environment.
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from pathlib import Path
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+DEFAULT_HOME = Path(".scaletune")
+
+
+class Settings(BaseSettings):
+    """Where the store and the broker live, and the timing of leases and heartbeats."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="SCALETUNE_", env_file=".env", extra="ignore", secrets_dir=None
+    )
+
+    database_url: str = Field(
+        f"sqlite:///{DEFAULT_HOME / 'scaletune.db'}",
+        description="SQLAlchemy URL: a SQLite file (embedded) or postgresql+psycopg://...",
+    )
+    broker_url: str = Field("redis://127.0.0.1:6379/0", description="Celery broker (Redis)")
+    queue_prefix: str = Field("", description="prefix of every Celery queue name (tests)")
+    lease_seconds: float = Field(
+        600.0, gt=0, description="an ask/tell trial must heartbeat or tell within this"
+    )
+    heartbeat_grace_seconds: float = Field(
+        120.0, gt=0, description="a worker trial silent this long is reclaimed"
+    )
+    max_attempts: int = Field(3, ge=1, description="dispatches of one trial before it fails")
+    proposal_buffer: int = Field(2, ge=0, description="suggestions asked ahead of need, per study")
+    max_body_bytes: int = Field(1_000_000, gt=0, description="largest accepted request body")
+
+    def queue_name(self, name: str) -> str:
+        """The broker-level name of a logical queue (``control``, ``gpu``, ...)."""
+        return f"{self.queue_prefix}{name}"
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    """The process's settings, read once (FastAPI dependency; overridable in tests)."""
+    return Settings()

@@ -1,0 +1,54 @@
+"""Terminal output of a study's outcome: the front and the scaling rules (rich)."""
+
+from __future__ import annotations
+
+import json
+import math
+from typing import Any
+
+from rich.console import Console
+from rich.table import Table
+from sqlalchemy.orm import Session, sessionmaker
+
+from service.storage import repository as repo
+from service.storage.db import transaction
+from service.views import completed_trials, front
+
+
+def print_study_result(console: Console, *, sessions: sessionmaker[Session], study_id: int) -> None:
+    with transaction(sessions) as session:
+        study = repo.get_study(session, study_id=study_id)
+        trials = completed_trials(session, study_id=study_id)
+        rules, message = study.rules, study.message
+    console.print(front_table(front(trials)))
+    if rules is None:
+        console.print(f"scaling rules: none ({message or 'not fitted'})")
+    else:
+        console.print("[bold]scaling rules[/]")
+        console.print_json(json.dumps(rules))
+
+
+def front_table(trials: list[Any]) -> Table:
+    table = Table(title="Pareto front (loss vs cost)")
+    table.add_column("trial", justify="right")
+    table.add_column("cost", justify="right")
+    table.add_column("loss", justify="right")
+    names = sorted({name for t in trials for name in t.params})
+    for name in names:
+        table.add_column(name, justify="right")
+    for t in trials:
+        table.add_row(
+            str(t.number),
+            _fmt(t.cost_seconds),
+            _fmt(t.loss),
+            *(_fmt(t.params.get(name)) for name in names),
+        )
+    return table
+
+
+def _fmt(value: Any) -> str:
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return "-" if value is None else str(value)
+    if isinstance(value, float) and not math.isfinite(value):
+        return "-"
+    return f"{value:.4g}"

@@ -1,0 +1,88 @@
+"""Recording trial results idempotently; safe to call from the API (no engine, no torch).
+
+Celery runs trial tasks with ``acks_late``, so a result can arrive twice, late, or after
+the trial was reclaimed and handed to another worker. The rule: the first valid result
+wins. A result for a final trial changes nothing; an infrastructure failure of an attempt
+that is no longer current changes nothing; the engine is told afterwards by the scheduler
+(``TrialRow.synced``), under the study's lock.
+"""
+
+from __future__ import annotations
+
+import enum
+import math
+
+from sqlalchemy.orm import Session
+
+from service.domain import FINAL_TRIAL_STATES, TrialState
+from service.storage import repository as repo
+from service.storage.tables import TrialRow
+from workers.contracts import TrialResult
+
+
+class IngestOutcome(enum.StrEnum):
+    RECORDED = "recorded"
+    DUPLICATE = "duplicate"
+    REQUEUED = "requeued"
+    STALE = "stale"
+
+
+class ResultMismatchError(ValueError):
+    """A result names a trial of another study."""
+
+
+def ingest_result(
+    session: Session, *, result: TrialResult, now: float, max_attempts: int
+) -> IngestOutcome:
+    """Record ``result`` on its trial (under the study's lock) and say what happened."""
+    trial = repo.get_trial(session, trial_id=result.trial_id)
+    if trial.study_id != result.study_id:
+        raise ResultMismatchError(
+            f"trial {result.trial_id} belongs to study {trial.study_id}, not {result.study_id}"
+        )
+    repo.get_study(session, study_id=trial.study_id, lock=True)
+    session.refresh(trial)
+    if TrialState(trial.state) in FINAL_TRIAL_STATES:
+        return IngestOutcome.DUPLICATE
+    if result.status == "failed" and result.failure_kind == "infrastructure":
+        return _infrastructure_failure(
+            session, trial=trial, result=result, now=now, max_attempts=max_attempts
+        )
+    _finish(session, trial=trial, result=result, now=now)
+    return IngestOutcome.RECORDED
+
+
+def _infrastructure_failure(
+    session: Session, *, trial: TrialRow, result: TrialResult, now: float, max_attempts: int
+) -> IngestOutcome:
+    """Retry the trial unless this attempt is stale or the attempts are used up."""
+    if result.attempt != trial.attempt or trial.state != TrialState.RUNNING:
+        return IngestOutcome.STALE
+    if trial.attempt + 1 < max_attempts:
+        repo.requeue_trial(session, trial=trial, now=now)
+        return IngestOutcome.REQUEUED
+    _finish(session, trial=trial, result=result, now=now)
+    return IngestOutcome.RECORDED
+
+
+def _finish(session: Session, *, trial: TrialRow, result: TrialResult, now: float) -> None:
+    failed, kind, reason = result.status == "failed", result.failure_kind, result.failure_reason
+    if not failed and (result.loss is None or not math.isfinite(result.loss)):
+        failed, kind, reason = True, "config", f"non-finite loss reported: {result.loss}"
+    if failed and kind is None:
+        kind = "config"
+    repo.finish_trial(
+        session,
+        trial=trial,
+        now=now,
+        failed=failed,
+        loss=result.loss,
+        cost_seconds=result.cost_seconds,
+        result_key=str(result.attempt),
+        failure_kind=kind,
+        failure_reason=reason,
+        flops=result.flops,
+        curve=result.curve,
+        metrics=result.metrics,
+        worker=result.worker,
+    )

@@ -1,0 +1,59 @@
+"""Scaling rules of a study: fitted by ``search.scaling`` from its stored observations.
+
+Computed by the processes that own engines (scheduler, embedded runner) when a study
+completes, and stored as JSON on the study row, so the API serves them without fitting.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from search.errors import SearchError
+from search.types import Observation
+from service.domain import StudySpec, TrialState, trial_observation
+from service.storage.tables import TrialRow
+
+logger = logging.getLogger(__name__)
+
+
+def observations(trials: list[TrialRow]) -> list[Observation]:
+    """The engine's view of the finished trials (infrastructure failures left out)."""
+    out = []
+    for trial in trials:
+        learnable = trial.state == TrialState.COMPLETE or (
+            trial.state == TrialState.FAILED and trial.failure_kind != "infrastructure"
+        )
+        if learnable:
+            out.append(
+                trial_observation(
+                    params=trial.params,
+                    loss=trial.loss,
+                    cost=trial.cost_seconds or 0.0,
+                    failed=trial.state == TrialState.FAILED,
+                    suggestion_id=trial.suggestion_id,
+                    metrics=trial.metrics,
+                )
+            )
+    return out
+
+
+def fit_rules(spec: StudySpec, trials: list[TrialRow]) -> tuple[dict[str, Any] | None, str]:
+    """The rules as JSON, or None and why not (no axes, or too little data to fit)."""
+    axes = spec.scaling
+    if axes.n_params is None and axes.tokens is None and axes.compute is None:
+        return None, "no scaling axes were given"
+    import search.scaling as scaling
+
+    if not hasattr(scaling, "fit_scaling_rules"):  # TODO(service): drop once it lands
+        return None, "search.scaling.fit_scaling_rules is not available"
+    try:
+        rules = scaling.fit_scaling_rules(
+            observations(trials),
+            spec.space,
+            scaling.ScalingAxes(n_params=axes.n_params, tokens=axes.tokens, compute=axes.compute),
+        )
+    except SearchError as exc:
+        logger.info("no scaling rules yet: %s", exc)
+        return None, str(exc)
+    return rules.to_json(), "fitted"

@@ -1,0 +1,432 @@
+"""The scheduler: keeps each study's trials in flight, within its budget.
+
+One ``Scheduler`` per process that owns engines (the control worker, the embedded
+runner). Each public method is one transaction under the study's row lock, so several
+replicas can call them concurrently without dispatching a slot twice or overshooting
+the budget by more than the trials already in flight.
+
+A step, in order:
+1. sync: tell the engine every final trial it has not seen (results are recorded by
+   ``service.results`` without the engine, possibly in another process);
+2. reclaim: RUNNING trials whose lease ran out are requeued (infrastructure: the worker
+   went silent) or failed (past their hard time limit: the configuration's fault);
+3. dispatch: WAITING trials (retries first, then the proposal buffer), then fresh asks,
+   up to ``in_flight`` running and the budget; tasks are sent after the commit;
+4. refill: a second transaction asks ``proposal_buffer`` suggestions ahead of need, so a
+   freed worker's next trial never waits for a GP fit.
+
+Engines are cached per study and rebuilt from ``state_dict`` JSON whenever the row's
+``engine_version`` moved on (another process wrote it).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager, suppress
+from dataclasses import dataclass, field
+from typing import Protocol
+
+from search.engine import ParetoSearch
+from sqlalchemy.orm import Session, sessionmaker
+
+from search.errors import InvalidObservationError, UnknownSuggestionError
+from search.settings import SearchSettings
+from search.space import SearchSpace
+from service.config import Settings
+from service.domain import (
+    FINAL_STUDY_STATES,
+    StudySpec,
+    StudyState,
+    TrialState,
+    trial_observation,
+)
+from service.rules import fit_rules
+from service.storage import repository as repo
+from service.storage.db import transaction
+from service.storage.tables import StudyRow, TrialRow
+from workers.contracts import TrialRequest
+
+logger = logging.getLogger(__name__)
+
+# The service owns leases (per trial, in the database); the engine's own must never fire.
+ENGINE_LEASE_SECONDS = 1e12
+# A failed trial still cost something; the engine needs a positive cost to learn from it.
+MIN_FAILED_COST = 1e-6
+
+
+class Dispatcher(Protocol):
+    """Sends one trial attempt to a worker pool (Celery queue or in-process pool)."""
+
+    def send(self, request: TrialRequest, *, queue: str) -> None: ...
+
+
+HeartbeatSource = Callable[[list[TrialRow]], dict[int, float]]
+
+
+@dataclass
+class StepReport:
+    """What one step did, for logs and progress bars."""
+
+    study_id: int
+    state: StudyState
+    dispatched: list[int] = field(default_factory=list)
+    requeued: list[int] = field(default_factory=list)
+    told: int = 0
+
+
+def load_spec(study: StudyRow) -> StudySpec:
+    return StudySpec.model_validate(study.spec)
+
+
+def search_settings(spec: StudySpec) -> SearchSettings:
+    return SearchSettings(
+        seed=spec.seed,
+        max_suggestion_cost=spec.max_trial_cost,
+        lease_seconds=ENGINE_LEASE_SECONDS,
+        **spec.search,
+    )
+
+
+def resolve_space(spec: StudySpec) -> SearchSpace:
+    """The study's space, or its objective's default one (imports the objective)."""
+    if spec.space is not None:
+        return spec.space
+    from workers.objectives.registry import create_objective
+
+    return create_objective(spec.objective, spec.objective_options).default_space()
+
+
+class Scheduler:
+    """Asks, dispatches, syncs and reclaims for every study in one database."""
+
+    def __init__(
+        self,
+        *,
+        sessions: sessionmaker[Session],
+        settings: Settings,
+        dispatcher: Dispatcher | None = None,
+        clock: Callable[[], float] = time.time,
+        heartbeats: HeartbeatSource | None = None,
+    ) -> None:
+        self.sessions = sessions
+        self.settings = settings
+        self.dispatcher = dispatcher
+        self.clock = clock
+        self.heartbeats = heartbeats
+        self._engines: dict[int, tuple[int, ParetoSearch]] = {}
+
+    # -- studies ---------------------------------------------------------------------
+
+    def create_study(self, spec: StudySpec) -> int:
+        """Store a study and its fresh engine; returns the study id."""
+        space = resolve_space(spec)
+        spec = spec.model_copy(update={"space": space})
+        engine = ParetoSearch(space, search_settings(spec), clock=self.clock)
+        with transaction(self.sessions) as session:
+            study = repo.create_study(
+                session,
+                name=spec.name,
+                objective=spec.objective,
+                spec=spec.model_dump(mode="json"),
+                engine_state=json.dumps(engine.state_dict()),
+                now=self.clock(),
+            )
+            return study.id
+
+    def set_state(self, study_id: int, state: StudyState) -> None:
+        """Pause, resume or stop; stopping cancels the proposal buffer."""
+        with self._locked(study_id) as (session, study):
+            repo.set_study_state(session, study=study, state=state, now=self.clock())
+            if state in FINAL_STUDY_STATES:
+                self._cancel_waiting(session, study)
+
+    # -- the step ----------------------------------------------------------------------
+
+    def step(self, study_id: int) -> StepReport:
+        """Sync, reclaim and dispatch (one transaction), send, then refill the buffer."""
+        requests: list[tuple[TrialRequest, str]] = []
+        with self._locked(study_id) as (session, study):
+            report = StepReport(study_id=study_id, state=StudyState(study.state))
+            engine = self._engine(study)
+            report.told = self._sync(session, study, engine)
+            report.requeued = self._reclaim(session, study)
+            if study.state == StudyState.RUNNING and load_spec(study).executor == "workers":
+                requests = self._dispatch(session, study, engine)
+            self._maybe_complete(session, study)
+            self._save(session, study, engine)
+            report.state = StudyState(study.state)
+        for request, queue in requests:
+            self._send(request, queue)
+        report.dispatched = [request.trial_id for request, _ in requests]
+        self.refill(study_id)
+        return report
+
+    def refill(self, study_id: int) -> int:
+        """Ask suggestions ahead of need, up to ``proposal_buffer`` waiting; returns how many."""
+        with self._locked(study_id) as (session, study):
+            if study.state != StudyState.RUNNING:
+                return 0
+            waiting = repo.trials_in_state(session, study_id=study_id, states=[TrialState.WAITING])
+            room = min(
+                self.settings.proposal_buffer - len(waiting),
+                self._trials_left(session, study) - len(waiting),
+            )
+            if room <= 0:
+                return 0
+            engine = self._engine(study)
+            self._ask(session, study, engine, room)
+            self._save(session, study, engine)
+        return room
+
+    def ask_external(self, study_id: int, *, count: int) -> list[TrialRow]:
+        """Hand out up to ``count`` trials to an external runner (ask/tell), each on a lease."""
+        with self._locked(study_id) as (session, study):
+            engine = self._engine(study)
+            self._sync(session, study, engine)
+            self._reclaim(session, study)
+            if study.state != StudyState.RUNNING:
+                return []
+            n = min(count, self._trials_left(session, study))
+            trials = self._take(session, study, engine, n)
+            now = self.clock()
+            for trial in trials:
+                trial.external = True
+                repo.start_trial(
+                    session, trial=trial, now=now, lease_seconds=self.settings.lease_seconds
+                )
+            self._save(session, study, engine)
+        return trials
+
+    # -- pieces of a step ------------------------------------------------------------
+
+    def _sync(self, session: Session, study: StudyRow, engine: ParetoSearch) -> int:
+        """Tell (or make forget) the engine every final trial it has not seen."""
+        trials = repo.unsynced_final_trials(session, study_id=study.id)
+        for trial in trials:
+            self._sync_one(engine, trial)
+            trial.synced = True
+        return len(trials)
+
+    def _sync_one(self, engine: ParetoSearch, trial: TrialRow) -> None:
+        learn = trial.state == TrialState.COMPLETE or (
+            trial.state == TrialState.FAILED and trial.failure_kind != "infrastructure"
+        )
+        if not learn:
+            _forget(engine, trial.suggestion_id)
+            return
+        failed = trial.state == TrialState.FAILED
+        cost = trial.cost_seconds or 0.0
+        obs = trial_observation(
+            params=trial.params,
+            loss=trial.loss,
+            cost=max(cost, MIN_FAILED_COST) if failed else cost,
+            failed=failed,
+            suggestion_id=trial.suggestion_id,
+            metrics=trial.metrics,
+        )
+        try:
+            engine.tell(obs.suggestion_id, obs.loss, obs.cost, failed=failed, metrics=obs.metrics)
+        except UnknownSuggestionError:
+            engine.observe(obs.params, obs.loss, obs.cost, failed=failed, metrics=obs.metrics)
+        except InvalidObservationError as exc:
+            logger.warning("trial %s not learned from: %s", trial.id, exc)
+            _forget(engine, trial.suggestion_id)
+
+    def _reclaim(self, session: Session, study: StudyRow) -> list[int]:
+        """Requeue or fail RUNNING trials whose lease ran out; returns requeued ids."""
+        now = self.clock()
+        expired = repo.expired_trials(session, study_id=study.id, now=now)
+        fresh = self.heartbeats(expired) if self.heartbeats and expired else {}
+        spec = load_spec(study)
+        requeued = []
+        for trial in expired:
+            beat = fresh.get(trial.id)
+            if beat is not None and now - beat < self.settings.heartbeat_grace_seconds:
+                repo.heartbeat(
+                    session,
+                    trial=trial,
+                    now=beat,
+                    lease_seconds=self.settings.heartbeat_grace_seconds,
+                )
+            elif self._past_time_limit(trial, spec, now):
+                self._fail_timed_out(session, trial, spec, now)
+            elif trial.attempt + 1 < self.settings.max_attempts:
+                repo.requeue_trial(session, trial=trial, now=now)
+                requeued.append(trial.id)
+            else:
+                repo.finish_trial(
+                    session,
+                    trial=trial,
+                    now=now,
+                    failed=True,
+                    loss=None,
+                    cost_seconds=0.0,
+                    result_key="reclaimed",
+                    failure_kind="infrastructure",
+                    failure_reason=f"no heartbeat after {trial.attempt + 1} attempts",
+                )
+        return requeued
+
+    @staticmethod
+    def _past_time_limit(trial: TrialRow, spec: StudySpec, now: float) -> bool:
+        """Heartbeats seen and the hard limit passed: the run itself was too slow."""
+        if spec.time_limit_s is None or trial.heartbeat_at is None:
+            return False
+        return now - (trial.dispatched_at or now) > spec.time_limit_s
+
+    @staticmethod
+    def _fail_timed_out(session: Session, trial: TrialRow, spec: StudySpec, now: float) -> None:
+        repo.finish_trial(
+            session,
+            trial=trial,
+            now=now,
+            failed=True,
+            loss=None,
+            cost_seconds=float(spec.time_limit_s or 0.0),
+            result_key="timeout",
+            failure_kind="config",
+            failure_reason=f"ran past its {spec.time_limit_s}s limit",
+        )
+
+    def _dispatch(
+        self, session: Session, study: StudyRow, engine: ParetoSearch
+    ) -> list[tuple[TrialRequest, str]]:
+        spec = load_spec(study)
+        running = repo.trials_in_state(session, study_id=study.id, states=[TrialState.RUNNING])
+        n = min(spec.in_flight - len(running), self._trials_left(session, study))
+        if n <= 0:
+            return []
+        now = self.clock()
+        queue = self.settings.queue_name(spec.queue)
+        requests = []
+        for trial in self._take(session, study, engine, n):
+            repo.start_trial(
+                session, trial=trial, now=now, queue=queue, lease_seconds=self._dispatch_lease(spec)
+            )
+            requests.append((_request(study, spec, trial), queue))
+        return requests
+
+    def _dispatch_lease(self, spec: StudySpec) -> float:
+        """Until its first heartbeat, a trial may wait in the queue and run to its limit."""
+        return max(self.settings.heartbeat_grace_seconds, spec.time_limit_s or 0.0)
+
+    def _take(
+        self, session: Session, study: StudyRow, engine: ParetoSearch, n: int
+    ) -> list[TrialRow]:
+        """``n`` WAITING trials (retries first, then buffered proposals), asking for more."""
+        if n <= 0:
+            return []
+        waiting = repo.trials_in_state(session, study_id=study.id, states=[TrialState.WAITING])
+        taken = waiting[:n]
+        if len(taken) < n:
+            taken += self._ask(session, study, engine, n - len(taken))
+        return taken
+
+    def _ask(
+        self, session: Session, study: StudyRow, engine: ParetoSearch, n: int
+    ) -> list[TrialRow]:
+        now = self.clock()
+        return [
+            repo.add_trial(session, study=study, suggestion=suggestion, now=now)
+            for suggestion in engine.ask(n)
+        ]
+
+    def _trials_left(self, session: Session, study: StudyRow) -> int:
+        """Trials the budget still allows to start (0 once it is spent)."""
+        budget = load_spec(study).budget
+        if budget.max_cost is not None and (
+            repo.spent_cost(session, study_id=study.id) >= budget.max_cost
+        ):
+            return 0
+        if budget.max_trials is None:
+            return 1_000_000_000
+        return max(0, budget.max_trials - repo.n_dispatched(session, study_id=study.id))
+
+    def _maybe_complete(self, session: Session, study: StudyRow) -> None:
+        """A study whose budget is spent and whose last trial finished is COMPLETE."""
+        if study.state != StudyState.RUNNING or self._trials_left(session, study) > 0:
+            return
+        if repo.trials_in_state(session, study_id=study.id, states=[TrialState.RUNNING]):
+            return
+        self._cancel_waiting(session, study)
+        self._sync(session, study, self._engine(study))
+        trials = repo.trials_in_state(
+            session, study_id=study.id, states=[TrialState.COMPLETE, TrialState.FAILED]
+        )
+        rules, why = fit_rules(load_spec(study), trials)
+        repo.save_rules(session, study=study, rules=rules, now=self.clock())
+        repo.set_study_state(
+            session,
+            study=study,
+            state=StudyState.COMPLETE,
+            now=self.clock(),
+            message=f"budget spent; scaling rules: {why}",
+        )
+
+    def _cancel_waiting(self, session: Session, study: StudyRow) -> None:
+        for trial in repo.trials_in_state(session, study_id=study.id, states=[TrialState.WAITING]):
+            repo.cancel_trial(session, trial=trial, now=self.clock())
+
+    # -- engines -----------------------------------------------------------------------
+
+    def engine_for(self, study_id: int) -> ParetoSearch:
+        """The study's engine as stored (read-only use: front, observations)."""
+        with transaction(self.sessions) as session:
+            return self._engine(repo.get_study(session, study_id=study_id))
+
+    def _engine(self, study: StudyRow) -> ParetoSearch:
+        cached = self._engines.get(study.id)
+        if cached is not None and cached[0] == study.engine_version:
+            return cached[1]
+        engine = ParetoSearch.from_state_dict(json.loads(study.engine_state), clock=self.clock)
+        self._engines[study.id] = (study.engine_version, engine)
+        return engine
+
+    def _save(self, session: Session, study: StudyRow, engine: ParetoSearch) -> None:
+        repo.save_engine_state(
+            session, study=study, now=self.clock(), engine_state=json.dumps(engine.state_dict())
+        )
+        self._engines[study.id] = (study.engine_version, engine)
+
+    @contextmanager
+    def _locked(self, study_id: int) -> Iterator[tuple[Session, StudyRow]]:
+        """A transaction holding the study's lock; a rollback drops the cached engine,
+        whose in-memory state may include the rolled-back asks and tells."""
+        try:
+            with transaction(self.sessions) as session:
+                yield session, repo.get_study(session, study_id=study_id, lock=True)
+        except BaseException:
+            self._engines.pop(study_id, None)
+            raise
+
+    def _send(self, request: TrialRequest, queue: str) -> None:
+        if self.dispatcher is None:
+            raise RuntimeError("this scheduler has no dispatcher; give it one to run trials")
+        self.dispatcher.send(request, queue=queue)
+
+
+def _forget(engine: ParetoSearch, suggestion_id: str) -> None:
+    with suppress(UnknownSuggestionError):
+        engine.forget(suggestion_id)
+
+
+def _request(study: StudyRow, spec: StudySpec, trial: TrialRow) -> TrialRequest:
+    return TrialRequest(
+        study_id=study.id,
+        trial_id=trial.id,
+        attempt=trial.attempt,
+        objective=spec.objective,
+        params=trial.params,
+        seed=_trial_seed(spec.seed, trial.number),
+        objective_options=spec.objective_options,
+        soft_time_limit_s=spec.soft_time_limit_s,
+        time_limit_s=spec.time_limit_s,
+    )
+
+
+def _trial_seed(study_seed: int, number: int) -> int:
+    """A distinct, reproducible seed per trial number."""
+    return (study_seed * 1_000_003 + number) % (2**31 - 1)

@@ -1,0 +1,333 @@
+"""Repository: every read and write of studies and trials, as keyword-only functions.
+
+The contract (tested on SQLite and PostgreSQL by tests/service/test_repository.py):
+- functions take an open ``Session`` and never commit; the caller owns the transaction
+  (``service.storage.db.transaction``), so a unit of work is all-or-nothing;
+- ``get_study(..., lock=True)`` holds the study's row lock until the transaction ends
+  (``FOR UPDATE`` on PostgreSQL; SQLite transactions are serialized by BEGIN IMMEDIATE);
+  everything that dispatches, asks or tells a study's engine takes it first;
+- trial states only move along ``service.domain``'s lifecycle; a forbidden move raises
+  ``InvalidTransitionError`` and writes nothing; final trials never change again;
+- trial numbers are dense per study (0, 1, 2, ...) and unique with the suggestion id.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
+
+from search.types import Suggestion
+from service.domain import (
+    FINAL_TRIAL_STATES,
+    StudyNotFoundError,
+    StudyState,
+    TrialNotFoundError,
+    TrialState,
+    check_study_transition,
+    check_trial_transition,
+)
+from service.storage.tables import StudyRow, TrialRow
+
+
+def create_study(
+    session: Session,
+    *,
+    name: str,
+    objective: str,
+    spec: dict[str, Any],
+    engine_state: str,
+    now: float,
+) -> StudyRow:
+    study = StudyRow(
+        name=name,
+        objective=objective,
+        state=StudyState.RUNNING,
+        spec=spec,
+        created_at=now,
+        updated_at=now,
+        engine_state=engine_state,
+        engine_version=0,
+        next_number=0,
+    )
+    session.add(study)
+    session.flush()
+    return study
+
+
+def get_study(session: Session, *, study_id: int, lock: bool = False) -> StudyRow:
+    query = select(StudyRow).where(StudyRow.id == study_id)
+    if lock:
+        query = query.with_for_update()
+    study = session.scalars(query).one_or_none()
+    if study is None:
+        raise StudyNotFoundError(f"no study with id {study_id}")
+    return study
+
+
+def list_studies(
+    session: Session,
+    *,
+    states: Iterable[StudyState] | None = None,
+    offset: int = 0,
+    limit: int = 100,
+) -> tuple[list[StudyRow], int]:
+    query = select(StudyRow)
+    if states is not None:
+        query = query.where(StudyRow.state.in_([str(s) for s in states]))
+    total = session.scalar(select(func.count()).select_from(query.subquery())) or 0
+    rows = session.scalars(query.order_by(StudyRow.id).offset(offset).limit(limit)).all()
+    return list(rows), total
+
+
+def set_study_state(
+    session: Session,
+    *,
+    study: StudyRow,
+    state: StudyState,
+    now: float,
+    message: str | None = None,
+) -> None:
+    check_study_transition(StudyState(study.state), state)
+    study.state = state
+    study.updated_at = now
+    if message is not None:
+        study.message = message
+
+
+def save_engine_state(session: Session, *, study: StudyRow, engine_state: str, now: float) -> None:
+    study.engine_state = engine_state
+    study.engine_version += 1
+    study.updated_at = now
+
+
+def save_rules(
+    session: Session, *, study: StudyRow, rules: dict[str, Any] | None, now: float
+) -> None:
+    study.rules = rules
+    study.updated_at = now
+
+
+def add_trial(
+    session: Session,
+    *,
+    study: StudyRow,
+    suggestion: Suggestion,
+    now: float,
+    external: bool = False,
+    queue: str | None = None,
+) -> TrialRow:
+    """A new WAITING trial for ``suggestion``, numbered under the study's lock."""
+    trial = TrialRow(
+        study_id=study.id,
+        number=study.next_number,
+        suggestion_id=suggestion.suggestion_id,
+        state=TrialState.WAITING,
+        params=dict(suggestion.params),
+        reason=suggestion.reason,
+        predicted_loss=suggestion.predicted_loss,
+        predicted_cost=suggestion.predicted_cost,
+        external=external,
+        attempt=0,
+        queue=queue,
+        created_at=now,
+        curve=[],
+        metrics={},
+        synced=False,
+    )
+    study.next_number += 1
+    session.add(trial)
+    session.flush()
+    return trial
+
+
+def get_trial(session: Session, *, trial_id: int, lock: bool = False) -> TrialRow:
+    query = select(TrialRow).where(TrialRow.id == trial_id)
+    if lock:
+        query = query.with_for_update()
+    trial = session.scalars(query).one_or_none()
+    if trial is None:
+        raise TrialNotFoundError(f"no trial with id {trial_id}")
+    return trial
+
+
+def list_trials(
+    session: Session,
+    *,
+    study_id: int,
+    states: Iterable[TrialState] | None = None,
+    offset: int = 0,
+    limit: int = 100,
+) -> tuple[list[TrialRow], int]:
+    query = select(TrialRow).where(TrialRow.study_id == study_id)
+    if states is not None:
+        query = query.where(TrialRow.state.in_([str(s) for s in states]))
+    total = session.scalar(select(func.count()).select_from(query.subquery())) or 0
+    rows = session.scalars(query.order_by(TrialRow.number).offset(offset).limit(limit)).all()
+    return list(rows), total
+
+
+def trials_in_state(
+    session: Session, *, study_id: int, states: Iterable[TrialState]
+) -> list[TrialRow]:
+    return list(
+        session.scalars(
+            select(TrialRow)
+            .where(TrialRow.study_id == study_id, TrialRow.state.in_([str(s) for s in states]))
+            .order_by(TrialRow.attempt.desc(), TrialRow.number)
+        ).all()
+    )
+
+
+def count_by_state(session: Session, *, study_id: int) -> dict[TrialState, int]:
+    rows = session.execute(
+        select(TrialRow.state, func.count())
+        .where(TrialRow.study_id == study_id)
+        .group_by(TrialRow.state)
+    ).all()
+    counts = {state: 0 for state in TrialState}
+    counts.update({TrialState(state): n for state, n in rows})
+    return counts
+
+
+def spent_cost(session: Session, *, study_id: int) -> float:
+    total = session.scalar(
+        select(func.sum(TrialRow.cost_seconds)).where(TrialRow.study_id == study_id)
+    )
+    return float(total or 0.0)
+
+
+def n_dispatched(session: Session, *, study_id: int) -> int:
+    """Trials that ever left WAITING (a retry is the same trial): the trial-count budget."""
+    return int(
+        session.scalar(
+            select(func.count())
+            .select_from(TrialRow)
+            .where(TrialRow.study_id == study_id, TrialRow.dispatched_at.is_not(None))
+        )
+        or 0
+    )
+
+
+def start_trial(
+    session: Session,
+    *,
+    trial: TrialRow,
+    now: float,
+    lease_seconds: float,
+    queue: str | None = None,
+) -> None:
+    """WAITING -> RUNNING with a fresh lease; ``dispatched_at`` keeps the first dispatch."""
+    check_trial_transition(TrialState(trial.state), TrialState.RUNNING)
+    trial.state = TrialState.RUNNING
+    trial.dispatched_at = trial.dispatched_at if trial.dispatched_at is not None else now
+    trial.heartbeat_at = None
+    trial.lease_expires_at = now + lease_seconds
+    if queue is not None:
+        trial.queue = queue
+
+
+def heartbeat(
+    session: Session,
+    *,
+    trial: TrialRow,
+    now: float,
+    lease_seconds: float,
+    worker: str | None = None,
+) -> None:
+    """Renew a RUNNING trial's lease; a final or waiting trial is left alone."""
+    if trial.state != TrialState.RUNNING:
+        return
+    trial.heartbeat_at = now
+    trial.lease_expires_at = max(trial.lease_expires_at or 0.0, now + lease_seconds)
+    if worker is not None:
+        trial.worker = worker
+
+
+def finish_trial(
+    session: Session,
+    *,
+    trial: TrialRow,
+    now: float,
+    failed: bool,
+    loss: float | None,
+    cost_seconds: float,
+    result_key: str,
+    failure_kind: str | None = None,
+    failure_reason: str | None = None,
+    flops: float | None = None,
+    curve: Sequence[dict[str, float]] = (),
+    metrics: dict[str, Any] | None = None,
+    worker: str | None = None,
+) -> None:
+    """RUNNING -> COMPLETE (or FAILED) with its result; the engine is told later (synced)."""
+    target = TrialState.FAILED if failed else TrialState.COMPLETE
+    check_trial_transition(TrialState(trial.state), target)
+    trial.state = target
+    trial.finished_at = now
+    trial.loss = None if failed else loss
+    trial.cost_seconds = cost_seconds
+    trial.flops = flops
+    trial.failure_kind = failure_kind
+    trial.failure_reason = failure_reason
+    trial.curve = list(curve)
+    trial.metrics = dict(metrics or {})
+    trial.worker = worker or trial.worker
+    trial.result_key = result_key
+    trial.lease_expires_at = None
+    trial.synced = False
+
+
+def requeue_trial(session: Session, *, trial: TrialRow, now: float) -> None:
+    """RUNNING -> WAITING for another attempt (an infrastructure failure or a lost worker)."""
+    check_trial_transition(TrialState(trial.state), TrialState.WAITING)
+    trial.state = TrialState.WAITING
+    trial.attempt += 1
+    trial.lease_expires_at = None
+    trial.heartbeat_at = None
+    trial.worker = None
+
+
+def cancel_trial(session: Session, *, trial: TrialRow, now: float) -> None:
+    check_trial_transition(TrialState(trial.state), TrialState.CANCELLED)
+    trial.state = TrialState.CANCELLED
+    trial.finished_at = now
+    trial.synced = False
+
+
+def expired_trials(session: Session, *, study_id: int, now: float) -> list[TrialRow]:
+    """RUNNING trials whose lease has run out."""
+    return list(
+        session.scalars(
+            select(TrialRow).where(
+                TrialRow.study_id == study_id,
+                TrialRow.state == TrialState.RUNNING,
+                TrialRow.lease_expires_at < now,
+            )
+        ).all()
+    )
+
+
+def unsynced_final_trials(session: Session, *, study_id: int) -> list[TrialRow]:
+    """Final trials the engine has not yet been told (or made to forget), oldest first."""
+    return list(
+        session.scalars(
+            select(TrialRow)
+            .where(
+                TrialRow.study_id == study_id,
+                TrialRow.synced.is_(False),
+                TrialRow.state.in_([str(s) for s in FINAL_TRIAL_STATES]),
+            )
+            .order_by(TrialRow.finished_at, TrialRow.number)
+        ).all()
+    )
+
+
+def study_ids(session: Session, *, states: Iterable[StudyState]) -> list[int]:
+    return list(
+        session.scalars(
+            select(StudyRow.id).where(StudyRow.state.in_([str(s) for s in states]))
+        ).all()
+    )

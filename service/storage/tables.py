@@ -1,0 +1,85 @@
+"""The tables. Times are unix seconds (float), so the scheduler can run on a fake clock.
+
+Why not Optuna's RDB schema: see docs/architecture.md ("Storage: our own schema").
+JSON columns hold params, curves, metrics and the engine's ``state_dict``; never pickle.
+"""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar
+
+from sqlalchemy import (
+    JSON,
+    Boolean,
+    Float,
+    ForeignKey,
+    Index,
+    Integer,
+    String,
+    Text,
+    UniqueConstraint,
+)
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+
+class Base(DeclarativeBase):
+    type_annotation_map: ClassVar[dict[Any, Any]] = {dict[str, Any]: JSON, list[Any]: JSON}
+
+
+class StudyRow(Base):
+    __tablename__ = "studies"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    name: Mapped[str] = mapped_column(String(200))
+    objective: Mapped[str] = mapped_column(String(200))
+    state: Mapped[str] = mapped_column(String(16), index=True)
+    spec: Mapped[dict[str, Any]]
+    created_at: Mapped[float] = mapped_column(Float)
+    updated_at: Mapped[float] = mapped_column(Float)
+    # The engine's state_dict as JSON text, and a counter bumped on every save so a
+    # process can tell whether its cached engine is current.
+    engine_state: Mapped[str] = mapped_column(Text)
+    engine_version: Mapped[int] = mapped_column(Integer, default=0)
+    # Next per-study trial number; taken under the study's row lock.
+    next_number: Mapped[int] = mapped_column(Integer, default=0)
+    rules: Mapped[dict[str, Any] | None] = mapped_column(JSON, nullable=True)
+    message: Mapped[str | None] = mapped_column(Text, nullable=True)
+
+
+class TrialRow(Base):
+    __tablename__ = "trials"
+    __table_args__ = (
+        UniqueConstraint("study_id", "number", name="uq_trials_study_number"),
+        UniqueConstraint("study_id", "suggestion_id", name="uq_trials_study_suggestion"),
+        Index("ix_trials_study_state", "study_id", "state"),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    study_id: Mapped[int] = mapped_column(ForeignKey("studies.id", ondelete="CASCADE"))
+    number: Mapped[int] = mapped_column(Integer)
+    suggestion_id: Mapped[str] = mapped_column(String(100))
+    state: Mapped[str] = mapped_column(String(16))
+    params: Mapped[dict[str, Any]]
+    reason: Mapped[str] = mapped_column(String(200))
+    predicted_loss: Mapped[float | None] = mapped_column(Float, nullable=True)
+    predicted_cost: Mapped[float | None] = mapped_column(Float, nullable=True)
+    external: Mapped[bool] = mapped_column(Boolean, default=False)
+    attempt: Mapped[int] = mapped_column(Integer, default=0)
+    queue: Mapped[str | None] = mapped_column(String(200), nullable=True)
+    worker: Mapped[str | None] = mapped_column(String(200), nullable=True)
+    created_at: Mapped[float] = mapped_column(Float)
+    dispatched_at: Mapped[float | None] = mapped_column(Float, nullable=True)
+    heartbeat_at: Mapped[float | None] = mapped_column(Float, nullable=True)
+    lease_expires_at: Mapped[float | None] = mapped_column(Float, nullable=True)
+    finished_at: Mapped[float | None] = mapped_column(Float, nullable=True)
+    loss: Mapped[float | None] = mapped_column(Float, nullable=True)
+    cost_seconds: Mapped[float | None] = mapped_column(Float, nullable=True)
+    flops: Mapped[float | None] = mapped_column(Float, nullable=True)
+    failure_kind: Mapped[str | None] = mapped_column(String(32), nullable=True)
+    failure_reason: Mapped[str | None] = mapped_column(Text, nullable=True)
+    curve: Mapped[list[Any]] = mapped_column(JSON, default=list)
+    metrics: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    # "<attempt>" of the result that finished the trial: proof of which delivery won.
+    result_key: Mapped[str | None] = mapped_column(String(100), nullable=True)
+    # Whether the engine has been told this final trial (told or forgotten).
+    synced: Mapped[bool] = mapped_column(Boolean, default=False)
