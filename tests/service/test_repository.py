@@ -1,0 +1,210 @@
+"""The repository contract, on SQLite and on the real PostgreSQL."""
+
+from __future__ import annotations
+
+import threading
+
+import pytest
+from sqlalchemy import inspect
+from sqlalchemy.exc import IntegrityError
+
+from search.types import Suggestion
+from service.domain import (
+    InvalidTransitionError,
+    StudyNotFoundError,
+    StudyState,
+    TrialNotFoundError,
+    TrialState,
+)
+from service.storage import repository as repo
+from service.storage.db import transaction
+from service.storage.tables import TrialRow
+
+pytestmark = pytest.mark.integration
+
+
+def _study(session, name: str = "s"):
+    return repo.create_study(
+        session, name=name, objective="testbed", spec={"name": name}, engine_state="{}", now=1.0
+    )
+
+
+def _suggestion(i: int) -> Suggestion:
+    return Suggestion(suggestion_id=f"sg-{i}", params={"x": float(i)}, reason="startup")
+
+
+def _trial(session, study, i: int = 0) -> TrialRow:
+    return repo.add_trial(session, study=study, suggestion=_suggestion(i), now=2.0)
+
+
+def test_migration_creates_the_tables(sessions) -> None:
+    with transaction(sessions) as session:
+        names = set(inspect(session.get_bind()).get_table_names())
+    assert {"studies", "trials", "alembic_version"} <= names
+
+
+def test_trials_are_numbered_densely_per_study(sessions) -> None:
+    with transaction(sessions) as session:
+        a, b = _study(session, "a"), _study(session, "b")
+        numbers_a = [_trial(session, a, i).number for i in range(3)]
+        numbers_b = [_trial(session, b, i).number for i in range(2)]
+    assert numbers_a == [0, 1, 2] and numbers_b == [0, 1]
+
+
+def test_a_suggestion_id_is_stored_once_per_study(sessions) -> None:
+    with pytest.raises(IntegrityError), transaction(sessions) as session:
+        study = _study(session)
+        _trial(session, study, 7)
+        _trial(session, study, 7)
+    with transaction(sessions) as session:
+        assert repo.list_studies(session)[1] == 0  # the failed unit of work left nothing
+
+
+def test_lifecycle_moves_and_refuses_forbidden_ones(sessions) -> None:
+    with transaction(sessions) as session:
+        study = _study(session)
+        trial = _trial(session, study)
+        repo.start_trial(session, trial=trial, now=3.0, lease_seconds=10.0, queue="q")
+        assert (trial.state, trial.lease_expires_at, trial.dispatched_at) == ("RUNNING", 13.0, 3.0)
+        repo.finish_trial(
+            session, trial=trial, now=4.0, failed=False, loss=1.5, cost_seconds=2.0, result_key="0"
+        )
+        trial_id = trial.id
+    with transaction(sessions) as session:
+        trial = repo.get_trial(session, trial_id=trial_id)
+        assert (trial.state, trial.loss, trial.synced) == (TrialState.COMPLETE, 1.5, False)
+        with pytest.raises(InvalidTransitionError, match="COMPLETE trial cannot become"):
+            repo.requeue_trial(session, trial=trial, now=5.0)
+        with pytest.raises(InvalidTransitionError):
+            repo.finish_trial(
+                session,
+                trial=trial,
+                now=5.0,
+                failed=True,
+                loss=None,
+                cost_seconds=1.0,
+                result_key="1",
+            )
+        assert trial.state == TrialState.COMPLETE and trial.cost_seconds == 2.0
+
+
+def test_requeue_counts_attempts_and_keeps_the_first_dispatch(sessions) -> None:
+    with transaction(sessions) as session:
+        study = _study(session)
+        trial = _trial(session, study)
+        repo.start_trial(session, trial=trial, now=3.0, lease_seconds=10.0)
+        repo.requeue_trial(session, trial=trial, now=20.0)
+        repo.start_trial(session, trial=trial, now=21.0, lease_seconds=10.0)
+        assert (trial.attempt, trial.dispatched_at, trial.lease_expires_at) == (1, 3.0, 31.0)
+        assert repo.n_dispatched(session, study_id=study.id) == 1
+
+
+def test_heartbeat_extends_only_running_leases(sessions) -> None:
+    with transaction(sessions) as session:
+        study = _study(session)
+        running, waiting = _trial(session, study, 0), _trial(session, study, 1)
+        repo.start_trial(session, trial=running, now=0.0, lease_seconds=10.0)
+        repo.heartbeat(session, trial=running, now=8.0, lease_seconds=10.0, worker="w1")
+        repo.heartbeat(session, trial=waiting, now=8.0, lease_seconds=10.0)
+        assert (running.lease_expires_at, running.worker) == (18.0, "w1")
+        assert waiting.lease_expires_at is None
+        assert repo.expired_trials(session, study_id=study.id, now=17.0) == []
+        assert [t.id for t in repo.expired_trials(session, study_id=study.id, now=19.0)] == [
+            running.id
+        ]
+
+
+def test_counts_cost_and_unsynced(sessions) -> None:
+    with transaction(sessions) as session:
+        study = _study(session)
+        trials = [_trial(session, study, i) for i in range(4)]
+        for t in trials[:3]:
+            repo.start_trial(session, trial=t, now=1.0, lease_seconds=5.0)
+        repo.finish_trial(
+            session,
+            trial=trials[0],
+            now=2.0,
+            failed=False,
+            loss=1.0,
+            cost_seconds=3.0,
+            result_key="0",
+        )
+        repo.finish_trial(
+            session,
+            trial=trials[1],
+            now=3.0,
+            failed=True,
+            loss=None,
+            cost_seconds=0.5,
+            result_key="0",
+            failure_kind="config",
+        )
+        repo.cancel_trial(session, trial=trials[3], now=4.0)
+        counts = repo.count_by_state(session, study_id=study.id)
+        assert counts == {
+            TrialState.WAITING: 0,
+            TrialState.RUNNING: 1,
+            TrialState.COMPLETE: 1,
+            TrialState.FAILED: 1,
+            TrialState.CANCELLED: 1,
+        }
+        assert repo.spent_cost(session, study_id=study.id) == pytest.approx(3.5)
+        unsynced = repo.unsynced_final_trials(session, study_id=study.id)
+        assert [t.number for t in unsynced] == [0, 1, 3]
+
+
+def test_listing_pages_and_filters(sessions) -> None:
+    with transaction(sessions) as session:
+        study = _study(session)
+        for i in range(5):
+            _trial(session, study, i)
+        page, total = repo.list_trials(session, study_id=study.id, offset=1, limit=2)
+        assert total == 5 and [t.number for t in page] == [1, 2]
+        running, n_running = repo.list_trials(
+            session, study_id=study.id, states=[TrialState.RUNNING]
+        )
+        assert (running, n_running) == ([], 0)
+
+
+def test_study_state_machine(sessions) -> None:
+    with transaction(sessions) as session:
+        study = _study(session)
+        repo.set_study_state(session, study=study, state=StudyState.PAUSED, now=2.0)
+        repo.set_study_state(session, study=study, state=StudyState.RUNNING, now=3.0)
+        repo.set_study_state(session, study=study, state=StudyState.STOPPED, now=4.0)
+        with pytest.raises(InvalidTransitionError, match="STOPPED study cannot become RUNNING"):
+            repo.set_study_state(session, study=study, state=StudyState.RUNNING, now=5.0)
+
+
+def test_missing_ids_raise_typed_errors(sessions) -> None:
+    with transaction(sessions) as session:
+        with pytest.raises(StudyNotFoundError, match="no study with id 999"):
+            repo.get_study(session, study_id=999)
+        with pytest.raises(TrialNotFoundError, match="no trial with id 999"):
+            repo.get_trial(session, trial_id=999)
+
+
+def test_study_lock_serializes_concurrent_numbering(sessions) -> None:
+    """Two writers adding trials under the study lock never reuse a number."""
+    with transaction(sessions) as session:
+        study_id = _study(session).id
+    errors: list[BaseException] = []
+
+    def add_many(offset: int) -> None:
+        try:
+            for i in range(10):
+                with transaction(sessions) as session:
+                    study = repo.get_study(session, study_id=study_id, lock=True)
+                    _trial(session, study, offset + i)
+        except BaseException as exc:  # reported below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=add_many, args=(k * 100,)) for k in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert errors == []
+    with transaction(sessions) as session:
+        trials, total = repo.list_trials(session, study_id=study_id, limit=100)
+    assert total == 20 and sorted(t.number for t in trials) == list(range(20))
