@@ -1,0 +1,199 @@
+"""Linear laws in a transformed space, fitted by least squares with a bootstrap.
+
+A law says ``y = coef[0] + sum_j coef[j] * f_j`` where the features ``f_j`` are logs of
+the scaling axes (``ln_compute``, or ``ln_n_params`` and ``ln_tokens``) and ``y`` is a
+hyperparameter's optimum in its natural transformed space (``ln lr``, ``logit beta``,
+``log2 batch_size``, or ``ln N`` for the compute-optimal allocation).
+
+Uncertainty comes from a case-resampling bootstrap of the fit. The law keeps the
+bootstrap covariance of its coefficients; the interval at a target feature vector
+``f`` is ``y_hat +/- t * sqrt(f' Cov f)`` (``t`` from Student's t with the fit's degrees
+of freedom). Because ``f' Cov f`` grows with the distance of ``f`` from the data's
+centre, intervals widen the further a prediction extrapolates.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+from pydantic import BaseModel, ConfigDict
+from scipy import stats
+
+from search.errors import NotEnoughDataError
+
+# At least this many points per fitted coefficient; fewer cannot give a bootstrap
+# worth reporting (with two points per coefficient the residual has almost no
+# degrees of freedom and resamples are often rank-deficient).
+MIN_POINTS_PER_COEF = 3
+# A regressor must span at least this many decades (base-10) to support a slope:
+# over less than a factor of 10 the slope is dominated by noise and an extrapolation
+# of 100x would be more than twice the observed range away.
+MIN_DECADES = 1.0
+LN10 = math.log(10.0)
+
+
+class LinearLaw(BaseModel):
+    """A fitted linear law with bootstrap uncertainty; JSON-serialisable.
+
+    ``coef`` holds the intercept first, then one slope per name in ``features``.
+    ``feature_min``/``feature_max`` record the observed range of each feature, so a
+    prediction can say how far it extrapolates.
+    """
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    features: list[str]
+    coef: list[float]
+    coef_cov: list[list[float]]
+    coef_low: list[float]
+    coef_high: list[float]
+    level: float
+    r2: float
+    residual_sd: float
+    n_points: int
+    feature_min: list[float]
+    feature_max: list[float]
+
+    @property
+    def dof(self) -> int:
+        return max(self.n_points - len(self.coef), 1)
+
+    def predict(self, features: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Estimate and interval at ``features`` of shape ``(m, k)``; each result ``(m,)``."""
+        design = _design(np.atleast_2d(np.asarray(features, dtype=float)))
+        estimate = design @ np.asarray(self.coef)
+        cov = np.asarray(self.coef_cov)
+        se = np.sqrt(np.maximum(np.einsum("mi,ij,mj->m", design, cov, design), 0.0))
+        half = _t_quantile(self.level, self.dof) * se
+        return estimate, estimate - half, estimate + half
+
+    def slope_interval(self, j: int = 0) -> tuple[float, float]:
+        """The interval of the ``j``-th slope (0 = first feature)."""
+        return self.coef_low[j + 1], self.coef_high[j + 1]
+
+
+def _design(features: np.ndarray) -> np.ndarray:
+    """Prepend the intercept column: ``(n, k) -> (n, k + 1)``."""
+    return np.column_stack([np.ones(features.shape[0]), features])
+
+
+def _t_quantile(level: float, dof: int) -> float:
+    return float(stats.t.ppf(0.5 + level / 2.0, dof))
+
+
+def _least_squares(design: np.ndarray, y: np.ndarray) -> np.ndarray:
+    coef, *_ = np.linalg.lstsq(design, y, rcond=None)
+    return coef
+
+
+def _bootstrap_coefs(
+    design: np.ndarray, y: np.ndarray, *, n_bootstrap: int, rng: np.random.Generator
+) -> np.ndarray:
+    """``(n_bootstrap, p)`` coefficients refitted on resampled rows.
+
+    Resamples whose design is rank-deficient (all rows at one point, say) are drawn
+    again, so every row is a genuine fit; the number of redraws is bounded.
+    """
+    n, p = design.shape
+    coefs = []
+    for _ in range(50 * n_bootstrap):
+        rows = rng.integers(0, n, size=n)
+        if np.linalg.matrix_rank(design[rows]) < p:
+            continue
+        coefs.append(_least_squares(design[rows], y[rows]))
+        if len(coefs) == n_bootstrap:
+            return np.array(coefs)
+    raise NotEnoughDataError(
+        f"only {len(coefs)} of {n_bootstrap} bootstrap resamples of {n} points could be "
+        "fitted; the points are too few or too concentrated to support this law"
+    )
+
+
+def check_fit_inputs(features: np.ndarray, y: np.ndarray, names: list[str]) -> None:
+    """Raise NotEnoughDataError when ``features`` cannot support a slope per column."""
+    n, k = features.shape
+    if y.shape != (n,):
+        raise ValueError(f"y must have shape ({n},), got {y.shape}")
+    if not (np.all(np.isfinite(features)) and np.all(np.isfinite(y))):
+        raise NotEnoughDataError("features and targets must be finite (check for zeros in logs)")
+    needed = MIN_POINTS_PER_COEF * (k + 1)
+    if n < needed:
+        raise NotEnoughDataError(
+            f"{n} points cannot support a law with {k + 1} coefficients; "
+            f"need at least {needed} ({MIN_POINTS_PER_COEF} per coefficient)"
+        )
+    for j, name in enumerate(names):
+        decades = np.ptp(features[:, j]) / LN10 if name.startswith("ln_") else np.inf
+        if decades < MIN_DECADES:
+            raise NotEnoughDataError(
+                f"{name.removeprefix('ln_')} spans only {decades:.2f} decades over the fitted "
+                f"points; a slope needs at least {MIN_DECADES:g} decade (a factor of 10)"
+            )
+
+
+def fit_linear_law(
+    features: np.ndarray,
+    y: np.ndarray,
+    *,
+    names: list[str],
+    seed: int = 0,
+    n_bootstrap: int = 200,
+    level: float = 0.9,
+) -> LinearLaw:
+    """Least-squares fit of ``y`` on ``features`` (n, k) with bootstrap covariance.
+
+    ``names`` label the columns; a name starting with ``ln_`` is a natural log of a
+    positive axis and must span at least ``MIN_DECADES``. Raises NotEnoughDataError
+    when the data are too few or too narrow.
+    """
+    features = np.asarray(features, dtype=float)
+    y = np.asarray(y, dtype=float)
+    check_fit_inputs(features, y, names)
+    design = _design(features)
+    coef = _least_squares(design, y)
+    boot = _bootstrap_coefs(design, y, n_bootstrap=n_bootstrap, rng=np.random.default_rng(seed))
+    cov = np.atleast_2d(np.cov(boot, rowvar=False))
+    residual = y - design @ coef
+    total = float(np.sum((y - y.mean()) ** 2))
+    dof = max(len(y) - design.shape[1], 1)
+    half = _t_quantile(level, dof) * np.sqrt(np.diag(cov))
+    return LinearLaw(
+        features=list(names),
+        coef=coef.tolist(),
+        coef_cov=cov.tolist(),
+        coef_low=(coef - half).tolist(),
+        coef_high=(coef + half).tolist(),
+        level=level,
+        r2=1.0 - float(np.sum(residual**2)) / total if total > 0 else 1.0,
+        residual_sd=float(np.sqrt(np.sum(residual**2) / dof)),
+        n_points=len(y),
+        feature_min=features.min(axis=0).tolist(),
+        feature_max=features.max(axis=0).tolist(),
+    )
+
+
+def turning_point_inside(x: np.ndarray, y: np.ndarray, *, level: float = 0.9) -> float | None:
+    """The ``x`` of a significant turning point of ``y`` inside the data, else None.
+
+    Fits ``y = c0 + c1 x + c2 x^2`` by least squares. When the curvature ``c2`` is
+    significant at ``level`` (t-test) and the vertex ``-c1 / (2 c2)`` lies between the
+    10th and 90th percentiles of ``x``, a single power law (monotone in ``x``) is not
+    the right shape for these data.
+    """
+    x = np.asarray(x, dtype=float)
+    y = np.asarray(y, dtype=float)
+    if len(x) < 3 * MIN_POINTS_PER_COEF:
+        return None
+    x_centred = x - x.mean()
+    design = np.column_stack([np.ones_like(x), x_centred, x_centred**2])
+    coef = _least_squares(design, y)
+    dof = len(x) - 3
+    sigma2 = float(np.sum((y - design @ coef) ** 2)) / dof
+    inverse = np.linalg.pinv(design.T @ design)
+    se_c2 = math.sqrt(max(sigma2 * inverse[2, 2], 0.0))
+    if se_c2 == 0.0 or abs(coef[2]) / se_c2 < _t_quantile(level, dof):
+        return None
+    vertex = -coef[1] / (2.0 * coef[2]) + x.mean()
+    low, high = np.quantile(x, [0.1, 0.9])
+    return float(vertex) if low < vertex < high else None
