@@ -45,7 +45,7 @@ def demo_spec(*, trials: int, in_flight: int, seed: int) -> StudySpec:
 
 @app.command()
 def demo(
-    trials: Annotated[int, typer.Option(min=2, help="trials to run")] = 32,
+    trials: Annotated[int, typer.Option(min=2, help="trials to run")] = 48,
     in_flight: Annotated[int, typer.Option(min=1, help="trials in flight")] = 4,
     seed: Annotated[int, typer.Option(min=0)] = 0,
     db: DbOption = None,

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from functools import lru_cache
 from pathlib import Path
+from typing import Literal
 
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -37,6 +38,17 @@ class Settings(BaseSettings):
     )
     max_attempts: int = Field(3, ge=1, description="dispatches of one trial before it fails")
     proposal_buffer: int = Field(2, ge=0, description="suggestions asked ahead of need, per study")
+    tick_seconds: float = Field(
+        5.0, gt=0, description="the control worker steps every running study this often"
+    )
+    heartbeat_prefix: str = Field(
+        "scaletune", min_length=1, description="prefix of worker heartbeat keys in Redis"
+    )
+    proposals: Literal["control", "inline"] = Field(
+        "control",
+        description="control: the API hands out the buffer the control worker fills; "
+        "inline: the API process runs the scheduler itself (single process)",
+    )
     max_body_bytes: int = Field(1_000_000, gt=0, description="largest accepted request body")
 
     def queue_name(self, name: str) -> str:

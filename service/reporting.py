@@ -35,7 +35,7 @@ def front_table(trials: list[Any]) -> Table:
     table.add_column("loss", justify="right")
     names = sorted({name for t in trials for name in t.params})
     for name in names:
-        table.add_column(name, justify="right")
+        table.add_column(name, justify="right", overflow="fold")
     for t in trials:
         table.add_row(
             str(t.number),
@@ -51,4 +51,4 @@ def _fmt(value: Any) -> str:
         return "-" if value is None else str(value)
     if isinstance(value, float) and not math.isfinite(value):
         return "-"
-    return f"{value:.4g}"
+    return f"{value:.3g}"

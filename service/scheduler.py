@@ -29,12 +29,13 @@ from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
 from typing import Protocol
 
-from search.engine import ParetoSearch
 from sqlalchemy.orm import Session, sessionmaker
 
+from search.engine import ParetoSearch
 from search.errors import InvalidObservationError, UnknownSuggestionError
 from search.settings import SearchSettings
 from search.space import SearchSpace
+from service.budget import trials_left
 from service.config import Settings
 from service.domain import (
     FINAL_STUDY_STATES,
@@ -47,6 +48,7 @@ from service.rules import fit_rules
 from service.storage import repository as repo
 from service.storage.db import transaction
 from service.storage.tables import StudyRow, TrialRow
+from service.studies import create_study_row
 from workers.contracts import TrialRequest
 
 logger = logging.getLogger(__name__)
@@ -121,20 +123,9 @@ class Scheduler:
     # -- studies ---------------------------------------------------------------------
 
     def create_study(self, spec: StudySpec) -> int:
-        """Store a study and its fresh engine; returns the study id."""
-        space = resolve_space(spec)
-        spec = spec.model_copy(update={"space": space})
-        engine = ParetoSearch(space, search_settings(spec), clock=self.clock)
+        """Store a study; its engine is built on the first step (``_engine``)."""
         with transaction(self.sessions) as session:
-            study = repo.create_study(
-                session,
-                name=spec.name,
-                objective=spec.objective,
-                spec=spec.model_dump(mode="json"),
-                engine_state=json.dumps(engine.state_dict()),
-                now=self.clock(),
-            )
-            return study.id
+            return create_study_row(session, spec=spec, now=self.clock()).id
 
     def set_state(self, study_id: int, state: StudyState) -> None:
         """Pause, resume or stop; stopping cancels the proposal buffer."""
@@ -334,16 +325,9 @@ class Scheduler:
             for suggestion in engine.ask(n)
         ]
 
-    def _trials_left(self, session: Session, study: StudyRow) -> int:
-        """Trials the budget still allows to start (0 once it is spent)."""
-        budget = load_spec(study).budget
-        if budget.max_cost is not None and (
-            repo.spent_cost(session, study_id=study.id) >= budget.max_cost
-        ):
-            return 0
-        if budget.max_trials is None:
-            return 1_000_000_000
-        return max(0, budget.max_trials - repo.n_dispatched(session, study_id=study.id))
+    @staticmethod
+    def _trials_left(session: Session, study: StudyRow) -> int:
+        return trials_left(session, study=study)
 
     def _maybe_complete(self, session: Session, study: StudyRow) -> None:
         """A study whose budget is spent and whose last trial finished is COMPLETE."""
@@ -381,9 +365,20 @@ class Scheduler:
         cached = self._engines.get(study.id)
         if cached is not None and cached[0] == study.engine_version:
             return cached[1]
-        engine = ParetoSearch.from_state_dict(json.loads(study.engine_state), clock=self.clock)
+        if not study.engine_state:
+            engine = self._new_engine(study)
+        else:
+            state = json.loads(study.engine_state)
+            engine = ParetoSearch.from_state_dict(state, clock=self.clock)
         self._engines[study.id] = (study.engine_version, engine)
         return engine
+
+    def _new_engine(self, study: StudyRow) -> ParetoSearch:
+        """A study's first engine; the resolved space is written back into its spec."""
+        spec = load_spec(study)
+        space = resolve_space(spec)
+        study.spec = spec.model_copy(update={"space": space}).model_dump(mode="json")
+        return ParetoSearch(space, search_settings(spec), clock=self.clock)
 
     def _save(self, session: Session, study: StudyRow, engine: ParetoSearch) -> None:
         repo.save_engine_state(

@@ -1,0 +1,1 @@
+"""Routers: studies, trials (ask/tell), queues, results, health."""

@@ -1,0 +1,52 @@
+"""Queues: waiting and running trials per queue, workers online and what they run."""
+
+from __future__ import annotations
+
+from collections import Counter
+
+import redis
+from fastapi import APIRouter
+from sqlalchemy import select
+
+from service.api.deps import HeartbeatsDep, SessionDep
+from service.domain import TrialState
+from service.schemas import QueuePublic, QueuesPublic, WorkerPublic
+from service.storage.tables import TrialRow
+
+router = APIRouter(prefix="/queues", tags=["queues"])
+
+
+@router.get("")
+def list_queues(session: SessionDep, heartbeats: HeartbeatsDep) -> QueuesPublic:
+    """Per queue: trials waiting for a worker and running; each worker's heartbeat."""
+    rows = session.execute(
+        select(TrialRow.id, TrialRow.study_id, TrialRow.queue).where(
+            TrialRow.state == TrialState.RUNNING, TrialRow.external.is_(False)
+        )
+    ).all()
+    beating: set[int] = set()
+    workers: list[WorkerPublic] = []
+    available = heartbeats is not None
+    if heartbeats is not None:
+        try:
+            beats = heartbeats.trials([(r.study_id, r.id) for r in rows])
+            beating = {trial_id for (_, trial_id), beat in beats.items() if beat is not None}
+            workers = [_worker(w) for w in heartbeats.workers()]
+        except redis.RedisError:
+            available = False
+    running, waiting = Counter(), Counter()
+    for row in rows:
+        (running if row.id in beating else waiting)[row.queue or "-"] += 1
+    names = sorted(set(running) | set(waiting))
+    queues = [QueuePublic(name=n, waiting=waiting[n], running=running[n]) for n in names]
+    return QueuesPublic(queues=queues, workers=workers, heartbeats_available=available)
+
+
+def _worker(beat) -> WorkerPublic:  # type: ignore[no-untyped-def]
+    return WorkerPublic(
+        worker=beat.worker,
+        device=beat.device,
+        age_s=beat.age_s,
+        study_id=None if beat.trial is None else beat.trial.study_id,
+        trial_id=None if beat.trial is None else beat.trial.trial_id,
+    )

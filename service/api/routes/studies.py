@@ -1,0 +1,116 @@
+"""Studies: create, list, get, pause, resume, stop."""
+
+from __future__ import annotations
+
+import time
+from typing import Annotated
+
+from fastapi import APIRouter, HTTPException, Query, status
+
+from service import views
+from service.api.deps import ProposalsDep, SessionDep
+from service.domain import InvalidTransitionError, StudySpec, StudyState
+from service.schemas import (
+    CostBand,
+    Progress,
+    StudiesPublic,
+    StudyCreate,
+    StudyDetail,
+    StudyPublic,
+    TrialPublic,
+)
+from service.storage import repository as repo
+from service.storage.tables import StudyRow
+from service.studies import UnknownObjectiveNameError, create_study_row
+
+router = APIRouter(prefix="/studies", tags=["studies"])
+
+
+@router.post("", status_code=status.HTTP_201_CREATED)
+def create_study(body: StudyCreate, session: SessionDep, proposals: ProposalsDep) -> StudyDetail:
+    """Create a study; trials start as soon as the scheduler steps it."""
+    try:
+        study = create_study_row(session, spec=body, now=time.time())
+    except UnknownObjectiveNameError as exc:
+        raise HTTPException(status.HTTP_422_UNPROCESSABLE_ENTITY, str(exc)) from exc
+    session.commit()
+    proposals.kick(study.id)
+    return study_detail(session, study=repo.get_study(session, study_id=study.id))
+
+
+@router.get("")
+def list_studies(
+    session: SessionDep,
+    state: StudyState | None = None,
+    offset: Annotated[int, Query(ge=0)] = 0,
+    limit: Annotated[int, Query(ge=1, le=500)] = 50,
+) -> StudiesPublic:
+    """List studies, oldest first."""
+    rows, total = repo.list_studies(
+        session, states=None if state is None else [state], offset=offset, limit=limit
+    )
+    return StudiesPublic(data=[StudyPublic.model_validate(r) for r in rows], count=total)
+
+
+@router.get("/{study_id}")
+def get_study(study_id: int, session: SessionDep) -> StudyDetail:
+    """A study with its progress, trials by state, front and best loss per cost band."""
+    return study_detail(session, study=repo.get_study(session, study_id=study_id))
+
+
+@router.post("/{study_id}/pause")
+def pause_study(study_id: int, session: SessionDep) -> StudyPublic:
+    """Stop dispatching new trials; running ones finish and are recorded."""
+    return _move(session, study_id, StudyState.PAUSED)
+
+
+@router.post("/{study_id}/resume")
+def resume_study(study_id: int, session: SessionDep, proposals: ProposalsDep) -> StudyPublic:
+    """Dispatch again after a pause."""
+    public = _move(session, study_id, StudyState.RUNNING)
+    session.commit()
+    proposals.kick(study_id)
+    return public
+
+
+@router.post("/{study_id}/stop")
+def stop_study(study_id: int, session: SessionDep) -> StudyPublic:
+    """Stop for good: no new trials, buffered proposals cancelled."""
+    study = repo.get_study(session, study_id=study_id, lock=True)
+    _set_state(session, study, StudyState.STOPPED)
+    for trial in repo.trials_in_state(session, study_id=study_id, states=["WAITING"]):
+        repo.cancel_trial(session, trial=trial, now=time.time())
+    return StudyPublic.model_validate(study)
+
+
+def _move(session, study_id: int, state: StudyState) -> StudyPublic:  # type: ignore[no-untyped-def]
+    study = repo.get_study(session, study_id=study_id, lock=True)
+    _set_state(session, study, state)
+    return StudyPublic.model_validate(study)
+
+
+def _set_state(session, study: StudyRow, state: StudyState) -> None:  # type: ignore[no-untyped-def]
+    try:
+        repo.set_study_state(session, study=study, state=state, now=time.time())
+    except InvalidTransitionError as exc:
+        raise HTTPException(status.HTTP_409_CONFLICT, str(exc)) from exc
+
+
+def study_detail(session, *, study: StudyRow) -> StudyDetail:  # type: ignore[no-untyped-def]
+    trials = views.completed_trials(session, study_id=study.id)
+    progress = views.progress(session, study=study)
+    return StudyDetail(
+        **StudyPublic.model_validate(study).model_dump(),
+        spec=StudySpec.model_validate(study.spec).model_dump(mode="json"),
+        progress=Progress(
+            spent_cost=progress.spent_cost,
+            max_cost=progress.max_cost,
+            dispatched=progress.dispatched,
+            max_trials=progress.max_trials,
+            fraction=progress.fraction,
+        ),
+        trials_by_state=progress.by_state,
+        front=[TrialPublic.model_validate(t) for t in views.front(trials)],
+        best_per_cost_band=[CostBand(**b) for b in views.best_per_cost_band(trials)],
+        has_rules=study.rules is not None,
+    )

@@ -1,0 +1,116 @@
+"""Trials: list and get; ask/tell and heartbeats for runners outside scaletune."""
+
+from __future__ import annotations
+
+import time
+from typing import Annotated
+
+from fastapi import APIRouter, HTTPException, Query, status
+
+from service import studies
+from service.api.deps import ProposalsDep, SessionDep, SettingsDep
+from service.domain import StudyState, TrialState
+from service.schemas import (
+    AskRequest,
+    AskResponse,
+    Assignment,
+    HeartbeatResponse,
+    TellRequest,
+    TellResponse,
+    TrialDetail,
+    TrialPublic,
+    TrialsPublic,
+)
+from service.storage import repository as repo
+
+router = APIRouter(tags=["trials"])
+
+
+@router.get("/studies/{study_id}/trials")
+def list_trials(
+    study_id: int,
+    session: SessionDep,
+    state: Annotated[list[TrialState] | None, Query()] = None,
+    offset: Annotated[int, Query(ge=0)] = 0,
+    limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+) -> TrialsPublic:
+    """A study's trials by number, filtered by state, paged."""
+    repo.get_study(session, study_id=study_id)
+    rows, total = repo.list_trials(
+        session, study_id=study_id, states=state, offset=offset, limit=limit
+    )
+    return TrialsPublic(data=[TrialPublic.model_validate(r) for r in rows], count=total)
+
+
+@router.get("/trials/{trial_id}")
+def get_trial(trial_id: int, session: SessionDep) -> TrialDetail:
+    """One trial with its learning curve and metrics."""
+    return TrialDetail.model_validate(repo.get_trial(session, trial_id=trial_id))
+
+
+@router.post("/studies/{study_id}/ask")
+def ask(
+    study_id: int, body: AskRequest, session: SessionDep, proposals: ProposalsDep
+) -> AskResponse:
+    """Hand out up to ``count`` trials to run outside scaletune; each holds a lease."""
+    study = repo.get_study(session, study_id=study_id)
+    if study.state != StudyState.RUNNING:
+        raise HTTPException(status.HTTP_409_CONFLICT, f"study {study_id} is {study.state}")
+    session.rollback()
+    trials = proposals.ask(study_id, count=body.count)
+    data = [
+        Assignment(
+            trial_id=t.id,
+            number=t.number,
+            params=t.params,
+            lease_expires_at=t.lease_expires_at or 0.0,
+        )
+        for t in trials
+    ]
+    return AskResponse(data=data, count=len(data))
+
+
+@router.post("/trials/{trial_id}/tell")
+def tell(
+    trial_id: int,
+    body: TellRequest,
+    session: SessionDep,
+    settings: SettingsDep,
+    proposals: ProposalsDep,
+) -> TellResponse:
+    """Report an externally run trial's result; a repeated tell changes nothing."""
+    try:
+        outcome = studies.tell(
+            session,
+            trial_id=trial_id,
+            loss=body.loss,
+            cost=body.cost,
+            failed=body.failed,
+            failure_reason=body.failure_reason,
+            metrics=body.metrics,
+            curve=body.curve,
+            now=time.time(),
+            max_attempts=settings.max_attempts,
+        )
+    except studies.NotExternalTrialError as exc:
+        raise HTTPException(status.HTTP_409_CONFLICT, str(exc)) from exc
+    except ValueError as exc:
+        raise HTTPException(status.HTTP_422_UNPROCESSABLE_ENTITY, str(exc)) from exc
+    trial = repo.get_trial(session, trial_id=trial_id)
+    session.commit()
+    proposals.kick(trial.study_id)
+    return TellResponse(trial_id=trial_id, outcome=str(outcome), state=trial.state)
+
+
+@router.post("/trials/{trial_id}/heartbeat")
+def heartbeat(trial_id: int, session: SessionDep, settings: SettingsDep) -> HeartbeatResponse:
+    """Renew an externally run trial's lease (call more often than ``lease_seconds``)."""
+    try:
+        trial = studies.heartbeat(
+            session, trial_id=trial_id, now=time.time(), lease_seconds=settings.lease_seconds
+        )
+    except studies.NotExternalTrialError as exc:
+        raise HTTPException(status.HTTP_409_CONFLICT, str(exc)) from exc
+    return HeartbeatResponse(
+        trial_id=trial.id, state=trial.state, lease_expires_at=trial.lease_expires_at
+    )

@@ -1,0 +1,144 @@
+"""The control worker: records results and keeps studies dispatching (Celery, CPU).
+
+Start it with::
+
+    celery -A service.control worker -Q control -c 1 -B
+
+Tasks (all JSON, all idempotent):
+- ``RECORD_RESULT_TASK`` (sent by trial workers): record the result, then step its study
+  (tell the engine, dispatch the next trial from the proposal buffer, refill it);
+- ``STEP_TASK`` (sent by the API after create/resume/tell/ask, and by the beat every
+  ``tick_seconds`` for every running study): one scheduler step, which also reclaims
+  trials whose heartbeat stopped.
+GPU workers never connect to the database: only this worker and the API do.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import time
+from typing import Any
+
+from celery import Celery
+from sqlalchemy.orm import Session, sessionmaker
+
+from service.config import Settings
+from service.domain import StudyNotFoundError, StudyState
+from service.messaging import (
+    STEP_TASK,
+    TICK_TASK,
+    CeleryDispatcher,
+    control_queue,
+    create_sender,
+)
+from service.results import ingest_result
+from service.scheduler import Scheduler
+from service.storage import repository as repo
+from service.storage.db import make_engine, make_sessionmaker, transaction
+from service.storage.tables import TrialRow
+from workers.contracts import RECORD_RESULT_TASK, TrialResult
+from workers.heartbeat import HeartbeatStore
+
+logger = logging.getLogger(__name__)
+
+
+class RedisHeartbeats:
+    """The scheduler's view of worker heartbeats (``workers.heartbeat`` keys in Redis)."""
+
+    def __init__(self, store: HeartbeatStore) -> None:
+        self.store = store
+
+    def __call__(self, trials: list[TrialRow]) -> dict[int, float]:
+        beats = self.store.trials([(t.study_id, t.id) for t in trials])
+        return {trial_id: beat.ts for (_, trial_id), beat in beats.items() if beat is not None}
+
+
+def create_control_celery(settings: Settings) -> Celery:
+    """The control worker's app: the sender's configuration plus its tasks and beat."""
+    app = create_sender(settings, name="scaletune-control")
+    app.conf.beat_schedule = {
+        "tick": {
+            "task": TICK_TASK,
+            "schedule": settings.tick_seconds,
+            "options": {"queue": control_queue(settings)},
+        }
+    }
+    _register(app)
+    return app
+
+
+class _ProcessState:
+    """The database sessions and scheduler of one worker process, built on first use."""
+
+    def __init__(self) -> None:
+        self.pid: int | None = None
+        self.sessions: sessionmaker[Session] | None = None
+        self.scheduler: Scheduler | None = None
+
+    def get(self, app: Celery) -> tuple[sessionmaker[Session], Scheduler]:
+        if self.pid != os.getpid() or self.scheduler is None or self.sessions is None:
+            settings: Settings = app.scaletune_settings
+            self.sessions = make_sessionmaker(make_engine(settings.database_url))
+            store = HeartbeatStore.from_url(settings.broker_url, prefix=settings.heartbeat_prefix)
+            self.scheduler = Scheduler(
+                sessions=self.sessions,
+                settings=settings,
+                dispatcher=CeleryDispatcher(app),
+                heartbeats=RedisHeartbeats(store),
+            )
+            self.pid = os.getpid()
+        return self.sessions, self.scheduler
+
+
+_process = _ProcessState()
+
+
+def record_result(app: Celery, payload: dict[str, Any]) -> str:
+    """Record one result idempotently, then step its study; returns the ingest outcome."""
+    sessions, scheduler = _process.get(app)
+    result = TrialResult.model_validate(payload)
+    with transaction(sessions) as session:
+        outcome = ingest_result(
+            session, result=result, now=time.time(), max_attempts=scheduler.settings.max_attempts
+        )
+    logger.info(
+        "trial %s/%s attempt %s: %s", result.study_id, result.trial_id, result.attempt, outcome
+    )
+    scheduler.step(result.study_id)
+    return str(outcome)
+
+
+def step_study(app: Celery, study_id: int) -> None:
+    _, scheduler = _process.get(app)
+    try:
+        scheduler.step(study_id)
+    except StudyNotFoundError:
+        logger.warning("step of unknown study %s ignored", study_id)
+
+
+def tick(app: Celery) -> int:
+    """Step every running study (reclaims silent trials); returns how many."""
+    sessions, scheduler = _process.get(app)
+    with transaction(sessions) as session:
+        ids = repo.study_ids(session, states=[StudyState.RUNNING])
+    for study_id in ids:
+        scheduler.step(study_id)
+    return len(ids)
+
+
+def _register(app: Celery) -> None:
+    @app.task(name=RECORD_RESULT_TASK, acks_late=True)
+    def record_result_task(payload: dict[str, Any]) -> str:
+        return record_result(app, payload)
+
+    @app.task(name=STEP_TASK, acks_late=True)
+    def step_study_task(study_id: int) -> None:
+        step_study(app, study_id)
+
+    @app.task(name=TICK_TASK)
+    def tick_task() -> int:
+        return tick(app)
+
+
+app = create_control_celery(Settings())

@@ -1,0 +1,77 @@
+"""The FastAPI application factory: ``uvicorn --factory service.main:create_app``.
+
+Nothing is built at import. The API process imports no torch and no trainer: it reads
+and writes the store, hands out buffered proposals and sends tasks by name.
+"""
+
+from __future__ import annotations
+
+from fastapi import FastAPI, Request, status
+from fastapi.responses import JSONResponse
+from sqlalchemy.exc import OperationalError
+
+from service.api.routes import health, queues, results, studies, trials
+from service.config import Settings, get_settings
+from service.domain import InvalidTransitionError, StudyNotFoundError, TrialNotFoundError
+from service.proposals import ControlProposals, InlineProposals
+from service.storage.db import make_engine, make_sessionmaker, migrate
+from workers.heartbeat import HeartbeatStore
+
+
+def create_app(settings: Settings | None = None, *, run_migrations: bool = True) -> FastAPI:
+    settings = settings or get_settings()
+    app = FastAPI(
+        title="scaletune",
+        version="0.1.0",
+        description="Cost-aware Bayesian hyperparameter scaling as a service.",
+    )
+    engine = make_engine(settings.database_url)
+    if run_migrations:
+        migrate(engine)
+    app.state.settings = settings
+    app.state.sessions = make_sessionmaker(engine)
+    app.state.proposals = (
+        InlineProposals(sessions=app.state.sessions, settings=settings)
+        if settings.proposals == "inline"
+        else ControlProposals(sessions=app.state.sessions, settings=settings)
+    )
+    app.state.heartbeats = HeartbeatStore.from_url(
+        settings.broker_url, prefix=settings.heartbeat_prefix
+    )
+    for module in (health, studies, trials, queues, results):
+        app.include_router(module.router)
+    _add_error_handlers(app)
+    _limit_body_size(app, settings.max_body_bytes)
+    return app
+
+
+def _add_error_handlers(app: FastAPI) -> None:
+    def handler(code: int):  # type: ignore[no-untyped-def]
+        async def respond(_: Request, exc: Exception) -> JSONResponse:
+            return JSONResponse({"detail": str(exc)}, status_code=code)
+
+        return respond
+
+    app.add_exception_handler(StudyNotFoundError, handler(status.HTTP_404_NOT_FOUND))
+    app.add_exception_handler(TrialNotFoundError, handler(status.HTTP_404_NOT_FOUND))
+    app.add_exception_handler(InvalidTransitionError, handler(status.HTTP_409_CONFLICT))
+    app.add_exception_handler(OperationalError, _unavailable)
+
+
+async def _unavailable(_: Request, exc: Exception) -> JSONResponse:
+    return JSONResponse(
+        {"detail": "the database is unavailable; retry shortly"},
+        status_code=status.HTTP_503_SERVICE_UNAVAILABLE,
+    )
+
+
+def _limit_body_size(app: FastAPI, max_bytes: int) -> None:
+    @app.middleware("http")
+    async def refuse_large_bodies(request: Request, call_next):  # type: ignore[no-untyped-def]
+        length = request.headers.get("content-length")
+        if length is not None and length.isdigit() and int(length) > max_bytes:
+            return JSONResponse(
+                {"detail": f"request body over {max_bytes} bytes"},
+                status_code=status.HTTP_413_REQUEST_ENTITY_TOO_LARGE,
+            )
+        return await call_next(request)

@@ -1,0 +1,56 @@
+"""Sending by task name over the broker; light enough for the API process (no engine).
+
+The control worker (``service.control``) serves ``STEP_TASK``, ``TICK_TASK`` and
+``RECORD_RESULT_TASK`` on the control queue; trial workers serve ``RUN_TRIAL_TASK``.
+"""
+
+from __future__ import annotations
+
+from celery import Celery
+
+from service.config import Settings
+from workers.contracts import CONTROL_QUEUE, RUN_TRIAL_TASK, TrialRequest, trial_send_options
+
+STEP_TASK = "scaletune.step_study"
+TICK_TASK = "scaletune.tick"
+
+
+def control_queue(settings: Settings) -> str:
+    return settings.queue_name(CONTROL_QUEUE)
+
+
+def create_sender(settings: Settings, *, name: str = "scaletune-service") -> Celery:
+    """A JSON-only Celery app on the broker; the control worker registers tasks on it."""
+    app = Celery(name, broker=settings.broker_url)
+    app.conf.update(
+        task_serializer="json",
+        accept_content=["json"],
+        task_ignore_result=True,
+        task_acks_late=True,
+        worker_prefetch_multiplier=1,
+        task_create_missing_queues=True,
+        task_default_queue=control_queue(settings),
+        broker_connection_retry_on_startup=True,
+        worker_hijack_root_logger=False,
+    )
+    app.scaletune_settings = settings
+    return app
+
+
+def request_step(app: Celery, *, settings: Settings, study_id: int) -> None:
+    """Ask the control worker to step ``study_id`` soon (after create, resume, tell...)."""
+    app.send_task(STEP_TASK, args=[study_id], queue=control_queue(settings))
+
+
+class CeleryDispatcher:
+    """Sends trial attempts by task name: the service never imports the trainer."""
+
+    def __init__(self, app: Celery) -> None:
+        self.app = app
+
+    def send(self, request: TrialRequest, *, queue: str) -> None:
+        self.app.send_task(
+            RUN_TRIAL_TASK,
+            args=[request.model_dump(mode="json")],
+            **trial_send_options(request, queue=queue),
+        )

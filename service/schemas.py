@@ -1,0 +1,161 @@
+"""HTTP bodies, named by role: ``*Create`` in, ``*Public`` out, lists as ``{data, count}``."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from service.domain import StudySpec, StudyState, TrialState
+
+StudyCreate = StudySpec
+
+
+class _Out(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+
+
+class Progress(BaseModel):
+    spent_cost: float
+    max_cost: float | None
+    dispatched: int
+    max_trials: int | None
+    fraction: float = Field(description="share of the budget used, in [0, 1]")
+
+
+class CostBand(BaseModel):
+    max_cost: float
+    best_loss: float | None
+
+
+class TrialPublic(_Out):
+    id: int
+    study_id: int
+    number: int
+    state: TrialState
+    params: dict[str, Any]
+    reason: str
+    external: bool
+    attempt: int
+    queue: str | None
+    worker: str | None
+    loss: float | None
+    cost_seconds: float | None
+    failure_kind: str | None
+    failure_reason: str | None
+    created_at: float
+    dispatched_at: float | None
+    heartbeat_at: float | None
+    lease_expires_at: float | None
+    finished_at: float | None
+
+
+class TrialDetail(TrialPublic):
+    predicted_loss: float | None
+    predicted_cost: float | None
+    flops: float | None
+    curve: list[dict[str, Any]]
+    metrics: dict[str, Any]
+
+
+class TrialsPublic(BaseModel):
+    data: list[TrialPublic]
+    count: int
+
+
+class StudyPublic(_Out):
+    id: int
+    name: str
+    objective: str
+    state: StudyState
+    created_at: float
+    updated_at: float
+    message: str | None
+
+
+class StudyDetail(StudyPublic):
+    spec: dict[str, Any]
+    progress: Progress
+    trials_by_state: dict[str, int]
+    front: list[TrialPublic]
+    best_per_cost_band: list[CostBand]
+    has_rules: bool
+
+
+class StudiesPublic(BaseModel):
+    data: list[StudyPublic]
+    count: int
+
+
+class AskRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    count: int = Field(1, ge=1, le=100, description="trials wanted")
+
+
+class Assignment(BaseModel):
+    """A trial handed to an external runner: run ``params``, then tell before the lease ends."""
+
+    trial_id: int
+    number: int
+    params: dict[str, Any]
+    lease_expires_at: float
+
+
+class AskResponse(BaseModel):
+    data: list[Assignment]
+    count: int
+
+
+class TellRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
+
+    loss: float | None = Field(None, description="required unless failed")
+    cost: float = Field(ge=0, description="what the trial cost (GPU-seconds)")
+    failed: bool = False
+    failure_reason: str | None = Field(None, max_length=2000)
+    metrics: dict[str, float | int | str | bool | None] = Field(default_factory=dict)
+    curve: list[dict[str, float]] = Field(default_factory=list, max_length=100_000)
+
+
+class TellResponse(BaseModel):
+    trial_id: int
+    outcome: str = Field(description="recorded | duplicate | requeued | stale")
+    state: TrialState
+
+
+class HeartbeatResponse(BaseModel):
+    trial_id: int
+    state: TrialState
+    lease_expires_at: float | None
+
+
+class WorkerPublic(BaseModel):
+    worker: str
+    device: str
+    age_s: float
+    study_id: int | None
+    trial_id: int | None
+
+
+class QueuePublic(BaseModel):
+    name: str
+    waiting: int = Field(description="trials dispatched and not yet started by a worker")
+    running: int
+
+
+class QueuesPublic(BaseModel):
+    queues: list[QueuePublic]
+    workers: list[WorkerPublic]
+    heartbeats_available: bool
+
+
+class FrontPublic(BaseModel):
+    study_id: int
+    data: list[TrialPublic]
+    count: int
+
+
+class Health(BaseModel):
+    status: str
+    detail: dict[str, str] = Field(default_factory=dict)

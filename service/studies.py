@@ -1,0 +1,110 @@
+"""Study and trial operations that need no engine: safe in the API process.
+
+Asking without an engine works because suggestions are computed ahead of need: the
+control worker keeps each study's proposal buffer (WAITING trials) filled, and handing
+one out is a database update under the study's lock.
+"""
+
+from __future__ import annotations
+
+import math
+
+from sqlalchemy.orm import Session
+
+from service.budget import trials_left
+from service.domain import StudySpec, StudyState, TrialState
+from service.results import IngestOutcome, ingest_result
+from service.storage import repository as repo
+from service.storage.tables import StudyRow, TrialRow
+from workers.contracts import TrialResult
+from workers.objectives.registry import available_objectives
+
+
+class UnknownObjectiveNameError(ValueError):
+    """A study names an objective that is not registered."""
+
+
+class NotExternalTrialError(ValueError):
+    """tell/heartbeat through the API on a trial that a worker runs."""
+
+
+def create_study_row(session: Session, *, spec: StudySpec, now: float) -> StudyRow:
+    """A new RUNNING study with no engine yet (built by the scheduler's first step)."""
+    names = available_objectives()
+    if spec.objective not in names:
+        raise UnknownObjectiveNameError(
+            f"unknown objective {spec.objective!r}; registered: {', '.join(names)}"
+        )
+    return repo.create_study(
+        session,
+        name=spec.name,
+        objective=spec.objective,
+        spec=spec.model_dump(mode="json"),
+        engine_state="",
+        now=now,
+    )
+
+
+def take_buffered(
+    session: Session, *, study_id: int, count: int, now: float, lease_seconds: float
+) -> list[TrialRow]:
+    """Hand out up to ``count`` buffered proposals to an external runner, on a lease."""
+    study = repo.get_study(session, study_id=study_id, lock=True)
+    if study.state != StudyState.RUNNING:
+        return []
+    n = min(count, trials_left(session, study=study))
+    waiting = repo.trials_in_state(session, study_id=study_id, states=[TrialState.WAITING])
+    taken = waiting[: max(0, n)]
+    for trial in taken:
+        trial.external = True
+        repo.start_trial(session, trial=trial, now=now, lease_seconds=lease_seconds)
+    return taken
+
+
+def tell(
+    session: Session,
+    *,
+    trial_id: int,
+    loss: float | None,
+    cost: float,
+    failed: bool,
+    failure_reason: str | None,
+    metrics: dict,
+    curve: list[dict[str, float]],
+    now: float,
+    max_attempts: int,
+) -> IngestOutcome:
+    """Record an external runner's result exactly like a worker's (idempotent)."""
+    trial = _external(session, trial_id=trial_id)
+    if not failed and (loss is None or not math.isfinite(loss)):
+        raise ValueError("a completed trial needs a finite loss; send failed=true otherwise")
+    result = TrialResult(
+        study_id=trial.study_id,
+        trial_id=trial.id,
+        attempt=trial.attempt,
+        status="failed" if failed else "completed",
+        loss=None if failed else loss,
+        cost_seconds=cost,
+        failure_kind="config" if failed else None,
+        failure_reason=failure_reason,
+        metrics=metrics,
+        curve=curve,
+        worker="external",
+    )
+    return ingest_result(session, result=result, now=now, max_attempts=max_attempts)
+
+
+def heartbeat(session: Session, *, trial_id: int, now: float, lease_seconds: float) -> TrialRow:
+    """Renew an external trial's lease."""
+    trial = _external(session, trial_id=trial_id)
+    repo.heartbeat(session, trial=trial, now=now, lease_seconds=lease_seconds)
+    return trial
+
+
+def _external(session: Session, *, trial_id: int) -> TrialRow:
+    trial = repo.get_trial(session, trial_id=trial_id)
+    if not trial.external:
+        raise NotExternalTrialError(
+            f"trial {trial_id} is run by a worker; its result arrives through the queue"
+        )
+    return trial
