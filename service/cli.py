@@ -71,8 +71,10 @@ def run(
 
 def _run_embedded(spec: StudySpec, *, db: Path | None, workers: int) -> None:
     from service.embedded import run_embedded
-    from service.scheduler import Scheduler
+    from service.scheduler import Scheduler, resolve_space
     from service.storage.db import make_engine, make_sessionmaker, migrate
+    from service.studies import UnknownObjectiveNameError
+    from workers.objectives.registry import UnknownObjectiveError
 
     path = db or DEFAULT_HOME / "scaletune.db"
     settings = Settings(database_url=f"sqlite:///{path}")
@@ -80,8 +82,9 @@ def _run_embedded(spec: StudySpec, *, db: Path | None, workers: int) -> None:
     migrate(engine)
     sessions = make_sessionmaker(engine)
     try:
+        resolve_space(spec)  # an unknown objective or bad options fail here, not mid-run
         study_id = Scheduler(sessions=sessions, settings=settings).create_study(spec)
-    except Exception as exc:  # objective/space problems surface as user errors
+    except (UnknownObjectiveNameError, UnknownObjectiveError, ValueError) as exc:
         _fail(f"cannot create study {spec.name!r}: {exc}")
     console.print(
         f"study [bold]{spec.name}[/] (id {study_id}) on objective "

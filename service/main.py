@@ -72,6 +72,6 @@ def _limit_body_size(app: FastAPI, max_bytes: int) -> None:
         if length is not None and length.isdigit() and int(length) > max_bytes:
             return JSONResponse(
                 {"detail": f"request body over {max_bytes} bytes"},
-                status_code=status.HTTP_413_REQUEST_ENTITY_TOO_LARGE,
+                status_code=status.HTTP_413_CONTENT_TOO_LARGE,
             )
         return await call_next(request)

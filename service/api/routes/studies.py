@@ -32,7 +32,7 @@ def create_study(body: StudyCreate, session: SessionDep, proposals: ProposalsDep
     try:
         study = create_study_row(session, spec=body, now=time.time())
     except UnknownObjectiveNameError as exc:
-        raise HTTPException(status.HTTP_422_UNPROCESSABLE_ENTITY, str(exc)) from exc
+        raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, str(exc)) from exc
     session.commit()
     proposals.kick(study.id)
     return study_detail(session, study=repo.get_study(session, study_id=study.id))

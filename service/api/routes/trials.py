@@ -95,7 +95,7 @@ def tell(
     except studies.NotExternalTrialError as exc:
         raise HTTPException(status.HTTP_409_CONFLICT, str(exc)) from exc
     except ValueError as exc:
-        raise HTTPException(status.HTTP_422_UNPROCESSABLE_ENTITY, str(exc)) from exc
+        raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, str(exc)) from exc
     trial = repo.get_trial(session, trial_id=trial_id)
     session.commit()
     proposals.kick(trial.study_id)

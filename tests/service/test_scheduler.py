@@ -1,0 +1,188 @@
+"""The scheduler on a real store with a fake clock and a recording dispatcher."""
+
+from __future__ import annotations
+
+import threading
+
+import pytest
+
+from service.config import Settings
+from service.domain import Budget, StudyState, TrialState
+from service.results import IngestOutcome, ingest_result
+from service.scheduler import Scheduler
+from service.storage import repository as repo
+from service.storage.db import transaction
+from tests.service.factories import (
+    FakeClock,
+    RecordingDispatcher,
+    completed,
+    infra_failure,
+    make_spec,
+)
+
+SETTINGS = Settings(
+    database_url="sqlite://",
+    proposal_buffer=2,
+    heartbeat_grace_seconds=60.0,
+    lease_seconds=30.0,
+    max_attempts=2,
+)
+
+
+def _scheduler(sessions, clock=None, dispatcher=None) -> Scheduler:
+    return Scheduler(
+        sessions=sessions,
+        settings=SETTINGS,
+        clock=clock or FakeClock(),
+        dispatcher=dispatcher or RecordingDispatcher(),
+    )
+
+
+def _record(sessions, result, now: float = 1_000.0) -> IngestOutcome:
+    with transaction(sessions) as session:
+        return ingest_result(session, result=result, now=now, max_attempts=2)
+
+
+def _states(sessions, study_id: int) -> dict[TrialState, int]:
+    with transaction(sessions) as session:
+        return repo.count_by_state(session, study_id=study_id)
+
+
+def test_keeps_in_flight_buffers_ahead_and_stops_at_budget(sqlite_sessions) -> None:
+    dispatcher = RecordingDispatcher()
+    scheduler = _scheduler(sqlite_sessions, dispatcher=dispatcher)
+    study_id = scheduler.create_study(make_spec())
+    report = scheduler.step(study_id)
+    assert len(report.dispatched) == 2
+    assert _states(sqlite_sessions, study_id)[TrialState.WAITING] == 2  # the buffer
+    total = 0
+    while report.state == StudyState.RUNNING:
+        requests = dispatcher.take()
+        total += len(requests)
+        assert _states(sqlite_sessions, study_id)[TrialState.RUNNING] <= 2
+        for request in requests:
+            _record(sqlite_sessions, completed(request, loss=5.0 - 0.1 * request.trial_id))
+        report = scheduler.step(study_id)
+    states = _states(sqlite_sessions, study_id)
+    assert total == 6 and states[TrialState.COMPLETE] == 6
+    # the buffer never asks past the budget, so nothing is left to cancel
+    assert states[TrialState.WAITING] == 0 and states[TrialState.CANCELLED] == 0
+    assert len(scheduler.engine_for(study_id).observations) == 6
+    assert scheduler.engine_for(study_id).pending() == []
+
+
+def test_duplicate_and_late_results_change_nothing(sqlite_sessions) -> None:
+    dispatcher = RecordingDispatcher()
+    scheduler = _scheduler(sqlite_sessions, dispatcher=dispatcher)
+    study_id = scheduler.create_study(make_spec())
+    scheduler.step(study_id)
+    first = dispatcher.take()[0]
+    assert _record(sqlite_sessions, completed(first, loss=3.0)) == IngestOutcome.RECORDED
+    assert _record(sqlite_sessions, completed(first, loss=9.0)) == IngestOutcome.DUPLICATE
+    scheduler.step(study_id)
+    engine = scheduler.engine_for(study_id)
+    assert [o.loss for o in engine.observations] == [3.0]
+    with transaction(sqlite_sessions) as session:
+        assert repo.get_trial(session, trial_id=first.trial_id).loss == 3.0
+
+
+def test_silent_trial_is_requeued_and_a_late_first_result_still_wins(sqlite_sessions) -> None:
+    clock, dispatcher = FakeClock(), RecordingDispatcher()
+    scheduler = _scheduler(sqlite_sessions, clock=clock, dispatcher=dispatcher)
+    study_id = scheduler.create_study(make_spec(in_flight=1))
+    scheduler.step(study_id)
+    (attempt0,) = dispatcher.take()
+    clock.advance(61.0)  # past the heartbeat grace, no heartbeat seen
+    report = scheduler.step(study_id)
+    assert report.requeued == [attempt0.trial_id]
+    (attempt1,) = dispatcher.take()
+    assert (attempt1.trial_id, attempt1.attempt) == (attempt0.trial_id, 1)
+    assert _record(sqlite_sessions, completed(attempt0, loss=2.5)) == IngestOutcome.RECORDED
+    assert _record(sqlite_sessions, completed(attempt1, loss=7.0)) == IngestOutcome.DUPLICATE
+    with transaction(sqlite_sessions) as session:
+        trial = repo.get_trial(session, trial_id=attempt0.trial_id)
+        assert (trial.loss, trial.result_key, trial.attempt) == (2.5, "0", 1)
+
+
+def test_infrastructure_failures_retry_then_fail_without_blaming_the_config(
+    sqlite_sessions,
+) -> None:
+    dispatcher = RecordingDispatcher()
+    scheduler = _scheduler(sqlite_sessions, dispatcher=dispatcher)
+    study_id = scheduler.create_study(make_spec(in_flight=1))
+    scheduler.step(study_id)
+    (request,) = dispatcher.take()
+    assert _record(sqlite_sessions, infra_failure(request)) == IngestOutcome.REQUEUED
+    scheduler.step(study_id)
+    (retry,) = dispatcher.take()
+    assert (retry.trial_id, retry.attempt) == (request.trial_id, 1)
+    assert _record(sqlite_sessions, infra_failure(request)) == IngestOutcome.STALE
+    assert _record(sqlite_sessions, infra_failure(retry)) == IngestOutcome.RECORDED
+    scheduler.step(study_id)
+    with transaction(sqlite_sessions) as session:
+        trial = repo.get_trial(session, trial_id=request.trial_id)
+        assert (trial.state, trial.failure_kind) == (TrialState.FAILED, "infrastructure")
+    engine = scheduler.engine_for(study_id)
+    assert engine.observations == ()  # forgotten, not told as the config's failure
+    assert request.params not in [s.params for s in engine.pending()]
+
+
+def test_a_restarted_scheduler_rebuilds_the_same_engine(sqlite_sessions) -> None:
+    dispatcher = RecordingDispatcher()
+    first = _scheduler(sqlite_sessions, dispatcher=dispatcher)
+    study_id = first.create_study(make_spec(budget=Budget(max_trials=20), in_flight=3))
+    first.step(study_id)
+    for _ in range(3):
+        for request in dispatcher.take():
+            _record(
+                sqlite_sessions,
+                completed(request, loss=4.0 + 0.01 * request.trial_id, cost=1.0 + request.trial_id),
+            )
+        first.step(study_id)
+    restarted = _scheduler(sqlite_sessions)
+    original = first.engine_for(study_id)
+    rebuilt = restarted.engine_for(study_id)
+    assert rebuilt is not original
+    assert rebuilt.state_dict() == original.state_dict()
+    assert [s.params for s in rebuilt.ask(2)] == [s.params for s in original.ask(2)]
+
+
+def test_cost_budget_overshoots_by_at_most_the_trials_in_flight(sqlite_sessions) -> None:
+    dispatcher = RecordingDispatcher()
+    scheduler = _scheduler(sqlite_sessions, dispatcher=dispatcher)
+    spec = make_spec(budget=Budget(max_cost=10.0), in_flight=3)
+    study_id = scheduler.create_study(spec)
+    report = scheduler.step(study_id)
+    while report.state == StudyState.RUNNING:
+        for request in dispatcher.take():
+            _record(sqlite_sessions, completed(request, cost=4.0))
+        report = scheduler.step(study_id)
+    with transaction(sqlite_sessions) as session:
+        spent = repo.spent_cost(session, study_id=study_id)
+    assert 10.0 <= spent <= 10.0 + 3 * 4.0
+
+
+@pytest.mark.integration
+def test_replicas_never_dispatch_past_the_budget_or_in_flight(sessions) -> None:
+    """Two schedulers (replicas) step one study at once, on SQLite and PostgreSQL."""
+    dispatcher = RecordingDispatcher()
+    replicas = [_scheduler(sessions, dispatcher=dispatcher) for _ in range(2)]
+    study_id = replicas[0].create_study(make_spec(budget=Budget(max_trials=5), in_flight=3))
+    errors: list[BaseException] = []
+
+    def run(scheduler: Scheduler) -> None:
+        try:
+            for _ in range(3):
+                scheduler.step(study_id)
+        except BaseException as exc:  # reported below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=run, args=(r,)) for r in replicas]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert errors == []
+    sent = [r.trial_id for r, _ in dispatcher.sent]
+    assert len(sent) == len(set(sent)) == 3  # in_flight, each trial once
+    assert _states(sessions, study_id)[TrialState.RUNNING] == 3
