@@ -1,0 +1,1 @@
+"""Benchmarks of scaletune against its peers; results are written to bench/results/."""

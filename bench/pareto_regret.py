@@ -1,0 +1,185 @@
+"""Pareto regret of our engine and its peers on the synthetic scaling testbed.
+
+Each (method, seed) run spends a compute budget in rounds of 8 trials: ask 8, run them
+on the testbed, tell 8. The launch guard is the same for everyone: a suggestion whose
+expected cost (the testbed's, as a practitioner estimates 6ND FLOPs at their throughput)
+exceeds what is left of the budget, after the trials already launched in the round, is
+refused, not run; the method is asked again, at most ``MAX_ASKS_PER_ROUND`` times per
+round, and a round that launches nothing ends the run. Regret is defined in
+``bench.problem``. Results go to ``bench/results/`` as JSON and Markdown.
+
+    python -m bench.pareto_regret --quick          # smoke run, a minute or two
+    python -m bench.pareto_regret                  # the table in docs/benchmarks.md
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import json
+import os
+import platform
+import sys
+import time
+from concurrent.futures import ProcessPoolExecutor
+from multiprocessing import get_context
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from bench.problem import ROUND_SIZE, RegretScale, Trial, regret_by_budget_fraction
+from bench.report import markdown_table, summarise
+from bench.searchers import METHODS, make_searcher
+from workers.objectives.base import NullContext
+from workers.objectives.testbed import START_PARAMS, TestbedObjective
+
+MAX_ASKS_PER_ROUND = 4 * ROUND_SIZE
+CHECKPOINTS = (0.25, 0.5, 1.0)
+CURVE_FRACTIONS = tuple(np.round(np.arange(0.05, 1.0001, 0.05), 2))
+RESULTS_DIR = Path(__file__).resolve().parent / "results"
+
+
+def run_one(method: str, seed: int, budget_units: float, max_trials: int) -> dict[str, Any]:
+    """One method, one seed: spend the budget, return its trials, regrets and latencies."""
+    _single_thread()
+    objective = TestbedObjective()
+    testbed = objective.testbed
+    budget = budget_units * float(testbed.expected_cost(START_PARAMS))
+    scale = RegretScale(testbed, budget)
+    searcher = make_searcher(method, seed=seed)
+    trials: list[Trial] = []
+    spent_after_round: list[float] = []
+    ask_seconds: list[float] = []
+    refused = 0
+    started = time.perf_counter()
+    while len(trials) < max_trials:
+        spent = spent_after_round[-1] if spent_after_round else 0.0
+        want = min(ROUND_SIZE, max_trials - len(trials))
+        launched, n_refused = _launch_round(searcher, testbed, budget - spent, want, ask_seconds)
+        refused += n_refused
+        if not launched:
+            break
+        round_index = len(spent_after_round)
+        for handle, params in launched:
+            trial = _evaluate(objective, params, seed * 1_000_003 + len(trials), round_index)
+            searcher.tell(handle, loss=trial.loss, cost=trial.cost, failed=trial.failed)
+            trials.append(trial)
+            spent += trial.cost
+        spent_after_round.append(spent)
+    curve = regret_by_budget_fraction(scale, trials, spent_after_round, CURVE_FRACTIONS)
+    at = regret_by_budget_fraction(scale, trials, spent_after_round, CHECKPOINTS)
+    return {
+        "method": method,
+        "seed": seed,
+        "budget_seconds": budget,
+        "spent_seconds": spent_after_round[-1] if spent_after_round else 0.0,
+        "n_trials": len(trials),
+        "n_failed": sum(t.failed for t in trials),
+        "n_refused": refused,
+        "regret_at": {str(f): r for f, r in zip(CHECKPOINTS, at, strict=True)},
+        "regret_curve": {str(f): r for f, r in zip(CURVE_FRACTIONS, curve, strict=True)},
+        "ask_ms_per_suggestion": [1e3 * s for s in ask_seconds],
+        "wall_seconds": time.perf_counter() - started,
+        "trials": [t.__dict__ for t in trials],
+    }
+
+
+def _launch_round(searcher, testbed, remaining: float, want: int, ask_seconds: list[float]):
+    """Ask until ``want`` trials pass the launch guard or the asks run out."""
+    launched: list[tuple[Any, dict[str, Any]]] = []
+    committed, refused, asked = 0.0, 0, 0
+    while len(launched) < want and asked < MAX_ASKS_PER_ROUND:
+        n = want - len(launched)
+        tic = time.perf_counter()
+        batch = searcher.ask(n)
+        ask_seconds.extend([(time.perf_counter() - tic) / n] * n)
+        asked += n
+        for handle, params in batch:
+            cost = float(testbed.expected_cost(params))
+            if committed + cost > remaining:
+                searcher.refuse(handle)
+                refused += 1
+            else:
+                launched.append((handle, params))
+                committed += cost
+    return launched, refused
+
+
+def _evaluate(objective: TestbedObjective, params, trial_seed: int, round_index: int) -> Trial:
+    outcome = objective.run(params, seed=trial_seed, context=NullContext())
+    truth = float(objective.testbed.noiseless_loss(params))
+    return Trial(
+        params=_plain(params),
+        loss=outcome.loss,
+        cost=outcome.cost_seconds,
+        failed=outcome.failed,
+        true_loss=truth,
+        round_index=round_index,
+    )
+
+
+def _plain(params: dict[str, Any]) -> dict[str, Any]:
+    return {k: v.item() if isinstance(v, np.generic) else v for k, v in params.items()}
+
+
+def _single_thread() -> None:
+    """One BLAS/torch thread per run: runs go in parallel processes on a shared machine."""
+    try:
+        import torch
+    except ImportError:
+        return
+    torch.set_num_threads(1)
+
+
+def machine() -> dict[str, Any]:
+    model = "unknown"
+    cpuinfo = Path("/proc/cpuinfo")
+    if cpuinfo.exists():
+        for line in cpuinfo.read_text().splitlines():
+            if line.startswith("model name"):
+                model = line.split(":", 1)[1].strip()
+                break
+    return {"nproc": os.cpu_count(), "cpu": model, "python": platform.python_version()}
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--quick", action="store_true", help="small budget, 1 seed: a smoke run")
+    parser.add_argument("--methods", nargs="+", default=list(METHODS), choices=METHODS)
+    parser.add_argument("--seeds", type=int, default=3, help="seeds per method")
+    parser.add_argument(
+        "--budget",
+        type=float,
+        default=400.0,
+        help="total budget, in multiples of the start point's expected cost (~87 GPU-s)",
+    )
+    parser.add_argument("--max-trials", type=int, default=240, help="cap on trials per run")
+    parser.add_argument("--jobs", type=int, default=2, help="runs in parallel (processes)")
+    parser.add_argument("--out", type=Path, default=RESULTS_DIR)
+    argv = sys.argv[1:] if argv is None else argv
+    args = parser.parse_args(argv)
+    if args.quick:
+        args.seeds, args.budget, args.max_trials = 1, 120.0, 48
+    tasks = [(m, s, args.budget, args.max_trials) for s in range(args.seeds) for m in args.methods]
+    with ProcessPoolExecutor(args.jobs, mp_context=get_context("spawn")) as pool:
+        runs = list(pool.map(run_one, *zip(*tasks, strict=True)))
+    stamp = dt.datetime.now(dt.UTC).strftime("%Y%m%dT%H%M%SZ")
+    result = {
+        "benchmark": "pareto_regret",
+        "date": stamp,
+        "command": " ".join(["python -m bench.pareto_regret", *argv]),
+        "settings": {k: str(v) if isinstance(v, Path) else v for k, v in vars(args).items()},
+        "machine": machine(),
+        "summary": summarise(runs, CHECKPOINTS),
+        "runs": runs,
+    }
+    args.out.mkdir(parents=True, exist_ok=True)
+    (args.out / f"pareto_regret_{stamp}.json").write_text(json.dumps(result, indent=1))
+    table = markdown_table(result)
+    (args.out / f"pareto_regret_{stamp}.md").write_text(table)
+    print(table)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,129 @@
+"""The benchmark problem: the testbed, the search box everyone gets, and Pareto regret.
+
+Every method sees the same box, chosen the way a practitioner would around the start
+point ``START_PARAMS`` (a ~10M-parameter model on 200M tokens with common defaults):
+learning rate 1/10x-10x, warmup 1/10x-10x, weight decay 1/10x-10x, batch 8-1024
+sequences (powers of two), both schedules, and N, D from 1/10x to 30x of the start, which
+spans the largest trial the budget can buy (the compute-optimal N, D at the top of the
+regret range lie well inside).
+
+Pareto regret at a cost c: take the observed trials (failed ones excluded), find their
+front by *observed* loss and cost (what a user sees), pick the front point with the
+lowest observed loss among those costing at most c, and score its *true* (noiseless) loss
+minus the true front L*(c). The regret is averaged over ``N_COST_POINTS`` log-spaced c in
+[cost of the start point, budget / 8]: from the cheapest sensible trial (the one the
+practitioner would run anyway) to the largest trial a round of 8 parallel trials could
+still afford. Where no observed point costs at most c, the user falls back to the start
+point, so the regret there is L(start) - L*(c).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from search.pareto import front_indices
+from search.space import ChoiceParam, LogitParam, LogParam, Pow2Param, SearchSpace
+from workers.objectives.testbed import START_PARAMS, Testbed
+
+N_COST_POINTS = 24
+ROUND_SIZE = 8
+
+# (low, high) multipliers around the start value, per parameter; batch in sequences.
+BOX = {
+    "n_params": (0.1, 30.0),
+    "tokens": (0.1, 30.0),
+    "learning_rate": (0.1, 10.0),
+    "warmup_fraction": (0.1, 10.0),
+    "weight_decay": (0.1, 10.0),
+}
+BATCH_RANGE = (8, 1024)
+
+
+def bench_space() -> SearchSpace:
+    """The search space every method searches (ours gets the start point as its center)."""
+    start = START_PARAMS
+    logs = [
+        LogParam(name=name, center=start[name], min=start[name] * lo, max=start[name] * hi)
+        for name, (lo, hi) in BOX.items()
+        if name != "warmup_fraction"
+    ]
+    lo, hi = BOX["warmup_fraction"]
+    warmup = LogitParam(
+        name="warmup_fraction",
+        center=start["warmup_fraction"],
+        min=start["warmup_fraction"] * lo,
+        max=start["warmup_fraction"] * hi,
+    )
+    batch = Pow2Param(
+        name="batch_size", center=start["batch_size"], min=BATCH_RANGE[0], max=BATCH_RANGE[1]
+    )
+    schedule = ChoiceParam(name="schedule", choices=["cosine", "wsd"], center=start["schedule"])
+    by_name = {p.name: p for p in [*logs, warmup, batch, schedule]}
+    return SearchSpace(params=[by_name[name] for name in START_PARAMS])
+
+
+@dataclass(frozen=True)
+class Trial:
+    """One run trial: what was observed, and the truth the benchmark scores it with."""
+
+    params: dict[str, Any]
+    loss: float | None
+    cost: float
+    failed: bool
+    true_loss: float
+    round_index: int
+
+
+@dataclass
+class RegretScale:
+    """The cost grid of the regret and the true front on it, computed once per budget."""
+
+    testbed: Testbed
+    budget: float
+    cost_grid: np.ndarray = field(init=False)
+    front_loss: np.ndarray = field(init=False)
+    fallback_loss: float = field(init=False)
+
+    def __post_init__(self) -> None:
+        start_cost = float(self.testbed.expected_cost(START_PARAMS))
+        top = self.budget / ROUND_SIZE
+        if top <= start_cost:
+            raise ValueError(
+                f"budget {self.budget:.4g} s is too small: budget / {ROUND_SIZE} must exceed the "
+                f"start point's cost {start_cost:.4g} s"
+            )
+        self.cost_grid = np.geomspace(start_cost, top, N_COST_POINTS)
+        self.front_loss = self.testbed.pareto_loss(self.cost_grid)
+        self.fallback_loss = float(self.testbed.noiseless_loss(START_PARAMS))
+
+    def regret(self, trials: list[Trial]) -> float:
+        """Mean over the cost grid of the chosen point's true loss minus L*(c)."""
+        ok = [t for t in trials if not t.failed]
+        chosen = np.full(self.cost_grid.shape, self.fallback_loss)
+        if ok:
+            loss = np.array([t.loss for t in ok])
+            cost = np.array([t.cost for t in ok])
+            true = np.array([t.true_loss for t in ok])
+            idx = front_indices(loss, cost)  # by increasing cost, decreasing observed loss
+            n_affordable = np.searchsorted(cost[idx], self.cost_grid, side="right")
+            found = n_affordable > 0
+            chosen[found] = true[idx[n_affordable[found] - 1]]
+        return float(np.mean(chosen - self.front_loss))
+
+
+def regret_by_budget_fraction(
+    scale: RegretScale, trials: list[Trial], spent_after_round: list[float], fractions
+) -> list[float]:
+    """Regret using the rounds completed within each fraction of the budget."""
+    out = []
+    for fraction in fractions:
+        limit = fraction * scale.budget * (1 + 1e-9)
+        rounds = sum(1 for spent in spent_after_round if spent <= limit)
+        if math.isclose(fraction, 1.0):
+            rounds = len(spent_after_round)  # the last round may overshoot by cost noise
+        out.append(scale.regret([t for t in trials if t.round_index < rounds]))
+    return out
