@@ -78,7 +78,7 @@ def _percentiles(draws: np.ndarray, level: float) -> tuple[np.ndarray, np.ndarra
     return low, high
 
 
-def _derived(params: np.ndarray) -> dict[str, np.ndarray]:
+def derived_quantities(params: np.ndarray) -> dict[str, np.ndarray]:
     """Every named quantity for rows ``(E, A, B, alpha, beta)`` of shape ``(m, 5)``."""
     E, A, B, alpha, beta = params.T
     total = alpha + beta
@@ -114,13 +114,13 @@ def fit_chinchilla(
             )
     log_x = np.column_stack([np.log(n_params), np.log(tokens)])
     theta, boot = fit_lse(log_x, loss, seed=seed, n_bootstrap=n_bootstrap, delta=huber_delta)
-    point = _derived(_to_params(theta[None, :]))
+    point = derived_quantities(_to_params(theta[None, :]))
     if not (point["alpha"][0] > 0 and point["beta"][0] > 0):
         raise NotEnoughDataError(
             f"fitted exponents alpha={point['alpha'][0]:.3g}, beta={point['beta'][0]:.3g} are "
             "not both positive: loss does not fall with both N and D in these data"
         )
-    draws = _derived(_to_params(boot))
+    draws = derived_quantities(_to_params(boot))
     return _assemble(point, draws, level=level, n_points=len(loss), delta=huber_delta, boot=boot)
 
 

@@ -1,0 +1,283 @@
+"""fit_scaling_rules: from a study's observations to ScalingRules.
+
+Steps: read the axes (N, D, C) of every successful observation; take the
+compute-efficient set (``search.scaling.efficient_set``); fit one rule per remaining
+hyperparameter, the allocation N*(C), D*(C), the loss frontier L*(C) and, where the
+axes allow, the parametric L(N, D). A part the data cannot support is kept with its
+reason; the whole fit is refused (NotEnoughDataError) only when nothing could be
+supported: too few front points, or an efficient set spanning under a decade of compute.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import Counter
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from search.errors import InvalidParamsError, NotEnoughDataError
+from search.scaling.allocation import fit_allocation_law, fit_loss_frontier
+from search.scaling.chinchilla import fit_chinchilla
+from search.scaling.efficient_set import EfficientSet, efficient_set
+from search.scaling.laws import MIN_DECADES, fit_linear_law, turning_point_inside
+from search.scaling.rules import (
+    AllocationRules,
+    ChoiceSummary,
+    HyperparameterRule,
+    ObservedRange,
+    ScalingAxes,
+    ScalingRules,
+    compute_of,
+    forward,
+)
+from search.space import SearchSpace
+from search.types import Observation
+
+# N and D correlated beyond this along the efficient set cannot be told apart: the
+# separate exponents of ln N and ln D would be fitted to noise.
+MAX_SIZE_TOKENS_CORRELATION = 0.98
+_TRANSFORMS = {"log": "ln", "linear": "identity", "logit": "logit", "pow2": "log2"}
+
+
+@dataclass(frozen=True)
+class _Table:
+    """The successful observations as arrays: ``loss``, ``compute`` and, when the axes
+    have them, ``n_params`` and ``tokens``, all ``(n,)``; ``params`` one dict per row."""
+
+    loss: np.ndarray
+    compute: np.ndarray
+    n_params: np.ndarray | None
+    tokens: np.ndarray | None
+    params: list[dict[str, Any]]
+
+
+@dataclass(frozen=True)
+class _Options:
+    seed: int
+    n_bootstrap: int
+    level: float
+
+
+def fit_scaling_rules(
+    observations: Sequence[Observation],
+    space: SearchSpace,
+    axes: ScalingAxes,
+    *,
+    seed: int = 0,
+    n_bootstrap: int = 200,
+    level: float = 0.9,
+    band_sigmas: float = 2.0,
+    min_band_fraction: float = 0.005,
+) -> ScalingRules:
+    """Learn scaling rules from a study's observations (failed ones are skipped).
+
+    ``band_sigmas`` and ``min_band_fraction`` set how far above the front a run may
+    lie and still count as compute-efficient (see ``search.scaling.efficient_set``).
+    Raises InvalidParamsError for axes that name nothing the observations carry, and
+    NotEnoughDataError when the data cannot support any rule.
+    """
+    table = _read_table(observations, space, axes)
+    eff = efficient_set(
+        table.loss, table.compute, band_sigmas=band_sigmas, min_band_fraction=min_band_fraction
+    )
+    members = eff.members
+    decades = np.ptp(np.log10(table.compute[members]))
+    if decades < MIN_DECADES:
+        raise NotEnoughDataError(
+            f"the compute-efficient runs span {decades:.2f} decades of compute; scaling "
+            f"rules need at least {MIN_DECADES:g} (run the study over a wider budget range)"
+        )
+    options = _Options(seed=seed, n_bootstrap=n_bootstrap, level=level)
+    frontier, frontier_reason = _fit_frontier(table, eff, options)
+    parametric, parametric_reason = _fit_parametric(table, members, axes, options)
+    return ScalingRules(
+        axes=axes,
+        level=level,
+        observed=_observed(table, eff, axes),
+        hyperparameters=[
+            _fit_rule(param, table, members, options)
+            for param in space.params
+            if param.name not in axes.names
+        ],
+        allocation=_fit_allocation(table, members, options) if axes.has_size_and_tokens else None,
+        loss_frontier=frontier,
+        loss_frontier_reason=frontier_reason,
+        parametric=parametric,
+        parametric_reason=parametric_reason,
+    )
+
+
+# -- reading the observations -------------------------------------------------------------
+
+
+def _axis_values(name: str, observations: Sequence[Observation], space_names: list[str]):
+    if name in space_names:
+        values = [obs.params[name] for obs in observations]
+    elif all(name in obs.metrics for obs in observations):
+        values = [obs.metrics[name] for obs in observations]
+    elif name == "cost":
+        values = [obs.cost for obs in observations]
+    else:
+        raise InvalidParamsError(
+            f"scaling axis {name!r} is neither a parameter of the space ({space_names}) "
+            "nor a metric every successful observation reports"
+        )
+    array = np.asarray(values, dtype=float)
+    if not np.all(np.isfinite(array) & (array > 0)):
+        raise InvalidParamsError(f"scaling axis {name!r} must be finite and > 0 in every run")
+    return array
+
+
+def _read_table(observations, space: SearchSpace, axes: ScalingAxes) -> _Table:
+    ok = [o for o in observations if not o.failed and math.isfinite(o.loss) and o.loss > 0]
+    if len(ok) < 2:
+        raise NotEnoughDataError(f"{len(ok)} successful observations; scaling rules need more")
+    names = space.names
+    n_params = tokens = None
+    if axes.has_size_and_tokens:
+        n_params = _axis_values(axes.n_params, ok, names)
+        tokens = _axis_values(axes.tokens, ok, names)
+    if axes.compute is not None:
+        compute = _axis_values(axes.compute, ok, names)
+    else:
+        compute = compute_of(n_params, tokens)
+    loss = np.array([o.loss for o in ok])
+    return _Table(loss, compute, n_params, tokens, [dict(o.params) for o in ok])
+
+
+def _observed(table: _Table, eff: EfficientSet, axes: ScalingAxes) -> ObservedRange:
+    extra = {}
+    if table.n_params is not None:
+        extra = {
+            "n_params_min": float(table.n_params.min()),
+            "n_params_max": float(table.n_params.max()),
+            "tokens_min": float(table.tokens.min()),
+            "tokens_max": float(table.tokens.max()),
+        }
+    return ObservedRange(
+        n_observations=len(table.loss),
+        n_front=len(eff.front),
+        n_efficient=len(eff.members),
+        noise_sd=eff.noise_sd,
+        compute_unit=axes.compute or "FLOPs (6 N D)",
+        compute_min=float(table.compute.min()),
+        compute_max=float(table.compute.max()),
+        **extra,
+    )
+
+
+# -- hyperparameter rules -----------------------------------------------------------------
+
+
+def _transform_of(param: Any) -> str:
+    if param.kind == "int":
+        return "ln" if param.log else "identity"
+    return _TRANSFORMS[param.kind]
+
+
+def _best_value(param: Any, table: _Table, members: np.ndarray) -> Any:
+    """The parameter's value in the lowest-loss run at the largest efficient compute."""
+    top = members[np.argsort(table.compute[members])[-max(3, len(members) // 10) :]]
+    return table.params[int(top[np.argmin(table.loss[top])])][param.name]
+
+
+def _fit_rule(param: Any, table: _Table, members: np.ndarray, options: _Options):
+    common = {"name": param.name, "kind": param.kind}
+    fallback = _best_value(param, table, members)
+    if param.kind == "choice":
+        return _choice_rule(param, table, members, common, fallback)
+    transform = _transform_of(param)
+    common |= {"transform": transform, "multiple_of": getattr(param, "multiple_of", 1)}
+    y = forward(transform, [table.params[i][param.name] for i in members])
+    log_c = np.log(table.compute[members])
+    try:
+        vs_compute = fit_linear_law(log_c[:, None], y, names=["ln_compute"], **vars(options))
+    except NotEnoughDataError as exc:
+        return HyperparameterRule(**common, supported=False, reason=str(exc), fallback=fallback)
+    turn = turning_point_inside(log_c, y, level=options.level)
+    if turn is not None:
+        reason = (
+            f"non-monotone: the optimum of {param.name} turns at compute ~{math.exp(turn):.3g} "
+            "inside the data, so no single power law describes it"
+        )
+        return HyperparameterRule(**common, supported=False, reason=reason, fallback=fallback)
+    low, high = vs_compute.slope_interval()
+    note = "no significant trend with compute" if low <= 0 <= high else None
+    size_law, size_reason = _fit_size_tokens(table, members, y, options)
+    return HyperparameterRule(
+        **common,
+        supported=True,
+        note=note,
+        fallback=fallback,
+        vs_compute=vs_compute,
+        vs_size_tokens=size_law,
+        size_tokens_reason=size_reason,
+    )
+
+
+def _fit_size_tokens(table: _Table, members: np.ndarray, y: np.ndarray, options: _Options):
+    """``T(x*) = a + b ln N + c ln D``, or None with the reason it cannot be fitted."""
+    if table.n_params is None:
+        return None, "the study has no n_params/tokens axes"
+    features = np.column_stack([np.log(table.n_params[members]), np.log(table.tokens[members])])
+    correlation = float(np.corrcoef(features.T)[0, 1]) if np.all(np.ptp(features, 0) > 0) else 1
+    if abs(correlation) > MAX_SIZE_TOKENS_CORRELATION:
+        return None, (
+            f"ln N and ln D move together along the efficient set (correlation "
+            f"{correlation:.3f}); their separate effects cannot be told apart"
+        )
+    try:
+        law = fit_linear_law(features, y, names=["ln_n_params", "ln_tokens"], **vars(options))
+    except NotEnoughDataError as exc:
+        return None, str(exc)
+    return law, None
+
+
+def _choice_rule(param, table: _Table, members: np.ndarray, common: dict, fallback):
+    counts = Counter(table.params[i][param.name] for i in members).most_common()
+    value, count = counts[0]
+    return HyperparameterRule(
+        **common,
+        transform="none",
+        supported=True,
+        fallback=fallback,
+        choice=ChoiceSummary(value=value, frequency=count / len(members), counts=counts),
+    )
+
+
+# -- allocation, frontier, parametric ------------------------------------------------------
+
+
+def _fit_allocation(table: _Table, members: np.ndarray, options: _Options) -> AllocationRules:
+    parts: dict[str, Any] = {}
+    for name, values in (("n_params", table.n_params), ("tokens", table.tokens)):
+        try:
+            parts[name] = fit_allocation_law(
+                table.compute[members], values[members], name=name, **vars(options)
+            )
+        except NotEnoughDataError as exc:
+            parts[f"{name}_reason"] = str(exc)
+    return AllocationRules(**parts)
+
+
+def _fit_frontier(table: _Table, eff: EfficientSet, options: _Options):
+    front = eff.front
+    try:
+        return fit_loss_frontier(table.compute[front], table.loss[front], **vars(options)), None
+    except NotEnoughDataError as exc:
+        return None, str(exc)
+
+
+def _fit_parametric(table: _Table, members: np.ndarray, axes: ScalingAxes, options: _Options):
+    if not axes.has_size_and_tokens:
+        return None, "the study has no n_params/tokens axes"
+    try:
+        fit = fit_chinchilla(
+            table.n_params[members], table.tokens[members], table.loss[members], **vars(options)
+        )
+    except NotEnoughDataError as exc:
+        return None, str(exc)
+    return fit, None

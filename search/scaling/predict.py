@@ -1,0 +1,196 @@
+"""ScalingRules.predict: from rules and a target scale to a full configuration."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from search.errors import InvalidParamsError
+from search.scaling.chinchilla import FLOPS_PER_PARAM_TOKEN, derived_quantities
+from search.scaling.laws import LinearLaw
+from search.scaling.rules import (
+    HyperparameterRule,
+    Interval,
+    ParamPrediction,
+    Prediction,
+    ScalingRules,
+    compute_of,
+    inverse,
+    snap,
+)
+
+
+@dataclass
+class _Target:
+    """Where to predict: compute C and, when known, N and D; ``explicit_size`` when the
+    caller gave N and D (rather than taking them from the allocation)."""
+
+    compute: float | None
+    n_params: Interval | None = None
+    tokens: Interval | None = None
+    explicit_size: bool = False
+    warnings: list[str] = field(default_factory=list)
+
+
+def predict_rules(
+    rules: ScalingRules,
+    *,
+    compute: float | None,
+    n_params: float | None,
+    tokens: float | None,
+) -> Prediction:
+    target = _resolve_target(rules, compute=compute, n_params=n_params, tokens=tokens)
+    values = {rule.name: _predict_param(rule, target) for rule in rules.hyperparameters}
+    loss, loss_source = _predict_loss(rules, target)
+    params = {name: value.value for name, value in values.items()}
+    axes = rules.axes
+    if axes.n_params is not None and target.n_params is not None:
+        params[axes.n_params] = target.n_params.estimate
+        params[axes.tokens] = target.tokens.estimate
+    if axes.compute is not None and target.compute is not None:
+        params[axes.compute] = target.compute
+    warnings = list(target.warnings)
+    warnings += [f"{name}: {v.source}" for name, v in values.items() if not v.supported]
+    return Prediction(
+        compute=target.compute,
+        n_params=target.n_params,
+        tokens=target.tokens,
+        params=params,
+        values=values,
+        loss=loss,
+        loss_source=loss_source,
+        extrapolation_decades=_extrapolation(rules, target),
+        warnings=warnings,
+    )
+
+
+def _positive(name: str, value: float | None) -> None:
+    if value is not None and not (math.isfinite(value) and value > 0):
+        raise InvalidParamsError(f"{name} must be a finite positive number, got {value!r}")
+
+
+def _resolve_target(rules, *, compute, n_params, tokens) -> _Target:
+    for name, value in (("compute", compute), ("n_params", n_params), ("tokens", tokens)):
+        _positive(name, value)
+    if (n_params is None) != (tokens is None):
+        raise InvalidParamsError("give n_params and tokens together, or compute alone")
+    if n_params is not None:
+        if not rules.axes.has_size_and_tokens:
+            raise InvalidParamsError(
+                "these rules were learned on a compute axis only; predict(compute=...)"
+            )
+        if compute is None and rules.axes.compute is None:
+            compute = compute_of(n_params, tokens)
+        exact = [Interval(estimate=v, low=v, high=v) for v in (n_params, tokens)]
+        return _Target(compute, exact[0], exact[1], explicit_size=True)
+    if compute is None:
+        raise InvalidParamsError("give compute=..., or n_params=... and tokens=...")
+    target = _Target(compute)
+    if rules.axes.has_size_and_tokens:
+        _allocate(rules, target)
+    return target
+
+
+def _law_interval(law: LinearLaw, features: list[float]) -> Interval:
+    """A log-space law's estimate and interval, mapped back with exp."""
+    estimate, low, high = law.predict(np.array([features]))
+    return Interval(
+        estimate=float(np.exp(estimate[0])), low=float(np.exp(low[0])), high=float(np.exp(high[0]))
+    )
+
+
+def _allocate(rules: ScalingRules, target: _Target) -> None:
+    """N* and D* at the target compute: the fitted allocation, else the parametric law."""
+    allocation = rules.allocation
+    log_c = math.log(target.compute)
+    if allocation is not None and allocation.n_params is not None and allocation.tokens:
+        target.n_params = _law_interval(allocation.n_params, [log_c])
+        target.tokens = _law_interval(allocation.tokens, [log_c])
+        return
+    if rules.parametric is not None and rules.axes.compute is None:
+        target.n_params, target.tokens = _parametric_allocation(rules, target.compute)
+        target.warnings.append("N* and D* come from the parametric L(N, D) law")
+        return
+    target.warnings.append("no supported allocation: N* and D* are not predicted")
+
+
+def _parametric_allocation(rules: ScalingRules, compute: float) -> tuple[Interval, Interval]:
+    fit = rules.parametric
+    draws = derived_quantities(np.asarray(fit.bootstrap))
+    scaled = compute / FLOPS_PER_PARAM_TOKEN
+    n_draws = draws["G"] * scaled ** draws["a"]
+    n_draws = n_draws[np.isfinite(n_draws)]
+    tail = 50.0 * (1.0 - rules.level)
+    n_low, n_high = np.percentile(n_draws, [tail, 100.0 - tail])
+    n_star, d_star = fit.compute_optimal(np.array([compute]))
+    return (
+        Interval(estimate=float(n_star[0]), low=float(n_low), high=float(n_high)),
+        Interval(estimate=float(d_star[0]), low=float(scaled / n_high), high=float(scaled / n_low)),
+    )
+
+
+def _predict_param(rule: HyperparameterRule, target: _Target) -> ParamPrediction:
+    if not rule.supported:
+        return ParamPrediction(
+            value=rule.fallback,
+            supported=False,
+            source=f"unsupported ({rule.reason}); best observed value used",
+        )
+    if rule.choice is not None:
+        share = f"{rule.choice.frequency:.0%}"
+        return ParamPrediction(
+            value=rule.choice.value, source=f"most frequent on the efficient set ({share})"
+        )
+    law, features, source = _pick_law(rule, target)
+    if law is None:
+        return ParamPrediction(value=rule.fallback, supported=False, source=source)
+    estimate, low, high = (float(inverse(rule.transform, v[0])) for v in law.predict([features]))
+    return ParamPrediction(
+        value=snap(rule, estimate), estimate=estimate, low=low, high=high, source=source
+    )
+
+
+def _pick_law(rule: HyperparameterRule, target: _Target):
+    """The (N, D) law when the caller gave N and D and it is supported, else C's law."""
+    if target.explicit_size and rule.vs_size_tokens is not None:
+        features = [math.log(target.n_params.estimate), math.log(target.tokens.estimate)]
+        return rule.vs_size_tokens, features, "law in ln N and ln D"
+    if target.compute is not None and rule.vs_compute is not None:
+        return rule.vs_compute, [math.log(target.compute)], "law in ln C"
+    return None, [], "no law applies at this target (give compute=...)"
+
+
+def _predict_loss(rules: ScalingRules, target: _Target) -> tuple[Interval | None, str | None]:
+    def from_parametric() -> tuple[Interval, str]:
+        estimate, low, high = rules.parametric.predict_loss(
+            np.array([target.n_params.estimate]), np.array([target.tokens.estimate])
+        )
+        interval = Interval(estimate=float(estimate[0]), low=float(low[0]), high=float(high[0]))
+        return interval, "parametric L(N, D)"
+
+    if target.explicit_size and rules.parametric is not None:
+        return from_parametric()
+    if target.compute is not None and rules.loss_frontier is not None:
+        estimate, low, high = rules.loss_frontier.predict(np.array([target.compute]))
+        interval = Interval(estimate=float(estimate[0]), low=float(low[0]), high=float(high[0]))
+        return interval, "loss frontier L*(C)"
+    if target.n_params is not None and rules.parametric is not None:
+        return from_parametric()
+    return None, None
+
+
+def _extrapolation(rules: ScalingRules, target: _Target) -> float:
+    """Decades beyond the observed range (0 inside it), the largest over the axes."""
+    observed = rules.observed
+    pairs = [(target.compute, observed.compute_min, observed.compute_max)]
+    if target.n_params is not None and observed.n_params_max is not None:
+        pairs.append((target.n_params.estimate, observed.n_params_min, observed.n_params_max))
+        pairs.append((target.tokens.estimate, observed.tokens_min, observed.tokens_max))
+    decades = [
+        max(math.log10(value / high), math.log10(low / value), 0.0)
+        for value, low, high in pairs
+        if value is not None
+    ]
+    return max(decades, default=0.0)

@@ -1,0 +1,298 @@
+"""ScalingRules: the versioned rules file (JSON is the source of truth, YAML its twin).
+
+A rules file says, for a study's scaling axes (model size N and tokens D, or a single
+compute axis C):
+- for each hyperparameter, a law for its optimum in the parameter's natural transformed
+  space (``ln`` for log and log-integer parameters, ``logit``, ``log2`` for powers of two,
+  identity for linear ones): ``T(x*) = a + b ln C`` and, where N and D are separable in
+  the data, ``T(x*) = a + b ln N + c ln D``; a choice parameter gets its most frequent
+  value along the compute-efficient set;
+- the compute-optimal allocation ``N*(C)``, ``D*(C)`` and the loss frontier ``L*(C)``;
+- the parametric ``L(N, D) = E + A/N^alpha + B/D^beta`` where the axes allow.
+
+Every part carries its uncertainty (bootstrap) and, when the data could not support it,
+``supported: false`` (or a null law) with the reason. ``predict`` turns the rules into
+a full configuration at a target scale with an interval per value. Loading a file needs
+only this package (pydantic + pyyaml), so a training script can read it directly;
+writing and reading the file is the one piece of I/O in ``search``.
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from search.errors import InvalidParamsError
+from search.scaling.allocation import LossFrontier
+from search.scaling.chinchilla import FLOPS_PER_PARAM_TOKEN, ChinchillaFit
+from search.scaling.laws import LinearLaw
+
+SCHEMA_VERSION = 1
+Kind = Literal["log", "linear", "logit", "int", "pow2", "choice"]
+Transform = Literal["ln", "identity", "logit", "log2", "none"]
+
+_FORWARD = {
+    "ln": np.log,
+    "identity": lambda v: np.asarray(v, dtype=float),
+    "logit": lambda v: np.log(v) - np.log1p(-np.asarray(v, dtype=float)),
+    "log2": np.log2,
+}
+_INVERSE = {
+    "ln": np.exp,
+    "identity": lambda y: np.asarray(y, dtype=float),
+    "logit": lambda y: 1.0 / (1.0 + np.exp(-np.asarray(y, dtype=float))),
+    "log2": np.exp2,
+}
+
+
+class ScalingAxes(BaseModel):
+    """Which parameters or metrics measure model size N, tokens D, or compute C.
+
+    Give ``n_params`` and ``tokens`` together (compute is then ``6 N D`` FLOPs unless
+    ``compute`` names another axis), or ``compute`` alone for a study with no explicit
+    N and D. A name is a parameter of the space or a metric the objective reports;
+    ``"cost"`` names each observation's cost when no parameter or metric has that name.
+    """
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    n_params: str | None = Field(None, min_length=1)
+    tokens: str | None = Field(None, min_length=1)
+    compute: str | None = Field(None, min_length=1)
+
+    @model_validator(mode="after")
+    def _check_axes(self) -> ScalingAxes:
+        if (self.n_params is None) != (self.tokens is None):
+            raise ValueError(
+                "give n_params and tokens together (model size and training tokens), "
+                "or neither and a compute axis"
+            )
+        if self.n_params is None and self.compute is None:
+            raise ValueError("declare n_params and tokens, or a compute axis")
+        names = [n for n in (self.n_params, self.tokens, self.compute) if n is not None]
+        if len(set(names)) != len(names):
+            raise ValueError(f"scaling axes must name different quantities, got {names}")
+        return self
+
+    @property
+    def has_size_and_tokens(self) -> bool:
+        return self.n_params is not None
+
+    @property
+    def names(self) -> list[str]:
+        return [n for n in (self.n_params, self.tokens, self.compute) if n is not None]
+
+
+class ChoiceSummary(BaseModel):
+    """A choice parameter along the efficient set: its most frequent value and counts."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    value: str | int | float | bool
+    frequency: float
+    counts: list[tuple[str | int | float | bool, int]]
+
+
+class HyperparameterRule(BaseModel):
+    """How one hyperparameter's optimum scales; ``reason`` says why when unsupported."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    name: str
+    kind: Kind
+    transform: Transform
+    multiple_of: int = 1
+    supported: bool
+    reason: str | None = None
+    note: str | None = None
+    fallback: str | int | float | bool
+    vs_compute: LinearLaw | None = None
+    vs_size_tokens: LinearLaw | None = None
+    size_tokens_reason: str | None = None
+    choice: ChoiceSummary | None = None
+
+
+class AllocationRules(BaseModel):
+    """``N*(C)`` and ``D*(C)`` as laws ``ln X* = ln G + a ln C`` (null with a reason)."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    n_params: LinearLaw | None = None
+    n_params_reason: str | None = None
+    tokens: LinearLaw | None = None
+    tokens_reason: str | None = None
+
+
+class ObservedRange(BaseModel):
+    """What the rules were learned from, so a prediction can say how far it reaches."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    n_observations: int
+    n_front: int
+    n_efficient: int
+    noise_sd: float
+    compute_unit: str
+    compute_min: float
+    compute_max: float
+    n_params_min: float | None = None
+    n_params_max: float | None = None
+    tokens_min: float | None = None
+    tokens_max: float | None = None
+
+
+class Interval(BaseModel):
+    """An estimate with its interval (at the rules' level)."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    estimate: float
+    low: float
+    high: float
+
+
+class ParamPrediction(BaseModel):
+    """One recommended value: ``value`` is ready to use (ints and powers of two snapped,
+    a choice's value); ``estimate``/``low``/``high`` are the continuous optimum and its
+    interval (None for choices and unsupported rules); ``source`` says where it came from.
+    """
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    value: str | int | float | bool
+    estimate: float | None = None
+    low: float | None = None
+    high: float | None = None
+    supported: bool = True
+    source: str
+
+
+class Prediction(BaseModel):
+    """A full recommended configuration at a target scale."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    compute: float | None
+    n_params: Interval | None = None
+    tokens: Interval | None = None
+    params: dict[str, Any]
+    values: dict[str, ParamPrediction]
+    loss: Interval | None = None
+    loss_source: str | None = None
+    extrapolation_decades: float
+    warnings: list[str] = Field(default_factory=list)
+
+
+class ScalingRules(BaseModel):
+    """The rules learned from one study; see the module docstring and docs/scaling-rules.md."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    schema_version: Literal[1] = SCHEMA_VERSION
+    axes: ScalingAxes
+    level: float = Field(gt=0.0, lt=1.0)
+    observed: ObservedRange
+    hyperparameters: list[HyperparameterRule]
+    allocation: AllocationRules | None = None
+    loss_frontier: LossFrontier | None = None
+    loss_frontier_reason: str | None = None
+    parametric: ChinchillaFit | None = None
+    parametric_reason: str | None = None
+
+    def rule(self, name: str) -> HyperparameterRule:
+        for rule in self.hyperparameters:
+            if rule.name == name:
+                return rule
+        raise KeyError(f"no rule for {name!r}; rules exist for {self.names}")
+
+    @property
+    def names(self) -> list[str]:
+        return [rule.name for rule in self.hyperparameters]
+
+    # -- predict --------------------------------------------------------------------------
+
+    def predict(
+        self,
+        *,
+        compute: float | None = None,
+        n_params: float | None = None,
+        tokens: float | None = None,
+    ) -> Prediction:
+        """The recommended configuration at ``compute`` or at ``(n_params, tokens)``.
+
+        With ``compute`` only, N and D come from the compute-optimal allocation (when the
+        axes have them). Intervals come from each law's bootstrap and widen with the
+        distance from the observed range; ``extrapolation_decades`` says how far
+        beyond the largest observed compute the target lies.
+        """
+        from search.scaling.predict import predict_rules
+
+        return predict_rules(self, compute=compute, n_params=n_params, tokens=tokens)
+
+    # -- file format ----------------------------------------------------------------------
+
+    def to_json(self) -> str:
+        return self.model_dump_json(indent=2)
+
+    def to_yaml(self) -> str:
+        return yaml.safe_dump(self.model_dump(mode="json"), sort_keys=False)
+
+    def save(self, path: str | Path) -> Path:
+        """Write the rules as ``.json`` or ``.yaml``/``.yml``, chosen by the suffix."""
+        path = Path(path)
+        text = {".json": self.to_json, ".yaml": self.to_yaml, ".yml": self.to_yaml}
+        if path.suffix not in text:
+            raise InvalidParamsError(f"save rules as .json or .yaml, not {path.suffix!r}")
+        path.write_text(text[path.suffix]())
+        return path
+
+    @classmethod
+    def load(cls, path: str | Path) -> ScalingRules:
+        """Read a rules file written by ``save`` (JSON or YAML, by suffix)."""
+        path = Path(path)
+        if path.suffix in (".yaml", ".yml"):
+            data = yaml.safe_load(path.read_text())
+        elif path.suffix == ".json":
+            return cls.model_validate_json(path.read_text())
+        else:
+            raise InvalidParamsError(f"rules files are .json or .yaml, not {path.suffix!r}")
+        return cls.model_validate(data)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _check_version(cls, data: Any) -> Any:
+        version = data.get("schema_version", SCHEMA_VERSION) if isinstance(data, dict) else None
+        if version is not None and version != SCHEMA_VERSION:
+            raise ValueError(
+                f"rules file schema_version {version} is not supported by this scaletune "
+                f"(it reads version {SCHEMA_VERSION}); refit the rules or upgrade scaletune"
+            )
+        return data
+
+
+def forward(transform: str, values: Any) -> np.ndarray:
+    """Map values into the transformed space a law is fitted in."""
+    return _FORWARD[transform](np.asarray(values, dtype=float))
+
+
+def inverse(transform: str, y: Any) -> np.ndarray:
+    return _INVERSE[transform](np.asarray(y, dtype=float))
+
+
+def snap(rule: HyperparameterRule, value: float) -> int | float:
+    """A continuous value onto its parameter's grid (ints, powers of two)."""
+    if rule.kind == "pow2":
+        return int(2 ** round(math.log2(max(value, 1.0))))
+    if rule.kind == "int":
+        return int(round(value / rule.multiple_of) * rule.multiple_of)
+    return float(value)
+
+
+def compute_of(n_params: float, tokens: float) -> float:
+    """``C = 6 N D`` FLOPs (Kaplan et al. 2020; Hoffmann et al. 2022)."""
+    return FLOPS_PER_PARAM_TOKEN * n_params * tokens
