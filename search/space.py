@@ -26,8 +26,9 @@ and lie within ``LINEAR_LIMIT`` (linear), [``LOG_MIN``, ``LOG_MAX``] (log), [``L
 snapped into this range.
 
 Round trip: ``from_internal(to_internal(p)) == p`` for every valid ``p``: ints, powers of
-two and choices exactly; floats within 1e-12 relative (for linear parameters relative to
-``max(|v|, |center|)``, since ``v - center`` cancels digits of a small ``v``).
+two and choices exactly; floats within 1e-12 relative. For linear parameters the error is
+relative to ``max(|v|, |center|)``, since ``v - center`` cancels digits of a small ``v``,
+plus ``1e-300 * scale`` where a tiny ``(v - center) / scale`` underflows.
 """
 
 from __future__ import annotations
@@ -79,30 +80,45 @@ SCALE_MIN, SCALE_MAX = 1e-150, 1e150
 
 
 def _is_number(value: Any) -> bool:
-    """Real numbers, numpy's included; bools are not numbers here."""
-    return isinstance(value, int | float | np.integer | np.floating) and not isinstance(
-        value, bool | np.bool_
-    )
+    """Python ints and floats (after ``_plain``); bools are not numbers here."""
+    return isinstance(value, int | float) and not isinstance(value, bool)
+
+
+def _plain(value: Any) -> Any:
+    """numpy scalars as Python ones (np.float32 vs 1e300 would overflow in comparisons)."""
+    return value.item() if isinstance(value, np.generic) else value
+
+
+def _show(value: Any) -> str:
+    """repr() for messages, cut short (a 400-digit int is not worth printing)."""
+    text = repr(_plain(value))
+    return text if len(text) <= 40 else text[:37] + "..."
 
 
 def _as_spec_float(value: Any) -> Any:
+    value = _plain(value)
     if value is None:
         return None
     if not _is_number(value):
-        raise ValueError(f"expected a number, got {value!r}")
-    if not math.isfinite(float(value)):
-        raise ValueError(f"expected a finite number, got {value!r}")
-    return float(value)
+        raise ValueError(f"expected a number, got {_show(value)}")
+    try:
+        number = float(value)
+    except OverflowError:  # a Python int beyond float range
+        number = math.inf
+    if not math.isfinite(number):
+        raise ValueError(f"expected a finite number, got {_show(value)}")
+    return number
 
 
 def _as_spec_int(value: Any) -> Any:
+    value = _plain(value)
     if value is None:
         return None
-    if isinstance(value, int | np.integer) and not isinstance(value, bool | np.bool_):
-        return int(value)
+    if isinstance(value, int) and not isinstance(value, bool):
+        return value
     if _is_number(value) and float(value).is_integer():  # 256.0 is 256; inf and nan are not
         return int(value)
-    raise ValueError(f"expected an integer, got {value!r}")
+    raise ValueError(f"expected an integer, got {_show(value)}")
 
 
 SpecFloat = Annotated[float, BeforeValidator(_as_spec_float)]
@@ -201,6 +217,9 @@ class _ScalarParam(_ParamBase):
         t_center = self._transform(np.float64(self.center))
         return self._inverse(np.clip(x, x_lo, x_hi) * self.scale + t_center)
 
+    def _encode(self, values: np.ndarray) -> np.ndarray:
+        return self._to_x(values)[:, None]
+
     def _internal_bounds(self) -> tuple[np.ndarray, np.ndarray]:
         lo = -np.inf if self.min is None else float(self._to_x(self.min))
         hi = np.inf if self.max is None else float(self._to_x(self.max))
@@ -214,11 +233,11 @@ class _ScalarParam(_ParamBase):
         """Why ``value`` is outside the representable range or min/max, or None."""
         lo, hi = self._limits()
         if not lo <= value <= hi:  # also catches nan
-            return f"{value!r} is outside {self._domain()}"
+            return f"{_show(value)} is outside {self._domain()}"
         if self.min is not None and value < self.min:
-            return f"{value!r} is below min={self.min!r}"
+            return f"{_show(value)} is below min={self.min!r}"
         if self.max is not None and value > self.max:
-            return f"{value!r} is above max={self.max!r}"
+            return f"{_show(value)} is above max={self.max!r}"
         return None
 
     def _check_spec(self) -> None:
@@ -253,9 +272,6 @@ class _FloatParam(_ScalarParam):
         lo, hi = self._value_bounds()
         return float(self._to_x(lo)), float(self._to_x(hi))
 
-    def _encode(self, values: np.ndarray) -> np.ndarray:
-        return self._to_x(values)[:, None]
-
     def _decode(self, x_block: np.ndarray) -> np.ndarray:
         lo, hi = self._value_bounds()
         return np.clip(self._from_x(x_block[:, 0], *self._x_limits()), lo, hi)
@@ -266,12 +282,13 @@ class _FloatParam(_ScalarParam):
 
     def _check(self, value: Any) -> float:
         if not _is_number(value):
-            raise _ParamValueError(f"expected a number, got {value!r} ({type(value).__name__})")
-        value = float(value)
-        problem = self._range_problem(value)
+            raise _ParamValueError(
+                f"expected a number, got {_show(value)} ({type(value).__name__})"
+            )
+        problem = self._range_problem(value)  # Python compares ints with floats exactly
         if problem:
             raise _ParamValueError(problem)
-        return value
+        return float(value)
 
 
 class LogParam(_FloatParam):
@@ -391,9 +408,6 @@ class IntParam(_GridParam):
         lo, hi = self._value_bounds()
         return -(-lo // self.multiple_of), hi // self.multiple_of
 
-    def _encode(self, values: np.ndarray) -> np.ndarray:
-        return self._to_x(values)[:, None]
-
     def _decode(self, x_block: np.ndarray) -> np.ndarray:
         k_lo, k_hi = self._grid_bounds()
         m = self.multiple_of
@@ -441,9 +455,6 @@ class Pow2Param(_GridParam):
         lo, hi = self._value_bounds()
         return lo.bit_length() - 1, hi.bit_length() - 1
 
-    def _encode(self, values: np.ndarray) -> np.ndarray:
-        return self._to_x(values)[:, None]
-
     def _decode(self, x_block: np.ndarray) -> np.ndarray:
         k_lo, k_hi = self._grid_bounds()
         x_lo, x_hi = (float(self._to_x(2**k)) for k in (k_lo, k_hi))
@@ -473,14 +484,13 @@ def _nearest_pow2(value: int) -> str:
 
 def _choice_key(value: Any) -> tuple[str, Any] | None:
     """Equality key for choices: bools and strings match only themselves, numbers by value."""
-    if isinstance(value, bool | np.bool_):
-        return ("bool", bool(value))
+    value = _plain(value)
+    if isinstance(value, bool):
+        return ("bool", value)
     if isinstance(value, str):
         return ("str", value)
-    if isinstance(value, np.integer):
-        return ("num", int(value))
-    if isinstance(value, int | float | np.floating):
-        return ("num", float(value) if isinstance(value, np.floating) else value)
+    if isinstance(value, int | float):
+        return ("num", value)  # 1 == 1.0 and hash(1) == hash(1.0): one key
     return None
 
 
@@ -534,7 +544,7 @@ class ChoiceParam(_ParamBase):
     def _check(self, value: Any) -> Any:
         index = self._index.get(_choice_key(value))
         if index is None:
-            raise _ParamValueError(f"{value!r} is not one of the choices {self.choices}")
+            raise _ParamValueError(f"{_show(value)} is not one of the choices {self.choices}")
         return self.choices[index]
 
 
@@ -644,7 +654,7 @@ class SearchSpace(BaseModel):
             if param.name not in params:
                 continue
             try:
-                normalised[param.name] = param._check(params[param.name])
+                normalised[param.name] = param._check(_plain(params[param.name]))
             except _ParamValueError as exc:
                 problems.append(f"{param.name!r} ({param.kind}): {exc}")
         if problems:

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 import math
+import subprocess
+import sys
 from typing import Any
 
 import numpy as np
@@ -25,6 +27,7 @@ from search.space import (
 from tests.search import strategies as sst
 
 PROPERTY = settings(max_examples=200, deadline=None)
+LIGHT = settings(max_examples=60, deadline=None)  # whole-space properties with little arithmetic
 KINDS = sorted(sst.KIND_STRATEGIES)
 
 
@@ -52,7 +55,9 @@ def assert_same_params(space: SearchSpace, got: dict, want: dict) -> None:
         g, w = got[param.name], want[param.name]
         if isinstance(param, LinearParam):
             assert type(g) is float
-            assert abs(g - w) <= 1e-12 * max(abs(w), abs(param.center)), (param, g, w)
+            # v - center cancels digits of a small v; below 1e-300 scales x underflows.
+            tol = 1e-12 * max(abs(w), abs(param.center)) + 1e-300 * param.scale
+            assert abs(g - w) <= tol, (param, g, w)
         elif isinstance(param, LogParam | LogitParam):
             assert type(g) is float
             assert abs(g - w) <= 1e-12 * abs(w), (param, g, w)
@@ -94,7 +99,7 @@ def test_round_trip_mixed_spaces(case: tuple[SearchSpace, dict]) -> None:
 @PROPERTY
 @given(space=sst.spaces(), data=st.data())
 def test_from_internal_snaps_anything(space: SearchSpace, data: st.DataObject) -> None:
-    big = st.floats(allow_nan=False)  # infinities and 1e308 included
+    big = st.one_of(st.floats(-30.0, 30.0), st.floats(allow_nan=False))  # +-inf, 1e308 too
     x = np.array(data.draw(st.lists(big, min_size=space.dim, max_size=space.dim)))
     params = space.from_internal(x)
     assert space.validate_params(params) == params  # feasible, already normalised
@@ -111,7 +116,7 @@ def test_from_internal_snaps_anything(space: SearchSpace, data: st.DataObject) -
     assert_same_params(space, space.from_internal(projected), params)
 
 
-@PROPERTY
+@LIGHT
 @given(space=sst.spaces())
 def test_json_round_trip(space: SearchSpace) -> None:
     dumped = space.model_dump(mode="json")
@@ -120,7 +125,7 @@ def test_json_round_trip(space: SearchSpace) -> None:
     assert again.model_dump(mode="json") == dumped
 
 
-@PROPERTY
+@LIGHT
 @given(space=sst.spaces())
 def test_center_maps_to_origin(space: SearchSpace) -> None:
     x = space.to_internal(space.center())
@@ -366,3 +371,92 @@ def test_bad_internal_vectors_are_refused() -> None:
         space.from_internal_many(np.zeros(9))
     with pytest.raises(InvalidParamsError, match="NaN"):
         space.project_internal(np.full((2, 9), np.nan))
+
+
+# -- snapping is to the nearest feasible value ---------------------------------------------
+
+
+@PROPERTY
+@given(param=st.one_of(sst.int_params(), sst.pow2_params()), x=st.floats(-60.0, 60.0))
+def test_grid_values_snap_to_the_nearest_grid_point(param: Any, x: float) -> None:
+    space = _space(param)
+    value = space.from_internal(np.array([x]))["p"]
+    lo, hi = space.internal_bounds()
+    if not lo[0] < x < hi[0]:
+        return  # clipped to a bound: covered by test_from_internal_snaps_anything
+    if isinstance(param, Pow2Param):  # nearest in log2: within half a doubling
+        target = math.log2(param.center) + x * param.scale
+        assert abs(math.log2(value) - target) <= 0.5 + 1e-9 or value in (1, 2**62)
+    else:  # nearest multiple in value space: within half a step
+        t_center = math.log(param.center) if param.log else param.center
+        target = t_center + x * param.scale
+        target = math.exp(min(target, 700.0)) if param.log else target
+        assert abs(value - target) <= param.multiple_of / 2 * (1 + 1e-9) or not (
+            param.multiple_of <= abs(target) <= 1e15
+        )
+
+
+def test_choice_argmax_takes_the_first_of_ties() -> None:
+    space = _space(ChoiceParam(name="c", choices=["a", "b", "c"]))
+    rows = space.from_internal_many(np.array([[0.5, 0.5, 0.1], [-np.inf, 3.0, np.inf], [0, 0, 0]]))
+    assert [row["c"] for row in rows] == ["a", "c", "a"]
+    np.testing.assert_array_equal(space.project_internal(np.array([0.2, 0.9, 0.9])), [0, 1, 0])
+
+
+@pytest.mark.parametrize(
+    ("param", "value"),
+    [
+        (LogParam(name="p", center=1e-300, scale=1e-150), 1e300),
+        (LogParam(name="p", center=1e300, scale=1e150, min=1e-300), 1e-300),
+        (LinearParam(name="p", center=-1e150, scale=1e-150), 1e150),
+        (LinearParam(name="p", center=1e150, scale=1e150), 5e-324),
+        (LogitParam(name="p", center=1e-300, scale=1e-150), math.nextafter(1.0, 0.0)),
+        (LogitParam(name="p", center=0.5), 1e-300),
+        (IntParam(name="p", center=1, scale=1e-150), 10**12),
+        (IntParam(name="p", center=10**15, multiple_of=1000, scale=0.01), 1000),
+        (IntParam(name="p", center=-(10**12), log=False, scale=1e-3), 10**12),
+        (IntParam(name="p", center=999_999_999_999, log=False, scale=1e12), -(10**12)),
+        (Pow2Param(name="p", center=1, scale=1e-150), 2**62),
+        (Pow2Param(name="p", center=2**62, scale=1e150), 1),
+    ],
+)
+def test_round_trip_at_the_ends_of_the_range(param: Any, value: Any) -> None:
+    space = _space(param)
+    assert_same_params(space, space.from_internal(space.to_internal({"p": value})), {"p": value})
+
+
+# -- interfaces other packages rely on -------------------------------------------------------
+
+
+def test_from_internal_accepts_sequences_and_leaves_inputs_alone() -> None:
+    space = lm_space()
+    params = _params(batch_size=128.0)
+    snapshot = dict(params)
+    x = space.to_internal(params)
+    assert params == snapshot  # not normalised in place
+    assert space.from_internal(x.tolist()) == space.from_internal(x)
+    x_copy = x.copy()
+    space.project_internal(x)
+    np.testing.assert_array_equal(x, x_copy)
+
+
+def test_space_embeds_in_other_models_and_json_schema() -> None:
+    from pydantic import BaseModel
+
+    class StudyCreate(BaseModel):  # the shape a service schema takes
+        space: SearchSpace
+
+    body = {"space": lm_space().model_dump(mode="json")}
+    assert StudyCreate.model_validate(body).space == lm_space()
+    schema = StudyCreate.model_json_schema()
+    assert set(schema["$defs"]) >= {"SearchSpace", "LogParam", "ChoiceParam", "Pow2Param"}
+    with pytest.raises(ValidationError, match="parameter 'lr'"):
+        StudyCreate.model_validate(
+            {"space": {"params": [{"kind": "log", "name": "lr", "center": -1}]}}
+        )
+
+
+def test_importing_the_space_does_not_import_torch() -> None:
+    code = "import sys, search.space; print('torch' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "False"
