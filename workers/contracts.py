@@ -53,3 +53,22 @@ class TrialResult(BaseModel):
     curve: list[dict[str, float]] = Field(default_factory=list)
     metrics: dict[str, Any] = Field(default_factory=dict)
     worker: str | None = None
+
+
+def trial_task_id(request: TrialRequest) -> str:
+    """The Celery task id of one attempt: deterministic, so the sender can revoke it by id."""
+    return f"trial-{request.study_id}-{request.trial_id}-{request.attempt}"
+
+
+def trial_send_options(request: TrialRequest, *, queue: str) -> dict[str, Any]:
+    """Keyword arguments for ``send_task(RUN_TRIAL_TASK, args=[request_json], **options)``.
+
+    Puts the trial on ``queue`` (a device pool: "gpu", "cpu") under its deterministic
+    task id, with the request's soft and hard time limits as Celery's per-task limits.
+    """
+    options: dict[str, Any] = {"task_id": trial_task_id(request), "queue": queue}
+    if request.soft_time_limit_s is not None:
+        options["soft_time_limit"] = request.soft_time_limit_s
+    if request.time_limit_s is not None:
+        options["time_limit"] = request.time_limit_s
+    return options

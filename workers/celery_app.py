@@ -1,0 +1,85 @@
+"""The Celery application: ``create_celery(settings)``, and ``app`` for the worker command.
+
+Start one worker process per GPU, bound to its device, with one trial at a time::
+
+    SCALETUNE_DEVICE=cuda:0 celery -A workers.celery_app worker -Q gpu -c 1 -P prefork -n gpu0@%h
+
+CPU workers consume ``-Q cpu``. The prefork pool is needed for per-trial time limits and
+for revoke-with-terminate (cancellation); ``-P solo`` works but ignores both.
+
+Delivery settings and why:
+- JSON only (``accept_content=["json"]``): no pickle crosses the broker.
+- ``task_acks_late`` + ``worker_prefetch_multiplier=1``: a message is acknowledged when
+  its trial ends, and a worker holds one trial at a time, so a lost worker loses nothing.
+- ``task_reject_on_worker_lost``: a pool child killed mid-trial (OOM killer, SIGKILL)
+  puts its message back on the queue at once.
+- ``visibility_timeout`` (Redis): an unacknowledged message is redelivered after this
+  long even if its worker still runs it, so it must exceed the longest hard time limit;
+  it is also what recovers the message of a worker whose whole process tree died.
+- No result backend by default: results travel to the service as ``RECORD_RESULT_TASK``
+  messages on the control queue.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from celery import Celery, current_app
+from celery.signals import worker_process_init, worker_process_shutdown
+
+from workers.config import WorkerSettings
+from workers.contracts import TrialRequest, trial_task_id
+
+
+def create_celery(settings: WorkerSettings | None = None) -> Celery:
+    """A configured Celery app with ``run_trial`` registered; connects to nothing yet."""
+    from workers.tasks import register_tasks  # runner -> registry; still no torch
+
+    settings = settings or WorkerSettings()
+    app = Celery("scaletune", broker=settings.broker_url, backend=settings.result_backend)
+    app.conf.update(
+        task_serializer="json",
+        result_serializer="json",
+        accept_content=["json"],
+        result_accept_content=["json"],
+        task_ignore_result=settings.result_backend is None,
+        task_acks_late=True,
+        task_reject_on_worker_lost=True,
+        worker_prefetch_multiplier=1,
+        task_default_queue=settings.trial_queue,
+        task_create_missing_queues=True,
+        broker_transport_options={"visibility_timeout": settings.visibility_timeout_s},
+        broker_connection_retry_on_startup=True,
+        worker_send_task_events=False,
+        worker_hijack_root_logger=False,
+    )
+    if settings.is_gpu:
+        app.conf.worker_concurrency = 1  # one trial per GPU
+    app.scaletune_settings = settings
+    register_tasks(app)
+    return app
+
+
+def cancel_trial(app: Celery, request: TrialRequest, *, signal: str = "SIGTERM") -> None:
+    """Revoke the attempt and, if running, terminate its pool process (prefork only)."""
+    app.control.revoke(trial_task_id(request), terminate=True, signal=signal)
+
+
+app = create_celery()
+
+
+@worker_process_init.connect
+def _start_heartbeat(**_: Any) -> None:
+    # An idle worker beats too, so the service sees it online before its first trial.
+    from workers.tasks import process_publisher
+
+    settings = getattr(current_app, "scaletune_settings", None)
+    if settings is not None:  # a worker of an app built by create_celery
+        process_publisher(settings)
+
+
+@worker_process_shutdown.connect
+def _stop_heartbeat(**_: Any) -> None:
+    from workers.tasks import stop_process_publisher
+
+    stop_process_publisher()

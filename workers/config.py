@@ -1,0 +1,67 @@
+"""Worker settings, read from ``SCALETUNE_*`` environment variables.
+
+Nothing here imports torch or Celery: the service builds a ``WorkerSettings`` to send
+trials and to read heartbeats. Build settings explicitly (``WorkerSettings(broker_url=...)``)
+in tests; init kwargs win over the environment (pydantic-settings' priority order).
+
+The training data cache is ``SCALETUNE_DATA_DIR`` (default ``~/.cache/scaletune``); it is
+read by ``workers.training.data`` itself, which must import without pydantic.
+"""
+
+from __future__ import annotations
+
+from pydantic import Field, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from workers.contracts import CONTROL_QUEUE
+
+
+class WorkerSettings(BaseSettings):
+    """Broker, queues, device binding, delivery and heartbeat knobs of a worker.
+
+    ``visibility_timeout_s``: with the Redis broker, a message taken but not acknowledged
+    (``acks_late``: until the trial ends) is handed out again once it has been unacked
+    this long, *even if its worker is still running it*. It must therefore exceed the
+    longest trial's hard time limit. The same timeout is what brings back the trial of a
+    worker whose whole process tree died (a dead pool child alone is handled at once by
+    ``reject_on_worker_lost``); a dead worker is noticed sooner by its heartbeat.
+    """
+
+    model_config = SettingsConfigDict(env_prefix="SCALETUNE_", extra="ignore")
+
+    broker_url: str = "redis://127.0.0.1:6379/0"
+    result_backend: str | None = Field(
+        None, description="None: results travel as RECORD_RESULT_TASK messages, not a backend"
+    )
+    device: str = Field("cpu", description="the device this worker process trains on: cpu, cuda:0")
+    trial_queue: str = Field("cpu", description="default queue for trials sent without one")
+    control_queue: str = CONTROL_QUEUE
+    visibility_timeout_s: float = Field(12 * 3600.0, gt=0)
+    heartbeat_redis_url: str | None = Field(None, description="defaults to broker_url")
+    heartbeat_interval_s: float = Field(5.0, gt=0)
+    heartbeat_ttl_s: float = Field(30.0, gt=0)
+    key_prefix: str = Field("scaletune", min_length=1, description="prefix of heartbeat keys")
+    max_retries: int = Field(3, ge=0, description="retries of an infrastructure failure")
+    retry_backoff_s: float = Field(10.0, ge=0, description="first retry delay; doubles")
+    retry_backoff_max_s: float = Field(300.0, ge=0)
+    max_deliveries: int = Field(
+        3, ge=1, description="deliveries of one attempt (worker lost mid-trial) before giving up"
+    )
+    worker_name: str | None = Field(None, description="defaults to host:pid")
+
+    @model_validator(mode="after")
+    def _ttl_covers_interval(self) -> WorkerSettings:
+        if self.heartbeat_ttl_s <= 2 * self.heartbeat_interval_s:
+            raise ValueError(
+                f"heartbeat_ttl_s ({self.heartbeat_ttl_s}) must exceed twice "
+                f"heartbeat_interval_s ({self.heartbeat_interval_s}), or a live trial looks dead"
+            )
+        return self
+
+    @property
+    def heartbeat_url(self) -> str:
+        return self.heartbeat_redis_url or self.broker_url
+
+    @property
+    def is_gpu(self) -> bool:
+        return self.device.startswith("cuda")
