@@ -70,7 +70,10 @@ def fit_loss_frontier(
             f"the front spans {np.ptp(np.log10(compute)):.2f} decades of compute; "
             "the loss frontier needs at least 1"
         )
-    theta, boot = fit_lse(np.log(compute)[:, None], loss, seed=seed, n_bootstrap=n_bootstrap)
+    # One point per budget is the common design, so two points per parameter suffice here.
+    theta, boot = fit_lse(
+        np.log(compute)[:, None], loss, seed=seed, n_bootstrap=n_bootstrap, points_per_param=2
+    )
     tail = 100.0 * (1.0 - level) / 2.0
     gamma_low, gamma_high = np.percentile(boot[:, 2], [tail, 100.0 - tail])
     if not gamma_low > 0:

@@ -3,17 +3,18 @@
 A single noisy front point is often just lucky: its loss is low because of noise, not
 because its hyperparameters are optimal. Fitting scaling laws to the bare front would
 then chase that noise. Instead we take every observation whose loss lies within a
-*band* above the front:
+*band* above a smooth reference front:
 
-1. the front is interpolated linearly in ``ln compute`` (non-increasing, constant
-   beyond its ends), giving ``front_loss(C)``;
-2. the noise level ``sigma`` is read off the front itself: each interior front point
-   is compared with the straight line through its two neighbours, and the robust
-   spread (MAD) of those deviations, divided by ``sqrt(1.5)``, estimates the per-point
-   noise (the deviation of ``y_i`` from ``(y_{i-1} + y_{i+1}) / 2`` has variance
-   ``1.5 sigma^2`` when the points are independent);
-3. the band is ``max(band_sigmas * sigma, min_band_fraction * front_loss(C))``; a
-   point is compute-efficient when ``loss <= front_loss(C) + band``.
+1. the reference is the fitted loss frontier ``L*(C)`` when the caller has one
+   (``reference_loss``), else the front interpolated linearly in ``ln compute``
+   (non-increasing, constant beyond its ends);
+2. the noise level ``sigma`` is read off the front itself: with a fitted reference, the
+   robust spread (MAD) of the front's residuals around it; without one, the spread of
+   each interior front point's deviation from the straight line through its two
+   neighbours, divided by ``sqrt(1.5)`` (that deviation has variance ``1.5 sigma^2``
+   for independent points);
+3. the band is ``max(band_sigmas * sigma, min_band_fraction * reference)``; a point is
+   compute-efficient when ``loss <= reference + band``.
 
 Points near the front are near-optimal for their compute, and their hyperparameters
 scatter on both sides of the optimum, so a regression through them estimates the
@@ -47,43 +48,68 @@ class EfficientSet:
     band: np.ndarray
 
 
+def tolerant_front(loss: np.ndarray, compute: np.ndarray, *, rel_tol: float = 0.01):
+    """Front indices (by increasing compute) without points beaten by a run costing at
+    most ``rel_tol`` more: budgets that differ by rounding (iso-FLOP designs) would
+    otherwise put several runs of one budget on the front, and their spread would read
+    as noise."""
+    front = front_indices(loss, compute)
+    keep = [
+        i
+        for k, i in enumerate(front)
+        if not np.any(
+            (compute[front[k + 1 :]] <= compute[i] * (1.0 + rel_tol))
+            & (loss[front[k + 1 :]] < loss[i])
+        )
+    ]
+    return np.asarray(keep, dtype=int)
+
+
 def front_loss_at(log_compute_front: np.ndarray, loss_front: np.ndarray, log_compute):
     """The front interpolated linearly in ``ln compute`` (constant beyond its ends)."""
     return np.interp(log_compute, log_compute_front, loss_front)
 
 
-def estimate_front_noise(loss_front: np.ndarray) -> float:
+def estimate_front_noise(loss_front: np.ndarray, reference_front: np.ndarray | None) -> float:
     """Robust per-point noise of a front ordered by compute (0.0 with < 3 points)."""
-    if len(loss_front) < 3:
+    if reference_front is not None:
+        residual = loss_front - reference_front
+    elif len(loss_front) >= 3:
+        residual = (loss_front[1:-1] - 0.5 * (loss_front[:-2] + loss_front[2:])) / np.sqrt(1.5)
+    else:
         return 0.0
-    deviation = loss_front[1:-1] - 0.5 * (loss_front[:-2] + loss_front[2:])
-    mad = np.median(np.abs(deviation - np.median(deviation)))
-    return float(MAD_TO_SD * mad / np.sqrt(1.5))
+    return float(MAD_TO_SD * np.median(np.abs(residual - np.median(residual))))
 
 
 def efficient_set(
     loss: np.ndarray,
     compute: np.ndarray,
     *,
+    reference_loss: np.ndarray | None = None,
     band_sigmas: float = 2.0,
-    min_band_fraction: float = 0.005,
+    min_band_fraction: float = 0.01,
 ) -> EfficientSet:
     """The compute-efficient set of observations ``(loss, compute)``, both ``(n,)``.
 
-    Raises NotEnoughDataError when the front has fewer than ``MIN_FRONT_POINTS``
-    points: a scaling law through fewer compute-efficient runs is not supported.
+    ``reference_loss`` (n,), when given, is a smooth frontier evaluated at each point's
+    compute. Raises NotEnoughDataError when the front has fewer than
+    ``MIN_FRONT_POINTS`` points: a scaling law through fewer compute-efficient runs is
+    not supported.
     """
     loss = np.asarray(loss, dtype=float)
     compute = np.asarray(compute, dtype=float)
-    front = front_indices(loss, compute)
+    front = tolerant_front(loss, compute)
     if len(front) < MIN_FRONT_POINTS:
         raise NotEnoughDataError(
             f"the loss-compute front has {len(front)} points; scaling rules need at least "
             f"{MIN_FRONT_POINTS} compute-efficient runs spread over compute"
         )
-    log_compute = np.log(compute)
-    reference = front_loss_at(log_compute[front], loss[front], log_compute)
-    noise_sd = estimate_front_noise(loss[front])
+    if reference_loss is None:
+        reference = front_loss_at(np.log(compute[front]), loss[front], np.log(compute))
+        noise_sd = estimate_front_noise(loss[front], None)
+    else:
+        reference = np.asarray(reference_loss, dtype=float)
+        noise_sd = estimate_front_noise(loss[front], reference[front])
     band = np.maximum(band_sigmas * noise_sd, min_band_fraction * np.abs(reference))
     members = np.flatnonzero(np.isfinite(loss) & (loss <= reference + band))
     return EfficientSet(front=front, members=members, noise_sd=noise_sd, band=band)

@@ -21,7 +21,7 @@ import numpy as np
 from search.errors import InvalidParamsError, NotEnoughDataError
 from search.scaling.allocation import fit_allocation_law, fit_loss_frontier
 from search.scaling.chinchilla import fit_chinchilla
-from search.scaling.efficient_set import EfficientSet, efficient_set
+from search.scaling.efficient_set import EfficientSet, efficient_set, tolerant_front
 from search.scaling.laws import MIN_DECADES, fit_linear_law, turning_point_inside
 from search.scaling.rules import (
     AllocationRules,
@@ -70,7 +70,7 @@ def fit_scaling_rules(
     n_bootstrap: int = 200,
     level: float = 0.9,
     band_sigmas: float = 2.0,
-    min_band_fraction: float = 0.005,
+    min_band_fraction: float = 0.01,
 ) -> ScalingRules:
     """Learn scaling rules from a study's observations (failed ones are skipped).
 
@@ -80,8 +80,15 @@ def fit_scaling_rules(
     NotEnoughDataError when the data cannot support any rule.
     """
     table = _read_table(observations, space, axes)
+    options = _Options(seed=seed, n_bootstrap=n_bootstrap, level=level)
+    front = tolerant_front(table.loss, table.compute)
+    frontier, frontier_reason = _fit_frontier(table, front, options)
     eff = efficient_set(
-        table.loss, table.compute, band_sigmas=band_sigmas, min_band_fraction=min_band_fraction
+        table.loss,
+        table.compute,
+        reference_loss=None if frontier is None else frontier.predict(table.compute)[0],
+        band_sigmas=band_sigmas,
+        min_band_fraction=min_band_fraction,
     )
     members = eff.members
     decades = np.ptp(np.log10(table.compute[members]))
@@ -90,8 +97,6 @@ def fit_scaling_rules(
             f"the compute-efficient runs span {decades:.2f} decades of compute; scaling "
             f"rules need at least {MIN_DECADES:g} (run the study over a wider budget range)"
         )
-    options = _Options(seed=seed, n_bootstrap=n_bootstrap, level=level)
-    frontier, frontier_reason = _fit_frontier(table, eff, options)
     parametric, parametric_reason = _fit_parametric(table, members, axes, options)
     return ScalingRules(
         axes=axes,
@@ -263,8 +268,9 @@ def _fit_allocation(table: _Table, members: np.ndarray, options: _Options) -> Al
     return AllocationRules(**parts)
 
 
-def _fit_frontier(table: _Table, eff: EfficientSet, options: _Options):
-    front = eff.front
+def _fit_frontier(table: _Table, front: np.ndarray, options: _Options):
+    if len(front) < 2:
+        return None, f"the front has {len(front)} points"
     try:
         return fit_loss_frontier(table.compute[front], table.loss[front], **vars(options)), None
     except NotEnoughDataError as exc:

@@ -115,13 +115,13 @@ def _to_raw(theta_centred: np.ndarray, centre: np.ndarray) -> np.ndarray:
     return theta
 
 
-def check_lse_inputs(log_x: np.ndarray, loss: np.ndarray) -> None:
+def check_lse_inputs(log_x: np.ndarray, loss: np.ndarray, *, points_per_param: int = 3) -> None:
     n, k = log_x.shape
     if loss.shape != (n,):
         raise ValueError(f"loss must have shape ({n},), got {loss.shape}")
     if not (np.all(np.isfinite(log_x)) and np.all(np.isfinite(loss)) and np.all(loss > 0)):
         raise NotEnoughDataError("axes and losses must be finite and positive")
-    needed = 3 * (2 * k + 1)
+    needed = points_per_param * (2 * k + 1)
     if n < needed:
         raise NotEnoughDataError(
             f"{n} points cannot support a {2 * k + 1}-parameter law; need at least {needed}"
@@ -136,6 +136,7 @@ def fit_lse(
     n_bootstrap: int = 200,
     n_starts: int = 20,
     delta: float = HUBER_DELTA,
+    points_per_param: int = 3,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Fit ``ln L = LSE(e, a_j - alpha_j ln X_j)``: the best theta ``(p,)`` and the
     bootstrap thetas ``(n_bootstrap, p)``, both in the raw parametrisation.
@@ -146,7 +147,7 @@ def fit_lse(
     """
     log_x = np.asarray(log_x, dtype=float)
     loss = np.asarray(loss, dtype=float)
-    check_lse_inputs(log_x, loss)
+    check_lse_inputs(log_x, loss, points_per_param=points_per_param)
     centre = log_x.mean(axis=0)
     log_x_centred = log_x - centre
     log_loss = np.log(loss)
