@@ -1,0 +1,230 @@
+"""ScalingRules: fitting on a study, predict, the file format, refusal, verify, warm start."""
+
+from __future__ import annotations
+
+import json
+import math
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from pydantic import ValidationError
+
+from search.errors import InvalidParamsError, NotEnoughDataError
+from search.scaling import (
+    ScalingAxes,
+    ScalingRules,
+    fit_scaling_rules,
+    verification_trial,
+    verify,
+    warm_start_space,
+)
+from search.space import LogParam, SearchSpace
+from search.types import Observation
+from tests.search.test_scaling_testbed import AXES, sample_study
+from workers.objectives.base import NullContext
+from workers.objectives.testbed import TestbedConfig
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+
+
+@pytest.fixture(scope="module")
+def study():
+    objective, observations = sample_study(TestbedConfig(), seed=4)
+    rules = fit_scaling_rules(observations, objective.default_space(), AXES, n_bootstrap=60)
+    return objective, observations, rules
+
+
+def test_every_hyperparameter_gets_a_rule_in_its_natural_space(study):
+    _, _, rules = study
+    assert rules.names == [
+        "learning_rate", "batch_size", "warmup_fraction", "weight_decay", "schedule"
+    ]  # fmt: skip
+    transforms = {rule.name: rule.transform for rule in rules.hyperparameters}
+    assert transforms == {
+        "learning_rate": "ln", "batch_size": "log2", "warmup_fraction": "logit",
+        "weight_decay": "ln", "schedule": "none",
+    }  # fmt: skip
+    assert all(rule.supported for rule in rules.hyperparameters)
+    lr = rules.rule("learning_rate").vs_compute
+    assert lr.r2 > 0.5 and lr.coef_low[1] < lr.coef[1] < lr.coef_high[1] < 0
+    # warmup's optimum does not move with compute in this ground truth
+    assert abs(rules.rule("warmup_fraction").vs_compute.coef[1]) < 0.05
+    schedule = rules.rule("schedule").choice
+    assert schedule.value == "wsd" and schedule.frequency > 0.5
+
+
+def test_predict_returns_a_full_configuration_with_intervals(study):
+    objective, _, rules = study
+    prediction = rules.predict(compute=100.0 * rules.observed.compute_max)
+    assert set(objective.default_space().names) <= set(prediction.params)
+    batch = prediction.params["batch_size"]
+    assert isinstance(batch, int) and batch & (batch - 1) == 0
+    for name in ("learning_rate", "batch_size", "warmup_fraction", "weight_decay"):
+        value = prediction.values[name]
+        assert value.low < value.estimate < value.high
+    assert prediction.loss.low < prediction.loss.estimate < prediction.loss.high
+    assert prediction.n_params.low < prediction.n_params.estimate < prediction.n_params.high
+    assert prediction.extrapolation_decades == pytest.approx(2.0)
+
+
+def test_intervals_widen_with_extrapolation(study):
+    _, _, rules = study
+    widths = []
+    for factor in (1.0, 10.0, 100.0, 1000.0):
+        value = rules.predict(compute=factor * rules.observed.compute_max).values["learning_rate"]
+        widths.append(math.log(value.high / value.low))
+    assert np.all(np.diff(widths) > 0)
+
+
+def test_predict_at_explicit_size_and_tokens(study):
+    _, _, rules = study
+    prediction = rules.predict(n_params=3e8, tokens=6e9)
+    assert prediction.compute == pytest.approx(6 * 3e8 * 6e9)
+    assert prediction.loss_source == "parametric L(N, D)"
+    assert prediction.params["n_params"] == 3e8
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({"n_params": 1e8}, "together"),
+        ({}, "give compute"),
+        ({"compute": -1.0}, "finite positive"),
+    ],
+)
+def test_predict_rejects_incomplete_targets(study, kwargs, message):
+    with pytest.raises(InvalidParamsError, match=message):
+        study[2].predict(**kwargs)
+
+
+@pytest.mark.parametrize("suffix", [".json", ".yaml"])
+def test_file_round_trip(study, tmp_path, suffix):
+    _, _, rules = study
+    path = rules.save(tmp_path / f"rules{suffix}")
+    loaded = ScalingRules.load(path)
+    assert loaded == rules
+    target = 30.0 * rules.observed.compute_max
+    assert loaded.predict(compute=target) == rules.predict(compute=target)
+
+
+def test_json_file_is_versioned_and_a_newer_version_is_refused(study, tmp_path):
+    data = json.loads(study[2].to_json())
+    assert data["schema_version"] == 1
+    data["schema_version"] = 2
+    path = tmp_path / "future.json"
+    path.write_text(json.dumps(data))
+    with pytest.raises(ValidationError, match="schema_version 2 is not supported"):
+        ScalingRules.load(path)
+    with pytest.raises(InvalidParamsError, match=r"\.json or \.yaml"):
+        study[2].save(tmp_path / "rules.txt")
+
+
+def test_loading_rules_needs_only_the_search_package(study, tmp_path):
+    path = study[2].save(tmp_path / "rules.yaml")
+    code = (
+        "import sys; from search.scaling import ScalingRules; "
+        f"r = ScalingRules.load({str(path)!r}); r.predict(compute=1e20); "
+        "bad = [m for m in sys.modules if m.split('.')[0] in "
+        "('service', 'workers', 'matplotlib', 'sqlalchemy', 'celery')]; print(bad)"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code], cwd=REPO_ROOT, capture_output=True, text=True, check=True
+    )
+    assert out.stdout.strip() == "[]"
+
+
+def test_axes_are_validated():
+    with pytest.raises(ValidationError, match="together"):
+        ScalingAxes(n_params="n_params")
+    with pytest.raises(ValidationError, match="declare n_params and tokens"):
+        ScalingAxes()
+    with pytest.raises(ValidationError, match="different quantities"):
+        ScalingAxes(n_params="x", tokens="x")
+
+
+def test_unknown_axis_name_is_a_clear_error(study):
+    objective, observations, _ = study
+    axes = ScalingAxes(n_params="width", tokens="tokens")
+    with pytest.raises(InvalidParamsError, match="'width' is neither a parameter"):
+        fit_scaling_rules(observations, objective.default_space(), axes)
+
+
+def _compute_only_study(optimum_of_log_c, *, seed=0, decades=4.0, n_budgets=10, per_budget=20):
+    """A space with a compute parameter and a learning rate whose optimum follows
+    ``optimum_of_log_c``; loss = 3 C^-0.1 (1 + 0.05 (ln lr - ln lr*)^2) + noise."""
+    rng = np.random.default_rng(seed)
+    space = SearchSpace(
+        params=[LogParam(name="budget", center=10.0), LogParam(name="lr", center=1e-3)]
+    )
+    observations = []
+    for log_c in np.linspace(0.0, decades * math.log(10), n_budgets):
+        for _ in range(per_budget):
+            log_lr = optimum_of_log_c(log_c) + rng.normal(0.0, 0.5)
+            loss = 3 * math.exp(-0.1 * log_c) * (1 + 0.05 * (log_lr - optimum_of_log_c(log_c)) ** 2)
+            params = {"budget": math.exp(log_c), "lr": math.exp(log_lr)}
+            observations.append(Observation(params, loss + rng.normal(0, 0.002), 1.0))
+    return space, observations
+
+
+def test_compute_only_axis_recovers_the_exponent():
+    space, observations = _compute_only_study(lambda log_c: -5.0 - 0.3 * log_c)
+    rules = fit_scaling_rules(observations, space, ScalingAxes(compute="budget"))
+    law = rules.rule("lr").vs_compute
+    assert law.coef[1] == pytest.approx(-0.3, abs=0.03)
+    assert law.coef_low[1] < -0.3 < law.coef_high[1]
+    assert rules.allocation is None and rules.parametric is None
+    assert "no n_params/tokens axes" in rules.parametric_reason
+
+
+def test_non_monotone_optimum_is_refused_with_its_reason():
+    space, observations = _compute_only_study(lambda log_c: -5.0 + 0.15 * (log_c - 4.6) ** 2)
+    rules = fit_scaling_rules(observations, space, ScalingAxes(compute="budget"))
+    rule = rules.rule("lr")
+    assert not rule.supported and "non-monotone" in rule.reason
+    prediction = rules.predict(compute=1e6)
+    assert not prediction.values["lr"].supported
+    assert any("non-monotone" in warning for warning in prediction.warnings)
+
+
+def test_too_few_front_points_are_refused():
+    space, observations = _compute_only_study(lambda log_c: -5.0, n_budgets=3, per_budget=5)
+    with pytest.raises(NotEnoughDataError, match="front has 3 points"):
+        fit_scaling_rules(observations, space, ScalingAxes(compute="budget"))
+
+
+def test_a_narrow_compute_range_is_refused():
+    space, observations = _compute_only_study(lambda log_c: -5.0, decades=0.5)
+    with pytest.raises(NotEnoughDataError, match=r"span 0\.50 decades of compute"):
+        fit_scaling_rules(observations, space, ScalingAxes(compute="budget"))
+
+
+def test_verification_trial_runs_beyond_the_data_and_is_checked(study):
+    objective, _, rules = study
+    space = objective.default_space()
+    params = verification_trial(rules, space, scale_factor=4.0)
+    assert set(params) == set(space.names)
+    assert 6 * params["n_params"] * params["tokens"] > rules.observed.compute_max
+    out = objective.run(params, seed=0, context=NullContext())
+    report = verify(rules, Observation(params, out.loss, out.cost_seconds))
+    assert report.observed_loss == out.loss
+    assert abs(report.relative_error) < 0.05
+    assert report.within_interval == (report.predicted.low <= out.loss <= report.predicted.high)
+    failed = verify(rules, Observation(params, math.nan, 1.0, failed=True))
+    assert not failed.within_interval and "failed" in failed.message
+
+
+def test_warm_start_recentres_the_space_on_the_rules(study):
+    objective, _, rules = study
+    space = objective.default_space()
+    compute = 10.0 * rules.observed.compute_max
+    warm = warm_start_space(rules, space, compute=compute)
+    centre = warm.center()
+    predicted = rules.predict(compute=compute).values["learning_rate"].estimate
+    assert centre["learning_rate"] == pytest.approx(predicted)
+    assert centre["schedule"] == "wsd"
+    assert warm.names == space.names
+    with pytest.raises(InvalidParamsError):
+        verification_trial(rules, space, scale_factor=0.5)
