@@ -136,6 +136,15 @@ def _axis_values(name: str, observations: Sequence[Observation], space_names: li
     return array
 
 
+def observation_compute(axes: ScalingAxes, observation: Observation) -> float:
+    """One observation's compute: the compute axis, else ``6 N D`` FLOPs."""
+    names = list(observation.params)
+    if axes.compute is not None:
+        return float(_axis_values(axes.compute, [observation], names)[0])
+    n_params = _axis_values(axes.n_params, [observation], names)[0]
+    return compute_of(float(n_params), float(_axis_values(axes.tokens, [observation], names)[0]))
+
+
 def _read_table(observations, space: SearchSpace, axes: ScalingAxes) -> _Table:
     ok = [o for o in observations if not o.failed and math.isfinite(o.loss) and o.loss > 0]
     if len(ok) < 2:

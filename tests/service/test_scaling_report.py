@@ -1,0 +1,49 @@
+"""The scaling report: Markdown plus PNGs, written from rules and observations alone."""
+
+from __future__ import annotations
+
+import pytest
+
+from search.scaling import fit_scaling_rules
+from service.reports import write_scaling_report
+from tests.search.test_scaling_testbed import AXES, sample_study
+from workers.objectives.testbed import TestbedConfig
+
+PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
+
+
+@pytest.fixture(scope="module")
+def fitted():
+    objective, observations = sample_study(TestbedConfig(), seed=5, per_budget=25)
+    rules = fit_scaling_rules(observations, objective.default_space(), AXES, n_bootstrap=30)
+    return rules, observations
+
+
+def test_report_has_every_plot_and_the_rules(fitted, tmp_path):
+    rules, observations = fitted
+    path = write_scaling_report(rules, observations, tmp_path / "report")
+    text = path.read_text()
+    expected = ["front.png", "allocation.png", "hp-learning_rate.png", "hp-batch_size.png"]
+    for name in expected:
+        image = path.parent / name
+        assert image.read_bytes()[:8] == PNG_MAGIC, name
+        assert f"]({name})" in text
+    assert "| learning_rate | ln(x*) = a + b ln C |" in text
+    assert "most frequent: `wsd`" in text
+    largest = rules.observed.compute_max
+    for factor in (1.0, 10.0, 100.0):  # predictions at 1x, 10x and 100x the largest run
+        assert f"\n| {factor * largest:.3g} |" in text
+    prediction = rules.predict(compute=100.0 * rules.observed.compute_max)
+    assert f"{prediction.values['learning_rate'].value:.4g}" in text
+
+
+def test_unsupported_rules_are_reported_with_their_reason(fitted, tmp_path):
+    rules, observations = fitted
+    refused = rules.rule("weight_decay").model_copy(
+        update={"supported": False, "reason": "too narrow", "vs_compute": None}
+    )
+    others = [r for r in rules.hyperparameters if r.name != "weight_decay"]
+    rules = rules.model_copy(update={"hyperparameters": [*others, refused]})
+    text = write_scaling_report(rules, observations, tmp_path).read_text()
+    assert "| weight_decay | unsupported | | | too narrow |" in text
+    assert not (tmp_path / "hp-weight_decay.png").exists()
