@@ -1,0 +1,438 @@
+"""``ParetoSearch``: the cost-aware Pareto search engine (ask / tell / forget / front).
+
+The engine proposes training configurations along the loss-vs-cost Pareto front, in the
+manner of CARBS (Fetterman et al. 2023, arXiv 2306.08055):
+
+1. a random phase of ``n_startup`` trials around the search center;
+2. then, per suggestion, a target cost drawn across the front's costs and a little
+   beyond (so the search walks up in scale), candidates drawn around the front points
+   nearest that cost within a trust-region radius, and the candidate with the best
+   ``log EI(loss below the Pareto surface at its predicted cost) + log P(success)``
+   (``search.proposals``, ``search.acquisition``);
+3. every ``remeasure_every``-th model suggestion re-runs a front point whose loss looks
+   luckier than the noise allows.
+
+The radius grows when a trial improves the front and shrinks after ``shrink_patience``
+trials that do not. Pending trials enter the loss GP as kriging-believer fantasies, so
+``ask(n)`` returns n distinct configurations. Nothing is silently random: a suggestion's
+``reason`` is ``startup``, ``model``, ``remeasure`` or ``fallback: <why>``.
+
+State is plain JSON (``state_dict`` / ``from_state_dict``), and the engine is
+deterministic: the same seed and the same history give the same suggestions.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import time
+from collections.abc import Callable, Mapping
+from typing import Any
+
+import numpy as np
+
+from search.candidates import SpaceLayout
+from search.errors import InvalidObservationError, UnknownSuggestionError
+from search.models import GPPredictor
+from search.pareto import front_indices, pareto_mask
+from search.proposals import (
+    Proposal,
+    ProposalContext,
+    pick_remeasure,
+    propose_fallback,
+    propose_model,
+    propose_startup,
+)
+from search.settings import SearchSettings
+from search.space import SearchSpace
+from search.surrogates import FittedModels, ObservationArrays, fit_models
+from search.types import Observation, Suggestion
+
+STATE_VERSION = 1
+_EXPIRED_MEMORY = 1000  # how many expired ids tell() can still name as expired
+
+
+class ParetoSearch:
+    """Ask for configurations, tell their (loss, cost), read the loss-vs-cost front.
+
+    ``clock`` returns the current time in seconds (leases are measured with it); tests
+    pass a fake one. Not thread-safe: one engine per study, driven by one caller.
+    """
+
+    def __init__(
+        self,
+        space: SearchSpace,
+        settings: SearchSettings | None = None,
+        *,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.space = space
+        self.settings = settings or SearchSettings()
+        self._clock = clock
+        self._layout = SpaceLayout.of(space)
+        self._rng = np.random.default_rng(self.settings.seed)
+        self._observations: list[Observation] = []
+        self._x = np.zeros((0, space.dim))
+        self._loss = np.zeros(0)
+        self._log_cost = np.zeros(0)
+        self._failed = np.zeros(0, dtype=bool)
+        self._pending: dict[str, Suggestion] = {}
+        self._expired: list[str] = []
+        self._radius = self.settings.initial_radius
+        self._misses = 0
+        self._n_issued = 0
+        self._n_since_remeasure = 0
+        self._hyper_cache: dict[str, Any] = {}
+        self._models: FittedModels | None = None
+
+    # -- reading ----------------------------------------------------------------------
+
+    @property
+    def observations(self) -> tuple[Observation, ...]:
+        return tuple(self._observations)
+
+    @property
+    def radius(self) -> float:
+        """The current trust-region radius, in internal units."""
+        return self._radius
+
+    def pending(self) -> list[Suggestion]:
+        """Suggestions issued and neither told, forgotten nor expired, oldest first."""
+        self._expire_leases()
+        return list(self._pending.values())
+
+    def front(self) -> list[Observation]:
+        """The observations on the loss-vs-cost Pareto front, by increasing cost.
+
+        A configuration measured more than once counts once, with its mean loss and
+        mean cost (``metrics["n_measurements"]`` says how many), so a lucky repeat does
+        not stay on the front after a re-measurement.
+        """
+        groups = self._groups()
+        if not groups:
+            return []
+        merged = [self._merge(members) for members in groups]
+        loss = np.array([o.loss for o in merged])
+        cost = np.array([o.cost for o in merged])
+        return [merged[i] for i in front_indices(loss, cost)]
+
+    # -- asking -----------------------------------------------------------------------
+
+    def ask(self, n: int = 1) -> list[Suggestion]:
+        """``n`` new suggestions (distinct from each other and from pending ones)."""
+        if not isinstance(n, int) or isinstance(n, bool) or n < 1:
+            raise ValueError(f"ask(n) needs a positive integer n, got {n!r}")
+        self._expire_leases()
+        out: list[Suggestion] = []
+        loss_gp: GPPredictor | None = None
+        for _ in range(n):
+            if self._in_startup():
+                proposal = propose_startup(self._context())
+            else:
+                models = self._fitted_models()
+                if loss_gp is None and models.loss_gp is not None:
+                    loss_gp = self._with_pending_fantasies(models.loss_gp)
+                proposal = self._propose(models, loss_gp)
+                if proposal.reason == "model" and loss_gp is not None:
+                    x = proposal.x_internal[None, :]
+                    loss_gp = loss_gp.condition_on(x, loss_gp.predict(x)[0])
+            out.append(self._issue(proposal))
+        return out
+
+    def _propose(self, models: FittedModels, loss_gp: GPPredictor | None) -> Proposal:
+        ctx = self._context()
+        if models.problem is not None or loss_gp is None:
+            return propose_fallback(ctx, models, self._arrays())
+        every = self.settings.remeasure_every
+        if every and self._n_since_remeasure >= every:
+            repeat = pick_remeasure(ctx, models, self._arrays(), self._repeat_counts())
+            if repeat is not None:
+                self._n_since_remeasure = 0
+                return repeat
+        self._n_since_remeasure += 1
+        return propose_model(ctx, models, loss_gp, self._arrays())
+
+    def _in_startup(self) -> bool:
+        return len(self._observations) + len(self._pending) < self.settings.n_startup
+
+    def _context(self) -> ProposalContext:
+        pending_x = self._pending_x()
+        return ProposalContext(
+            space=self.space,
+            layout=self._layout,
+            settings=self.settings,
+            radius=self._radius,
+            rng=self._rng,
+            taken_x=np.vstack([self._x, pending_x]),
+            pending_x=pending_x,
+        )
+
+    def _pending_x(self) -> np.ndarray:
+        if not self._pending:
+            return np.zeros((0, self.space.dim))
+        return self.space.to_internal_many([s.params for s in self._pending.values()])
+
+    def _with_pending_fantasies(self, loss_gp: GPPredictor) -> GPPredictor:
+        """The loss GP conditioned on every pending trial at its posterior mean."""
+        x_pending = self._pending_x()
+        if x_pending.shape[0] == 0:
+            return loss_gp
+        return loss_gp.condition_on(x_pending, loss_gp.predict(x_pending)[0])
+
+    def _issue(self, proposal: Proposal) -> Suggestion:
+        if proposal.repeat_of is not None:  # the very same values, not a round trip
+            params = dict(self._observations[proposal.repeat_of].params)
+        else:
+            params = self.space.from_internal(proposal.x_internal)
+        digest = hashlib.sha256(
+            json.dumps([self.settings.seed, self._n_issued, params], sort_keys=True).encode()
+        ).hexdigest()[:10]
+        suggestion = Suggestion(
+            suggestion_id=f"s{self._n_issued}-{digest}",
+            params=params,
+            reason=proposal.reason,
+            predicted_loss=proposal.predicted_loss,
+            predicted_cost=proposal.predicted_cost,
+            probability_of_success=proposal.probability_of_success,
+            expires_at=self._clock() + self.settings.lease_seconds,
+            extra=dict(proposal.extra),
+        )
+        self._n_issued += 1
+        self._pending[suggestion.suggestion_id] = suggestion
+        return suggestion
+
+    def _fitted_models(self) -> FittedModels:
+        if self._models is None:
+            self._models = fit_models(
+                self._arrays(), settings=self.settings, cache=self._hyper_cache
+            )
+        return self._models
+
+    # -- telling ----------------------------------------------------------------------
+
+    def tell(
+        self,
+        suggestion_id: str,
+        loss: float | None,
+        cost: float,
+        *,
+        failed: bool = False,
+        metrics: Mapping[str, Any] | None = None,
+    ) -> Observation:
+        """Record the outcome of a pending suggestion and close it.
+
+        ``loss`` may be None only when ``failed``; ``cost`` is what the trial spent
+        (positive and finite, failed or not).
+        """
+        self._expire_leases()
+        suggestion = self._pending.get(suggestion_id)
+        if suggestion is None:
+            raise UnknownSuggestionError(self._unknown_message(suggestion_id))
+        observation = self._make_observation(
+            suggestion.params, loss, cost, failed, metrics, suggestion_id
+        )
+        del self._pending[suggestion_id]
+        self._record(observation, update_radius=suggestion.reason != "remeasure")
+        return observation
+
+    def observe(
+        self,
+        params: Mapping[str, Any],
+        loss: float | None,
+        cost: float,
+        *,
+        failed: bool = False,
+        metrics: Mapping[str, Any] | None = None,
+    ) -> Observation:
+        """Record a trial that was not suggested by this engine (imports, warm starts)."""
+        normalised = self.space.validate_params(params)
+        observation = self._make_observation(normalised, loss, cost, failed, metrics, None)
+        self._record(observation, update_radius=False)
+        return observation
+
+    def forget(self, suggestion_id: str) -> None:
+        """Close a pending suggestion that will never be told (cancelled, lost)."""
+        self._expire_leases()
+        if suggestion_id not in self._pending:
+            raise UnknownSuggestionError(self._unknown_message(suggestion_id))
+        del self._pending[suggestion_id]
+
+    def _make_observation(
+        self,
+        params: dict[str, Any],
+        loss: float | None,
+        cost: float,
+        failed: bool,
+        metrics: Mapping[str, Any] | None,
+        suggestion_id: str | None,
+    ) -> Observation:
+        cost_value = _finite_number(cost, "cost")
+        if cost_value <= 0:
+            raise InvalidObservationError(
+                f"cost must be positive (what the trial spent), got {cost!r}"
+            )
+        if failed:
+            loss_value = math.nan
+        elif loss is None:
+            raise InvalidObservationError(
+                "loss is None for a trial not marked failed; pass failed=True for a run "
+                "that crashed, diverged or ran out of memory"
+            )
+        else:
+            loss_value = _finite_number(loss, "loss")
+        return Observation(
+            params=dict(params),
+            loss=loss_value,
+            cost=cost_value,
+            failed=bool(failed),
+            suggestion_id=suggestion_id,
+            metrics=dict(metrics or {}),
+        )
+
+    def _record(self, observation: Observation, *, update_radius: bool) -> None:
+        x = self.space.to_internal(observation.params)
+        self._observations.append(observation)
+        self._x = np.vstack([self._x, x[None, :]])
+        self._loss = np.append(self._loss, observation.loss)
+        self._log_cost = np.append(self._log_cost, math.log(observation.cost))
+        self._failed = np.append(self._failed, observation.failed)
+        self._models = None
+        if update_radius and len(self._observations) > self.settings.n_startup:
+            self._update_radius(improved=self._improves_front())
+
+    def _improves_front(self) -> bool:
+        """Whether the latest observation is on the front of the successful trials."""
+        if self._failed[-1]:
+            return False
+        success = np.flatnonzero(~self._failed)
+        return bool(pareto_mask(self._loss[success], self._log_cost[success])[-1])
+
+    def _update_radius(self, *, improved: bool) -> None:
+        s = self.settings
+        if improved:
+            self._radius = min(self._radius * s.radius_grow, s.max_radius)
+            self._misses = 0
+            return
+        self._misses += 1
+        if self._misses >= s.shrink_patience:
+            self._radius = max(self._radius * s.radius_shrink, s.min_radius)
+            self._misses = 0
+
+    def _expire_leases(self) -> None:
+        now = self._clock()
+        for suggestion_id, suggestion in list(self._pending.items()):
+            if suggestion.expires_at is not None and suggestion.expires_at <= now:
+                del self._pending[suggestion_id]
+                self._expired = [*self._expired, suggestion_id][-_EXPIRED_MEMORY:]
+
+    def _unknown_message(self, suggestion_id: str) -> str:
+        if suggestion_id in self._expired:
+            return (
+                f"suggestion {suggestion_id!r} expired (its lease of "
+                f"{self.settings.lease_seconds:g} s ran out); record its result with "
+                "observe(params, ...) instead"
+            )
+        return (
+            f"suggestion {suggestion_id!r} is not pending: never issued, or already told "
+            "or forgotten"
+        )
+
+    # -- helpers over the observations ------------------------------------------------
+
+    def _arrays(self) -> ObservationArrays:
+        return ObservationArrays(self._x, self._loss, self._log_cost, self._failed)
+
+    def _repeat_counts(self) -> np.ndarray:
+        """(n,) how many observations share each observation's configuration."""
+        _, inverse, counts = np.unique(
+            self._x.round(12), axis=0, return_inverse=True, return_counts=True
+        )
+        return counts[inverse.reshape(-1)]
+
+    def _groups(self) -> list[list[Observation]]:
+        """Successful observations grouped by configuration, in order of first sight."""
+        groups: dict[str, list[Observation]] = {}
+        for observation in self._observations:
+            if not observation.failed:
+                key = json.dumps(observation.params, sort_keys=True)
+                groups.setdefault(key, []).append(observation)
+        return list(groups.values())
+
+    @staticmethod
+    def _merge(members: list[Observation]) -> Observation:
+        if len(members) == 1:
+            return members[0]
+        first = members[0]
+        return Observation(
+            params=first.params,
+            loss=float(np.mean([o.loss for o in members])),
+            cost=float(np.mean([o.cost for o in members])),
+            suggestion_id=first.suggestion_id,
+            metrics={**first.metrics, "n_measurements": float(len(members))},
+        )
+
+    # -- state ------------------------------------------------------------------------
+
+    def state_dict(self) -> dict[str, Any]:
+        """The whole engine as JSON-able data (``json.dumps`` works on it)."""
+        rng_state = self._rng.bit_generator.state
+        return {
+            "version": STATE_VERSION,
+            "settings": self.settings.model_dump(mode="json"),
+            "space": self.space.model_dump(mode="json"),
+            "observations": [o.to_dict() for o in self._observations],
+            "pending": [s.to_dict() for s in self._pending.values()],
+            "expired": list(self._expired),
+            "rng": {
+                "state": str(rng_state["state"]["state"]),
+                "inc": str(rng_state["state"]["inc"]),
+                "has_uint32": int(rng_state["has_uint32"]),
+                "uinteger": int(rng_state["uinteger"]),
+            },
+            "radius": self._radius,
+            "misses": self._misses,
+            "n_issued": self._n_issued,
+            "n_since_remeasure": self._n_since_remeasure,
+            "gp_hyperparameters": json.loads(json.dumps(self._hyper_cache)),
+        }
+
+    @classmethod
+    def from_state_dict(
+        cls, state: Mapping[str, Any], *, clock: Callable[[], float] = time.time
+    ) -> ParetoSearch:
+        """Rebuild an engine from ``state_dict()``; it suggests what the original would."""
+        if state.get("version") != STATE_VERSION:
+            raise ValueError(
+                f"engine state version {state.get('version')!r} is not {STATE_VERSION}"
+            )
+        space = SearchSpace.model_validate(state["space"])
+        engine = cls(space, SearchSettings.model_validate(state["settings"]), clock=clock)
+        for data in state["observations"]:
+            engine._record(Observation.from_dict(data), update_radius=False)
+        for data in state["pending"]:
+            suggestion = Suggestion.from_dict(dict(data))
+            engine._pending[suggestion.suggestion_id] = suggestion
+        engine._expired = list(state["expired"])
+        rng = state["rng"]
+        engine._rng.bit_generator.state = {
+            "bit_generator": "PCG64",
+            "state": {"state": int(rng["state"]), "inc": int(rng["inc"])},
+            "has_uint32": rng["has_uint32"],
+            "uinteger": rng["uinteger"],
+        }
+        engine._radius = float(state["radius"])
+        engine._misses = int(state["misses"])
+        engine._n_issued = int(state["n_issued"])
+        engine._n_since_remeasure = int(state["n_since_remeasure"])
+        engine._hyper_cache = json.loads(json.dumps(state["gp_hyperparameters"]))
+        return engine
+
+
+def _finite_number(value: Any, what: str) -> float:
+    if isinstance(value, bool) or not isinstance(value, int | float | np.floating | np.integer):
+        raise InvalidObservationError(f"{what} must be a number, got {value!r}")
+    number = float(value)
+    if not math.isfinite(number):
+        raise InvalidObservationError(f"{what} must be finite, got {value!r}")
+    return number

@@ -1,0 +1,209 @@
+"""One suggestion at a time: the startup, model, re-measure and fallback proposals.
+
+Each function returns a ``Proposal`` (internal coordinates, already projected onto the
+feasible set, plus what the models predicted) and draws only from the engine's
+``numpy.random.Generator``. ``taken_x`` (m, d) are the configurations already pending
+or chosen earlier in the same batch: proposals avoid them, so parallel asks differ.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from search.acquisition import pareto_score
+from search.candidates import SpaceLayout, perturb, startup_points
+from search.models import GPPredictor
+from search.pareto import front_indices
+from search.settings import SearchSettings
+from search.space import SearchSpace
+from search.surrogates import FittedModels, ObservationArrays
+
+
+@dataclass(frozen=True)
+class Proposal:
+    x_internal: np.ndarray  # (d,), projected
+    reason: str
+    predicted_loss: float | None = None
+    predicted_cost: float | None = None
+    probability_of_success: float | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+    repeat_of: int | None = None  # index of the observation re-measured, if any
+
+
+@dataclass(frozen=True)
+class ProposalContext:
+    """What every proposal needs besides the models."""
+
+    space: SearchSpace
+    layout: SpaceLayout
+    settings: SearchSettings
+    radius: float
+    rng: np.random.Generator
+    taken_x: np.ndarray  # (m, d): observed, pending and already chosen in this batch
+    pending_x: np.ndarray  # (k, d): pending and already chosen in this batch
+
+
+def propose_startup(ctx: ProposalContext) -> Proposal:
+    """A random point within the initial radius of the center."""
+    x = startup_points(4 * 8, layout=ctx.layout, radius=ctx.settings.initial_radius, rng=ctx.rng)
+    return Proposal(x_internal=_first_new(ctx, x), reason="startup")
+
+
+def propose_model(
+    ctx: ProposalContext, models: FittedModels, loss_gp: GPPredictor, data: ObservationArrays
+) -> Proposal:
+    """The candidate with the best cost-aware Pareto score near a random target cost."""
+    assert models.surface is not None and models.cost_gp is not None
+    front = models.smoothed_front
+    front_log_cost = data.log_cost[front]
+    target, width = _target_log_cost(ctx, front_log_cost)
+    base_weights = np.exp(-0.5 * ((front_log_cost - target) / width) ** 2) + 1e-12
+    base = front[
+        ctx.rng.choice(front.size, size=ctx.settings.n_candidates, p=_normed(base_weights))
+    ]
+    x = perturb(data.x_internal[base], layout=ctx.layout, radius=ctx.radius, rng=ctx.rng)
+    x = ctx.space.project_internal(x)
+    mean, std = loss_gp.predict(x)
+    log_cost = models.cost_gp.predict(x)[0]
+    p_success = 1.0 - models.failure.probability_of_failure(x)
+    score = pareto_score(
+        mean=mean,
+        std=std,
+        threshold=models.surface.loss_at(log_cost),
+        probability_of_success=p_success,
+        predicted_log_cost=log_cost,
+        target_log_cost=target,
+        cost_width=width,
+    )
+    ceiling = ctx.settings.max_suggestion_cost
+    if ceiling is not None:
+        score[log_cost > math.log(ceiling)] = -np.inf
+    if not np.isfinite(score).any():
+        return _cheapest(ctx, x, log_cost)
+    i = _best_new(ctx, x, score)
+    return Proposal(
+        x_internal=x[i],
+        reason="model",
+        predicted_loss=float(mean[i]),
+        predicted_cost=float(math.exp(log_cost[i])),
+        probability_of_success=float(p_success[i]),
+        extra={
+            "target_cost": float(math.exp(target)),
+            "radius": ctx.radius,
+            "log_score": float(score[i]),
+            "surface_loss": float(models.surface.loss_at(np.array([log_cost[i]]))[0]),
+        },
+    )
+
+
+def propose_fallback(
+    ctx: ProposalContext, models: FittedModels, data: ObservationArrays
+) -> Proposal:
+    """No model-based suggestion is possible: say why and pick the least likely failure
+    among moves around the best trial so far (or the center)."""
+    success = np.flatnonzero(~data.failed)
+    if success.size:
+        anchor = data.x_internal[success[np.argmin(data.loss[success])]]
+        where = "around the best trial"
+    else:
+        anchor = np.zeros(ctx.layout.dim)
+        where = "around the center"
+    base = np.repeat(anchor[None, :], ctx.settings.n_candidates, axis=0)
+    x = ctx.space.project_internal(perturb(base, layout=ctx.layout, radius=ctx.radius, rng=ctx.rng))
+    p_success = 1.0 - models.failure.probability_of_failure(x)
+    i = _best_new(ctx, x, p_success)
+    return Proposal(
+        x_internal=x[i],
+        reason=f"fallback: {models.problem}; the point least likely to fail {where}",
+        probability_of_success=float(p_success[i]),
+    )
+
+
+def pick_remeasure(
+    ctx: ProposalContext, models: FittedModels, data: ObservationArrays, repeats: np.ndarray
+) -> Proposal | None:
+    """The front point whose single measurement looks luckiest, or None.
+
+    Lucky = observed loss more than one predictive standard deviation below what the
+    loss GP predicts there from all the *other* points (leave-one-out), which is what a
+    noise spike looks like. ``repeats`` (n,) counts the measurements of each
+    observation's configuration; points at ``max_repeats`` or pending are not re-run.
+    """
+    if models.loss_gp is None or models.loss_train_rows is None:
+        return None
+    loo_mean, loo_std = models.loss_gp.leave_one_out()
+    rows = models.loss_train_rows
+    success = np.flatnonzero(~data.failed)
+    front = set(success[front_indices(data.loss[success], data.log_cost[success])].tolist())
+    eligible = [
+        j
+        for j, i in enumerate(rows)
+        if i in front
+        and repeats[i] < ctx.settings.max_repeats
+        and not _member(ctx.pending_x, data.x_internal[i])
+    ]
+    if not eligible:
+        return None
+    luck = (loo_mean[eligible] - data.loss[rows[eligible]]) / loo_std[eligible]
+    best = int(np.argmax(luck))
+    if luck[best] < 1.0:
+        return None
+    i = int(rows[eligible[best]])
+    return Proposal(
+        x_internal=data.x_internal[i],
+        reason="remeasure",
+        predicted_loss=float(loo_mean[eligible[best]]),
+        predicted_cost=float(math.exp(data.log_cost[i])),
+        extra={"observed_loss": float(data.loss[i]), "luck_sigmas": float(luck[best])},
+        repeat_of=i,
+    )
+
+
+def _target_log_cost(ctx: ProposalContext, front_log_cost: np.ndarray) -> tuple[float, float]:
+    """A target drawn across the front's costs and a little beyond, with a window width."""
+    low, high = float(front_log_cost.min()), float(front_log_cost.max())
+    high += ctx.settings.cost_overshoot
+    if ctx.settings.max_suggestion_cost is not None:
+        high = min(high, math.log(ctx.settings.max_suggestion_cost))
+        low = min(low, high)
+    width = max(0.35, 0.1 * (high - low))
+    return float(ctx.rng.uniform(low, high)) if high > low else low, width
+
+
+def _cheapest(ctx: ProposalContext, x: np.ndarray, log_cost: np.ndarray) -> Proposal:
+    i = int(np.argmin(log_cost))
+    ceiling = ctx.settings.max_suggestion_cost
+    return Proposal(
+        x_internal=x[i],
+        reason=f"fallback: no candidate is predicted to cost under max_suggestion_cost="
+        f"{ceiling:g}; the cheapest candidate",
+        predicted_cost=float(math.exp(log_cost[i])),
+    )
+
+
+def _normed(weights: np.ndarray) -> np.ndarray:
+    return weights / weights.sum()
+
+
+def _member(rows: np.ndarray, x: np.ndarray) -> bool:
+    if rows.shape[0] == 0:
+        return False
+    return bool(np.any(np.all(np.abs(rows - x) <= 1e-9, axis=1)))
+
+
+def _best_new(ctx: ProposalContext, x: np.ndarray, score: np.ndarray) -> int:
+    """Index of the highest score whose point is not taken (the best one if all are)."""
+    order = np.argsort(-score, kind="stable")
+    for i in order:
+        if not _member(ctx.taken_x, x[i]):
+            return int(i)
+    return int(order[0])
+
+
+def _first_new(ctx: ProposalContext, x: np.ndarray) -> np.ndarray:
+    x = ctx.space.project_internal(x)
+    return x[_best_new(ctx, x, np.zeros(x.shape[0]))]

@@ -1,0 +1,95 @@
+"""Settings of the Pareto search engine (``search.engine.ParetoSearch``).
+
+All distances are in the engine's internal space (``search.space``: the center is 0 and
+one unit is one ``scale`` of a parameter); costs are in the study's cost unit, and
+``log_cost`` is its natural log.
+"""
+
+from __future__ import annotations
+
+from typing import Self
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+
+class SearchSettings(BaseModel):
+    """How the engine searches. Frozen and JSON-able (``model_dump(mode="json")``).
+
+    The defaults suit a study of a few hundred trials with up to a few dozen in flight.
+    """
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    seed: int = Field(default=0, ge=0, description="Seed of the engine's own random stream.")
+    n_startup: int = Field(
+        default=8,
+        ge=1,
+        description="Trials drawn at random around the center before the models take over.",
+    )
+    initial_radius: float = Field(
+        default=1.0, gt=0, description="Trust-region radius at the start (internal units)."
+    )
+    min_radius: float = Field(default=0.1, gt=0, description="Smallest trust-region radius.")
+    max_radius: float = Field(default=3.0, gt=0, description="Largest trust-region radius.")
+    radius_grow: float = Field(
+        default=1.5, gt=1, description="Radius factor after a trial that improves the front."
+    )
+    radius_shrink: float = Field(
+        default=0.7, gt=0, lt=1, description="Radius factor after `shrink_patience` misses."
+    )
+    shrink_patience: int = Field(
+        default=6, ge=1, description="Consecutive trials without a front improvement to shrink."
+    )
+    max_suggestion_cost: float | None = Field(
+        default=None,
+        gt=0,
+        description="Ceiling on a suggestion's predicted cost (model phase); None for none.",
+    )
+    lease_seconds: float = Field(
+        default=3600.0, gt=0, description="A pending suggestion expires after this long."
+    )
+    remeasure_every: int = Field(
+        default=12,
+        ge=0,
+        description="Every n-th model suggestion re-runs a suspiciously lucky front point "
+        "(0 disables re-measurement).",
+    )
+    max_repeats: int = Field(
+        default=2, ge=1, description="A configuration is measured at most this many times."
+    )
+    max_train_points: int = Field(
+        default=160, ge=8, description="Bound on each GP's training set (speed)."
+    )
+    n_candidates: int = Field(
+        default=384, ge=16, description="Random candidates scored per suggestion."
+    )
+    cost_overshoot: float = Field(
+        default=0.7,
+        ge=0,
+        description="How far beyond the costliest front point (in log cost) target costs "
+        "reach, so the search walks up in scale.",
+    )
+    failure_prior: float = Field(
+        default=0.1, gt=0, lt=1, description="Prior probability that a configuration fails."
+    )
+    failure_bandwidth: float = Field(
+        default=0.5, gt=0, description="Kernel width of the failure model (internal units)."
+    )
+    fit_max_iter: int = Field(
+        default=200,
+        ge=5,
+        description="L-BFGS iteration cap per GP fit (a safety bound; warm-started fits "
+        "converge well before it).",
+    )
+    fit_retries: int = Field(
+        default=2, ge=0, description="Retries of a failed GP fit before ModelFittingError."
+    )
+
+    @model_validator(mode="after")
+    def _check_radii(self) -> Self:
+        if not self.min_radius <= self.initial_radius <= self.max_radius:
+            raise ValueError(
+                "need min_radius <= initial_radius <= max_radius, got "
+                f"{self.min_radius} / {self.initial_radius} / {self.max_radius}"
+            )
+        return self

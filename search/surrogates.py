@@ -1,0 +1,162 @@
+"""All the engine's models, fitted together on the observations so far.
+
+- the loss GP, on successful trials (a bounded training set, ``search.training_set``);
+- the log-cost GP, on every trial (failed runs still cost);
+- the failure model (``search.failure``);
+- the Pareto surface (``search.front_model``), fitted to the *smoothed* front: the
+  front of the loss GP's posterior means at the observed points rather than of single
+  noisy losses, so one lucky measurement does not set the bar for everything after it.
+
+GP hyperparameters are cached by a fingerprint of their training data: the same data
+reuses them as they are, new data warm-starts the fit from them. The cache is plain
+JSON, so a restored engine fits exactly what the original would have.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from search.errors import ModelFittingError
+from search.failure import FailureModel
+from search.front_model import ParetoSurface
+from search.models import GPHyperparameters, GPPredictor, fit_gp, standardisation
+from search.pareto import front_indices
+from search.settings import SearchSettings
+from search.training_set import select_training_indices
+
+
+@dataclass(frozen=True)
+class ObservationArrays:
+    """The observations as arrays: ``x_internal`` (n, d), the rest (n,)."""
+
+    x_internal: np.ndarray
+    loss: np.ndarray  # NaN where failed
+    log_cost: np.ndarray
+    failed: np.ndarray  # bool
+
+
+@dataclass(frozen=True)
+class FittedModels:
+    """What one round of fitting produced; ``problem`` says why the model phase cannot run."""
+
+    failure: FailureModel
+    loss_gp: GPPredictor | None = None
+    cost_gp: GPPredictor | None = None
+    surface: ParetoSurface | None = None
+    smoothed_loss: np.ndarray | None = None  # (n,), NaN where failed
+    smoothed_front: np.ndarray | None = None  # observation indices, by increasing cost
+    loss_train_rows: np.ndarray | None = None  # observation indices the loss GP trains on
+    problem: str | None = None
+
+
+def fit_models(
+    data: ObservationArrays, *, settings: SearchSettings, cache: dict[str, Any]
+) -> FittedModels:
+    """Fit every model; failures to fit become ``problem``, never exceptions."""
+    failure = FailureModel(
+        data.x_internal,
+        data.failed,
+        prior=settings.failure_prior,
+        bandwidth=settings.failure_bandwidth,
+    )
+    success = np.flatnonzero(~data.failed)
+    if success.size < 2:
+        what = "all" if success.size == 0 else "only 1 of"
+        return FittedModels(
+            failure=failure,
+            problem=f"{what} {data.failed.size} trials succeeded; the loss model needs 2",
+        )
+    try:
+        loss_gp, rows = _fit_cached(
+            "loss",
+            data.x_internal[success],
+            data.loss[success],
+            anchors=front_indices(data.loss[success], data.log_cost[success]),
+            settings=settings,
+            cache=cache,
+        )
+        cost_gp, _ = _fit_cached(
+            "cost",
+            data.x_internal,
+            data.log_cost,
+            anchors=success[front_indices(data.loss[success], data.log_cost[success])],
+            settings=settings,
+            cache=cache,
+            linear_mean=True,
+        )
+    except ModelFittingError as err:
+        return FittedModels(failure=failure, problem=f"surrogate fit failed ({err})")
+    return _with_front(
+        data, success, failure=failure, loss_gp=loss_gp, cost_gp=cost_gp, rows=success[rows]
+    )
+
+
+def _with_front(
+    data: ObservationArrays,
+    success: np.ndarray,
+    *,
+    failure: FailureModel,
+    loss_gp: GPPredictor,
+    cost_gp: GPPredictor,
+    rows: np.ndarray,
+) -> FittedModels:
+    smoothed = np.full(data.loss.shape, np.nan)
+    smoothed[success] = loss_gp.predict(data.x_internal[success])[0]
+    front = success[front_indices(smoothed[success], data.log_cost[success])]
+    surface = ParetoSurface(data.log_cost[front], smoothed[front])
+    return FittedModels(
+        failure=failure,
+        loss_gp=loss_gp,
+        cost_gp=cost_gp,
+        surface=surface,
+        smoothed_loss=smoothed,
+        smoothed_front=front,
+        loss_train_rows=rows,
+    )
+
+
+def _fit_cached(
+    name: str,
+    x_internal: np.ndarray,
+    y: np.ndarray,
+    *,
+    anchors: np.ndarray,
+    settings: SearchSettings,
+    cache: dict[str, Any],
+    linear_mean: bool = False,
+) -> tuple[GPPredictor, np.ndarray]:
+    """Fit (or reuse) one GP on its bounded training set and record it in ``cache``.
+
+    Returns the posterior and the rows of ``x_internal`` it was trained on.
+    """
+    best = np.argsort(y, kind="stable")
+    rows = select_training_indices(
+        x_internal, anchor_indices=anchors, best_indices=best, max_points=settings.max_train_points
+    )
+    x_train, y_train = x_internal[rows], y[rows]
+    fingerprint = _fingerprint(x_train, y_train)
+    entry = cache.get(name)
+    warm = GPHyperparameters.from_dict(entry["hyper"]) if entry else None
+    if entry and entry["fingerprint"] == fingerprint and warm is not None:
+        y_mean, y_std = standardisation(y_train)
+        return GPPredictor(x_train, y_train, warm, y_mean=y_mean, y_std=y_std), rows
+    predictor = fit_gp(
+        x_train,
+        y_train,
+        warm_start=warm,
+        max_iter=settings.fit_max_iter,
+        retries=settings.fit_retries,
+        linear_mean=linear_mean,
+    )
+    cache[name] = {"fingerprint": fingerprint, "hyper": predictor.hyper.to_dict()}
+    return predictor, rows
+
+
+def _fingerprint(x_train: np.ndarray, y_train: np.ndarray) -> str:
+    digest = hashlib.sha256(np.ascontiguousarray(x_train).tobytes())
+    digest.update(np.ascontiguousarray(y_train).tobytes())
+    return digest.hexdigest()[:24]

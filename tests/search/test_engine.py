@@ -1,0 +1,229 @@
+"""ParetoSearch's contract: phases, parallel asks, leases, errors, state, determinism."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import numpy as np
+import pytest
+
+from search.engine import ParetoSearch
+from search.errors import InvalidObservationError, InvalidParamsError, UnknownSuggestionError
+from search.settings import SearchSettings
+from search.testing import SizedQuadratic
+from tests.search.engine_helpers import FakeClock, run_rounds
+
+PROBLEM = SizedQuadratic(loss_noise_std=0.01, cost_noise_sigma=0.05)
+
+
+def make_engine(**settings) -> ParetoSearch:
+    return ParetoSearch(PROBLEM.space(), SearchSettings(**settings))
+
+
+def params_key(params: dict) -> str:
+    return json.dumps(params, sort_keys=True)
+
+
+def test_startup_then_model_reasons():
+    engine = make_engine(n_startup=6, seed=1)
+    first = engine.ask(6)
+    assert [s.reason for s in first] == ["startup"] * 6
+    assert all(s.predicted_loss is None for s in first)
+    rng = np.random.default_rng(0)
+    for s in first:
+        out = PROBLEM.evaluate(s.params, rng=rng)
+        engine.tell(s.suggestion_id, out.loss, out.cost, failed=out.failed)
+    later = engine.ask(4)
+    assert {s.reason for s in later} <= {"model"}
+    for s in later:
+        assert s.predicted_cost is not None and s.predicted_cost > 0
+        assert 0.0 < s.probability_of_success <= 1.0
+        assert math.isfinite(s.predicted_loss)
+
+
+def test_startup_points_stay_within_initial_radius():
+    engine = make_engine(n_startup=20, initial_radius=0.5)
+    x = engine.space.to_internal_many([s.params for s in engine.ask(20)])
+    assert np.abs(x).max() <= 0.5 + 1e-9
+
+
+@pytest.mark.parametrize("batch", [8, 24])
+def test_parallel_asks_are_distinct_including_pending(batch):
+    engine = make_engine(seed=2)
+    run_rounds(engine, PROBLEM, rounds=2, batch=8, seed=2)
+    first = engine.ask(batch)
+    second = engine.ask(batch)
+    keys = [params_key(s.params) for s in first + second]
+    assert len(set(keys)) == len(keys)
+    assert len({s.suggestion_id for s in first + second}) == 2 * batch
+    assert {s.reason for s in first + second} <= {"model", "remeasure"}
+    assert len(engine.pending()) == 2 * batch
+
+
+def test_state_round_trips_through_json_and_continues_identically():
+    clock = FakeClock()
+    engine = ParetoSearch(PROBLEM.space(), SearchSettings(seed=3, remeasure_every=3), clock=clock)
+    run_rounds(engine, PROBLEM, rounds=3, batch=5, seed=3)
+    engine.ask(2)  # pending suggestions are part of the state
+    state = json.loads(json.dumps(engine.state_dict()))
+    restored = ParetoSearch.from_state_dict(state, clock=clock)
+    assert restored.observations == engine.observations
+    assert restored.pending() == engine.pending()
+    assert restored.radius == engine.radius
+    assert [s.to_dict() for s in restored.ask(4)] == [s.to_dict() for s in engine.ask(4)]
+
+
+def test_same_seed_same_suggestions_different_seed_different():
+    def history(seed: int) -> list[dict]:
+        engine = make_engine(seed=seed)
+        run_rounds(engine, PROBLEM, rounds=2, batch=6, seed=0)
+        return [s.params for s in engine.ask(3)]
+
+    assert history(5) == history(5)
+    assert history(5) != history(6)
+
+
+def test_lease_expiry_with_fake_clock():
+    clock = FakeClock()
+    engine = ParetoSearch(PROBLEM.space(), SearchSettings(lease_seconds=60), clock=clock)
+    kept, dropped = engine.ask(2)
+    assert kept.expires_at == pytest.approx(clock.now + 60)
+    clock.now += 30
+    engine.tell(kept.suggestion_id, 2.0, 5.0)
+    clock.now += 31
+    assert engine.pending() == []
+    with pytest.raises(UnknownSuggestionError, match="expired"):
+        engine.tell(dropped.suggestion_id, 2.0, 5.0)
+    with pytest.raises(UnknownSuggestionError, match="expired"):
+        engine.forget(dropped.suggestion_id)
+
+
+def test_unknown_and_closed_ids_are_rejected():
+    engine = make_engine()
+    (s,) = engine.ask(1)
+    engine.forget(s.suggestion_id)
+    with pytest.raises(UnknownSuggestionError, match="not pending"):
+        engine.tell(s.suggestion_id, 1.0, 1.0)
+    with pytest.raises(UnknownSuggestionError, match="not pending"):
+        engine.forget("s999-nothing")
+
+
+@pytest.mark.parametrize(
+    ("loss", "cost", "failed", "match"),
+    [
+        (math.nan, 1.0, False, "loss must be finite"),
+        (math.inf, 1.0, False, "loss must be finite"),
+        (1.0, math.nan, False, "cost must be finite"),
+        (1.0, math.inf, False, "cost must be finite"),
+        (1.0, -2.0, False, "cost must be positive"),
+        (1.0, 0.0, False, "cost must be positive"),
+        (None, 1.0, False, "failed=True"),
+        ("1.0", 1.0, False, "must be a number"),
+        (None, -1.0, True, "cost must be positive"),
+    ],
+)
+def test_invalid_observations_are_rejected_and_leave_the_suggestion_pending(
+    loss, cost, failed, match
+):
+    engine = make_engine()
+    (s,) = engine.ask(1)
+    with pytest.raises(InvalidObservationError, match=match):
+        engine.tell(s.suggestion_id, loss, cost, failed=failed)
+    assert engine.pending() == [s]
+    assert engine.observations == ()
+
+
+def test_failed_trial_keeps_its_cost_and_has_nan_loss():
+    engine = make_engine()
+    (s,) = engine.ask(1)
+    obs = engine.tell(s.suggestion_id, None, 12.5, failed=True)
+    assert obs.failed and math.isnan(obs.loss) and obs.cost == 12.5
+    assert engine.front() == []
+
+
+def test_observe_validates_params():
+    engine = make_engine()
+    with pytest.raises(InvalidParamsError):
+        engine.observe({"size": 10.0}, 1.0, 1.0)
+    obs = engine.observe({"size": 10.0, "learning_rate": 0.01, "shift": 0.0}, 2.0, 10.0)
+    assert obs.suggestion_id is None and engine.front() == [obs]
+
+
+def test_all_failed_trials_give_an_explained_fallback():
+    engine = make_engine(n_startup=4)
+    for s in engine.ask(4):
+        engine.tell(s.suggestion_id, None, 3.0, failed=True)
+    suggestions = engine.ask(3)
+    for s in suggestions:
+        assert s.reason.startswith("fallback: all 4 trials")
+        assert s.probability_of_success is not None
+    assert len({params_key(s.params) for s in suggestions}) == 3
+
+
+def test_single_observation_gives_an_explained_fallback():
+    engine = make_engine(n_startup=1)
+    engine.observe(PROBLEM.space().center(), 3.0, 10.0)
+    (s,) = engine.ask(1)
+    assert s.reason.startswith("fallback: only 1 of 1 trials succeeded")
+
+
+def test_constant_losses_and_duplicates_do_not_crash():
+    engine = make_engine(n_startup=4, seed=4)
+    center = PROBLEM.space().center()
+    for _ in range(3):
+        engine.observe(center, 2.0, 10.0)
+    for s in engine.ask(6):
+        engine.tell(s.suggestion_id, 2.0, 10.0)
+    suggestions = engine.ask(4)
+    assert {s.reason for s in suggestions} <= {"model", "remeasure"}
+    assert len(engine.front()) == 1
+    assert engine.front()[0].metrics["n_measurements"] == 3.0
+
+
+def test_max_suggestion_cost_is_respected():
+    ceiling = 30.0
+    engine = make_engine(seed=7, max_suggestion_cost=ceiling, n_startup=6)
+    reasons = run_rounds(engine, PROBLEM, rounds=4, batch=6, seed=7)
+    model = [s for s in engine.ask(6) if s.reason == "model"]
+    assert model and all(s.predicted_cost <= ceiling for s in model)
+    sizes = [o.params["size"] for o in engine.observations[6:]]
+    assert "model" in reasons
+    assert np.mean(np.array(sizes) <= ceiling * 1.2) >= 0.9
+
+
+def test_remeasure_reruns_a_lucky_front_point_and_front_merges_repeats():
+    engine = make_engine(n_startup=6, remeasure_every=1, seed=8)
+    run_rounds(engine, PROBLEM, rounds=2, batch=6, seed=8)
+    # A very lucky measurement: a mediocre configuration reported far below its
+    # neighbours, and below every front point that costs as much.
+    lucky = {"size": 10.0, "learning_rate": 0.003, "shift": 0.0}
+    best_so_far = min(o.loss for o in engine.front() if o.cost <= 10.0)
+    engine.observe(lucky, best_so_far - 0.3, 10.0)
+    suggestions = engine.ask(6)
+    remeasures = [s for s in suggestions if s.reason == "remeasure"]
+    assert [s.params for s in remeasures] == [lucky]
+    engine.tell(remeasures[0].suggestion_id, PROBLEM.true_loss(lucky), 10.0)
+    merged = [o for o in engine.front() if o.params == lucky]
+    assert all(o.metrics["n_measurements"] == 2.0 for o in merged)
+
+
+def test_radius_grows_on_improvement_and_shrinks_after_misses():
+    engine = make_engine(n_startup=2, initial_radius=1.0, shrink_patience=2, radius_shrink=0.5)
+    for s, loss in zip(engine.ask(2), [3.0, 2.5], strict=True):
+        engine.tell(s.suggestion_id, loss, 10.0)
+    (s,) = engine.ask(1)
+    engine.tell(s.suggestion_id, 1.0, 5.0)  # dominates everything: improves the front
+    assert engine.radius == pytest.approx(1.5)
+    for s in engine.ask(2):
+        engine.tell(s.suggestion_id, 9.0, 50.0)  # dominated: two misses
+    assert engine.radius == pytest.approx(0.75)
+
+
+def test_settings_validation():
+    with pytest.raises(ValueError, match="min_radius <= initial_radius"):
+        SearchSettings(initial_radius=5.0, max_radius=3.0)
+    with pytest.raises(ValueError):
+        SearchSettings(unknown_knob=1)
+    with pytest.raises(ValueError):
+        make_engine().ask(0)
