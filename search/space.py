@@ -644,10 +644,7 @@ class SearchSpace(BaseModel):
         Normalised: floats as float, ints and powers of two as int (256.0 -> 256), choices
         as the stored choice. Every problem is reported at once.
         """
-        if not isinstance(params, Mapping):
-            raise InvalidParamsError(
-                f"params must be a mapping of name -> value, got {type(params).__name__}"
-            )
+        _require_mapping(params)
         problems = _name_problems(self.names, params)
         normalised: dict[str, Any] = {}
         for param in self.params:
@@ -663,7 +660,8 @@ class SearchSpace(BaseModel):
 
     def with_center(self, params: Mapping[str, Any]) -> SearchSpace:
         """The same space with new centers (warm starts); names not given keep their center."""
-        unknown = sorted(set(params) - set(self.names)) if isinstance(params, Mapping) else []
+        _require_mapping(params)
+        unknown = [name for name in params if name not in self.names]
         if unknown:
             raise InvalidParamsError(f"unknown parameter(s) {unknown}; the space has {self.names}")
         full = self.validate_params({**self.center(), **params})
@@ -725,6 +723,13 @@ class SearchSpace(BaseModel):
         if np.isnan(x).any():
             raise InvalidParamsError("internal vector contains NaN; it has no place in the space")
         return x
+
+
+def _require_mapping(params: Any) -> None:
+    if not isinstance(params, Mapping):
+        raise InvalidParamsError(
+            f"params must be a mapping of name -> value, got {type(params).__name__}"
+        )
 
 
 def _name_problems(names: list[str], params: Mapping[str, Any]) -> list[str]:

@@ -16,6 +16,8 @@ from pydantic import ValidationError
 
 from search.errors import InvalidParamsError
 from search.space import (
+    INT_GRID_LIMIT,
+    INT_LIMIT,
     ChoiceParam,
     IntParam,
     LinearParam,
@@ -344,6 +346,8 @@ def test_with_center_moves_the_origin() -> None:
         space.with_center({"nope": 1})
     with pytest.raises(InvalidParamsError, match="above max"):
         space.with_center({"lr": 1.0})
+    with pytest.raises(InvalidParamsError, match="must be a mapping"):
+        space.with_center([("lr", 1e-3)])  # type: ignore[arg-type]
 
 
 # -- shapes and vectorised paths -------------------------------------------------------------
@@ -391,9 +395,9 @@ def test_grid_values_snap_to_the_nearest_grid_point(param: Any, x: float) -> Non
         t_center = math.log(param.center) if param.log else param.center
         target = t_center + x * param.scale
         target = math.exp(min(target, 700.0)) if param.log else target
-        assert abs(value - target) <= param.multiple_of / 2 * (1 + 1e-9) or not (
-            param.multiple_of <= abs(target) <= 1e15
-        )
+        limit = min(INT_LIMIT, INT_GRID_LIMIT * param.multiple_of)  # representable range
+        inside = param.multiple_of <= abs(target) <= limit
+        assert abs(value - target) <= param.multiple_of / 2 * (1 + 1e-9) or not inside
 
 
 def test_choice_argmax_takes_the_first_of_ties() -> None:
