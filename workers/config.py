@@ -37,6 +37,12 @@ class WorkerSettings(BaseSettings):
     trial_queue: str = Field("cpu", description="default queue for trials sent without one")
     control_queue: str = CONTROL_QUEUE
     visibility_timeout_s: float = Field(12 * 3600.0, gt=0)
+    restore_interval_s: float = Field(
+        60.0, gt=0, description="how often a worker sweeps for messages past the visibility timeout"
+    )
+    broker_key_prefix: str = Field(
+        "", description="prefix of every broker key (isolates deployments sharing one Redis)"
+    )
     heartbeat_redis_url: str | None = Field(None, description="defaults to broker_url")
     heartbeat_interval_s: float = Field(5.0, gt=0)
     heartbeat_ttl_s: float = Field(30.0, gt=0)

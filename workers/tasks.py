@@ -118,7 +118,7 @@ def run_trial(task: Task, request_data: dict[str, Any]) -> dict[str, Any]:
             if retries < settings.max_retries:
                 delay_s = min(settings.retry_backoff_max_s, settings.retry_backoff_s * 2**retries)
                 logger.warning(
-                    "trial %s/%s: %s; retry %d in %.0f s",
+                    "trial %s/%s: %s; retry %d in %.1f s",
                     request.study_id,
                     request.trial_id,
                     exc,

@@ -287,9 +287,10 @@ def train(
             "step": float(step_done),
             "tokens": float(step_done * tokens_per_step),
             "loss": evaluate(compiled, val_batches, device=dev),
-            "train_loss": last_train_loss,
             "lr": lr_at(max(0, step_done - 1), config=config),
         }
+        if math.isfinite(last_train_loss):  # none yet before the first step
+            point["train_loss"] = last_train_loss
         curve.append(point)
         if on_eval is not None:
             on_eval(point)
