@@ -26,6 +26,8 @@ class Proposals(Protocol):
 
     def kick(self, study_id: int) -> None: ...
 
+    def close(self) -> None: ...
+
 
 class ControlProposals:
     """Buffer hand-out plus messages to the control worker."""
@@ -39,6 +41,9 @@ class ControlProposals:
         self.settings = settings
         self.wait_seconds = wait_seconds
         self.sender = create_sender(settings)
+
+    def close(self) -> None:
+        self.sender.close()
 
     def kick(self, study_id: int) -> None:
         from service.messaging import request_step
@@ -86,6 +91,10 @@ class InlineProposals:
                 dispatcher=CeleryDispatcher(create_sender(self.settings)),
             )
         return self._scheduler
+
+    def close(self) -> None:
+        if self._scheduler is not None and self._scheduler.dispatcher is not None:
+            self._scheduler.dispatcher.app.close()
 
     def kick(self, study_id: int) -> None:
         self.scheduler.step(study_id)
