@@ -206,6 +206,8 @@ def fit_gp(
     y_train = np.asarray(y_train, dtype=float)
     if x_train.shape[0] < 2:
         raise NotEnoughDataError(f"a GP needs at least 2 points, got {x_train.shape[0]}")
+    if not (np.isfinite(x_train).all() and np.isfinite(y_train).all()):
+        raise ValueError("GP training data must be finite (drop failed trials first)")
     y_mean, y_std = standardisation(y_train)
     z = (y_train - y_mean) / y_std
     dim = x_train.shape[1]
