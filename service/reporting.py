@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import math
 from typing import Any
 
@@ -24,8 +23,8 @@ def print_study_result(console: Console, *, sessions: sessionmaker[Session], stu
     if rules is None:
         console.print(f"scaling rules: none ({message or 'not fitted'})")
     else:
-        console.print("[bold]scaling rules[/]")
-        console.print_json(json.dumps(rules))
+        console.print(rules_table(rules))
+        console.print("full rules: GET /studies/{id}/rules (JSON) or rules.yaml")
 
 
 def front_table(trials: list[Any]) -> Table:
@@ -43,6 +42,18 @@ def front_table(trials: list[Any]) -> Table:
             _fmt(t.loss),
             *(_fmt(t.params.get(name)) for name in names),
         )
+    return table
+
+
+def rules_table(rules: dict[str, Any]) -> Table:
+    """One row per hyperparameter: whether a scaling rule was learned, and its fallback."""
+    table = Table(title="Scaling rules (optimum vs compute / size and tokens)")
+    for column in ("hyperparameter", "rule", "fallback", "note"):
+        table.add_column(column, overflow="fold")
+    for rule in rules.get("hyperparameters", []):
+        kind = "fitted" if rule.get("supported") else "none"
+        note = rule.get("reason") or rule.get("note") or rule.get("size_tokens_reason") or ""
+        table.add_row(rule["name"], kind, _fmt(rule.get("fallback")), note)
     return table
 
 

@@ -6,6 +6,7 @@ completes, and stored as JSON on the study row, so the API serves them without f
 
 from __future__ import annotations
 
+import json
 import logging
 from typing import Any
 
@@ -43,17 +44,16 @@ def fit_rules(spec: StudySpec, trials: list[TrialRow]) -> tuple[dict[str, Any] |
     axes = spec.scaling
     if axes.n_params is None and axes.tokens is None and axes.compute is None:
         return None, "no scaling axes were given"
-    import search.scaling as scaling
+    from search.scaling import ScalingAxes, fit_scaling_rules
 
-    if not hasattr(scaling, "fit_scaling_rules"):  # TODO(service): drop once it lands
-        return None, "search.scaling.fit_scaling_rules is not available"
     try:
-        rules = scaling.fit_scaling_rules(
+        rules = fit_scaling_rules(
             observations(trials),
             spec.space,
-            scaling.ScalingAxes(n_params=axes.n_params, tokens=axes.tokens, compute=axes.compute),
+            ScalingAxes(n_params=axes.n_params, tokens=axes.tokens, compute=axes.compute),
+            seed=spec.seed,
         )
-    except SearchError as exc:
-        logger.info("no scaling rules yet: %s", exc)
+    except (SearchError, ValueError) as exc:  # too little data, or axes that do not fit
+        logger.info("no scaling rules: %s", exc)
         return None, str(exc)
-    return rules.to_json(), "fitted"
+    return json.loads(rules.to_json()), "fitted"
