@@ -137,6 +137,147 @@ def _fail(message: str) -> None:
     raise typer.Exit(code=2)
 
 
+# -- commands over the HTTP API -------------------------------------------------------
+
+ApiOption = Annotated[
+    str, typer.Option("--api", envvar="SCALETUNE_API_URL", help="base URL of the scaletune API")
+]
+
+
+def _client(api: str):  # type: ignore[no-untyped-def]
+    from service.client import ScaletuneClient
+
+    return ScaletuneClient(api)
+
+
+def _api_call(fn, *args, **kwargs):  # type: ignore[no-untyped-def]
+    import httpx
+
+    from service.client import ApiError
+
+    try:
+        return fn(*args, **kwargs)
+    except ApiError as exc:
+        _fail(str(exc))
+    except httpx.HTTPError as exc:
+        _fail(f"cannot reach the API: {exc}")
+
+
+@app.command()
+def submit(
+    study_file: Annotated[Path, typer.Argument(help="YAML study file")],
+    api: ApiOption = "http://127.0.0.1:8000",
+) -> None:
+    """Submit STUDY_FILE to a running service."""
+    try:
+        spec = load_study_file(study_file)
+    except StudyFileError as exc:
+        _fail(str(exc))
+    study = _api_call(_client(api).create_study, spec.model_dump(mode="json"))
+    console.print(f"submitted study {study['id']} ({study['name']})")
+
+
+@app.command("list")
+def list_(api: ApiOption = "http://127.0.0.1:8000") -> None:
+    """List the service's studies."""
+    from rich.table import Table
+
+    studies = _api_call(_client(api).list_studies)
+    table = Table("id", "name", "objective", "state")
+    for s in studies["data"]:
+        table.add_row(str(s["id"]), s["name"], s["objective"], s["state"])
+    console.print(table)
+
+
+@app.command()
+def status(study_id: int, api: ApiOption = "http://127.0.0.1:8000") -> None:
+    """A study's state, budget use and trials by state."""
+    console.print(_status_table(_api_call(_client(api).get_study, study_id)))
+
+
+@app.command()
+def watch(
+    study_id: int,
+    api: ApiOption = "http://127.0.0.1:8000",
+    interval: Annotated[float, typer.Option(min=0.2)] = 2.0,
+) -> None:
+    """Live view of a study, its queues and workers, until it finishes."""
+    import time
+
+    from rich.console import Group
+    from rich.live import Live
+
+    client = _client(api)
+    with Live(console=console, refresh_per_second=4) as live:
+        while True:
+            study = _api_call(client.get_study, study_id)
+            queues = _api_call(client.queues)
+            live.update(Group(_status_table(study), _queues_table(queues)))
+            if study["state"] in ("COMPLETE", "STOPPED"):
+                return
+            time.sleep(interval)
+
+
+@app.command()
+def stop(study_id: int, api: ApiOption = "http://127.0.0.1:8000") -> None:
+    """Stop a study for good (running trials finish and are recorded)."""
+    study = _api_call(_client(api).set_state, study_id, "stop")
+    console.print(f"study {study_id}: {study['state']}")
+
+
+@app.command()
+def export(
+    study_id: int,
+    api: ApiOption = "http://127.0.0.1:8000",
+    fmt: Annotated[str, typer.Option("--format", help="json or yaml")] = "yaml",
+    out: Annotated[Path | None, typer.Option(help="file to write")] = None,
+) -> None:
+    """Export a study's scaling rules (JSON or YAML)."""
+    import json
+
+    if fmt not in ("json", "yaml"):
+        _fail("--format must be json or yaml")
+    rules = _api_call(_client(api).rules, study_id, fmt=fmt)
+    text = rules if isinstance(rules, str) else json.dumps(rules, indent=2)
+    if out is None:
+        console.print(text, highlight=False)
+    else:
+        out.write_text(text)
+        console.print(f"wrote {out}")
+
+
+def _status_table(study: dict):  # type: ignore[no-untyped-def]
+    from rich.table import Table
+
+    p = study["progress"]
+    table = Table(title=f"study {study['id']} {study['name']}: {study['state']}")
+    table.add_column("field")
+    table.add_column("value")
+    table.add_row("spent / budget cost", f"{p['spent_cost']:.4g} / {p['max_cost']}")
+    table.add_row("trials / budget", f"{p['dispatched']} / {p['max_trials']}")
+    for state, n in study["trials_by_state"].items():
+        table.add_row(f"trials {state}", str(n))
+    table.add_row("front size", str(len(study["front"])))
+    return table
+
+
+def _queues_table(queues: dict):  # type: ignore[no-untyped-def]
+    from rich.table import Table
+
+    table = Table(
+        "queue / worker",
+        "waiting / device",
+        "running / trial",
+        "heartbeat age s",
+        title="queues and workers",
+    )
+    for q in queues["queues"]:
+        table.add_row(q["name"], str(q["waiting"]), str(q["running"]), "")
+    for w in queues["workers"]:
+        table.add_row(w["worker"], w["device"], str(w["trial_id"] or "-"), f"{w['age_s']:.1f}")
+    return table
+
+
 def main() -> None:
     """Console-script entry point."""
     app()

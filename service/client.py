@@ -1,0 +1,99 @@
+"""A small Python client of the scaletune HTTP API (httpx), mirroring its routes.
+
+client = ScaletuneClient("http://127.0.0.1:8000")
+study = client.create_study(spec)              # dict (StudyDetail)
+for item in client.ask(study["id"], count=2)["data"]:
+    client.tell(item["trial_id"], loss=..., cost=...)
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import httpx
+
+
+class ApiError(RuntimeError):
+    """The API refused a request; ``status`` and the server's ``detail`` say why."""
+
+    def __init__(self, status: int, detail: Any) -> None:
+        super().__init__(f"HTTP {status}: {detail}")
+        self.status = status
+        self.detail = detail
+
+
+class ScaletuneClient:
+    def __init__(
+        self,
+        base_url: str = "http://127.0.0.1:8000",
+        *,
+        timeout_s: float = 30.0,
+        http: httpx.Client | None = None,
+    ) -> None:
+        self.http = http or httpx.Client(base_url=base_url, timeout=timeout_s)
+
+    def close(self) -> None:
+        self.http.close()
+
+    def _call(self, method: str, path: str, **kwargs: Any) -> Any:
+        response = self.http.request(method, path, **kwargs)
+        if response.status_code >= 400:
+            try:
+                detail = response.json().get("detail")
+            except ValueError:
+                detail = response.text
+            raise ApiError(response.status_code, detail)
+        if response.headers.get("content-type", "").startswith("application/json"):
+            return response.json()
+        return response.text
+
+    def create_study(self, spec: dict[str, Any]) -> dict[str, Any]:
+        return self._call("POST", "/studies", json=spec)
+
+    def list_studies(self, *, offset: int = 0, limit: int = 50) -> dict[str, Any]:
+        return self._call("GET", "/studies", params={"offset": offset, "limit": limit})
+
+    def get_study(self, study_id: int) -> dict[str, Any]:
+        return self._call("GET", f"/studies/{study_id}")
+
+    def set_state(self, study_id: int, action: str) -> dict[str, Any]:
+        """``action`` is pause, resume or stop."""
+        return self._call("POST", f"/studies/{study_id}/{action}")
+
+    def list_trials(
+        self, study_id: int, *, states: list[str] | None = None, offset: int = 0, limit: int = 100
+    ) -> dict[str, Any]:
+        params: dict[str, Any] = {"offset": offset, "limit": limit}
+        if states:
+            params["state"] = states
+        return self._call("GET", f"/studies/{study_id}/trials", params=params)
+
+    def get_trial(self, trial_id: int) -> dict[str, Any]:
+        return self._call("GET", f"/trials/{trial_id}")
+
+    def ask(self, study_id: int, *, count: int = 1) -> dict[str, Any]:
+        return self._call("POST", f"/studies/{study_id}/ask", json={"count": count})
+
+    def tell(
+        self,
+        trial_id: int,
+        *,
+        loss: float | None,
+        cost: float,
+        failed: bool = False,
+        metrics: dict[str, Any] | None = None,
+    ) -> dict[str, Any]:
+        body = {"loss": loss, "cost": cost, "failed": failed, "metrics": metrics or {}}
+        return self._call("POST", f"/trials/{trial_id}/tell", json=body)
+
+    def heartbeat(self, trial_id: int) -> dict[str, Any]:
+        return self._call("POST", f"/trials/{trial_id}/heartbeat")
+
+    def queues(self) -> dict[str, Any]:
+        return self._call("GET", "/queues")
+
+    def front(self, study_id: int) -> dict[str, Any]:
+        return self._call("GET", f"/studies/{study_id}/front")
+
+    def rules(self, study_id: int, *, fmt: str = "json") -> Any:
+        return self._call("GET", f"/studies/{study_id}/rules" + (".yaml" if fmt == "yaml" else ""))
