@@ -4,8 +4,10 @@ Start one worker process per GPU, bound to its device, with one trial at a time:
 
     SCALETUNE_DEVICE=cuda:0 celery -A workers.celery_app worker -Q gpu -c 1 -P prefork -n gpu0@%h
 
-CPU workers consume ``-Q cpu``. The prefork pool is needed for per-trial time limits and
-for revoke-with-terminate (cancellation); ``-P solo`` works but ignores both.
+CPU workers consume ``-Q cpu``, also with ``-c 1``: torch already uses every core for one
+trial, and several pool children would oversubscribe them. The prefork pool is needed for
+per-trial time limits and for revoke-with-terminate (cancellation); ``-P solo`` works but
+ignores both.
 
 Delivery settings and why:
 - JSON only (``accept_content=["json"]``): no pickle crosses the broker.
@@ -51,6 +53,13 @@ def create_celery(settings: WorkerSettings | None = None) -> Celery:
         task_create_missing_queues=True,
         broker_transport_options=broker_transport_options(settings),
         broker_connection_retry_on_startup=True,
+        # A result (or a trial) is published through a broker blip of up to about a minute.
+        task_publish_retry_policy={
+            "max_retries": 12,
+            "interval_start": 0.5,
+            "interval_step": 1.0,
+            "interval_max": 5.0,
+        },
         worker_send_task_events=False,
         worker_hijack_root_logger=False,
     )

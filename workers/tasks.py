@@ -21,6 +21,7 @@ import logging
 import os
 from typing import Any
 
+import redis
 from celery import Celery, Task
 from celery.exceptions import TimeLimitExceeded
 
@@ -97,9 +98,16 @@ def run_trial(task: Task, request_data: dict[str, Any]) -> dict[str, Any]:
     request = TrialRequest.model_validate(request_data)
     publisher = process_publisher(settings)
     retries = task.request.retries
-    deliveries = publisher.store.count_delivery(
-        f"{task.request.id}:{retries}", keep_s=2 * settings.visibility_timeout_s
-    )
+    if (request.time_limit_s or 0.0) > settings.visibility_timeout_s:
+        logger.warning(
+            "trial %s/%s: time limit %.0f s exceeds the visibility timeout %.0f s; "
+            "the broker may hand it to a second worker while it runs",
+            request.study_id,
+            request.trial_id,
+            request.time_limit_s,
+            settings.visibility_timeout_s,
+        )
+    deliveries = _count_delivery(publisher, f"{task.request.id}:{retries}", settings)
     if deliveries > settings.max_deliveries:
         reason = f"worker lost {deliveries - 1} times while running this trial"
         result = failed_result(
@@ -136,6 +144,15 @@ def run_trial(task: Task, request_data: dict[str, Any]) -> dict[str, Any]:
     result.metrics.setdefault("retries", retries)
     report_result(task.app, result)
     return result.model_dump(mode="json")
+
+
+def _count_delivery(publisher: HeartbeatPublisher, key: str, settings: WorkerSettings) -> int:
+    """This delivery's number; 1 when Redis cannot count (run it rather than drop it)."""
+    try:
+        return publisher.store.count_delivery(key, keep_s=2 * settings.visibility_timeout_s)
+    except redis.RedisError as exc:
+        logger.warning("could not count deliveries of %s: %s", key, exc)
+        return 1
 
 
 def register_tasks(app: Celery) -> None:

@@ -30,7 +30,7 @@ from workers.contracts import (
 from workers.heartbeat import HeartbeatStore, WorkerBeat
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
-PLUGIN_DIR = Path(__file__).resolve().parent / "plugin"
+PLUGIN_DIR = Path(__file__).resolve().parent / "plugin"  # test objectives, as entry points
 _trial_ids = itertools.count(1)
 
 

@@ -3,10 +3,15 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
+from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
 
-from tests.workers.celery_harness import PLUGIN_DIR, Harness
+if TYPE_CHECKING:  # imported lazily: the GPU machine runs test_gpu.py without Celery
+    from tests.workers.celery_harness import Harness
+
+PLUGIN_DIR = Path(__file__).resolve().parent / "plugin"
 
 
 @pytest.fixture
@@ -18,6 +23,8 @@ def test_objectives(monkeypatch: pytest.MonkeyPatch) -> None:
 @pytest.fixture(scope="module")
 def harness(redis_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Harness]:
     """One running worker (prefork, one child) on a private queue, shared by a module."""
+    from tests.workers.celery_harness import Harness
+
     h = Harness(redis_url, tmp_path_factory.mktemp("celery-logs"))
     h.start_worker()
     yield h

@@ -92,8 +92,8 @@ class LMObjective(Objective):
         *,
         data: str | None = None,
         compile: bool | None = None,
-        eval_tokens: int = 65536,
-        eval_points: int = 8,
+        eval_tokens: int = 32768,
+        eval_points: int = 5,
         micro_batch_tokens: int | None = None,
         num_threads: int | None = None,
         norm: str = "layernorm",
@@ -180,14 +180,17 @@ class LMObjective(Objective):
                 on_eval=on_eval,
             )
         except torch.cuda.OutOfMemoryError as exc:
-            torch.cuda.empty_cache()
-            return ObjectiveOutcome(
-                loss=None,
-                cost_seconds=time.perf_counter() - started,
-                failed=True,
-                failure_reason=f"CUDA out of memory: {exc}"[:500],
-            )
-        return _outcome(report, cost_seconds=time.perf_counter() - started)
+            reason = "CUDA out of memory: " + (str(exc).strip().splitlines() or [""])[0][:300]
+        else:
+            return _outcome(report, cost_seconds=time.perf_counter() - started)
+        # Only now, with the exception's frames gone, are the run's tensors free to release.
+        torch.cuda.empty_cache()
+        return ObjectiveOutcome(
+            loss=None,
+            cost_seconds=time.perf_counter() - started,
+            failed=True,
+            failure_reason=reason,
+        )
 
 
 def _outcome(report: TrainReport, *, cost_seconds: float) -> ObjectiveOutcome:

@@ -45,8 +45,8 @@ class TrainConfig:
     grad_clip: float = 1.0
     betas: tuple[float, float] = (0.9, 0.95)
     micro_batch_tokens: int | None = None  # gradient accumulation above this
-    eval_tokens: int = 65536
-    eval_points: int = 8
+    eval_tokens: int = 32768  # validation tokens per evaluation
+    eval_points: int = 5  # evaluations after step 0; the last one is the loss
     check_every: int = 10  # steps between loss syncs (divergence checks) on the host
     compile: bool = False
     seed: int = 0
