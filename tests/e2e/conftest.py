@@ -121,17 +121,17 @@ def cluster(redis_url: str, pg_database_url: str, tmp_path: Path) -> Iterator[Cl
         if keys:
             client.delete(*set(keys))
         client.close()
-        for log in ("control.log", "trials.log"):
-            text = (tmp_path / log).read_text()
-            if "Traceback" in text:
-                print(f"--- {log} ---\n{text[-4000:]}")
+        for log in ("control.log", "trials.log"):  # shown by pytest when the test fails
+            print(f"--- {log} ---\n{(tmp_path / log).read_text()[-4000:]}")
 
 
-def wait_for(predicate, *, timeout_s: float, what: str, poll_s: float = 0.5):  # type: ignore[no-untyped-def]
+def wait_for(predicate, *, timeout_s: float, what, poll_s: float = 0.5):  # type: ignore[no-untyped-def]
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
         value = predicate()
         if value:
             return value
         time.sleep(poll_s)
-    raise AssertionError(f"timed out after {timeout_s}s waiting for {what}")
+    raise AssertionError(
+        f"timed out after {timeout_s}s waiting for {what() if callable(what) else what}"
+    )
