@@ -41,6 +41,10 @@ from search.errors import ModelFittingError, NotEnoughDataError
 
 _SQRT5 = math.sqrt(5.0)
 _MIN_NOISE = 1e-6
+# L-BFGS-B stops when an iteration improves the per-point marginal log likelihood by
+# less than this (relative). SciPy's default (2.2e-9) spends most of its iterations
+# crawling along flat lengthscale directions that change no prediction.
+_FTOL = 1e-7
 # What a failed fit may raise; anything else is a bug and propagates.
 _RETRIED_ERRORS = (BotorchModelFittingError, NotPSDError, NanError, RuntimeError, ValueError)
 
@@ -134,6 +138,12 @@ class GPPredictor:
         """Observation-noise standard deviation, in ``y`` units."""
         return math.sqrt(self.hyper.noise) * self.y_std
 
+    def predict_mean(self, x_query: np.ndarray) -> np.ndarray:
+        """Posterior mean only (q,): skips the O(n^2 q) variance solve."""
+        x_query = np.atleast_2d(x_query)
+        cross = matern52(self.x_train, x_query, self.hyper)  # (n, q)
+        return self.y_mean + self.y_std * (self.hyper.prior_mean(x_query) + cross.T @ self._alpha)
+
     def predict(self, x_query: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Posterior mean and standard deviation of the latent ``y`` at (q, d) points."""
         x_query = np.atleast_2d(x_query)
@@ -211,7 +221,7 @@ def fit_gp(
     y_mean, y_std = standardisation(y_train)
     z = (y_train - y_mean) / y_std
     dim = x_train.shape[1]
-    default = GPHyperparameters.default(dim, linear_mean=linear_mean)
+    default = _linear_start(x_train, z) if linear_mean else GPHyperparameters.default(dim)
     starts = [warm_start or default]
     starts += [_with_noise(default, 0.05 * 4.0**attempt) for attempt in range(1, retries + 1)]
     errors: list[str] = []
@@ -224,6 +234,22 @@ def fit_gp(
     raise ModelFittingError(
         f"GP fit failed after {len(starts)} attempts on {x_train.shape[0]} points: "
         + "; ".join(errors)
+    )
+
+
+def _linear_start(x_train: np.ndarray, z: np.ndarray) -> GPHyperparameters:
+    """Start a linear-mean fit at the least-squares plane, the GP modelling what is left:
+    the marginal likelihood is flat in the lengthscales while the plane is still being
+    found, so starting on it saves most of the optimizer's iterations."""
+    design = np.hstack([np.ones((x_train.shape[0], 1)), x_train])
+    coef = np.linalg.lstsq(design, z, rcond=None)[0]
+    residual_var = float(np.var(z - design @ coef))
+    return GPHyperparameters(
+        lengthscales=(1.5,) * x_train.shape[1],
+        outputscale=min(max(residual_var, 0.01), 1.0),
+        noise=min(max(0.1 * residual_var, 1e-4), 0.5),
+        mean=float(coef[0]),
+        slopes=tuple(float(c) for c in coef[1:]),
     )
 
 
@@ -242,7 +268,7 @@ def _build_model(x: torch.Tensor, z: torch.Tensor, *, linear_mean: bool) -> Sing
             lengthscale_constraint=Interval(0.02, 200.0),
         ),
         outputscale_prior=GammaPrior(2.0, 1.0),
-        outputscale_constraint=Interval(1e-3, 50.0),
+        outputscale_constraint=Interval(1e-5, 50.0),
     )
     likelihood = GaussianLikelihood(
         noise_prior=LogNormalPrior(math.log(0.02), 1.5),
@@ -284,7 +310,7 @@ def _fit_hyperparameters(
         mll = ExactMarginalLogLikelihood(model.likelihood, model)
         fit_gpytorch_mll(
             mll,
-            optimizer_kwargs={"options": {"maxiter": max_iter}},
+            optimizer_kwargs={"options": {"maxiter": max_iter, "ftol": _FTOL}},
             max_attempts=1,
             warning_handler=lambda _w: True,
         )
@@ -294,7 +320,7 @@ def _fit_hyperparameters(
 def _initialise(model: SingleTaskGP, start: GPHyperparameters) -> None:
     lengthscale = torch.tensor(start.lengthscales, dtype=torch.float64).clamp(0.03, 150.0)
     model.covar_module.base_kernel.lengthscale = lengthscale
-    model.covar_module.outputscale = min(max(start.outputscale, 2e-3), 40.0)
+    model.covar_module.outputscale = min(max(start.outputscale, 2e-5), 40.0)
     model.likelihood.noise = max(start.noise, 2 * _MIN_NOISE)
     if start.slopes is None:
         model.mean_module.constant.data.fill_(start.mean)

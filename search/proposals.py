@@ -68,7 +68,7 @@ def propose_model(
     x = perturb(data.x_internal[base], layout=ctx.layout, radius=ctx.radius, rng=ctx.rng)
     x = ctx.space.project_internal(x)
     mean, std = loss_gp.predict(x)
-    log_cost = models.cost_gp.predict(x)[0]
+    log_cost = models.cost_gp.predict_mean(x)
     p_success = 1.0 - models.failure.probability_of_failure(x)
     score = pareto_score(
         mean=mean,

@@ -81,6 +81,13 @@ class SearchSettings(BaseModel):
         description="L-BFGS iteration cap per GP fit (a safety bound; warm-started fits "
         "converge well before it).",
     )
+    refit_growth: float = Field(
+        default=0.05,
+        ge=0,
+        description="Refit a GP's hyperparameters once its data has grown by this fraction "
+        "since the last fit (and by at least one trial); in between, new trials update the "
+        "posterior with the cached hyperparameters. 0 refits after every new trial.",
+    )
     fit_retries: int = Field(
         default=2, ge=0, description="Retries of a failed GP fit before ModelFittingError."
     )

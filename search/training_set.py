@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import numpy as np
 
+_NEIGHBOURS = 64  # per anchor, at most
+
 
 def select_training_indices(
     x_internal: np.ndarray,
@@ -60,5 +62,10 @@ def _neighbours_round_robin(x_internal: np.ndarray, anchors: np.ndarray) -> np.n
     if anchors.size == 0:
         return anchors
     diff = x_internal[None, :, :] - x_internal[anchors][:, None, :]  # (a, n, d)
-    order = np.argsort((diff * diff).sum(-1), axis=1, kind="stable")  # (a, n)
-    return order[:, 1 : 1 + 64].T.reshape(-1)
+    sq = (diff * diff).sum(-1)  # (a, n)
+    k = min(_NEIGHBOURS + 1, sq.shape[1])
+    nearest = np.argpartition(sq, k - 1, axis=1)[:, :k]  # (a, k), unordered
+    order = np.take_along_axis(
+        nearest, np.argsort(np.take_along_axis(sq, nearest, 1), axis=1, kind="stable"), 1
+    )
+    return order[:, 1:].T.reshape(-1)
