@@ -46,7 +46,9 @@ class WorkerSettings(BaseSettings):
     heartbeat_redis_url: str | None = Field(None, description="defaults to broker_url")
     heartbeat_interval_s: float = Field(5.0, gt=0)
     heartbeat_ttl_s: float = Field(30.0, gt=0)
-    key_prefix: str = Field("scaletune", min_length=1, description="prefix of heartbeat keys")
+    heartbeat_prefix: str = Field(
+        "scaletune", min_length=1, description="prefix of heartbeat keys (same as the service's)"
+    )
     max_retries: int = Field(3, ge=0, description="retries of an infrastructure failure")
     retry_backoff_s: float = Field(10.0, ge=0, description="first retry delay; doubles")
     retry_backoff_max_s: float = Field(300.0, ge=0)

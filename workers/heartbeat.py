@@ -241,30 +241,32 @@ class HeartbeatPublisher:
     def begin_trial(self, trial: TrialRef) -> None:
         with self._lock:
             self._trial, self._started_at, self._progress = trial, time.time(), {}
-        self.beat()
+            self._write()
 
     def progress(self, *, step: int, loss: float) -> None:
         """Remember the latest progress; the next periodic beat carries it."""
-        with self._lock:
-            self._progress = {"step": int(step), "loss": float(loss)}
+        self._progress = {"step": int(step), "loss": float(loss)}  # one atomic rebinding
 
     def end_trial(self) -> None:
+        # Under the lock, so a periodic beat cannot rewrite the trial's key after its removal.
         with self._lock:
             trial, self._trial, self._started_at = self._trial, None, None
-        if trial is not None:
-            self._safely(self.store.clear_trial, trial)
-        self.beat()
+            if trial is not None:
+                self._safely(self.store.clear_trial, trial)
+            self._write()
 
     def beat(self) -> None:
         with self._lock:
-            trial, started_at, progress = self._trial, self._started_at, dict(self._progress)
+            self._write()
+
+    def _write(self) -> None:
         self._safely(
             self.store.write,
             worker=self.worker,
             device=self.device,
-            trial=trial,
-            started_at=started_at,
-            progress=progress,
+            trial=self._trial,
+            started_at=self._started_at,
+            progress=dict(self._progress),
         )
 
     def _loop(self) -> None:

@@ -43,7 +43,7 @@ def process_publisher(settings: WorkerSettings) -> HeartbeatPublisher:
     publisher = _publishers.get(os.getpid())
     if publisher is None:
         store = HeartbeatStore.from_url(
-            settings.heartbeat_url, prefix=settings.key_prefix, ttl_s=settings.heartbeat_ttl_s
+            settings.heartbeat_url, prefix=settings.heartbeat_prefix, ttl_s=settings.heartbeat_ttl_s
         )
         publisher = HeartbeatPublisher(
             store,
@@ -97,53 +97,63 @@ def run_trial(task: Task, request_data: dict[str, Any]) -> dict[str, Any]:
     settings = settings_of(task.app)
     request = TrialRequest.model_validate(request_data)
     publisher = process_publisher(settings)
-    retries = task.request.retries
-    if (request.time_limit_s or 0.0) > settings.visibility_timeout_s:
-        logger.warning(
-            "trial %s/%s: time limit %.0f s exceeds the visibility timeout %.0f s; "
-            "the broker may hand it to a second worker while it runs",
-            request.study_id,
-            request.trial_id,
-            request.time_limit_s,
-            settings.visibility_timeout_s,
-        )
-    deliveries = _count_delivery(publisher, f"{task.request.id}:{retries}", settings)
+    _warn_if_redelivered_while_running(request, settings)
+    deliveries = _count_delivery(publisher, f"{task.request.id}:{task.request.retries}", settings)
     if deliveries > settings.max_deliveries:
         reason = f"worker lost {deliveries - 1} times while running this trial"
         result = failed_result(
             request, failure_kind="infrastructure", reason=reason, worker=publisher.worker
         )
     else:
-        try:
-            result = run_trial_request(
-                request,
-                device=settings.device,
-                worker=publisher.worker,
-                heartbeat=publisher,
-                task_id=task.request.id,
-            )
-        except InfrastructureError as exc:
-            if retries < settings.max_retries:
-                delay_s = min(settings.retry_backoff_max_s, settings.retry_backoff_s * 2**retries)
-                logger.warning(
-                    "trial %s/%s: %s; retry %d in %.1f s",
-                    request.study_id,
-                    request.trial_id,
-                    exc,
-                    retries + 1,
-                    delay_s,
-                )
-                raise task.retry(
-                    exc=exc, countdown=delay_s, max_retries=settings.max_retries
-                ) from exc
-            reason = f"{exc} (gave up after {retries} retries)"
-            result = failed_result(
-                request, failure_kind="infrastructure", reason=reason, worker=publisher.worker
-            )
+        result = _run_or_retry(task, request, settings=settings, publisher=publisher)
     result.metrics.setdefault("deliveries", deliveries)
-    result.metrics.setdefault("retries", retries)
+    result.metrics.setdefault("retries", task.request.retries)
     report_result(task.app, result)
     return result.model_dump(mode="json")
+
+
+def _run_or_retry(
+    task: Task, request: TrialRequest, *, settings: WorkerSettings, publisher: HeartbeatPublisher
+) -> TrialResult:
+    """The trial's result; an infrastructure error retries the task (exponential backoff)
+    until ``max_retries``, after which it becomes the reported failure."""
+    retries = task.request.retries
+    try:
+        return run_trial_request(
+            request,
+            device=settings.device,
+            worker=publisher.worker,
+            heartbeat=publisher,
+            task_id=task.request.id,
+        )
+    except InfrastructureError as exc:
+        if retries < settings.max_retries:
+            delay_s = min(settings.retry_backoff_max_s, settings.retry_backoff_s * 2**retries)
+            logger.warning(
+                "trial %s/%s: %s; retry %d in %.1f s",
+                request.study_id,
+                request.trial_id,
+                exc,
+                retries + 1,
+                delay_s,
+            )
+            raise task.retry(exc=exc, countdown=delay_s, max_retries=settings.max_retries) from exc
+        reason = f"{exc} (gave up after {retries} retries)"
+        return failed_result(
+            request, failure_kind="infrastructure", reason=reason, worker=publisher.worker
+        )
+
+
+def _warn_if_redelivered_while_running(request: TrialRequest, settings: WorkerSettings) -> None:
+    if (request.time_limit_s or 0.0) > settings.visibility_timeout_s:
+        logger.warning(
+            "trial %s/%s: time limit %.0f s exceeds the visibility timeout %.0f s; the broker "
+            "may hand it to a second worker while it runs",
+            request.study_id,
+            request.trial_id,
+            request.time_limit_s,
+            settings.visibility_timeout_s,
+        )
 
 
 def _count_delivery(publisher: HeartbeatPublisher, key: str, settings: WorkerSettings) -> int:
@@ -158,8 +168,14 @@ def _count_delivery(publisher: HeartbeatPublisher, key: str, settings: WorkerSet
 def register_tasks(app: Celery) -> None:
     """Register ``run_trial`` on ``app`` under ``RUN_TRIAL_TASK``."""
 
+    # shared=False: the task belongs to this app only (tests and the service build several).
     @app.task(
-        bind=True, name=RUN_TRIAL_TASK, base=TrialTask, acks_late=True, reject_on_worker_lost=True
+        bind=True,
+        name=RUN_TRIAL_TASK,
+        base=TrialTask,
+        shared=False,
+        acks_late=True,
+        reject_on_worker_lost=True,
     )
     def run_trial_task(self: Task, request_data: dict[str, Any]) -> dict[str, Any]:
         return run_trial(self, request_data)

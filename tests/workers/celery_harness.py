@@ -53,7 +53,7 @@ class Harness:
         self.settings = WorkerSettings(
             broker_url=redis_url,
             control_queue=f"test-control-{tag}",
-            key_prefix=f"test-hb-{tag}",
+            heartbeat_prefix=f"test-hb-{tag}",
             broker_key_prefix=f"test-{tag}:",
             heartbeat_interval_s=0.2,
             heartbeat_ttl_s=2.0,
@@ -64,7 +64,7 @@ class Harness:
         self.log_dir = log_dir
         self.app = create_celery(self.settings)
         self.heartbeats = HeartbeatStore.from_url(
-            redis_url, prefix=self.settings.key_prefix, ttl_s=self.settings.heartbeat_ttl_s
+            redis_url, prefix=self.settings.heartbeat_prefix, ttl_s=self.settings.heartbeat_ttl_s
         )
         self.connection = Connection(
             redis_url, transport_options=broker_transport_options(self.settings)
@@ -130,7 +130,7 @@ class WorkerProcess:
                 "PYTHONPATH": os.pathsep.join([str(PLUGIN_DIR), str(REPO_ROOT)]),
                 "SCALETUNE_BROKER_URL": s.broker_url,
                 "SCALETUNE_CONTROL_QUEUE": s.control_queue,
-                "SCALETUNE_KEY_PREFIX": s.key_prefix,
+                "SCALETUNE_HEARTBEAT_PREFIX": s.heartbeat_prefix,
                 "SCALETUNE_BROKER_KEY_PREFIX": s.broker_key_prefix,
                 "SCALETUNE_HEARTBEAT_INTERVAL_S": str(s.heartbeat_interval_s),
                 "SCALETUNE_HEARTBEAT_TTL_S": str(s.heartbeat_ttl_s),
