@@ -227,3 +227,21 @@ def test_settings_validation():
         SearchSettings(unknown_knob=1)
     with pytest.raises(ValueError):
         make_engine().ask(0)
+
+
+def test_gp_hyperparameters_are_refitted_only_after_enough_new_data():
+    engine = make_engine(seed=9, n_startup=8, refit_growth=0.5)
+    center = PROBLEM.space().center()
+
+    def fitted_on() -> int:
+        engine.forget(engine.ask(1)[0].suggestion_id)  # an ask fits what is due
+        return engine.state_dict()["gp_hyperparameters"]["loss"]["n_fitted"]
+
+    for size in np.geomspace(2.0, 200.0, 8):
+        engine.observe({**center, "size": float(size)}, 1.0 + 4.0 / size**0.3, float(size))
+    assert fitted_on() == 8
+    for shift in (0.2, 0.4, 0.6):  # 11 points: less than 8 * 1.5
+        engine.observe({**center, "shift": shift}, 2.0 - shift, 10.0)
+    assert fitted_on() == 8
+    engine.observe({**center, "shift": 0.8}, 1.3, 10.0)  # 12 points: a refit is due
+    assert fitted_on() == 12
