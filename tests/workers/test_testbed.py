@@ -271,6 +271,8 @@ def test_config_validates_and_round_trips_through_json():
         TestbedConfig(loss_a=-1.0)
     with pytest.raises(TestbedError, match="warmup_opt"):
         TestbedConfig(warmup_opt=1.5)
+    with pytest.raises(TestbedError, match="max_utilisation"):
+        TestbedConfig(max_utilisation=1.5)
     with pytest.raises(TestbedError, match="n_params_min"):
         TestbedConfig(n_params_min=1e11)
     with pytest.raises(TestbedError, match="unknown"):

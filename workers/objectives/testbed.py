@@ -160,8 +160,12 @@ class TestbedConfig:
         for low, high in _RANGES:
             if not 0 < getattr(self, low) < getattr(self, high):
                 raise TestbedError(f"need 0 < {low} < {high}")
-        if min(self.loss_a, self.loss_b, self.alpha, self.beta, self.peak_flops) <= 0:
-            raise TestbedError("loss_a, loss_b, alpha, beta and peak_flops must be > 0")
+        strictly = ("loss_a", "loss_b", "alpha", "beta", "peak_flops", "seq_len")
+        if min(getattr(self, name) for name in strictly) <= 0:
+            raise TestbedError(f"{', '.join(strictly)} must be > 0")
+        for name in ("max_utilisation", "divergence_at_fraction"):
+            if not 0 < getattr(self, name) <= 1:
+                raise TestbedError(f"{name} must lie in (0, 1], got {getattr(self, name)}")
 
     @staticmethod
     def _check_schedules(value: Any) -> None:
