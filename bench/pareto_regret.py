@@ -21,7 +21,7 @@ import os
 import platform
 import sys
 import time
-from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures import ProcessPoolExecutor, as_completed
 from multiprocessing import get_context
 from pathlib import Path
 from typing import Any
@@ -163,7 +163,17 @@ def main(argv: list[str] | None = None) -> None:
         args.seeds, args.budget, args.max_trials = 1, 120.0, 48
     tasks = [(m, s, args.budget, args.max_trials) for s in range(args.seeds) for m in args.methods]
     with ProcessPoolExecutor(args.jobs, mp_context=get_context("spawn")) as pool:
-        runs = list(pool.map(run_one, *zip(*tasks, strict=True)))
+        futures = [pool.submit(run_one, *task) for task in tasks]
+        for future in as_completed(futures):
+            run = future.result()
+            print(
+                f"{run['method']:>7} seed {run['seed']}: regret@100% "
+                f"{run['regret_at']['1.0']:.4f}, {run['n_trials']} trials, "
+                f"{run['wall_seconds']:.0f} s",
+                file=sys.stderr,
+                flush=True,
+            )
+        runs = [future.result() for future in futures]
     stamp = dt.datetime.now(dt.UTC).strftime("%Y%m%dT%H%M%SZ")
     result = {
         "benchmark": "pareto_regret",
