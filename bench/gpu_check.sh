@@ -20,8 +20,8 @@ export OUT="${OUT:-$PWD/gpu-check-out}"
 export SCALETUNE_DATA_DIR="${SCALETUNE_DATA_DIR:-/tmp/scaletune-data}"
 export TORCHINDUCTOR_CACHE_DIR="${TORCHINDUCTOR_CACHE_DIR:-/tmp/scaletune-inductor}"
 mkdir -p "$OUT"
-BUDGET_S=330  # stop starting new steps after this many seconds
-PY=python3
+BUDGET_S="${BUDGET_S:-330}"  # no step starts after this, none runs past it + 20 s
+PY="${PY:-python3}"
 
 step() {  # step NAME TIMEOUT_S COMMAND...: run, log to $OUT/NAME.log, record the exit status
   local name=$1 limit=$2
@@ -30,6 +30,8 @@ step() {  # step NAME TIMEOUT_S COMMAND...: run, log to $OUT/NAME.log, record th
     echo "$name skipped (time budget: ${SECONDS}s used)" | tee -a "$OUT/summary.txt"
     return 124
   fi
+  local remaining=$((BUDGET_S + 20 - SECONDS))
+  (( limit > remaining )) && limit=$remaining  # never run past the budget
   local started=$SECONDS
   timeout --kill-after=10 "$limit" "$@" >"$OUT/$name.log" 2>&1
   local rc=$?
@@ -52,6 +54,7 @@ step data 90 $PY -c "from workers.training.data import load_data; d = load_data(
 if $PY -c "import pytest" 2>/dev/null; then
   # -c /dev/null: ignore pyproject's pytest settings (its plugins may not be installed here).
   step gpu_tests 150 $PY -m pytest -c /dev/null --rootdir=. -p no:cacheprovider -q -rs \
+    -o "markers=gpu: needs a CUDA device" \
     tests/workers/test_gpu.py
 else
   echo "gpu_tests skipped: pytest is not installed on this machine" | tee -a "$OUT/summary.txt"

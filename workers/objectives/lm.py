@@ -8,7 +8,8 @@ tokens D), ``batch_size`` (in tokens), ``learning_rate``, ``warmup_fraction``,
 Options (the study's ``objective_options``, constructor keywords): ``data`` (None: the
 standard-library corpus; or a text file, a directory of text files, a ``.npy``/``.bin``
 token file on the worker), ``compile`` (default: on for CUDA), ``eval_tokens``,
-``eval_points``, ``micro_batch_tokens``, ``num_threads`` (CPU), ``norm``.
+``eval_points``, ``micro_batch_tokens`` (default 32768: larger batches accumulate gradients,
+so a large batch alone does not run out of memory), ``num_threads`` (CPU), ``norm``.
 
 Outcome: loss = held-out validation cross-entropy (nats per token); cost = wall seconds
 of the whole trial on its device (data preparation, compilation and evaluation included);
@@ -94,7 +95,7 @@ class LMObjective(Objective):
         compile: bool | None = None,
         eval_tokens: int = 32768,
         eval_points: int = 5,
-        micro_batch_tokens: int | None = None,
+        micro_batch_tokens: int | None = 32768,
         num_threads: int | None = None,
         norm: str = "layernorm",
     ) -> None:
