@@ -100,7 +100,7 @@ def run_trial(task: Task, request_data: dict[str, Any]) -> dict[str, Any]:
     _warn_if_redelivered_while_running(request, settings)
     deliveries = _count_delivery(publisher, f"{task.request.id}:{task.request.retries}", settings)
     if deliveries > settings.max_deliveries:
-        reason = f"worker lost {deliveries - 1} times while running this trial"
+        reason = f"its worker was lost {deliveries - 1} time(s) while running this trial"
         result = failed_result(
             request, failure_kind="infrastructure", reason=reason, worker=publisher.worker
         )

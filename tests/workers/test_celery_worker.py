@@ -135,11 +135,34 @@ def test_a_whole_worker_killed_mid_trial_is_redelivered_after_the_visibility_tim
         first.running(request)
         first.kill()  # main process and child: nobody is left to reject the message
         h.start_worker()
+        # The dead worker drops out of the online list once its heartbeat is older than the TTL.
+        wait_for(
+            lambda: first.name not in {b.worker for b in h.heartbeats.workers()},
+            timeout_s=10,
+            what="the killed worker to go offline",
+        )
         result = h.next_result(timeout_s=60)
         assert result["trial_id"] == request.trial_id
         assert result["status"] == "completed"
         assert result["metrics"]["deliveries"] == 2
         assert result["worker"] == h.workers[1].name
+    finally:
+        h.close()
+
+
+def test_a_trial_that_keeps_killing_its_worker_is_given_up_as_infrastructure(
+    redis_url: str, tmp_path: Path
+) -> None:
+    h = Harness(redis_url, tmp_path, max_deliveries=1)
+    try:
+        worker = h.start_worker(SCALETUNE_MAX_DELIVERIES="1")
+        request = h.request("t_sleep", {"seconds": 30.0})
+        h.send(request)
+        os.kill(worker.running(request).pid, signal.SIGKILL)
+        result = h.next_result(timeout_s=60)  # the redelivery is refused, not run again
+        assert (result["trial_id"], result["status"]) == (request.trial_id, "failed")
+        assert result["failure_kind"] == "infrastructure"
+        assert result["failure_reason"] == "its worker was lost 1 time(s) while running this trial"
     finally:
         h.close()
 
