@@ -141,6 +141,15 @@ def autocast(device: torch.device) -> contextlib.AbstractContextManager:
     return contextlib.nullcontext()
 
 
+def to_device(batch: torch.Tensor, device: torch.device) -> torch.Tensor:
+    """Copy a host batch to ``device`` without stalling the host: an asynchronous copy from
+    pageable memory may synchronise with the stream (CUDA runtime docs, "API
+    synchronization behavior"), so it goes through pinned memory, as nanoGPT does."""
+    if device.type != "cuda":
+        return batch
+    return batch.pin_memory().to(device, non_blocking=True)
+
+
 def train_step(
     model: nn.Module,
     optimizer: torch.optim.Optimizer,
@@ -157,7 +166,7 @@ def train_step(
     total = torch.zeros((), device=device)
     for x, y in batches:
         with autocast(device):
-            _, loss = model(x.to(device, non_blocking=True), y.to(device, non_blocking=True))
+            _, loss = model(to_device(x, device), to_device(y, device))
         (loss / len(batches)).backward()
         total += loss.detach() / len(batches)
     if grad_clip > 0:
