@@ -34,9 +34,16 @@ class Observation:
     metrics: dict[str, float] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
-        out = asdict(self)
-        out["loss"] = None if math.isnan(self.loss) else self.loss
-        return out
+        # Built by hand, not with dataclasses.asdict: engines serialise every observation
+        # on each state save, and asdict's recursive deep copy dominated that cost.
+        return {
+            "params": dict(self.params),
+            "loss": None if math.isnan(self.loss) else self.loss,
+            "cost": self.cost,
+            "failed": self.failed,
+            "suggestion_id": self.suggestion_id,
+            "metrics": dict(self.metrics),
+        }
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> Observation:

@@ -16,6 +16,7 @@ GPU workers never connect to the database: only this worker and the API do.
 from __future__ import annotations
 
 import logging
+import math
 import os
 import time
 from typing import Any
@@ -75,6 +76,8 @@ class _ProcessState:
         self.pid: int | None = None
         self.sessions: sessionmaker[Session] | None = None
         self.scheduler: Scheduler | None = None
+        self.last_step: dict[int, float] = {}
+        self.deferred: set[int] = set()
 
     def get(self, app: Celery) -> tuple[sessionmaker[Session], Scheduler]:
         if self.pid != os.getpid() or self.scheduler is None or self.sessions is None:
@@ -105,14 +108,34 @@ def record_result(app: Celery, payload: dict[str, Any]) -> str:
     logger.info(
         "trial %s/%s attempt %s: %s", result.study_id, result.trial_id, result.attempt, outcome
     )
-    scheduler.step(result.study_id)
+    _step_soon(app, scheduler, result.study_id)
     return str(outcome)
+
+
+def _step_soon(app: Celery, scheduler: Scheduler, study_id: int) -> None:
+    """Step now, or, if this study was stepped less than ``step_interval_seconds`` ago,
+    once more after that interval: a burst of results shares one step (one engine save,
+    one round of queries) instead of paying a step each."""
+    interval = scheduler.settings.step_interval_seconds
+    if time.monotonic() - _process.last_step.get(study_id, -math.inf) >= interval:
+        _step(scheduler, study_id)
+    elif study_id not in _process.deferred:
+        _process.deferred.add(study_id)
+        app.send_task(
+            STEP_TASK, args=[study_id], queue=control_queue(scheduler.settings), countdown=interval
+        )
+
+
+def _step(scheduler: Scheduler, study_id: int) -> None:
+    _process.last_step[study_id] = time.monotonic()
+    scheduler.step(study_id)
 
 
 def step_study(app: Celery, study_id: int) -> None:
     _, scheduler = _process.get(app)
+    _process.deferred.discard(study_id)
     try:
-        scheduler.step(study_id)
+        _step(scheduler, study_id)
     except StudyNotFoundError:
         logger.warning("step of unknown study %s ignored", study_id)
 

@@ -51,7 +51,9 @@ def progress(session: Session, *, study: StudyRow) -> Progress:
 
 
 def completed_trials(session: Session, *, study_id: int) -> list[TrialRow]:
-    return repo.trials_in_state(session, study_id=study_id, states=[TrialState.COMPLETE])
+    return repo.trials_in_state(
+        session, study_id=study_id, states=[TrialState.COMPLETE], with_curves=False
+    )
 
 
 def front(trials: list[TrialRow]) -> list[TrialRow]:

@@ -17,7 +17,7 @@ from collections.abc import Iterable, Sequence
 from typing import Any
 
 from sqlalchemy import func, select
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, defer
 
 from search.types import Suggestion
 from service.domain import (
@@ -165,20 +165,24 @@ def list_trials(
     if states is not None:
         query = query.where(TrialRow.state.in_([str(s) for s in states]))
     total = session.scalar(select(func.count()).select_from(query.subquery())) or 0
-    rows = session.scalars(query.order_by(TrialRow.number).offset(offset).limit(limit)).all()
+    query = query.options(defer(TrialRow.curve)).order_by(TrialRow.number)
+    rows = session.scalars(query.offset(offset).limit(limit)).all()
     return list(rows), total
 
 
 def trials_in_state(
-    session: Session, *, study_id: int, states: Iterable[TrialState]
+    session: Session, *, study_id: int, states: Iterable[TrialState], with_curves: bool = True
 ) -> list[TrialRow]:
-    return list(
-        session.scalars(
-            select(TrialRow)
-            .where(TrialRow.study_id == study_id, TrialRow.state.in_([str(s) for s in states]))
-            .order_by(TrialRow.attempt.desc(), TrialRow.number)
-        ).all()
+    """Trials in ``states``, retries first; ``with_curves=False`` leaves the (large)
+    learning curves unloaded until touched."""
+    query = (
+        select(TrialRow)
+        .where(TrialRow.study_id == study_id, TrialRow.state.in_([str(s) for s in states]))
+        .order_by(TrialRow.attempt.desc(), TrialRow.number)
     )
+    if not with_curves:
+        query = query.options(defer(TrialRow.curve))
+    return list(session.scalars(query).all())
 
 
 def count_by_state(session: Session, *, study_id: int) -> dict[TrialState, int]:

@@ -1,0 +1,165 @@
+"""Dispatch throughput: propose -> queue -> no-op worker -> record, end to end.
+
+One control worker (``service.control``, solo pool) and two trial workers
+(``workers.celery_app``, solo pool, the testbed objective: microseconds of numpy, so the
+workers are effectively no-ops) on the machine's Redis and a fresh PostgreSQL database.
+The engine stays in its random start-up phase (``n_startup`` > trials), so the figure is
+the service's dispatch path, not GP fitting.
+
+Run: python bench/dispatch_throughput.py [--trials 2000] [--in-flight 32]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from pathlib import Path
+
+import redis
+from sqlalchemy import create_engine, text
+from sqlalchemy.engine import make_url
+
+from service.config import Settings
+from service.domain import Budget, StudySpec, StudyState
+from service.messaging import create_sender, request_step
+from service.storage import repository as repo
+from service.storage.db import make_engine, make_sessionmaker, migrate, transaction
+from service.studies import create_study_row
+
+ROOT = Path(__file__).resolve().parents[1]
+PG = os.environ.get(
+    "SCALETUNE_TEST_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test"
+)
+REDIS = os.environ.get("SCALETUNE_TEST_REDIS_URL", "redis://127.0.0.1:6379/15")
+
+
+def _fresh_database() -> tuple[str, str]:
+    name = f"bench_{uuid.uuid4().hex[:10]}"
+    with create_engine(PG, isolation_level="AUTOCOMMIT").connect() as conn:
+        conn.execute(text(f'CREATE DATABASE "{name}"'))
+    return name, make_url(PG).set(database=name).render_as_string(hide_password=False)
+
+
+def _drop_database(name: str) -> None:
+    with create_engine(PG, isolation_level="AUTOCOMMIT").connect() as conn:
+        conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+
+
+def _start(args: list[str], env: dict[str, str], log: Path) -> subprocess.Popen:
+    with log.open("w") as out:
+        return subprocess.Popen(
+            [sys.executable, "-m", "celery", *args],
+            cwd=ROOT,
+            env=env,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+
+
+def _workers(env: dict[str, str], prefix: str, logs: Path) -> list[subprocess.Popen]:
+    control = [
+        "-A",
+        "service.control",
+        "worker",
+        "-Q",
+        f"{prefix}control",
+        "-P",
+        "solo",
+        "-n",
+        f"c-{prefix}@%h",
+        "--loglevel",
+        "WARNING",
+    ]
+    trial = [
+        "-A",
+        "workers.celery_app",
+        "worker",
+        "-Q",
+        f"{prefix}trials",
+        "-P",
+        "solo",
+        "--loglevel",
+        "WARNING",
+    ]
+    return [_start(control, env, logs / "control.log")] + [
+        _start([*trial, "-n", f"t{i}-{prefix}@%h"], env, logs / f"trial{i}.log") for i in range(2)
+    ]
+
+
+def run(*, trials: int, in_flight: int) -> float:
+    prefix = f"bench{uuid.uuid4().hex[:6]}-"
+    db_name, db_url = _fresh_database()
+    env = {
+        **os.environ,
+        "SCALETUNE_BROKER_URL": REDIS,
+        "SCALETUNE_DATABASE_URL": db_url,
+        "SCALETUNE_QUEUE_PREFIX": prefix,
+        "SCALETUNE_CONTROL_QUEUE": f"{prefix}control",
+        "SCALETUNE_HEARTBEAT_PREFIX": f"{prefix}hb",
+        "SCALETUNE_KEY_PREFIX": f"{prefix}hb",
+    }
+    settings = Settings(database_url=db_url, broker_url=REDIS, queue_prefix=prefix)
+    engine = make_engine(db_url)
+    migrate(engine)
+    sessions = make_sessionmaker(engine)
+    spec = StudySpec(
+        name="bench",
+        objective="testbed",
+        budget=Budget(max_trials=trials),
+        in_flight=in_flight,
+        queue="trials",
+        search={"n_startup": trials + 1},
+    )
+    with tempfile.TemporaryDirectory() as logs:
+        processes = _workers(env, prefix, Path(logs))
+        try:
+            time.sleep(8.0)  # let the workers connect
+            with transaction(sessions) as session:
+                study_id = create_study_row(session, spec=spec, now=time.time()).id
+            sender = create_sender(settings)
+            request_step(sender, settings=settings, study_id=study_id)
+            elapsed = _wait(sessions, study_id, timeout_s=600)
+        finally:
+            for p in processes:
+                os.killpg(p.pid, signal.SIGTERM)
+                p.wait(timeout=30)
+            client = redis.Redis.from_url(REDIS)
+            keys = list(client.scan_iter(f"{prefix}*")) + list(client.scan_iter(f"*{prefix}*"))
+            if keys:
+                client.delete(*set(keys))
+            engine.dispose()
+            _drop_database(db_name)
+    return trials / elapsed
+
+
+def _wait(sessions, study_id: int, *, timeout_s: float) -> float:  # type: ignore[no-untyped-def]
+    """Seconds from the first dispatch to the study's completion."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        with transaction(sessions) as session:
+            study = repo.get_study(session, study_id=study_id)
+            if study.state == StudyState.COMPLETE:
+                rows, _ = repo.list_trials(session, study_id=study_id, limit=1)
+                return study.updated_at - rows[0].dispatched_at
+        time.sleep(0.5)
+    raise TimeoutError("the study did not complete in time")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--trials", type=int, default=2000)
+    parser.add_argument("--in-flight", type=int, default=32)
+    args = parser.parse_args()
+    rate = run(trials=args.trials, in_flight=args.in_flight)
+    print(f"trials={args.trials} in_flight={args.in_flight} dispatch_path={rate:.1f} trials/s")
+
+
+if __name__ == "__main__":
+    main()
