@@ -36,6 +36,7 @@ class WorkerSettings(BaseSettings):
     device: str = Field("cpu", description="the device this worker process trains on: cpu, cuda:0")
     trial_queue: str = Field("cpu", description="default queue for trials sent without one")
     control_queue: str = CONTROL_QUEUE
+    queue_prefix: str = Field("", description="prefix of queue names, as the service's setting")
     visibility_timeout_s: float = Field(12 * 3600.0, gt=0)
     restore_interval_s: float = Field(
         60.0, gt=0, description="how often a worker sweeps for messages past the visibility timeout"
@@ -69,6 +70,11 @@ class WorkerSettings(BaseSettings):
     @property
     def heartbeat_url(self) -> str:
         return self.heartbeat_redis_url or self.broker_url
+
+    @property
+    def results_queue(self) -> str:
+        """Where results go: the control queue under the shared queue prefix."""
+        return f"{self.queue_prefix}{self.control_queue}"
 
     @property
     def is_gpu(self) -> bool:
