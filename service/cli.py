@@ -29,6 +29,10 @@ DbOption = Annotated[
     typer.Option("--db", help="SQLite file of the embedded store (default .scaletune/)"),
 ]
 WorkersOption = Annotated[int, typer.Option("--workers", min=1, help="in-process trial threads")]
+ReportOption = Annotated[
+    Path | None,
+    typer.Option("--report", help="directory for the scaling report (Markdown + plots)"),
+]
 
 
 def demo_spec(*, trials: int, in_flight: int, seed: int) -> StudySpec:
@@ -50,9 +54,11 @@ def demo(
     seed: Annotated[int, typer.Option(min=0)] = 0,
     db: DbOption = None,
     workers: WorkersOption = 4,
+    report: ReportOption = None,
 ) -> None:
     """Run a demo study on the synthetic scaling testbed, embedded; print front and rules."""
-    _run_embedded(demo_spec(trials=trials, in_flight=in_flight, seed=seed), db=db, workers=workers)
+    spec = demo_spec(trials=trials, in_flight=in_flight, seed=seed)
+    _run_embedded(spec, db=db, workers=workers, report=report)
 
 
 @app.command()
@@ -60,16 +66,19 @@ def run(
     study_file: Annotated[Path, typer.Argument(help="YAML study file")],
     db: DbOption = None,
     workers: WorkersOption = 4,
+    report: ReportOption = None,
 ) -> None:
     """Run the study described in STUDY_FILE, embedded (no services)."""
     try:
         spec = load_study_file(study_file)
     except StudyFileError as exc:
         _fail(str(exc))
-    _run_embedded(spec, db=db, workers=workers)
+    _run_embedded(spec, db=db, workers=workers, report=report)
 
 
-def _run_embedded(spec: StudySpec, *, db: Path | None, workers: int) -> None:
+def _run_embedded(
+    spec: StudySpec, *, db: Path | None, workers: int, report: Path | None = None
+) -> None:
     from service.embedded import run_embedded
     from service.scheduler import Scheduler, resolve_space
     from service.storage.db import make_engine, make_sessionmaker, migrate
@@ -104,6 +113,27 @@ def _run_embedded(spec: StudySpec, *, db: Path | None, workers: int) -> None:
     from service.reporting import print_study_result
 
     print_study_result(console, sessions=sessions, study_id=study_id)
+    if report is not None:
+        _write_local_report(sessions, study_id, report)
+
+
+def _write_local_report(sessions, study_id: int, base: Path) -> None:  # type: ignore[no-untyped-def]
+    from service.domain import TrialState
+    from service.report_files import REPORT_NAME, NoReportError, report_dir
+    from service.storage import repository as repo
+    from service.storage.db import transaction
+
+    with transaction(sessions) as session:
+        study = repo.get_study(session, study_id=study_id)
+        trials = repo.trials_in_state(
+            session, study_id=study_id, states=[TrialState.COMPLETE, TrialState.FAILED]
+        )
+        try:
+            directory = report_dir(study=study, trials=trials, base=base)
+        except NoReportError as exc:
+            console.print(f"no report: {exc}")
+            return
+    console.print(f"report: {directory / REPORT_NAME}")
 
 
 def _progress_bar() -> Progress:
@@ -229,21 +259,37 @@ def stop(study_id: int, api: ApiOption = "http://127.0.0.1:8000") -> None:
 def export(
     study_id: int,
     api: ApiOption = "http://127.0.0.1:8000",
-    fmt: Annotated[str, typer.Option("--format", help="json or yaml")] = "yaml",
-    out: Annotated[Path | None, typer.Option(help="file to write")] = None,
+    fmt: Annotated[str, typer.Option("--format", help="json, yaml or report")] = "yaml",
+    out: Annotated[Path | None, typer.Option(help="file (json/yaml) or directory (report)")] = None,
 ) -> None:
-    """Export a study's scaling rules (JSON or YAML)."""
+    """Export a study's scaling rules (JSON or YAML) or its report (Markdown + plots)."""
     import json
 
-    if fmt not in ("json", "yaml"):
-        _fail("--format must be json or yaml")
-    rules = _api_call(_client(api).rules, study_id, fmt=fmt)
+    if fmt not in ("json", "yaml", "report"):
+        _fail("--format must be json, yaml or report")
+    client = _client(api)
+    if fmt == "report":
+        _download_report(client, study_id, out or Path(f"scaletune-report-{study_id}"))
+        return
+    rules = _api_call(client.rules, study_id, fmt=fmt)
     text = rules if isinstance(rules, str) else json.dumps(rules, indent=2)
     if out is None:
         console.print(text, highlight=False)
     else:
         out.write_text(text)
         console.print(f"wrote {out}")
+
+
+def _download_report(client, study_id: int, out: Path) -> None:  # type: ignore[no-untyped-def]
+    """The Markdown report and every plot it links, into ``out``."""
+    import re
+
+    markdown = _api_call(client.report_file, study_id).decode()
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "scaling-report.md").write_text(markdown)
+    for name in sorted(set(re.findall(r"\(([A-Za-z0-9_.\-]+\.png)\)", markdown))):
+        (out / name).write_bytes(_api_call(client.report_file, study_id, name))
+    console.print(f"wrote {out / 'scaling-report.md'}")
 
 
 def _status_table(study: dict):  # type: ignore[no-untyped-def]

@@ -97,3 +97,10 @@ class ScaletuneClient:
 
     def rules(self, study_id: int, *, fmt: str = "json") -> Any:
         return self._call("GET", f"/studies/{study_id}/rules" + (".yaml" if fmt == "yaml" else ""))
+
+    def report_file(self, study_id: int, name: str = "scaling-report.md") -> bytes:
+        """A file of the study's scaling report: the Markdown or one of its PNG plots."""
+        response = self.http.get(f"/studies/{study_id}/report/{name}")
+        if response.status_code >= 400:
+            raise ApiError(response.status_code, response.json().get("detail"))
+        return response.content

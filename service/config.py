@@ -52,6 +52,9 @@ class Settings(BaseSettings):
         description="control: the API hands out the buffer the control worker fills; "
         "inline: the API process runs the scheduler itself (single process)",
     )
+    report_dir: Path = Field(
+        DEFAULT_HOME / "reports", description="where scaling reports are written and served"
+    )
     max_body_bytes: int = Field(1_000_000, gt=0, description="largest accepted request body")
 
     def queue_name(self, name: str) -> str:

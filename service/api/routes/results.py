@@ -1,12 +1,14 @@
-"""Results: the Pareto front and the scaling rules (JSON, YAML)."""
+"""Results: the Pareto front, the scaling rules (JSON, YAML) and the report (Markdown, PNG)."""
 
 from __future__ import annotations
 
 import yaml
 from fastapi import APIRouter, HTTPException, Response, status
+from fastapi.responses import FileResponse
 
 from service import views
-from service.api.deps import SessionDep
+from service.api.deps import SessionDep, SettingsDep
+from service.domain import TrialState
 from service.schemas import FrontPublic, TrialPublic
 from service.storage import repository as repo
 
@@ -42,3 +44,22 @@ def _rules(session, study_id: int) -> dict:  # type: ignore[no-untyped-def]
         why = study.message or "the study has not finished"
         raise HTTPException(status.HTTP_404_NOT_FOUND, f"no scaling rules yet: {why}")
     return study.rules
+
+
+@router.get("/report/{name}", response_class=FileResponse)
+def get_report_file(
+    study_id: int, name: str, session: SessionDep, settings: SettingsDep
+) -> FileResponse:
+    """The scaling report (``scaling-report.md``) and its plots (``*.png``)."""
+    from service.report_files import NoReportError, report_dir, report_file
+
+    study = repo.get_study(session, study_id=study_id)
+    trials = repo.trials_in_state(
+        session, study_id=study_id, states=[TrialState.COMPLETE, TrialState.FAILED]
+    )
+    try:
+        path = report_file(report_dir(study=study, trials=trials, base=settings.report_dir), name)
+    except NoReportError as exc:
+        raise HTTPException(status.HTTP_404_NOT_FOUND, str(exc)) from exc
+    media = "text/markdown" if path.suffix == ".md" else "image/png"
+    return FileResponse(path, media_type=media)
