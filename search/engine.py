@@ -166,6 +166,7 @@ class ParetoSearch:
             rng=self._rng,
             taken_x=np.vstack([self._x, pending_x]),
             pending_x=pending_x,
+            sequence_index=self._n_issued,
         )
 
     def _pending_x(self) -> np.ndarray:

@@ -22,6 +22,8 @@ from search.settings import SearchSettings
 from search.space import SearchSpace
 from search.surrogates import FittedModels, ObservationArrays
 
+_GOLDEN = (math.sqrt(5.0) - 1.0) / 2.0
+
 
 @dataclass(frozen=True)
 class Proposal:
@@ -45,6 +47,7 @@ class ProposalContext:
     rng: np.random.Generator
     taken_x: np.ndarray  # (m, d): observed, pending and already chosen in this batch
     pending_x: np.ndarray  # (k, d): pending and already chosen in this batch
+    sequence_index: int = 0  # how many suggestions the engine issued before this one
 
 
 def propose_startup(ctx: ProposalContext) -> Proposal:
@@ -164,14 +167,21 @@ def pick_remeasure(
 
 
 def _target_log_cost(ctx: ProposalContext, front_log_cost: np.ndarray) -> tuple[float, float]:
-    """A target drawn across the front's costs and a little beyond, with a window width."""
+    """A target across the front's costs and a little beyond, with a window width.
+
+    Successive targets follow the golden-ratio sequence (offset by the seed) rather than
+    independent draws: any run of k suggestions covers the cost range evenly, so a
+    batch of 8 never happens to put most of its trials, and most of the budget, at the
+    expensive end.
+    """
     low, high = float(front_log_cost.min()), float(front_log_cost.max())
     high += ctx.settings.cost_overshoot
     if ctx.settings.max_suggestion_cost is not None:
         high = min(high, math.log(ctx.settings.max_suggestion_cost))
         low = min(low, high)
     width = max(0.35, 0.1 * (high - low))
-    return float(ctx.rng.uniform(low, high)) if high > low else low, width
+    quantile = (_GOLDEN * (ctx.sequence_index + 1 + ctx.settings.seed)) % 1.0
+    return low + quantile * (high - low), width
 
 
 def _cheapest(ctx: ProposalContext, x: np.ndarray, log_cost: np.ndarray) -> Proposal:
