@@ -195,7 +195,8 @@ def device_name(device: torch.device) -> str:
 
 def configure_device(device: torch.device) -> None:
     if device.type == "cuda":
-        torch.cuda.set_device(device)
+        # A bare "cuda" has no index; set_device refuses it on some torch releases.
+        torch.cuda.set_device(device.index if device.index is not None else 0)
         torch.backends.cuda.matmul.allow_tf32 = True
         torch.backends.cudnn.allow_tf32 = True
 
