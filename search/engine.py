@@ -47,6 +47,7 @@ from search.proposals import (
 from search.settings import SearchSettings
 from search.space import SearchSpace
 from search.surrogates import FittedModels, ObservationArrays, fit_models
+from search.threads import single_threaded
 from search.types import Observation, Suggestion
 
 STATE_VERSION = 1
@@ -124,6 +125,10 @@ class ParetoSearch:
         if not isinstance(n, int) or isinstance(n, bool) or n < 1:
             raise ValueError(f"ask(n) needs a positive integer n, got {n!r}")
         self._expire_leases()
+        with single_threaded():
+            return self._ask(n)
+
+    def _ask(self, n: int) -> list[Suggestion]:
         out: list[Suggestion] = []
         loss_gp: GPPredictor | None = None
         for _ in range(n):

@@ -15,11 +15,9 @@ two engines holding the same hyperparameters and data predict bit-identically.
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import math
 import warnings
-from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -38,6 +36,7 @@ from linear_operator.utils.errors import NanError, NotPSDError
 from scipy.linalg import cho_solve, cholesky, solve_triangular
 
 from search.errors import ModelFittingError, NotEnoughDataError
+from search.threads import single_threaded
 
 _SQRT5 = math.sqrt(5.0)
 _MIN_NOISE = 1e-6
@@ -280,28 +279,12 @@ def _build_model(x: torch.Tensor, z: torch.Tensor, *, linear_mean: bool) -> Sing
     )
 
 
-@contextlib.contextmanager
-def _single_thread() -> Iterator[None]:
-    """Run torch on one thread, then restore the caller's setting.
-
-    The matrices are a few hundred rows: threads only add synchronisation (which
-    costs 10x on a busy machine), and a fixed thread count makes the fit's floating-
-    point reductions, hence the engine's suggestions, identical on every host.
-    """
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(previous)
-
-
 def _fit_hyperparameters(
     x_train: np.ndarray, z: np.ndarray, *, start: GPHyperparameters, max_iter: int
 ) -> GPHyperparameters:
     x = torch.as_tensor(x_train, dtype=torch.float64)
     y = torch.as_tensor(z, dtype=torch.float64).unsqueeze(-1)
-    with warnings.catch_warnings(), _single_thread():
+    with warnings.catch_warnings(), single_threaded():
         # Internal-space inputs are deliberately not scaled to the unit cube, and an
         # L-BFGS stop at the iteration cap still leaves a usable, improved fit.
         warnings.simplefilter("ignore")

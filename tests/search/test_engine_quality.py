@@ -7,7 +7,6 @@ seeds, the same box and the same budget of trials, with a margin.
 from __future__ import annotations
 
 import numpy as np
-import pytest
 
 from search.engine import ParetoSearch
 from search.pareto import front_indices
@@ -104,7 +103,6 @@ def run_testbed(engine: ParetoSearch, objective: TestbedObjective, *, rounds: in
     return engine.observations
 
 
-@pytest.mark.slow
 def test_beats_random_search_on_the_testbed():
     objective = TestbedObjective()
     space = bench_like_space()
