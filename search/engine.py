@@ -23,6 +23,7 @@ deterministic: the same seed and the same history give the same suggestions.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import math
@@ -51,7 +52,11 @@ from search.threads import single_threaded
 from search.types import Observation, Suggestion
 
 STATE_VERSION = 1
-_EXPIRED_MEMORY = 1000  # how many expired ids tell() can still name as expired
+_EXPIRED_MEMORY = 1000
+_EXHAUSTED = (
+    "fallback: every candidate was already tried or pending (a small or nearly exhausted "
+    "space); repeating the best of them"
+)  # how many expired ids tell() can still name as expired
 
 
 class ParetoSearch:
@@ -142,8 +147,14 @@ class ParetoSearch:
                 if proposal.reason == "model" and loss_gp is not None:
                     x = proposal.x_internal[None, :]
                     loss_gp = loss_gp.condition_on(x, loss_gp.predict(x)[0])
+            if proposal.repeat_of is None and self._already_taken(proposal.x_internal):
+                proposal = dataclasses.replace(proposal, reason=_EXHAUSTED)
             out.append(self._issue(proposal))
         return out
+
+    def _already_taken(self, x_internal: np.ndarray) -> bool:
+        taken = np.vstack([self._x, self._pending_x()])
+        return bool(np.any(np.all(np.abs(taken - x_internal) <= 1e-9, axis=1)))
 
     def _propose(self, models: FittedModels, loss_gp: GPPredictor | None) -> Proposal:
         ctx = self._context()

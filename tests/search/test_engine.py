@@ -11,6 +11,7 @@ import pytest
 from search.engine import ParetoSearch
 from search.errors import InvalidObservationError, InvalidParamsError, UnknownSuggestionError
 from search.settings import SearchSettings
+from search.space import ChoiceParam, SearchSpace
 from search.testing import SizedQuadratic
 from tests.search.engine_helpers import FakeClock, run_rounds
 
@@ -245,3 +246,12 @@ def test_gp_hyperparameters_are_refitted_only_after_enough_new_data():
     assert fitted_on() == 8
     engine.observe({**center, "shift": 0.8}, 1.3, 10.0)  # 12 points: a refit is due
     assert fitted_on() == 12
+
+
+def test_an_exhausted_finite_space_says_it_repeats():
+    space = SearchSpace(params=[ChoiceParam(name="kind", choices=["a", "b"])])
+    engine = ParetoSearch(space, SearchSettings(n_startup=2))
+    for s, loss in zip(engine.ask(2), [1.0, 2.0], strict=True):
+        engine.tell(s.suggestion_id, loss, 1.0 + loss)
+    (s,) = engine.ask(1)
+    assert s.reason.startswith("fallback: every candidate was already tried")
