@@ -56,6 +56,12 @@ class Settings(BaseSettings):
         DEFAULT_HOME / "reports", description="where scaling reports are written and served"
     )
     max_body_bytes: int = Field(1_000_000, gt=0, description="largest accepted request body")
+    log_format: Literal["text", "json"] = Field(
+        "text", description="json: one JSON object per log line, with study and trial ids"
+    )
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = Field(
+        "INFO", description="level of the root logger when log_format is json"
+    )
 
     def queue_name(self, name: str) -> str:
         """The broker-level name of a logical queue (``control``, ``gpu``, ...)."""

@@ -11,8 +11,10 @@ from fastapi.responses import JSONResponse
 from sqlalchemy.exc import OperationalError
 
 from service.api.routes import health, queues, results, studies, trials
+from service.api.routes.dashboard import mount_dashboard
 from service.config import Settings, get_settings
 from service.domain import InvalidTransitionError, StudyNotFoundError, TrialNotFoundError
+from service.observability import configure_logging, install_observability
 from service.proposals import ControlProposals, InlineProposals
 from service.storage.db import make_engine, make_sessionmaker, migrate
 from workers.heartbeat import HeartbeatStore
@@ -42,6 +44,9 @@ def create_app(settings: Settings | None = None, *, run_migrations: bool = True)
         app.include_router(module.router)
     _add_error_handlers(app)
     _limit_body_size(app, settings.max_body_bytes)
+    configure_logging(log_format=settings.log_format, level=settings.log_level)
+    install_observability(app)
+    mount_dashboard(app)
     return app
 
 

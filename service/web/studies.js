@@ -1,0 +1,45 @@
+// The studies list: every study with its state, progress and best loss per cost band.
+"use strict";
+
+(function () {
+  const { el, fmt } = ST;
+
+  function bandsCell(bands) {
+    if (!bands.length) return el("span", { class: "note" }, "no completed trial yet");
+    return el(
+      "div",
+      { class: "bands" },
+      bands.map((b) =>
+        el("span", { class: "band-chip", title: `best loss of a trial costing at most ${fmt.num(b.max_cost)} GPU-s` },
+          `≤ ${fmt.si(b.max_cost)} s: `, el("b", {}, fmt.num(b.best_loss))),
+      ),
+    );
+  }
+
+  function row(study) {
+    const states = study.trials_by_state;
+    return el(
+      "tr",
+      { "data-study": study.id },
+      el("td", { class: "num" }, study.id),
+      el("td", {}, ST.studyLink(study.id, study.name)),
+      el("td", {}, study.objective),
+      el("td", {}, ST.badge(study.state)),
+      el("td", {}, ST.progressBar(study.progress.fraction, ST.budgetText(study.progress))),
+      el("td", { class: "num" }, states.COMPLETE || 0),
+      el("td", { class: "num" }, states.RUNNING || 0),
+      el("td", {}, bandsCell(study.best_per_cost_band)),
+      el("td", { title: new Date(study.updated_at * 1000).toLocaleString() }, fmt.ago(study.updated_at)),
+    );
+  }
+
+  async function refresh() {
+    const studies = await ST.getAll("/studies", 200);
+    const details = await Promise.all(studies.map((s) => ST.getJSON(`/studies/${s.id}`)));
+    details.sort((a, b) => b.id - a.id);
+    document.querySelector("#studies tbody").replaceChildren(...details.map(row));
+    ST.replace("studies-empty", details.length ? null : el("div", { class: "empty" }, "No studies yet: submit one with `scaletune submit study.yaml`."));
+  }
+
+  ST.poll(refresh);
+})();

@@ -1,0 +1,384 @@
+"""The dashboard end to end: the real API under uvicorn, pages driven in headless Chromium.
+
+The store (SQLite) holds a completed study with fitted scaling rules, a running study and
+trials running on a queue; heartbeats are real keys in Redis. Each page is loaded in
+Debian's chromium through its chromedriver (selenium), checked for what it draws, and
+screenshotted (to a temporary folder, or to ``$SCALETUNE_SCREENSHOTS`` when set:
+``SCALETUNE_SCREENSHOTS=docs/img pytest tests/service/test_dashboard_browser.py``
+refreshes the README's images).
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import socket
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import numpy as np
+import pytest
+import redis
+from selenium import webdriver
+from selenium.common.exceptions import TimeoutException
+from selenium.webdriver.chrome.service import Service
+from selenium.webdriver.support.ui import Select, WebDriverWait
+
+from search.scaling.laws import LinearLaw
+from search.scaling.rules import inverse
+from search.types import Observation, Suggestion
+from service.domain import Budget, ScalingAxesSpec, StudySpec, StudyState
+from service.rules import fit_rules
+from service.storage import repository as repo
+from service.storage.db import make_engine, make_sessionmaker, migrate, transaction
+from service.storage.tables import StudyRow
+from service.studies import create_study_row
+from tests.search.test_scaling_testbed import sample_study
+from workers.heartbeat import HeartbeatStore, TrialRef
+from workers.objectives.testbed import TestbedConfig
+
+pytestmark = pytest.mark.integration
+
+CHROMIUM = Path("/usr/bin/chromium")
+CHROMEDRIVER = Path("/usr/bin/chromedriver")
+INSTALL = "apt-get update && apt-get install -y chromium chromium-driver"
+CHROMIUM_FLAGS = (
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--disable-dev-shm-usage",
+    "--window-size=1360,1000",
+)
+WAIT_S = 20.0
+
+
+# -- the store ---------------------------------------------------------------------------
+
+
+def _add_finished(session, study: StudyRow, obs: Observation, *, key: str, t0: float) -> None:
+    trial = repo.add_trial(
+        session,
+        study=study,
+        now=t0,
+        suggestion=Suggestion(suggestion_id=key, params=obs.params, reason="startup"),
+    )
+    repo.start_trial(session, trial=trial, now=t0, lease_seconds=600.0, queue="gpu")
+    repo.finish_trial(
+        session,
+        trial=trial,
+        now=t0 + 30.0,
+        failed=obs.failed,
+        loss=None if obs.failed else obs.loss,
+        cost_seconds=obs.cost,
+        metrics=obs.metrics,
+        result_key="0",
+        failure_kind="config" if obs.failed else None,
+        worker="gpu0@node1",
+    )
+
+
+def _rules_study(sessions, observations: list[Observation], space) -> int:
+    spec = StudySpec(
+        name="lr-scaling",
+        objective="testbed",
+        budget=Budget(max_trials=len(observations)),
+        space=space,
+        scaling=ScalingAxesSpec(n_params="n_params", tokens="tokens"),
+    )
+    t0 = time.time() - 3600.0
+    with transaction(sessions) as session:
+        study = create_study_row(session, spec=spec, now=t0)
+        for i, obs in enumerate(observations):
+            _add_finished(session, study, obs, key=f"s{i}", t0=t0 + 10.0 * i)
+        trials = repo.trials_in_state(session, study_id=study.id, states=["COMPLETE", "FAILED"])
+        rules, why = fit_rules(spec, trials)
+        assert rules is not None, why
+        repo.save_rules(session, study=study, rules=rules, now=t0 + 3000.0)
+        repo.set_study_state(session, study=study, state=StudyState.COMPLETE, now=t0 + 3000.0)
+        return study.id
+
+
+def _running_study(sessions, observations: list[Observation], space) -> tuple[int, list[int]]:
+    """A running study: a few finished trials and two trials running on queue ``gpu``."""
+    spec = StudySpec(
+        name="batch-size-sweep",
+        objective="testbed",
+        budget=Budget(max_trials=40, max_cost=5e6),
+        space=space,
+        scaling=ScalingAxesSpec(n_params="n_params", tokens="tokens"),
+    )
+    now = time.time()
+    with transaction(sessions) as session:
+        study = create_study_row(session, spec=spec, now=now - 600.0)
+        for i, obs in enumerate(observations[:-2]):
+            _add_finished(session, study, obs, key=f"r{i}", t0=now - 500.0 + i)
+        running = []
+        for i, obs in enumerate(observations[-2:]):
+            trial = repo.add_trial(
+                session,
+                study=study,
+                now=now,
+                suggestion=Suggestion(suggestion_id=f"run{i}", params=obs.params, reason="pareto"),
+            )
+            repo.start_trial(session, trial=trial, now=now, lease_seconds=600.0, queue="gpu")
+            running.append(trial.id)
+        return study.id, running
+
+
+@pytest.fixture(scope="module")
+def store(tmp_path_factory, redis_url: str) -> Iterator[dict]:
+    folder = tmp_path_factory.mktemp("dashboard")
+    url = f"sqlite:///{folder / 'scaletune.db'}"
+    engine = make_engine(url)
+    migrate(engine)
+    sessions = make_sessionmaker(engine)
+    objective, observations = sample_study(TestbedConfig(), seed=5, per_budget=12)
+    space = objective.default_space()
+    rules_id = _rules_study(sessions, observations, space)
+    running_id, running = _running_study(sessions, observations[::9], space)
+    prefix = f"scaletune-ui-{uuid.uuid4().hex[:8]}"
+    yield {
+        "url": url,
+        "folder": folder,
+        "sessions": sessions,
+        "rules_id": rules_id,
+        "running_id": running_id,
+        "running_trials": running,
+        "prefix": prefix,
+        "redis_url": redis_url,
+        "observations": observations,
+    }
+    client = redis.Redis.from_url(redis_url)
+    keys = list(client.scan_iter(f"{prefix}:*"))
+    if keys:
+        client.delete(*keys)
+    client.close()
+    engine.dispose()
+
+
+# -- the server and the browser ----------------------------------------------------------
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def server(store: dict) -> Iterator[str]:
+    """``uvicorn --factory service.main:create_app`` on a free port, until /ready answers."""
+    port = _free_port()
+    env = {
+        **os.environ,
+        "SCALETUNE_DATABASE_URL": store["url"],
+        "SCALETUNE_BROKER_URL": store["redis_url"],
+        "SCALETUNE_HEARTBEAT_PREFIX": store["prefix"],
+        "SCALETUNE_REPORT_DIR": str(store["folder"] / "reports"),
+    }
+    log = (store["folder"] / "uvicorn.log").open("w")
+    command = [sys.executable, "-m", "uvicorn", "--factory", "service.main:create_app"]
+    process = subprocess.Popen(
+        [*command, "--host", "127.0.0.1", "--port", str(port), "--log-level", "warning"],
+        env=env,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+    )
+    base = f"http://127.0.0.1:{port}"
+    try:
+        _wait_ready(base, process, store["folder"] / "uvicorn.log")
+        yield base
+    finally:
+        process.terminate()
+        process.wait(timeout=10)
+        log.close()
+
+
+def _wait_ready(base: str, process: subprocess.Popen, log: Path) -> None:
+    deadline = time.monotonic() + 60.0
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            pytest.fail(f"uvicorn exited with {process.returncode}:\n{log.read_text()}")
+        try:
+            if httpx.get(f"{base}/ready", timeout=2.0).status_code == 200:
+                return
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.2)
+    pytest.fail(f"the API did not become ready within 60 s:\n{log.read_text()}")
+
+
+@pytest.fixture(scope="module")
+def browser(tmp_path_factory):
+    missing = [str(p) for p in (CHROMIUM, CHROMEDRIVER) if not p.is_file()]
+    if missing:
+        pytest.fail(
+            f"the dashboard browser tests need Debian's chromium and its driver; missing: "
+            f"{', '.join(missing)}. Install them with: {INSTALL}"
+        )
+    options = webdriver.ChromeOptions()
+    options.binary_location = str(CHROMIUM)
+    for flag in CHROMIUM_FLAGS:
+        options.add_argument(flag)
+    options.add_argument(f"--user-data-dir={tmp_path_factory.mktemp('chromium-profile')}")
+    driver = webdriver.Chrome(service=Service(str(CHROMEDRIVER)), options=options)
+    try:
+        yield driver
+    finally:
+        driver.quit()
+
+
+@pytest.fixture(scope="module")
+def shots(tmp_path_factory) -> Path:
+    """Where screenshots go: ``$SCALETUNE_SCREENSHOTS`` if set, else a temporary folder."""
+    target = os.environ.get("SCALETUNE_SCREENSHOTS")
+    folder = Path(target) if target else tmp_path_factory.mktemp("screenshots")
+    folder.mkdir(parents=True, exist_ok=True)
+    return folder
+
+
+def _wait(driver, condition, what: str):
+    try:
+        return WebDriverWait(driver, WAIT_S, poll_frequency=0.2).until(condition)
+    except TimeoutException:
+        logs = driver.execute_script("return document.getElementById('error')?.innerText")
+        pytest.fail(f"timed out waiting for {what}; page error: {logs!r}")
+
+
+def _count(driver, css: str) -> int:
+    return driver.execute_script(f"return document.querySelectorAll({css!r}).length")
+
+
+def _screenshot(driver, path: Path, *, max_height: int = 2400) -> None:
+    """The whole page (up to ``max_height`` px): the window is sized to the document."""
+    height = driver.execute_script("return document.documentElement.scrollHeight")
+    driver.set_window_size(1360, min(int(height) + 20, max_height))
+    driver.execute_script("window.scrollTo(0, 0)")
+    driver.save_screenshot(str(path))
+    driver.set_window_size(1360, 1000)
+    assert path.stat().st_size > 10_000
+
+
+def _beat(store: dict) -> None:
+    """Fresh heartbeats: one busy worker on the first running trial, one idle worker."""
+    beats = HeartbeatStore.from_url(store["redis_url"], prefix=store["prefix"])
+    trial = TrialRef(study_id=store["running_id"], trial_id=store["running_trials"][0])
+    beats.write(worker="gpu0@node1", device="cuda:0", trial=trial, started_at=time.time() - 42)
+    beats.write(worker="gpu1@node1", device="cuda:1", trial=None, started_at=None)
+    beats.client.close()
+
+
+def _api(server: str, path: str):
+    response = httpx.get(f"{server}{path}", timeout=10.0)
+    response.raise_for_status()
+    return response.json()
+
+
+# -- the pages ---------------------------------------------------------------------------
+
+
+def test_studies_page_lists_state_progress_and_cost_bands(server, browser, store, shots) -> None:
+    browser.get(f"{server}/")  # redirects to /ui/
+    _wait(browser, lambda d: _count(d, "#studies tbody tr") == 2, "two study rows")
+    row = browser.find_element("css selector", f"tr[data-study='{store['rules_id']}']")
+    assert "COMPLETE" in row.text and "lr-scaling" in row.text
+    detail = _api(server, f"/studies/{store['rules_id']}")
+    budget = detail["progress"]["max_trials"]
+    assert f"{detail['progress']['dispatched']} / {budget} trials" in row.text
+    chips = row.find_elements("css selector", ".band-chip")
+    assert len(chips) == len(detail["best_per_cost_band"]) > 1
+    running = browser.find_element("css selector", f"tr[data-study='{store['running_id']}']")
+    assert "RUNNING" in running.text and "GPU-s" in running.text
+    _screenshot(browser, shots / "dashboard-studies.png")
+
+
+def test_study_page_draws_front_rules_allocation_and_table(server, browser, store, shots) -> None:
+    study_id = store["rules_id"]
+    browser.get(f"{server}/ui/study.html?id={study_id}")
+    detail = _api(server, f"/studies/{study_id}")
+    n_complete = detail["trials_by_state"].get("COMPLETE", 0)
+    n_front = len(detail["front"])
+    drawn = "#front-chart circle, #front-chart .off-scale"  # off-scale: above the plotted range
+    _wait(browser, lambda d: _count(d, drawn) == n_complete, "every completed trial drawn")
+    assert _count(browser, "#front-chart g.front circle") == n_front
+    total = sum(detail["trials_by_state"].values())
+    assert _count(browser, "#trials tbody tr") == total
+    assert _count(browser, "#trials tbody tr.on-front") == n_front
+
+    rules = _api(server, f"/studies/{study_id}/rules")
+    fitted = [r for r in rules["hyperparameters"] if r["vs_compute"] is not None]
+    assert _count(browser, "#hp-charts .small-chart") == len(rules["hyperparameters"])
+    assert _count(browser, "#hp-charts path.law-line") == len(fitted) > 0
+    assert _count(browser, "#allocation-chart path.alloc-N") == 1
+    assert _count(browser, "#allocation-chart g.front-D circle") == n_front
+    _screenshot(browser, shots / "dashboard-study.png")
+
+
+def test_front_colours_by_a_hyperparameter(server, browser, store) -> None:
+    browser.get(f"{server}/ui/study.html?id={store['rules_id']}")
+    _wait(browser, lambda d: _count(d, "#front-chart circle") > 10, "the front chart")
+    fills = "return [...document.querySelectorAll('#front-chart circle')].map(c => c.getAttribute('fill'))"  # noqa: E501
+    assert len(set(browser.execute_script(fills))) == 2  # front and the rest
+    Select(browser.find_element("id", "colour-by")).select_by_value("learning_rate")
+    _wait(browser, lambda d: _count(d, "#front-legend .legend-ramp") == 1, "a colour ramp")
+    assert len(set(browser.execute_script(fills))) > 10
+
+
+def test_drawn_rules_match_the_fitted_laws(server, browser, store) -> None:
+    """The page's interval for a rule equals ``LinearLaw.predict`` at the same compute."""
+    browser.get(f"{server}/ui/study.html?id={store['rules_id']}")
+    _wait(browser, lambda d: _count(d, "#hp-charts path.law-line") > 0, "the rule charts")
+    rules = _api(server, f"/studies/{store['rules_id']}/rules")
+    rule = next(r for r in rules["hyperparameters"] if r["vs_compute"] is not None)
+    law = LinearLaw.model_validate(rule["vs_compute"])
+    for compute in (rules["observed"]["compute_min"], 100 * rules["observed"]["compute_max"]):
+        expected = [
+            float(inverse(rule["transform"], v)[0])
+            for v in law.predict(np.array([[math.log(compute)]]))
+        ]
+        drawn = browser.execute_script(
+            "const v = Scaletune.evalLaw(arguments[0], [Math.log(arguments[1])], arguments[2]);"
+            "return [v.estimate, v.lo, v.hi];",
+            rule["vs_compute"],
+            compute,
+            rule["transform"],
+        )
+        assert drawn == pytest.approx(expected, rel=1e-4)
+    assert expected[1] < expected[0] < expected[2]
+
+
+def test_study_page_updates_while_trials_finish(server, browser, store) -> None:
+    study_id = store["running_id"]
+    browser.get(f"{server}/ui/study.html?id={study_id}&poll=0.5")
+    _wait(browser, lambda d: _count(d, "#trials tbody tr") > 0, "the trial table")
+    before = _count(browser, "#trials tbody tr")
+    complete_before = _count(browser, "#trials tbody tr .state-complete")
+    obs = store["observations"][3]
+    with transaction(store["sessions"]) as session:
+        study = repo.get_study(session, study_id=study_id)
+        _add_finished(session, study, obs, key=f"late-{uuid.uuid4().hex[:6]}", t0=time.time())
+    _wait(browser, lambda d: _count(d, "#trials tbody tr") == before + 1, "the new trial's row")
+    assert _count(browser, "#trials tbody tr .state-complete") == complete_before + 1
+
+
+def test_queues_page_shows_queues_workers_and_heartbeat_ages(server, browser, store, shots) -> None:
+    _beat(store)
+    browser.get(f"{server}/ui/queues.html")
+    _wait(browser, lambda d: _count(d, "#workers tbody tr") == 2, "two worker rows")
+    queue = browser.find_element("css selector", "tr[data-queue='gpu']")
+    assert queue.text.split()[1:] == ["1", "1"]  # one running with a heartbeat, one waiting
+    busy = browser.find_element("css selector", "tr[data-worker='gpu0@node1']")
+    assert f"study {store['running_id']} · trial {store['running_trials'][0]}" in busy.text
+    idle = browser.find_element("css selector", "tr[data-worker='gpu1@node1']")
+    assert "idle" in idle.text and idle.find_element("css selector", ".age-ok").text.endswith("s")
+    _screenshot(browser, shots / "dashboard-queues.png")
