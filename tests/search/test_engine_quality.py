@@ -121,3 +121,14 @@ def test_beats_random_search_on_the_testbed():
     # Random search over the same box and number of trials stays well above this bar.
     threshold = 0.6 * min(rand)
     assert max(ours) < threshold, (ours, rand)
+
+
+def test_walks_up_in_scale():
+    """Target costs reach beyond the front, so the front extends to costlier trials."""
+    problem = SizedQuadratic(loss_noise_std=0.01, cost_noise_sigma=0.05)
+    for seed in SEEDS:
+        engine = ParetoSearch(problem.space(), SearchSettings(seed=seed))
+        run_rounds(engine, problem, rounds=1, batch=8, seed=seed)
+        startup_max = max(o.cost for o in engine.observations)
+        run_rounds(engine, problem, rounds=5, batch=8, seed=seed)
+        assert max(o.cost for o in engine.front()) > 3 * startup_max
