@@ -70,7 +70,8 @@ ST.fmt = {
   },
   seconds(s) {
     if (s === null || s === undefined) return "–";
-    if (s < 60) return `${Number(s.toPrecision(3))} s`;
+    if (s < 10) return `${s.toFixed(1)} s`;
+    if (s < 60) return `${Math.round(s)} s`;
     if (s < 3600) return `${Number((s / 60).toPrecision(3))} min`;
     if (s < 86400) return `${Number((s / 3600).toPrecision(3))} h`;
     return `${Number((s / 86400).toPrecision(3))} d`;
@@ -109,8 +110,8 @@ ST.progressBar = function progressBar(fraction, label) {
   return ST.el(
     "div",
     { class: "progress", title: `${pct}% of the budget used` },
-    ST.el("div", { class: "progress-fill", style: `width:${pct}%` }),
-    ST.el("span", { class: "progress-label" }, label),
+    ST.el("div", { class: "progress-track" }, ST.el("div", { class: "progress-fill", style: `width:${pct}%` })),
+    ST.el("span", { class: "progress-label" }, `${pct}% · ${label}`),
   );
 };
 

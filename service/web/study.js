@@ -177,7 +177,7 @@
     const scale = view.colourBy ? ST.colourScale(done.map((t) => t.params[view.colourBy])) : null;
     const colour = (t, fallback) => (scale ? scale.colour(t.params[view.colourBy]) : fallback);
     const point = (t, fallback, r) => ({ x: t.cost_seconds, y: t.loss, id: t.id, r, color: colour(t, fallback), title: trialTitle(t), onclick: () => showTrial(t.id) });
-    const chart = new ST.Chart({ width: 860, height: 400, xLabel: "cost (GPU-seconds, log scale)", yLabel: "loss", xLog: true, yMax: lossCeiling(done.map((t) => t.loss)) });
+    const chart = new ST.Chart({ width: widthOf("front-chart", 860), height: 400, xLabel: "cost (GPU-seconds, log scale)", yLabel: "loss", xLog: true, yMax: lossCeiling(done.map((t) => t.loss)) });
     chart.points(others.map((t) => point(t, OTHER_COLOUR, 3.5)), { class: "points trials", stroke: scale ? "rgba(0,0,0,0.25)" : "none" });
     chart.line(frontStaircase(front), { stroke: "#1d2330", width: 1.5, class: "front-step" });
     chart.points(front.map((t) => point(t, FRONT_COLOUR, 5.5)), { class: "points front", stroke: "#1d2330", strokeWidth: 1.2 });
@@ -192,6 +192,11 @@
     );
   }
 
+  // Draw at the container's own width, so text is never scaled.
+  function widthOf(id, fallback) {
+    return document.getElementById(id).clientWidth || fallback;
+  }
+
   function key(colour, text, shape = "") {
     return el("span", { class: "key" }, el("i", { class: shape, style: `background:${colour}` }), text);
   }
@@ -202,7 +207,7 @@
     const law = rule.vs_compute;
     const b = law.coef[1];
     const y = rule.transform === "identity" ? "x*" : `${rule.transform}(x*)`;
-    return `${y} = ${fmt.num(law.coef[0], 3)} ${b < 0 ? "−" : "+"} ${fmt.num(Math.abs(b), 3)} ln C · slope [${fmt.num(law.coef_low[1], 3)}, ${fmt.num(law.coef_high[1], 3)}] · R² ${fmt.num(law.r2, 2)}`;
+    return `${y} = ${fmt.num(law.coef[0], 3)} ${b < 0 ? "−" : "+"} ${fmt.num(Math.abs(b), 3)} ln C · slope [${fmt.num(law.coef_low[1], 3)}, ${fmt.num(law.coef_high[1], 3)}] · R² ${law.r2.toFixed(2)}`;
   }
 
   function hpChart(name, rule) {
@@ -222,6 +227,16 @@
     }
     chart.points(done.filter((t) => onFront.has(t.id)).map((t) => point(t, FRONT_COLOUR, 4.5)), { stroke: "#1d2330", class: "points front" });
     return chart.render();
+  }
+
+  // A choice parameter: how often each value sits in the compute-efficient set.
+  function choiceBars(choice) {
+    const most = Math.max(...choice.counts.map(([, n]) => n));
+    return el("div", { class: "choice-bars" }, choice.counts.flatMap(([value, n]) => [
+      el("span", {}, fmt.value(value)),
+      el("div", { class: `bar${value === choice.value ? " top" : ""}`, style: `width:${(100 * n) / most}%` }),
+      el("span", { class: "note" }, n),
+    ]));
   }
 
   function ruleNote(rule) {
@@ -260,7 +275,7 @@
         return el("div", { class: "small-chart", "data-param": name },
           el("h3", {}, name),
           el("div", { class: "law" }, ruleNote(rule)),
-          numeric ? hpChart(name, rule) : null);
+          numeric ? hpChart(name, rule) : rule?.choice ? choiceBars(rule.choice) : null);
       }),
     );
   }
@@ -274,7 +289,7 @@
     if (card.hidden) return;
     const onFront = frontIds();
     const front = completed().filter((t) => onFront.has(t.id) && computeOf(t) > 0);
-    const chart = new ST.Chart({ width: 860, height: 320, xLabel: `compute (${computeUnit()})`, yLabel: "parameters N / tokens D", xLog: true, yLog: true });
+    const chart = new ST.Chart({ width: widthOf("allocation-chart", 860), height: 340, xLabel: `compute (${computeUnit()})`, yLabel: "parameters N / tokens D", xLog: true, yLog: true });
     const allocation = view.rules?.allocation || {};
     const series = [
       { name: "N", axis: a.n_params, law: allocation.n_params, reason: allocation.n_params_reason, colour: "#2a5d9c" },

@@ -57,6 +57,7 @@ CHROMIUM_FLAGS = (
     "--disable-component-update",
     "--disable-sync",
     "--disable-dev-shm-usage",
+    "--hide-scrollbars",
     "--window-size=1360,1000",
 )
 WAIT_S = 20.0
@@ -260,12 +261,12 @@ def _count(driver, css: str) -> int:
 
 
 def _screenshot(driver, path: Path, *, max_height: int = 2400) -> None:
-    """The whole page (up to ``max_height`` px): the window is sized to the document."""
-    height = driver.execute_script("return document.documentElement.scrollHeight")
-    driver.set_window_size(1360, min(int(height) + 20, max_height))
-    driver.execute_script("window.scrollTo(0, 0)")
+    """The whole page (up to ``max_height`` px): the viewport is sized to the content."""
+    height = driver.execute_script("return document.body.scrollHeight")
+    metrics = {"width": 1360, "height": min(int(height), max_height), "deviceScaleFactor": 1}
+    driver.execute_cdp_cmd("Emulation.setDeviceMetricsOverride", {**metrics, "mobile": False})
     driver.save_screenshot(str(path))
-    driver.set_window_size(1360, 1000)
+    driver.execute_cdp_cmd("Emulation.clearDeviceMetricsOverride", {})
     assert path.stat().st_size > 10_000
 
 
