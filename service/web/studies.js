@@ -33,9 +33,20 @@
     );
   }
 
+  // Completed and stopped studies never change again: their details are fetched once.
+  const FINAL = new Set(["COMPLETE", "STOPPED"]);
+  const finished = new Map();
+
+  async function detail(study) {
+    if (finished.has(study.id)) return finished.get(study.id);
+    const d = await ST.getJSON(`/studies/${study.id}`);
+    if (FINAL.has(d.state)) finished.set(d.id, d);
+    return d;
+  }
+
   async function refresh() {
     const studies = await ST.getAll("/studies", 200);
-    const details = await Promise.all(studies.map((s) => ST.getJSON(`/studies/${s.id}`)));
+    const details = await Promise.all(studies.map(detail));
     details.sort((a, b) => b.id - a.id);
     document.querySelector("#studies tbody").replaceChildren(...details.map(row));
     ST.replace("studies-empty", details.length ? null : el("div", { class: "empty" }, "No studies yet: submit one with `scaletune submit study.yaml`."));
