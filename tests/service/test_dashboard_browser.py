@@ -136,6 +136,13 @@ def _running_study(sessions, observations: list[Observation], space) -> tuple[in
         return study.id, running
 
 
+def _empty_study(sessions) -> int:
+    """A study with no trial yet and no scaling axes."""
+    spec = StudySpec(name="fresh", objective="testbed", budget=Budget(max_trials=8))
+    with transaction(sessions) as session:
+        return create_study_row(session, spec=spec, now=time.time()).id
+
+
 @pytest.fixture(scope="module")
 def store(tmp_path_factory, redis_url: str) -> Iterator[dict]:
     folder = tmp_path_factory.mktemp("dashboard")
@@ -147,6 +154,7 @@ def store(tmp_path_factory, redis_url: str) -> Iterator[dict]:
     space = objective.default_space()
     rules_id = _rules_study(sessions, observations, space)
     running_id, running = _running_study(sessions, observations[::9], space)
+    empty_id = _empty_study(sessions)
     prefix = f"scaletune-ui-{uuid.uuid4().hex[:8]}"
     yield {
         "url": url,
@@ -155,6 +163,7 @@ def store(tmp_path_factory, redis_url: str) -> Iterator[dict]:
         "rules_id": rules_id,
         "running_id": running_id,
         "running_trials": running,
+        "empty_id": empty_id,
         "prefix": prefix,
         "redis_url": redis_url,
         "observations": observations,
@@ -232,6 +241,7 @@ def browser(tmp_path_factory):
     for flag in CHROMIUM_FLAGS:
         options.add_argument(flag)
     options.add_argument(f"--user-data-dir={tmp_path_factory.mktemp('chromium-profile')}")
+    options.set_capability("goog:loggingPrefs", {"browser": "ALL"})
     driver = webdriver.Chrome(service=Service(str(CHROMEDRIVER)), options=options)
     try:
         yield driver
@@ -254,6 +264,19 @@ def _wait(driver, condition, what: str):
     except TimeoutException:
         logs = driver.execute_script("return document.getElementById('error')?.innerText")
         pytest.fail(f"timed out waiting for {what}; page error: {logs!r}")
+
+
+def _open(driver, url: str) -> None:
+    """Load ``url`` with the console log emptied, so each page is judged on its own."""
+    driver.get_log("browser")
+    driver.get(url)
+
+
+def _no_page_errors(driver) -> None:
+    """No error banner and no script error in the browser's console."""
+    banner = driver.execute_script("return document.getElementById('error').innerText")
+    severe = [e["message"] for e in driver.get_log("browser") if e["level"] == "SEVERE"]
+    assert (banner, severe) == ("", [])
 
 
 def _count(driver, css: str) -> int:
@@ -289,8 +312,8 @@ def _api(server: str, path: str):
 
 
 def test_studies_page_lists_state_progress_and_cost_bands(server, browser, store, shots) -> None:
-    browser.get(f"{server}/")  # redirects to /ui/
-    _wait(browser, lambda d: _count(d, "#studies tbody tr") == 2, "two study rows")
+    _open(browser, f"{server}/")  # redirects to /ui/
+    _wait(browser, lambda d: _count(d, "#studies tbody tr") == 3, "three study rows")
     row = browser.find_element("css selector", f"tr[data-study='{store['rules_id']}']")
     assert "COMPLETE" in row.text and "lr-scaling" in row.text
     detail = _api(server, f"/studies/{store['rules_id']}")
@@ -300,12 +323,15 @@ def test_studies_page_lists_state_progress_and_cost_bands(server, browser, store
     assert len(chips) == len(detail["best_per_cost_band"]) > 1
     running = browser.find_element("css selector", f"tr[data-study='{store['running_id']}']")
     assert "RUNNING" in running.text and "GPU-s" in running.text
+    fresh = browser.find_element("css selector", f"tr[data-study='{store['empty_id']}']")
+    assert "no completed trial yet" in fresh.text
+    _no_page_errors(browser)
     _screenshot(browser, shots / "dashboard-studies.png")
 
 
 def test_study_page_draws_front_rules_allocation_and_table(server, browser, store, shots) -> None:
     study_id = store["rules_id"]
-    browser.get(f"{server}/ui/study.html?id={study_id}")
+    _open(browser, f"{server}/ui/study.html?id={study_id}")
     detail = _api(server, f"/studies/{study_id}")
     n_complete = detail["trials_by_state"].get("COMPLETE", 0)
     n_front = len(detail["front"])
@@ -322,11 +348,27 @@ def test_study_page_draws_front_rules_allocation_and_table(server, browser, stor
     assert _count(browser, "#hp-charts path.law-line") == len(fitted) > 0
     assert _count(browser, "#allocation-chart path.alloc-N") == 1
     assert _count(browser, "#allocation-chart g.front-D circle") == n_front
+    _no_page_errors(browser)
     _screenshot(browser, shots / "dashboard-study.png")
 
 
+def test_study_page_of_a_study_without_trials_or_axes(server, browser, store) -> None:
+    _open(browser, f"{server}/ui/study.html?id={store['empty_id']}")
+    _wait(browser, lambda d: "fresh" in d.find_element("id", "summary").text, "the summary")
+    _wait(browser, lambda d: "no scaling axes" in d.find_element("id", "rules-note").text, "note")
+    assert "No completed trial yet" in browser.find_element("id", "front-chart").text
+    assert _count(browser, "#trials tbody tr") == 0
+    assert not browser.find_element("id", "allocation-card").is_displayed()
+    _no_page_errors(browser)
+
+
+def test_an_unknown_study_says_so(server, browser) -> None:
+    _open(browser, f"{server}/ui/study.html?id=999")
+    _wait(browser, lambda d: "no study with id 999" in d.find_element("id", "error").text, "404")
+
+
 def test_front_colours_by_a_hyperparameter(server, browser, store) -> None:
-    browser.get(f"{server}/ui/study.html?id={store['rules_id']}")
+    _open(browser, f"{server}/ui/study.html?id={store['rules_id']}")
     _wait(browser, lambda d: _count(d, "#front-chart circle") > 10, "the front chart")
     fills = "return [...document.querySelectorAll('#front-chart circle')].map(c => c.getAttribute('fill'))"  # noqa: E501
     assert len(set(browser.execute_script(fills))) == 2  # front and the rest
@@ -337,7 +379,7 @@ def test_front_colours_by_a_hyperparameter(server, browser, store) -> None:
 
 def test_drawn_rules_match_the_fitted_laws(server, browser, store) -> None:
     """The page's interval for a rule equals ``LinearLaw.predict`` at the same compute."""
-    browser.get(f"{server}/ui/study.html?id={store['rules_id']}")
+    _open(browser, f"{server}/ui/study.html?id={store['rules_id']}")
     _wait(browser, lambda d: _count(d, "#hp-charts path.law-line") > 0, "the rule charts")
     rules = _api(server, f"/studies/{store['rules_id']}/rules")
     rule = next(r for r in rules["hyperparameters"] if r["vs_compute"] is not None)
@@ -360,7 +402,7 @@ def test_drawn_rules_match_the_fitted_laws(server, browser, store) -> None:
 
 def test_study_page_updates_while_trials_finish(server, browser, store) -> None:
     study_id = store["running_id"]
-    browser.get(f"{server}/ui/study.html?id={study_id}&poll=0.5")
+    _open(browser, f"{server}/ui/study.html?id={study_id}&poll=0.5")
     _wait(browser, lambda d: _count(d, "#trials tbody tr") > 0, "the trial table")
     before = _count(browser, "#trials tbody tr")
     complete_before = _count(browser, "#trials tbody tr .state-complete")
@@ -374,7 +416,7 @@ def test_study_page_updates_while_trials_finish(server, browser, store) -> None:
 
 def test_queues_page_shows_queues_workers_and_heartbeat_ages(server, browser, store, shots) -> None:
     _beat(store)
-    browser.get(f"{server}/ui/queues.html")
+    _open(browser, f"{server}/ui/queues.html")
     _wait(browser, lambda d: _count(d, "#workers tbody tr") == 2, "two worker rows")
     queue = browser.find_element("css selector", "tr[data-queue='gpu']")
     assert queue.text.split()[1:] == ["1", "1"]  # one running with a heartbeat, one waiting
@@ -382,4 +424,5 @@ def test_queues_page_shows_queues_workers_and_heartbeat_ages(server, browser, st
     assert f"study {store['running_id']} · trial {store['running_trials'][0]}" in busy.text
     idle = browser.find_element("css selector", "tr[data-worker='gpu1@node1']")
     assert "idle" in idle.text and idle.find_element("css selector", ".age-ok").text.endswith("s")
+    _no_page_errors(browser)
     _screenshot(browser, shots / "dashboard-queues.png")
