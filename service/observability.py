@@ -32,6 +32,7 @@ from prometheus_client.registry import Collector
 from sqlalchemy import case, func, select
 from sqlalchemy.orm import Session, sessionmaker
 
+from service.api.routes.queues import list_queues
 from service.domain import StudyState, TrialState
 from service.storage.tables import StudyRow, TrialRow
 from workers.heartbeat import HeartbeatStore
@@ -58,8 +59,6 @@ class StoreCollector(Collector):
         self.heartbeats = heartbeats
 
     def collect(self) -> Iterator[Metric]:
-        from service.api.routes.queues import list_queues  # the /queues view, reused
-
         with self.sessions() as session:
             yield _count_by_state(
                 session, TrialRow, TrialState, "scaletune_trials", "Trials by state."
@@ -68,7 +67,7 @@ class StoreCollector(Collector):
                 session, StudyRow, StudyState, "scaletune_studies", "Studies by state."
             )
             yield _trial_durations(session)
-            queues = list_queues(session, self.heartbeats)
+            queues = list_queues(session, self.heartbeats)  # what GET /queues shows
         yield from _queue_metrics(queues)
 
 

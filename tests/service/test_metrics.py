@@ -54,9 +54,9 @@ def prefix(redis_url: str):
 def make_client(sqlite_url: str, redis_url: str, prefix: str):
     clients = []
 
-    def make(**overrides) -> TestClient:
+    def make(database_url: str | None = None, **overrides) -> TestClient:
         settings = Settings(
-            database_url=sqlite_url,
+            database_url=database_url or sqlite_url,
             broker_url=redis_url,
             heartbeat_prefix=prefix,
             proposals="inline",
@@ -69,6 +69,7 @@ def make_client(sqlite_url: str, redis_url: str, prefix: str):
     yield make
     for client in clients:
         client.__exit__(None, None, None)
+        client.app.state.sessions.kw["bind"].dispose()  # before a test database is dropped
 
 
 def scrape(client: TestClient) -> dict[tuple[str, frozenset], float]:
@@ -129,9 +130,9 @@ def _populate(sessions, beats: HeartbeatStore) -> int:
 
 
 def test_metrics_count_trials_queues_workers_and_durations(
-    make_client, redis_url: str, prefix: str
+    database_url: str, make_client, redis_url: str, prefix: str
 ) -> None:
-    client = make_client()
+    client = make_client(database_url)
     beats = HeartbeatStore.from_url(redis_url, prefix=prefix)
     study_id = _populate(client.app.state.sessions, beats)
     samples = scrape(client)
