@@ -35,9 +35,6 @@
       const t = ((this.log ? Math.log10(v) : v) - this.lo) / (this.hi - this.lo || 1);
       return this.pixelLo + t * (this.pixelHi - this.pixelLo);
     }
-    contains(v) {
-      return v >= this.domain[0] * (1 - 1e-9) && v <= this.domain[1] * (1 + 1e-9);
-    }
     ticks() {
       return this.log ? logTicks(this.domain) : linearTicks(this.domain);
     }

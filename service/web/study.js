@@ -197,8 +197,8 @@
     return document.getElementById(id).clientWidth || fallback;
   }
 
-  function key(colour, text, shape = "") {
-    return el("span", { class: "key" }, el("i", { class: shape, style: `background:${colour}` }), text);
+  function key(colour, text) {
+    return el("span", { class: "key" }, el("i", { style: `background:${colour}` }), text);
   }
 
   // -- hyperparameters vs compute ----------------------------------------------------------
