@@ -23,6 +23,7 @@ from search.space import SearchSpace
 from search.surrogates import FittedModels, ObservationArrays
 
 _GOLDEN = (math.sqrt(5.0) - 1.0) / 2.0
+_STARTUP_DRAWS = 32  # random points drawn per startup suggestion; the first untaken wins
 
 
 @dataclass(frozen=True)
@@ -52,31 +53,27 @@ class ProposalContext:
 
 def propose_startup(ctx: ProposalContext) -> Proposal:
     """A random point within the initial radius of the center."""
-    x = startup_points(4 * 8, layout=ctx.layout, radius=ctx.settings.initial_radius, rng=ctx.rng)
+    x = startup_points(
+        _STARTUP_DRAWS, layout=ctx.layout, radius=ctx.settings.initial_radius, rng=ctx.rng
+    )
     return Proposal(x_internal=_first_new(ctx, x), reason="startup")
 
 
 def propose_model(
     ctx: ProposalContext, models: FittedModels, loss_gp: GPPredictor, data: ObservationArrays
 ) -> Proposal:
-    """The candidate with the best cost-aware Pareto score near a random target cost."""
+    """The candidate with the best cost-aware Pareto score near the next target cost."""
     assert models.surface is not None and models.cost_gp is not None
-    front = models.smoothed_front
-    front_log_cost = data.log_cost[front]
-    target, width = _target_log_cost(ctx, front_log_cost)
-    base_weights = np.exp(-0.5 * ((front_log_cost - target) / width) ** 2) + 1e-12
-    base = front[
-        ctx.rng.choice(front.size, size=ctx.settings.n_candidates, p=_normed(base_weights))
-    ]
-    x = perturb(data.x_internal[base], layout=ctx.layout, radius=ctx.radius, rng=ctx.rng)
-    x = ctx.space.project_internal(x)
+    target, width = _target_log_cost(ctx, data.log_cost[models.smoothed_front])
+    x = _candidates_near(ctx, models.smoothed_front, data, target=target, width=width)
     mean, std = loss_gp.predict(x)
     log_cost = models.cost_gp.predict_mean(x)
     p_success = 1.0 - models.failure.probability_of_failure(x)
+    surface_loss = models.surface.loss_at(log_cost)
     score = pareto_score(
         mean=mean,
         std=std,
-        threshold=models.surface.loss_at(log_cost),
+        threshold=surface_loss,
         probability_of_success=p_success,
         predicted_log_cost=log_cost,
         target_log_cost=target,
@@ -98,9 +95,26 @@ def propose_model(
             "target_cost": float(math.exp(target)),
             "radius": ctx.radius,
             "log_score": float(score[i]),
-            "surface_loss": float(models.surface.loss_at(np.array([log_cost[i]]))[0]),
+            "surface_loss": float(surface_loss[i]),
         },
     )
+
+
+def _candidates_near(
+    ctx: ProposalContext,
+    front: np.ndarray,
+    data: ObservationArrays,
+    *,
+    target: float,
+    width: float,
+) -> np.ndarray:
+    """(n_candidates, d) projected moves from front points, mostly those near the target
+    log cost (Gaussian weights of ``width``)."""
+    front_log_cost = data.log_cost[front]
+    weights = np.exp(-0.5 * ((front_log_cost - target) / width) ** 2) + 1e-12
+    base = front[ctx.rng.choice(front.size, size=ctx.settings.n_candidates, p=_normed(weights))]
+    x = perturb(data.x_internal[base], layout=ctx.layout, radius=ctx.radius, rng=ctx.rng)
+    return ctx.space.project_internal(x)
 
 
 def propose_fallback(
