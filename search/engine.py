@@ -308,15 +308,21 @@ class ParetoSearch:
         )
 
     def _record(self, observation: Observation, *, update_radius: bool) -> None:
-        x = self.space.to_internal(observation.params)
-        self._observations.append(observation)
-        self._x = np.vstack([self._x, x[None, :]])
-        self._loss = np.append(self._loss, observation.loss)
-        self._log_cost = np.append(self._log_cost, math.log(observation.cost))
-        self._failed = np.append(self._failed, observation.failed)
-        self._models = None
+        self._append([observation])
         if update_radius and len(self._observations) > self.settings.n_startup:
             self._update_radius(improved=self._improves_front())
+
+    def _append(self, observations: list[Observation]) -> None:
+        """Add observations to the list and to the arrays the models read."""
+        if not observations:
+            return
+        self._observations.extend(observations)
+        x = self.space.to_internal_many([o.params for o in observations])
+        self._x = np.vstack([self._x, x])
+        self._loss = np.append(self._loss, [o.loss for o in observations])
+        self._log_cost = np.append(self._log_cost, np.log([o.cost for o in observations]))
+        self._failed = np.append(self._failed, [o.failed for o in observations])
+        self._models = None
 
     def _improves_front(self) -> bool:
         """Whether the latest observation is on the front of the successful trials."""
@@ -425,8 +431,7 @@ class ParetoSearch:
             )
         space = SearchSpace.model_validate(state["space"])
         engine = cls(space, SearchSettings.model_validate(state["settings"]), clock=clock)
-        for data in state["observations"]:
-            engine._record(Observation.from_dict(data), update_radius=False)
+        engine._append([Observation.from_dict(data) for data in state["observations"]])
         for data in state["pending"]:
             suggestion = Suggestion.from_dict(dict(data))
             engine._pending[suggestion.suggestion_id] = suggestion
