@@ -2,10 +2,11 @@
 
 Every method sees the same box, chosen the way a practitioner would around the start
 point ``START_PARAMS`` (a ~10M-parameter model on 200M tokens with common defaults):
-learning rate 1/10x-10x, warmup 1/10x-10x, weight decay 1/10x-10x, batch 8-1024
-sequences (powers of two), both schedules, and N, D from 1/10x to 30x of the start, which
-spans the largest trial the budget can buy (the compute-optimal N, D at the top of the
-regret range lie well inside).
+every log-scaled value from 1/10x to 10x of its start value (N, D, learning rate, warmup
+fraction, weight decay), batch 8-1024 sequences (powers of two) and both schedules. With
+the default budget (300x the start point's cost) the dearest corner of the box costs a
+third of the budget, and the compute-optimal N and D at the top of the regret range
+(budget / 8) lie inside the box.
 
 Pareto regret at a cost c: take the observed trials (failed ones excluded), find their
 front by *observed* loss and cost (what a user sees), pick the front point with the
@@ -34,8 +35,8 @@ ROUND_SIZE = 8
 
 # (low, high) multipliers around the start value, per parameter; batch in sequences.
 BOX = {
-    "n_params": (0.1, 30.0),
-    "tokens": (0.1, 30.0),
+    "n_params": (0.1, 10.0),
+    "tokens": (0.1, 10.0),
     "learning_rate": (0.1, 10.0),
     "warmup_fraction": (0.1, 10.0),
     "weight_decay": (0.1, 10.0),
