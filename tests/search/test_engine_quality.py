@@ -132,3 +132,17 @@ def test_walks_up_in_scale():
         startup_max = max(o.cost for o in engine.observations)
         run_rounds(engine, problem, rounds=5, batch=8, seed=seed)
         assert max(o.cost for o in engine.front()) > 3 * startup_max
+
+
+def test_a_batch_spreads_over_the_front_costs_and_a_little_beyond():
+    problem = SizedQuadratic(loss_noise_std=0.01, cost_noise_sigma=0.05)
+    for seed in SEEDS:
+        engine = ParetoSearch(problem.space(), SearchSettings(seed=seed))
+        run_rounds(engine, problem, rounds=3, batch=8, seed=seed)
+        front = engine.front()
+        low, high = front[0].cost, front[-1].cost
+        targets = sorted(s.extra["target_cost"] for s in engine.ask(8) if s.reason == "model")
+        overshoot = np.exp(engine.settings.cost_overshoot)
+        assert low <= targets[0] < low * (high / low) ** 0.25
+        assert high * overshoot >= targets[-1] > high
+        assert np.all(np.diff(np.log(targets)) < 0.5 * np.log(high * overshoot / low))
