@@ -91,10 +91,10 @@ class GPHyperparameters:
         )
 
     @classmethod
-    def default(cls, dim: int, *, linear_mean: bool = False) -> GPHyperparameters:
-        """The starting point of a first fit: a smooth function of unit variance."""
-        slopes = (0.0,) * dim if linear_mean else None
-        return cls((1.5,) * dim, outputscale=1.0, noise=0.05, mean=0.0, slopes=slopes)
+    def default(cls, dim: int) -> GPHyperparameters:
+        """The starting point of a first constant-mean fit: a smooth function of unit
+        variance (linear-mean fits start from least squares, ``_linear_start``)."""
+        return cls((1.5,) * dim, outputscale=1.0, noise=0.05, mean=0.0)
 
 
 def matern52(x_a: np.ndarray, x_b: np.ndarray, hyper: GPHyperparameters) -> np.ndarray:
