@@ -122,6 +122,15 @@ def test_parallel_asks_with_running_trials_get_distinct_points():
     assert "model" in reasons
 
 
+def test_threads_of_one_study_share_the_sampler_and_get_distinct_points():
+    sampler = ParetoCostSampler(seed=4, settings=SearchSettings(n_startup=4))
+    study = optuna.create_study(directions=["minimize", "minimize"], sampler=sampler)
+    study.optimize(sized_objective(4), n_trials=14, n_jobs=2, catch=(Diverged,))
+    points = {tuple(sorted(t.params.items())) for t in study.trials}
+    assert len(points) == 14
+    assert len(sampler.engine.observations) >= 12  # all but the last trial or two
+
+
 def test_a_second_worker_holds_the_first_workers_running_trials_as_pending():
     storage = optuna.storages.InMemoryStorage()
     first = optuna.create_study(
