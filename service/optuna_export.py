@@ -40,7 +40,13 @@ from service.domain import TrialState
 from service.storage import repository as repo
 from service.storage.tables import StudyRow, TrialRow
 
-__all__ = ["ExportTrial", "OptunaExportError", "export_study", "export_to_optuna"]
+__all__ = [
+    "ExportTrial",
+    "OptunaExportError",
+    "export_from_api",
+    "export_study",
+    "export_to_optuna",
+]
 
 METRIC_NAMES = ["loss", "cost_seconds"]
 _EXPORTED_STATES = (TrialState.COMPLETE, TrialState.FAILED)
@@ -125,6 +131,30 @@ def export_to_optuna(
         storage=storage,
         study_name=study_name,
         overwrite=overwrite,
+    )
+
+
+def export_from_api(
+    client: Any,
+    *,
+    study_id: int,
+    storage: str,
+    study_name: str | None = None,
+    overwrite: bool = False,
+) -> str:
+    """The same snapshot, read over HTTP through a ``service.client.ScaletuneClient``
+    (what ``scaletune export`` talks to); one request per trial for its curve and metrics."""
+    study = client.get_study(study_id)
+    states = [str(s) for s in _EXPORTED_STATES]
+    bodies: list[dict[str, Any]] = []
+    while True:
+        page = client.list_trials(study_id, states=states, offset=len(bodies), limit=1000)
+        bodies += page["data"]
+        if not page["data"] or len(bodies) >= page["count"]:
+            break
+    trials = [ExportTrial.from_public(client.get_trial(body["id"])) for body in bodies]
+    return export_study(
+        study=study, trials=trials, storage=storage, study_name=study_name, overwrite=overwrite
     )
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import json
+import warnings
 from wsgiref.util import setup_testing_defaults
 
 import numpy as np
@@ -24,14 +25,27 @@ from search.space import (
     SearchSpace,
 )
 from search.types import Suggestion
+from service.client import ScaletuneClient
+from service.config import Settings
 from service.domain import Budget, StudyState, TrialState
 from service.embedded import run_embedded
-from service.optuna_export import ExportTrial, OptunaExportError, export_to_optuna
+from service.main import create_app
+from service.optuna_export import (
+    ExportTrial,
+    OptunaExportError,
+    export_from_api,
+    export_to_optuna,
+)
 from service.scheduler import Scheduler
 from service.schemas import TrialDetail
 from service.storage import repository as repo
 from service.storage.db import transaction
 from tests.service.factories import make_spec
+
+with warnings.catch_warnings():
+    # starlette asks for its "httpx2" fork; the httpx we depend on works for TestClient.
+    warnings.filterwarnings("ignore", message=".*install `httpx2`")
+    from fastapi.testclient import TestClient
 
 SPACE = SearchSpace(
     params=[
@@ -230,6 +244,37 @@ def test_an_embedded_study_exports_the_front_the_service_found(sqlite_sessions, 
         ours = sorted(rows[i].number for i in front_indices(loss, cost))
     assert sorted(t.user_attrs["number"] for t in study.best_trials) == ours
     assert len(study.trials[0].params) == len(study.user_attrs["spec"]["space"]["params"])
+
+
+@pytest.mark.integration
+def test_a_study_exports_over_the_http_api_as_the_cli_reads_it(sqlite_url, redis_url, tmp_path):
+    settings = Settings(database_url=sqlite_url, broker_url=redis_url, proposals="inline")
+    with TestClient(create_app(settings)) as http:
+        client = ScaletuneClient(http=http)
+        spec = {"name": "ext", "objective": "testbed", "executor": "external"}
+        study = client.create_study(
+            spec | {"budget": {"max_trials": 3}, "search": {"n_startup": 3}}
+        )
+        for item in client.ask(study["id"], count=3)["data"]:
+            failed = item["number"] == 1
+            client.tell(
+                item["trial_id"],
+                loss=None if failed else 2.0 + item["number"],
+                cost=1.0 + item["number"],
+                failed=failed,
+                metrics={"tokens": 1e6},
+            )
+        storage = f"sqlite:///{tmp_path / 'optuna.db'}"
+        name = export_from_api(client, study_id=study["id"], storage=storage)
+    exported = optuna.load_study(study_name=name, storage=storage)
+    trials = exported.trials
+    states = [OptunaState.COMPLETE, OptunaState.FAIL, OptunaState.COMPLETE]
+    assert [t.state for t in trials] == states
+    assert [t.values for t in trials] == [[2.0, 1.0], None, [4.0, 3.0]]
+    assert trials[0].user_attrs["metrics"] == {"tokens": 1e6}  # from the trial's detail
+    assert trials[1].user_attrs["cost_seconds"] == 2.0
+    space = exported.user_attrs["spec"]["space"]["params"]  # the objective's default space
+    assert set(trials[0].params) == {p["name"] for p in space}
 
 
 def wsgi_get(app, path: str) -> tuple[str, bytes]:
