@@ -101,7 +101,6 @@ def run(*, trials: int, in_flight: int) -> float:
         "SCALETUNE_BROKER_URL": REDIS,
         "SCALETUNE_DATABASE_URL": db_url,
         "SCALETUNE_QUEUE_PREFIX": prefix,
-        "SCALETUNE_CONTROL_QUEUE": f"{prefix}control",
         "SCALETUNE_HEARTBEAT_PREFIX": f"{prefix}hb",
         "SCALETUNE_KEY_PREFIX": f"{prefix}hb",
     }

@@ -34,19 +34,31 @@ def optuna_rate(url: str, n: int) -> float:
 def scaletune_rate(url: str, n: int) -> float:
     sessions = make_sessionmaker(_migrated(url))
     with transaction(sessions) as session:
-        study_id = repo.create_study(session, name="b", objective="testbed", spec={},
-                                     engine_state="", now=0.0).id
+        study_id = repo.create_study(
+            session, name="b", objective="testbed", spec={}, engine_state="", now=0.0
+        ).id
     start = time.perf_counter()
     for i in range(n):
         with transaction(sessions) as session:
             study = repo.get_study(session, study_id=study_id, lock=True)
-            trial = repo.add_trial(session, study=study, now=0.0, suggestion=Suggestion(
-                suggestion_id=f"s{i}", params=PARAMS, reason="startup"))
+            trial = repo.add_trial(
+                session,
+                study=study,
+                now=0.0,
+                suggestion=Suggestion(suggestion_id=f"s{i}", params=PARAMS, reason="startup"),
+            )
             repo.start_trial(session, trial=trial, now=0.0, lease_seconds=60.0)
         with transaction(sessions) as session:
             trial = repo.get_trial(session, trial_id=trial.id)
-            repo.finish_trial(session, trial=trial, now=1.0, failed=False, loss=1.0 + i,
-                              cost_seconds=2.0, result_key="0")
+            repo.finish_trial(
+                session,
+                trial=trial,
+                now=1.0,
+                failed=False,
+                loss=1.0 + i,
+                cost_seconds=2.0,
+                result_key="0",
+            )
     return n / (time.perf_counter() - start)
 
 

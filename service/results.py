@@ -35,13 +35,12 @@ def ingest_result(
     session: Session, *, result: TrialResult, now: float, max_attempts: int
 ) -> IngestOutcome:
     """Record ``result`` on its trial (under the study's lock) and say what happened."""
+    repo.lock_study_of_trial(session, trial_id=result.trial_id)
     trial = repo.get_trial(session, trial_id=result.trial_id)
     if trial.study_id != result.study_id:
         raise ResultMismatchError(
             f"trial {result.trial_id} belongs to study {trial.study_id}, not {result.study_id}"
         )
-    repo.get_study(session, study_id=trial.study_id, lock=True)
-    session.refresh(trial)
     if TrialState(trial.state) in FINAL_TRIAL_STATES:
         return IngestOutcome.DUPLICATE
     if result.status == "failed" and result.failure_kind == "infrastructure":

@@ -6,14 +6,15 @@ replicas can call them concurrently without dispatching a slot twice or overshoo
 the budget by more than the trials already in flight.
 
 A step, in order:
-1. sync: tell the engine every final trial it has not seen (results are recorded by
-   ``service.results`` without the engine, possibly in another process);
-2. reclaim: RUNNING trials whose lease ran out are requeued (infrastructure: the worker
+1. reclaim: RUNNING trials whose lease ran out are requeued (infrastructure: the worker
    went silent) or failed (past their hard time limit: the configuration's fault);
-3. dispatch: WAITING trials (retries first, then the proposal buffer), then fresh asks,
-   up to ``in_flight`` running and the budget; tasks are sent after the commit;
-4. refill: a second transaction asks ``proposal_buffer`` suggestions ahead of need, so a
-   freed worker's next trial never waits for a GP fit.
+2. dispatch: WAITING trials (retries first, then the proposal buffer), up to
+   ``in_flight`` running and the budget; the engine is touched only if the buffer is
+   short; tasks are sent after the commit, so a freed worker never waits for a GP fit;
+3. sync and refill (a second transaction): tell the engine every final trial it has not
+   seen (results are recorded by ``service.results`` without the engine, possibly in
+   another process), ask ``proposal_buffer`` suggestions ahead of need, complete a study
+   whose budget is spent, and save the engine once.
 
 Engines are cached per study and rebuilt from ``state_dict`` JSON whenever the row's
 ``engine_version`` moved on (another process wrote it).
@@ -137,39 +138,48 @@ class Scheduler:
     # -- the step ----------------------------------------------------------------------
 
     def step(self, study_id: int) -> StepReport:
-        """Sync, reclaim and dispatch (one transaction), send, then refill the buffer."""
+        """Reclaim and dispatch from the buffer, send, then tell the engine and refill.
+
+        The first transaction touches the engine only when the buffer cannot cover the
+        free slots, so a freed worker's next trial leaves at database speed; the second
+        tells the engine every new result and asks ahead, with one engine save.
+        """
         requests: list[tuple[TrialRequest, str]] = []
         with self._locked(study_id) as (session, study):
             report = StepReport(study_id=study_id, state=StudyState(study.state))
-            engine = self._engine(study)
-            report.told = self._sync(session, study, engine)
             report.requeued = self._reclaim(session, study)
             if study.state == StudyState.RUNNING and load_spec(study).executor == "workers":
-                requests = self._dispatch(session, study, engine)
-            self._maybe_complete(session, study)
-            self._save(session, study, engine)
-            report.state = StudyState(study.state)
+                requests = self._dispatch(session, study)
         for request, queue in requests:
             self._send(request, queue)
         report.dispatched = [request.trial_id for request, _ in requests]
-        self.refill(study_id)
+        report.told, report.state = self._sync_and_refill(study_id)
         return report
 
-    def refill(self, study_id: int) -> int:
-        """Ask suggestions ahead of need, up to ``proposal_buffer`` waiting; returns how many."""
+    def _sync_and_refill(self, study_id: int) -> tuple[int, StudyState]:
+        """Tell the engine new results, complete a spent study, keep the buffer full."""
         with self._locked(study_id) as (session, study):
-            if study.state != StudyState.RUNNING:
-                return 0
-            waiting = repo.trials_in_state(session, study_id=study_id, states=[TrialState.WAITING])
-            room = min(
-                self.settings.proposal_buffer - len(waiting),
-                self._trials_left(session, study) - len(waiting),
-            )
-            if room <= 0:
-                return 0
+            fresh = not study.engine_state
             engine = self._engine(study)
-            self._ask(session, study, engine, room)
-            self._save(session, study, engine)
+            told = self._sync(session, study, engine)
+            asked = self._refill(session, study, engine)
+            self._maybe_complete(session, study)
+            if fresh or told or asked or study.state == StudyState.COMPLETE:
+                self._save(session, study, engine)
+            return told, StudyState(study.state)
+
+    def _refill(self, session: Session, study: StudyRow, engine: ParetoSearch) -> int:
+        """Ask suggestions ahead of need, up to ``proposal_buffer`` waiting; returns how many."""
+        if study.state != StudyState.RUNNING:
+            return 0
+        waiting = repo.trials_in_state(session, study_id=study.id, states=[TrialState.WAITING])
+        room = min(
+            self.settings.proposal_buffer - len(waiting),
+            self._trials_left(session, study) - len(waiting),
+        )
+        if room <= 0:
+            return 0
+        self._ask(session, study, engine, room)
         return room
 
     def ask_external(self, study_id: int, *, count: int) -> list[TrialRow]:
@@ -282,9 +292,7 @@ class Scheduler:
             failure_reason=f"ran past its {spec.time_limit_s}s limit",
         )
 
-    def _dispatch(
-        self, session: Session, study: StudyRow, engine: ParetoSearch
-    ) -> list[tuple[TrialRequest, str]]:
+    def _dispatch(self, session: Session, study: StudyRow) -> list[tuple[TrialRequest, str]]:
         spec = load_spec(study)
         running = repo.trials_in_state(session, study_id=study.id, states=[TrialState.RUNNING])
         n = min(spec.in_flight - len(running), self._trials_left(session, study))
@@ -293,7 +301,7 @@ class Scheduler:
         now = self.clock()
         queue = self.settings.queue_name(spec.queue)
         requests = []
-        for trial in self._take(session, study, engine, n):
+        for trial in self._take_or_ask(session, study, n):
             repo.start_trial(
                 session, trial=trial, now=now, queue=queue, lease_seconds=self._dispatch_lease(spec)
             )
@@ -303,6 +311,17 @@ class Scheduler:
     def _dispatch_lease(self, spec: StudySpec) -> float:
         """Until its first heartbeat, a trial may wait in the queue and run to its limit."""
         return max(self.settings.heartbeat_grace_seconds, spec.time_limit_s or 0.0)
+
+    def _take_or_ask(self, session: Session, study: StudyRow, n: int) -> list[TrialRow]:
+        """``n`` trials from the buffer; only a short buffer loads, syncs and saves the engine."""
+        waiting = repo.trials_in_state(session, study_id=study.id, states=[TrialState.WAITING])
+        if len(waiting) >= n:
+            return waiting[:n]
+        engine = self._engine(study)
+        self._sync(session, study, engine)
+        taken = waiting + self._ask(session, study, engine, n - len(waiting))
+        self._save(session, study, engine)
+        return taken
 
     def _take(
         self, session: Session, study: StudyRow, engine: ParetoSearch, n: int

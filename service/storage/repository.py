@@ -67,6 +67,19 @@ def get_study(session: Session, *, study_id: int, lock: bool = False) -> StudyRo
     return study
 
 
+def lock_study_of_trial(session: Session, *, trial_id: int) -> int:
+    """Take the row lock of the study owning ``trial_id`` (one round trip); its id."""
+    study_id = session.scalar(
+        select(StudyRow.id)
+        .join(TrialRow, TrialRow.study_id == StudyRow.id)
+        .where(TrialRow.id == trial_id)
+        .with_for_update(of=StudyRow)
+    )
+    if study_id is None:
+        raise TrialNotFoundError(f"no trial with id {trial_id}")
+    return study_id
+
+
 def list_studies(
     session: Session,
     *,

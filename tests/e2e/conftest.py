@@ -60,7 +60,6 @@ def cluster(redis_url: str, pg_database_url: str, tmp_path: Path) -> Iterator[Cl
         "SCALETUNE_BROKER_URL": redis_url,
         "SCALETUNE_DATABASE_URL": pg_database_url,
         "SCALETUNE_QUEUE_PREFIX": prefix,
-        "SCALETUNE_CONTROL_QUEUE": f"{prefix}control",
         "SCALETUNE_HEARTBEAT_PREFIX": f"{prefix}hb",
         "SCALETUNE_KEY_PREFIX": f"{prefix}hb",
         "SCALETUNE_TICK_SECONDS": "1",

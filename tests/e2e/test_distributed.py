@@ -51,7 +51,7 @@ def test_a_study_runs_on_celery_workers_and_matches_the_embedded_run(cluster, sq
         study_id = client.post("/studies", json=STUDY).json()["id"]
         detail = wait_for(
             lambda: _finished(client, study_id),
-            timeout_s=180,
+            timeout_s=300,
             what="the distributed study to complete",
         )
         trials = client.get(f"/studies/{study_id}/trials").json()["data"]
