@@ -16,7 +16,7 @@ import numpy as np
 from pydantic import BaseModel, ConfigDict
 
 from search.errors import NotEnoughDataError
-from search.scaling.laws import LinearLaw, fit_linear_law
+from search.scaling.laws import LinearLaw, fit_law_to_optima, fit_linear_law
 from search.scaling.lse import fit_lse, predict_lse
 
 
@@ -118,6 +118,31 @@ def fit_allocation_law(
         n_bootstrap=n_bootstrap,
         level=level,
     )
+    return _growing(law, name, level)
+
+
+def allocation_law_from_optima(
+    log_compute: np.ndarray,
+    log_amount: np.ndarray,
+    log_amount_draws: np.ndarray,
+    *,
+    name: str,
+    level: float = 0.9,
+) -> LinearLaw:
+    """``ln amount* = ln G + a ln C`` through estimated optima (``search.scaling.optima``):
+    ``log_amount`` (P,) at ``log_compute`` (P,), with bootstrap draws (b, P). Same
+    refusals as ``fit_allocation_law``."""
+    law = fit_law_to_optima(
+        np.asarray(log_compute, dtype=float)[:, None],
+        log_amount,
+        log_amount_draws,
+        names=["ln_compute"],
+        level=level,
+    )
+    return _growing(law, name, level)
+
+
+def _growing(law: LinearLaw, name: str, level: float) -> LinearLaw:
     low, high = law.slope_interval()
     if not low > 0:
         raise NotEnoughDataError(

@@ -13,16 +13,21 @@ from __future__ import annotations
 import math
 from collections import Counter
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import numpy as np
 
 from search.errors import InvalidParamsError, NotEnoughDataError
-from search.scaling.allocation import fit_allocation_law, fit_loss_frontier
+from search.scaling.allocation import (
+    allocation_law_from_optima,
+    fit_allocation_law,
+    fit_loss_frontier,
+)
 from search.scaling.chinchilla import fit_chinchilla
 from search.scaling.efficient_set import EfficientSet, efficient_set, tolerant_front
-from search.scaling.laws import MIN_DECADES, fit_linear_law, turning_point_inside
+from search.scaling.laws import MIN_DECADES, curved_inside, fit_law_to_optima
+from search.scaling.optima import LN6, Anchors, Optima, estimate_optima, size_bounds
 from search.scaling.rules import (
     AllocationRules,
     ChoiceSummary,
@@ -33,12 +38,21 @@ from search.scaling.rules import (
     compute_of,
     forward,
 )
+from search.scaling.surface import (
+    SurfaceData,
+    choose_structure,
+    fit_surface,
+    flat_hyperparameters,
+)
 from search.space import SearchSpace
 from search.types import Observation
 
 # N and D correlated beyond this along the efficient set cannot be told apart: the
 # separate exponents of ln N and ln D would be fitted to noise.
 MAX_SIZE_TOKENS_CORRELATION = 0.98
+# More efficient runs than this share with N* on the edge of the sizes tried near their
+# budget, and the allocation is refused: the runs do not bracket the optimum.
+MAX_EDGE_FRACTION = 0.2
 _TRANSFORMS = {"log": "ln", "linear": "identity", "logit": "logit", "pow2": "log2"}
 
 
@@ -98,16 +112,15 @@ def fit_scaling_rules(
             f"rules need at least {MIN_DECADES:g} (run the study over a wider budget range)"
         )
     parametric, parametric_reason = _fit_parametric(table, members, axes, options)
+    hyperparameters, est = _fit_rules(table, members, space, axes, options)
     return ScalingRules(
         axes=axes,
         level=level,
         observed=_observed(table, eff, axes),
-        hyperparameters=[
-            _fit_rule(param, table, members, options)
-            for param in space.params
-            if param.name not in axes.names
-        ],
-        allocation=_fit_allocation(table, members, options) if axes.has_size_and_tokens else None,
+        hyperparameters=hyperparameters,
+        allocation=_fit_allocation(table, members, est, options)
+        if axes.has_size_and_tokens
+        else None,
         loss_frontier=frontier,
         loss_frontier_reason=frontier_reason,
         parametric=parametric,
@@ -183,7 +196,7 @@ def _observed(table: _Table, eff: EfficientSet, axes: ScalingAxes) -> ObservedRa
     )
 
 
-# -- hyperparameter rules -----------------------------------------------------------------
+# -- the response surface and the optima ------------------------------------------------
 
 
 def _transform_of(param: Any) -> str:
@@ -192,67 +205,195 @@ def _transform_of(param: Any) -> str:
     return _TRANSFORMS[param.kind]
 
 
+@dataclass(frozen=True)
+class _SurfaceInputs:
+    """The surface's data with the parameter behind each column: ``hp_params`` for
+    ``data.hp``, ``(param, level)`` for each column of ``data.choice``."""
+
+    data: SurfaceData
+    hp_params: list[Any]
+    choice_levels: list[tuple[str, Any]]
+
+
+def _surface_inputs(table: _Table, space: SearchSpace, axes: ScalingAxes) -> _SurfaceInputs:
+    params = [p for p in space.params if p.name not in axes.names]
+    hp_params = [p for p in params if p.kind != "choice"]
+    hp = np.column_stack(
+        [forward(_transform_of(p), [row[p.name] for row in table.params]) for p in hp_params]
+        or [np.zeros((len(table.loss), 0))]
+    )
+    levels = [
+        (p.name, value)
+        for p in params
+        if p.kind == "choice"
+        for value in sorted({row[p.name] for row in table.params}, key=str)[1:]
+    ]
+    choice = np.array(
+        [[float(row[name] == value) for name, value in levels] for row in table.params]
+    ).reshape(len(table.loss), len(levels))
+    data = SurfaceData(_log_axes(table), hp, choice, np.log(table.loss))
+    return _SurfaceInputs(data, hp_params, levels)
+
+
+def _log_axes(table: _Table) -> np.ndarray:
+    if table.n_params is not None:
+        return np.column_stack([np.log(table.n_params), np.log(table.tokens)])
+    return np.log(table.compute)[:, None]
+
+
+def _anchors(table: _Table, members: np.ndarray, with_allocation: bool) -> Anchors:
+    log_compute = np.log(table.compute[members])
+    low = high = None
+    if with_allocation:
+        low, high = size_bounds(np.log(table.compute), np.log(table.n_params), log_compute)
+    return Anchors(log_compute, _log_axes(table)[members], low, high)
+
+
+@dataclass(frozen=True)
+class _Optima:
+    """The optima, what the surface could not support, and (when the bowls' centres
+    bend with scale) the optima of the bent surface at the efficient runs' own axes."""
+
+    optima: Optima | None
+    inputs: _SurfaceInputs
+    kept: list[int]
+    flat: list[int]
+    bent: Optima | None
+    reason: str | None
+
+
+def _estimate(table, members, space, axes, options: _Options) -> _Optima:
+    inputs = _surface_inputs(table, space, axes)
+    try:
+        structure, bends = choose_structure(inputs.data, level=options.level)
+    except NotEnoughDataError as exc:
+        return _Optima(None, inputs, [], [], None, str(exc))
+    flat = flat_hyperparameters(inputs.data, structure, level=options.level)
+    kept = [j for j in range(inputs.data.hp.shape[1]) if j not in flat]
+    with_allocation = axes.has_size_and_tokens and axes.compute is None
+    anchors = _anchors(table, members, with_allocation)
+    kwargs = {"n_bootstrap": options.n_bootstrap, "seed": options.seed}
+    data = inputs.data.columns(kept)
+    optima = estimate_optima(data, structure, anchors, with_allocation=with_allocation, **kwargs)
+    bent = None
+    if bends and kept and fit_surface(data, replace(structure, bend=True)).is_convex():
+        bent_structure = replace(structure, bend=True)
+        bent = estimate_optima(data, bent_structure, anchors, with_allocation=False, **kwargs)
+    return _Optima(optima, inputs, kept, flat, bent, None)
+
+
+# -- hyperparameter rules -----------------------------------------------------------------
+
+
 def _best_value(param: Any, table: _Table, members: np.ndarray) -> Any:
     """The parameter's value in the lowest-loss run at the largest efficient compute."""
     top = members[np.argsort(table.compute[members])[-max(3, len(members) // 10) :]]
     return table.params[int(top[np.argmin(table.loss[top])])][param.name]
 
 
-def _fit_rule(param: Any, table: _Table, members: np.ndarray, options: _Options):
-    common = {"name": param.name, "kind": param.kind}
-    fallback = _best_value(param, table, members)
-    if param.kind == "choice":
-        return _choice_rule(param, table, members, common, fallback)
-    transform = _transform_of(param)
-    common |= {"transform": transform, "multiple_of": getattr(param, "multiple_of", 1)}
-    y = forward(transform, [table.params[i][param.name] for i in members])
+def _fit_rules(table, members, space, axes, options: _Options) -> tuple[list, _Optima]:
+    est = _estimate(table, members, space, axes, options)
+    rules = []
+    for param in space.params:
+        if param.name in axes.names:
+            continue
+        common = {"name": param.name, "kind": param.kind}
+        fallback = _best_value(param, table, members)
+        if param.kind == "choice":
+            rules.append(_choice_rule(param, table, members, est, common, fallback))
+        else:
+            rules.append(_hp_rule(param, table, members, est, common, fallback, options))
+    return rules, est
+
+
+def _hp_rule(param, table, members, est: _Optima, common: dict, fallback, options: _Options):
+    common |= {
+        "transform": _transform_of(param),
+        "multiple_of": getattr(param, "multiple_of", 1),
+        "fallback": fallback,
+    }
+    column = est.inputs.hp_params.index(param)
+    if est.optima is None:
+        return HyperparameterRule(**common, supported=False, reason=est.reason)
+    if column in est.flat:
+        reason = (
+            f"flat: the loss shows no significant curvature in {param.name} over the runs, "
+            "so its optimum is not identified (explore a wider range, or fix it)"
+        )
+        return HyperparameterRule(**common, supported=False, reason=reason)
+    j = est.kept.index(column)
+    optima = est.optima
     log_c = np.log(table.compute[members])
     try:
-        vs_compute = fit_linear_law(log_c[:, None], y, names=["ln_compute"], **vars(options))
+        vs_compute = fit_law_to_optima(
+            log_c[:, None],
+            optima.hp_path[:, j],
+            optima.hp_path_draws[:, :, j],
+            names=["ln_compute"],
+            level=options.level,
+        )
     except NotEnoughDataError as exc:
-        return HyperparameterRule(**common, supported=False, reason=str(exc), fallback=fallback)
-    turn = turning_point_inside(log_c, y, level=options.level)
+        return HyperparameterRule(**common, supported=False, reason=str(exc))
+    turn = None
+    if est.bent is not None:
+        bent = est.bent
+        turn = curved_inside(
+            log_c, bent.hp_own[:, j], bent.hp_own_draws[:, :, j], level=options.level
+        )
     if turn is not None:
         reason = (
             f"non-monotone: the optimum of {param.name} turns at compute ~{math.exp(turn):.3g} "
             "inside the data, so no single power law describes it"
         )
-        return HyperparameterRule(**common, supported=False, reason=reason, fallback=fallback)
+        return HyperparameterRule(**common, supported=False, reason=reason)
     low, high = vs_compute.slope_interval()
     note = "no significant trend with compute" if low <= 0 <= high else None
-    size_law, size_reason = _fit_size_tokens(table, members, y, options)
+    size_law, size_reason = _fit_size_tokens(table, members, optima, j, options)
     return HyperparameterRule(
         **common,
         supported=True,
         note=note,
-        fallback=fallback,
         vs_compute=vs_compute,
         vs_size_tokens=size_law,
         size_tokens_reason=size_reason,
     )
 
 
-def _fit_size_tokens(table: _Table, members: np.ndarray, y: np.ndarray, options: _Options):
+def _fit_size_tokens(table: _Table, members: np.ndarray, optima: Optima, j: int, options):
     """``T(x*) = a + b ln N + c ln D``, or None with the reason it cannot be fitted."""
     if table.n_params is None:
         return None, "the study has no n_params/tokens axes"
-    features = np.column_stack([np.log(table.n_params[members]), np.log(table.tokens[members])])
-    correlation = float(np.corrcoef(features.T)[0, 1]) if np.all(np.ptp(features, 0) > 0) else 1
+    runs = np.column_stack([np.log(table.n_params), np.log(table.tokens)])
+    spread = np.all(np.ptp(runs, 0) > 0)
+    correlation = float(np.corrcoef(runs.T)[0, 1]) if spread else 1.0
     if abs(correlation) > MAX_SIZE_TOKENS_CORRELATION:
         return None, (
-            f"ln N and ln D move together along the efficient set (correlation "
-            f"{correlation:.3f}); their separate effects cannot be told apart"
+            f"ln N and ln D move together over the runs (correlation {correlation:.3f}); "
+            "their separate effects cannot be told apart"
         )
     try:
-        law = fit_linear_law(features, y, names=["ln_n_params", "ln_tokens"], **vars(options))
+        law = fit_law_to_optima(
+            runs[members],
+            optima.hp_own[:, j],
+            optima.hp_own_draws[:, :, j],
+            names=["ln_n_params", "ln_tokens"],
+            level=options.level,
+        )
     except NotEnoughDataError as exc:
         return None, str(exc)
     return law, None
 
 
-def _choice_rule(param, table: _Table, members: np.ndarray, common: dict, fallback):
+def _choice_rule(param, table: _Table, members, est: _Optima, common: dict, fallback):
+    """The level the surface finds best (lowest loss offset); the counts are those of
+    the efficient set. Without a surface, the most frequent level on the efficient set."""
     counts = Counter(table.params[i][param.name] for i in members).most_common()
-    value, count = counts[0]
+    value = counts[0][0]
+    if est.optima is not None:
+        offsets = dict(zip(est.inputs.choice_levels, est.optima.choice_offsets, strict=True))
+        observed = sorted({row[param.name] for row in table.params}, key=str)
+        value = min(observed, key=lambda level: offsets.get((param.name, level), 0.0))
+    count = dict(counts).get(value, 0)
     return HyperparameterRule(
         **common,
         transform="none",
@@ -265,7 +406,36 @@ def _choice_rule(param, table: _Table, members: np.ndarray, common: dict, fallba
 # -- allocation, frontier, parametric ------------------------------------------------------
 
 
-def _fit_allocation(table: _Table, members: np.ndarray, options: _Options) -> AllocationRules:
+def _fit_allocation(table: _Table, members: np.ndarray, est: _Optima, options: _Options):
+    """N*(C), D*(C): through the surface's iso-FLOP minima at the efficient runs' compute
+    when compute is ``6 N D``; through the efficient runs themselves when compute is a
+    separate axis (no iso-compute curve is known then)."""
+    if est.optima is None or est.optima.log_n_path is None:
+        return _allocation_through_runs(table, members, options)
+    optima = est.optima
+    if optima.edge_fraction > MAX_EDGE_FRACTION:
+        reason = (
+            f"N*(C) lies at the edge of the model sizes tried at {optima.edge_fraction:.0%} "
+            "of the efficient runs' budgets: the runs do not bracket the compute-optimal size"
+        )
+        return AllocationRules(n_params_reason=reason, tokens_reason=reason)
+    log_c = np.log(table.compute[members])
+    log_d = log_c - LN6
+    parts: dict[str, Any] = {}
+    for name, values, draws in (
+        ("n_params", optima.log_n_path, optima.log_n_path_draws),
+        ("tokens", log_d - optima.log_n_path, log_d[None, :] - optima.log_n_path_draws),
+    ):
+        try:
+            parts[name] = allocation_law_from_optima(
+                log_c, values, draws, name=name, level=options.level
+            )
+        except NotEnoughDataError as exc:
+            parts[f"{name}_reason"] = str(exc)
+    return AllocationRules(**parts)
+
+
+def _allocation_through_runs(table: _Table, members: np.ndarray, options: _Options):
     parts: dict[str, Any] = {}
     for name, values in (("n_params", table.n_params), ("tokens", table.tokens)):
         try:

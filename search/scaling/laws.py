@@ -154,6 +154,36 @@ def fit_linear_law(
     coef = _least_squares(design, y)
     boot = _bootstrap_coefs(design, y, n_bootstrap=n_bootstrap, rng=np.random.default_rng(seed))
     cov = np.atleast_2d(np.cov(boot, rowvar=False))
+    return _law(features, y, design, coef, cov, names, level)
+
+
+def fit_law_to_optima(
+    features: np.ndarray,
+    y: np.ndarray,
+    y_draws: np.ndarray,
+    *,
+    names: list[str],
+    level: float = 0.9,
+) -> LinearLaw:
+    """Least-squares law through estimated optima ``y`` (n,) at ``features`` (n, k).
+
+    ``y_draws`` (b, n) are the same optima from ``b`` bootstrap refits of the model
+    that estimated them (``search.scaling.optima``): the law is refitted to each, and
+    the coefficients' covariance is taken over those refits. Same refusals as
+    ``fit_linear_law``.
+    """
+    features = np.asarray(features, dtype=float)
+    y = np.asarray(y, dtype=float)
+    check_fit_inputs(features, y, names)
+    design = _design(features)
+    coef = _least_squares(design, y)
+    draws = np.linalg.lstsq(design, np.asarray(y_draws, dtype=float).T, rcond=None)[0].T
+    if len(draws) < 2:
+        raise NotEnoughDataError("the optima could not be re-estimated on resampled runs")
+    return _law(features, y, design, coef, np.atleast_2d(np.cov(draws, rowvar=False)), names, level)
+
+
+def _law(features, y, design, coef, cov, names, level) -> LinearLaw:
     residual = y - design @ coef
     total = float(np.sum((y - y.mean()) ** 2))
     dof = max(len(y) - design.shape[1], 1)
@@ -171,6 +201,27 @@ def fit_linear_law(
         feature_min=features.min(axis=0).tolist(),
         feature_max=features.max(axis=0).tolist(),
     )
+
+
+def curved_inside(x: np.ndarray, y: np.ndarray, y_draws: np.ndarray, *, level: float):
+    """The ``x`` of a turning point of estimated optima ``y`` (n,) inside the data, or None.
+
+    A quadratic in ``x`` is fitted to ``y`` and to each bootstrap draw (b, n); the
+    turning point counts when the curvature's interval at ``level`` excludes 0 and the
+    vertex lies between the 10th and 90th percentiles of ``x``.
+    """
+    x = np.asarray(x, dtype=float)
+    centred = x - x.mean()
+    design = np.column_stack([np.ones_like(x), centred, centred**2])
+    coef = _least_squares(design, np.asarray(y, dtype=float))
+    curvature = np.linalg.lstsq(design, np.asarray(y_draws, dtype=float).T, rcond=None)[0][2]
+    tail = 50.0 * (1.0 - level)
+    low, high = np.percentile(curvature, [tail, 100.0 - tail])
+    if low <= 0.0 <= high or coef[2] == 0.0:
+        return None
+    vertex = -coef[1] / (2.0 * coef[2]) + x.mean()
+    q_low, q_high = np.quantile(x, [0.1, 0.9])
+    return float(vertex) if q_low < vertex < q_high else None
 
 
 def turning_point_inside(x: np.ndarray, y: np.ndarray, *, level: float = 0.9) -> float | None:

@@ -1,0 +1,150 @@
+"""Estimated optima along the compute-efficient set, with bootstrap draws.
+
+A response surface (``search.scaling.surface``) fitted to every successful run gives
+each hyperparameter's optimum ``h*(N, D)`` and the compute-optimal model size
+``N*(C)`` (the minimum of the surface's profile along ``6 N D = C``, the iso-FLOP
+curve, as in Hoffmann et al. 2022's approach 2, but read off one surface rather than
+off separate parabolas). These are evaluated at *anchors*: the compute-efficient runs.
+Each anchor contributes
+
+- ``hp_path``: the optima at the anchor's compute, on the estimated compute-optimal
+  allocation (what ``predict(compute=...)`` recommends);
+- ``hp_own``: the optima at the anchor's own ``(N, D)`` (the law in ``ln N, ln D``);
+- ``log_n_path``: ``ln N*`` at the anchor's compute.
+
+The bootstrap resamples the runs, refits the surface (same structure, same
+hyperparameters) and re-evaluates all three at the same anchors, so the laws fitted
+through the optima inherit the uncertainty of the whole surface.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from search.scaling.surface import ResponseSurface, Structure, SurfaceData, fit_surface
+
+LN6 = float(np.log(6.0))
+_GRID = 65
+# Runs within this many decades of an anchor's compute bound the model sizes searched
+# for its N*: the surface is trusted only where runs were made.
+_NEIGHBOUR_DECADES = 0.5
+_MIN_NEIGHBOURS = 5
+
+
+@dataclass(frozen=True)
+class Anchors:
+    """Where optima are read: ``log_compute`` (P,) and, with N and D axes, ``log_axes``
+    (P, 2); ``log_n_low``/``log_n_high`` (P,) bound the model sizes searched at each."""
+
+    log_compute: np.ndarray
+    log_axes: np.ndarray
+    log_n_low: np.ndarray | None = None
+    log_n_high: np.ndarray | None = None
+
+
+@dataclass(frozen=True)
+class Optima:
+    """Optima at the anchors; every array has a leading bootstrap axis in ``*_draws``.
+
+    ``hp_path`` and ``hp_own`` are (P, m) in transformed units; ``log_n_path`` (P,) or
+    None without an allocation; ``choice_offsets`` (q,) the surface's log-loss change of
+    each non-reference choice level; ``edge_fraction`` is the share of anchors whose ``N*``
+    fell on the edge of the sizes searched (the data do not bracket the optimum).
+    """
+
+    hp_path: np.ndarray
+    hp_own: np.ndarray
+    log_n_path: np.ndarray | None
+    hp_path_draws: np.ndarray
+    hp_own_draws: np.ndarray
+    log_n_path_draws: np.ndarray | None
+    choice_offsets: np.ndarray
+    edge_fraction: float
+    n_rejected: int
+
+
+def size_bounds(
+    log_compute_runs: np.ndarray, log_n_runs: np.ndarray, log_compute: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """Range of ``ln N`` over the runs near each compute in ``log_compute`` (P,)."""
+    low, high = [], []
+    width = _NEIGHBOUR_DECADES * np.log(10.0)
+    for log_c in log_compute:
+        distance = np.abs(log_compute_runs - log_c)
+        near = distance <= width
+        if near.sum() < _MIN_NEIGHBOURS:
+            near = distance <= np.sort(distance)[_MIN_NEIGHBOURS - 1]
+        low.append(log_n_runs[near].min())
+        high.append(log_n_runs[near].max())
+    return np.array(low), np.array(high)
+
+
+def optimal_log_n(
+    surface: ResponseSurface, log_compute: np.ndarray, low: np.ndarray, high: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """``ln N*`` (P,) minimising the surface's profile on ``6 N D = C`` within
+    ``[low, high]``, refined by a parabola through the best grid point; also whether
+    each minimum sits on the edge of its range (P,) bool."""
+    t = np.linspace(0.0, 1.0, _GRID)
+    grid = low[:, None] + (high - low)[:, None] * t  # (P, G)
+    log_d = (log_compute - LN6)[:, None] - grid
+    values = surface.profile(np.column_stack([grid.ravel(), log_d.ravel()])).reshape(grid.shape)
+    best = np.argmin(values, axis=1)
+    edge = (best == 0) | (best == _GRID - 1)
+    inner = np.clip(best, 1, _GRID - 2)
+    rows = np.arange(len(best))
+    left, mid, right = (values[rows, inner + s] for s in (-1, 0, 1))
+    denominator = left - 2.0 * mid + right
+    curved = denominator > 0
+    step = np.where(curved, 0.5 * (left - right) / np.where(curved, denominator, 1.0), 0.0)
+    spacing = (high - low) / (_GRID - 1)
+    refined = grid[rows, inner] + np.clip(step, -1.0, 1.0) * spacing
+    return np.where(edge, grid[rows, best], refined), edge
+
+
+def _evaluate(surface: ResponseSurface, anchors: Anchors, with_allocation: bool):
+    hp_own = surface.optimum(anchors.log_axes)
+    if not with_allocation:
+        return hp_own, hp_own, None, np.zeros(len(hp_own), dtype=bool)
+    log_n, edge = optimal_log_n(surface, anchors.log_compute, anchors.log_n_low, anchors.log_n_high)
+    path = np.column_stack([log_n, anchors.log_compute - LN6 - log_n])
+    return surface.optimum(path), hp_own, log_n, edge
+
+
+def estimate_optima(
+    data: SurfaceData,
+    structure: Structure,
+    anchors: Anchors,
+    *,
+    with_allocation: bool,
+    n_bootstrap: int,
+    seed: int,
+) -> Optima:
+    """Optima at ``anchors`` from the surface on ``data`` and from ``n_bootstrap``
+    resampled surfaces (resamples whose bowl is not convex are redrawn, at most
+    ``10 n_bootstrap`` tries; ``n_rejected`` counts them)."""
+    surface = fit_surface(data, structure)
+    hp_path, hp_own, log_n, edge = _evaluate(surface, anchors, with_allocation)
+    rng = np.random.default_rng(seed)
+    draws: list[tuple] = []
+    rejected = 0
+    n = len(data.log_loss)
+    while len(draws) < n_bootstrap and rejected < 10 * n_bootstrap:
+        resampled = fit_surface(data.rows(rng.integers(0, n, size=n)), structure)
+        if not resampled.is_convex():
+            rejected += 1
+            continue
+        draws.append(_evaluate(resampled, anchors, with_allocation))
+    return Optima(
+        hp_path=hp_path,
+        hp_own=hp_own,
+        log_n_path=log_n,
+        hp_path_draws=np.array([d[0] for d in draws]),
+        hp_own_draws=np.array([d[1] for d in draws]),
+        log_n_path_draws=None if log_n is None else np.array([d[2] for d in draws]),
+        choice_offsets=surface.choice_offsets(),
+        edge_fraction=float(edge.mean()),
+        n_rejected=rejected,
+    )
