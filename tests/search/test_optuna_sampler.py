@@ -215,6 +215,11 @@ def test_a_mixed_space_study_keeps_every_suggestion_inside_its_distribution():
     for t in study.trials:
         for name, d in MIXED.items():
             assert d._contains(d.to_internal_repr(t.params[name])), (name, t.params[name])
+    study.ask(MIXED)  # syncs the last trial
+    told = [o.suggestion_id is not None for o in sampler.engine.observations]
+    # Every engine-made trial came back from Optuna's storage as exactly the engine's
+    # suggestion (steps, shifted ints and index choices included), so it was told by id.
+    assert told == [False] + [True] * 11
 
 
 def test_the_same_seed_gives_the_same_study_and_another_seed_differs():
