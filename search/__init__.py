@@ -12,6 +12,7 @@ from typing import Any
 
 _EXPORTS = {
     "ParetoSearch": "search.engine",
+    "ParetoCostSampler": "search.optuna",
     "SearchSettings": "search.settings",
     "SearchSpace": "search.space",
     "LogParam": "search.space",
