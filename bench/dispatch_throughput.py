@@ -6,7 +6,7 @@ workers are effectively no-ops) on the machine's Redis and a fresh PostgreSQL da
 The engine stays in its random start-up phase (``n_startup`` > trials), so the figure is
 the service's dispatch path, not GP fitting.
 
-Run: python bench/dispatch_throughput.py [--trials 2000] [--in-flight 32]
+Run: python bench/dispatch_throughput.py [--trials 2000] [--in-flight 32] [--buffer 64]
 """
 
 from __future__ import annotations
@@ -93,7 +93,7 @@ def _workers(env: dict[str, str], prefix: str, logs: Path) -> list[subprocess.Po
     ]
 
 
-def run(*, trials: int, in_flight: int) -> float:
+def run(*, trials: int, in_flight: int, buffer: int) -> float:
     prefix = f"bench{uuid.uuid4().hex[:6]}-"
     db_name, db_url = _fresh_database()
     env = {
@@ -101,6 +101,7 @@ def run(*, trials: int, in_flight: int) -> float:
         "SCALETUNE_BROKER_URL": REDIS,
         "SCALETUNE_DATABASE_URL": db_url,
         "SCALETUNE_QUEUE_PREFIX": prefix,
+        "SCALETUNE_PROPOSAL_BUFFER": str(buffer),
         "SCALETUNE_HEARTBEAT_PREFIX": f"{prefix}hb",
         "SCALETUNE_KEY_PREFIX": f"{prefix}hb",
     }
@@ -155,9 +156,13 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--trials", type=int, default=2000)
     parser.add_argument("--in-flight", type=int, default=32)
+    parser.add_argument("--buffer", type=int, default=64, help="proposal_buffer")
     args = parser.parse_args()
-    rate = run(trials=args.trials, in_flight=args.in_flight)
-    print(f"trials={args.trials} in_flight={args.in_flight} dispatch_path={rate:.1f} trials/s")
+    rate = run(trials=args.trials, in_flight=args.in_flight, buffer=args.buffer)
+    print(
+        f"trials={args.trials} in_flight={args.in_flight} buffer={args.buffer} "
+        f"dispatch_path={rate:.1f} trials/s"
+    )
 
 
 if __name__ == "__main__":

@@ -126,16 +126,17 @@ def _step_soon(app: Celery, scheduler: Scheduler, study_id: int) -> None:
         )
 
 
-def _step(scheduler: Scheduler, study_id: int) -> None:
+def _step(scheduler: Scheduler, study_id: int, *, reclaim: bool = False) -> None:
+    """A step on the result path; lease checks are the tick's job (``reclaim=True``)."""
     _process.last_step[study_id] = time.monotonic()
-    scheduler.step(study_id)
+    scheduler.step(study_id, reclaim=reclaim)
 
 
 def step_study(app: Celery, study_id: int) -> None:
     _, scheduler = _process.get(app)
     _process.deferred.discard(study_id)
     try:
-        _step(scheduler, study_id)
+        _step(scheduler, study_id, reclaim=True)
     except StudyNotFoundError:
         logger.warning("step of unknown study %s ignored", study_id)
 

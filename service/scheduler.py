@@ -11,10 +11,11 @@ A step, in order:
 2. dispatch: WAITING trials (retries first, then the proposal buffer), up to
    ``in_flight`` running and the budget; the engine is touched only if the buffer is
    short; tasks are sent after the commit, so a freed worker never waits for a GP fit;
-3. sync and refill (a second transaction): tell the engine every final trial it has not
-   seen (results are recorded by ``service.results`` without the engine, possibly in
-   another process), ask ``proposal_buffer`` suggestions ahead of need, complete a study
-   whose budget is spent, and save the engine once.
+3. sync and refill (a second transaction, once the buffer is down to half of
+   ``proposal_buffer``): tell the engine every final trial it has not seen (results are
+   recorded by ``service.results`` without the engine, possibly in another process), ask
+   up to ``proposal_buffer`` suggestions ahead of need, complete a study whose budget is
+   spent, and save the engine once.
 
 Engines are cached per study and rebuilt from ``state_dict`` JSON whenever the row's
 ``engine_version`` moved on (another process wrote it).
@@ -137,28 +138,40 @@ class Scheduler:
 
     # -- the step ----------------------------------------------------------------------
 
-    def step(self, study_id: int) -> StepReport:
+    def step(self, study_id: int, *, reclaim: bool = True) -> StepReport:
         """Reclaim and dispatch from the buffer, send, then tell the engine and refill.
 
         The first transaction touches the engine only when the buffer cannot cover the
         free slots, so a freed worker's next trial leaves at database speed; the second
-        tells the engine every new result and asks ahead, with one engine save.
+        (skipped while the buffer is above its low watermark) tells the engine every new
+        result and asks ahead, with one engine save. ``reclaim=False`` leaves lease
+        checks to the periodic tick (the path a recorded result takes).
         """
         requests: list[tuple[TrialRequest, str]] = []
         with self._locked(study_id) as (session, study):
             report = StepReport(study_id=study_id, state=StudyState(study.state))
-            report.requeued = self._reclaim(session, study)
+            if reclaim:
+                report.requeued = self._reclaim(session, study)
             if study.state == StudyState.RUNNING and load_spec(study).executor == "workers":
                 requests = self._dispatch(session, study)
+            skip_sync = self._buffer_is_full_enough(session, study)
         for request, queue in requests:
             self._send(request, queue)
         report.dispatched = [request.trial_id for request, _ in requests]
-        report.told, report.state = self._sync_and_refill(study_id)
+        if not skip_sync:
+            report.told, report.state = self._sync_and_refill(study_id)
         return report
 
     def _sync_and_refill(self, study_id: int) -> tuple[int, StudyState]:
-        """Tell the engine new results, complete a spent study, keep the buffer full."""
+        """Tell the engine new results, complete a spent study, keep the buffer full.
+
+        While a running study's buffer is above its low watermark (half of
+        ``proposal_buffer``), results stay recorded but untold: the engine is told in
+        batches, right before it next asks, and a burst of results costs one engine save.
+        """
         with self._locked(study_id) as (session, study):
+            if self._buffer_is_full_enough(session, study):
+                return 0, StudyState(study.state)
             fresh = not study.engine_state
             engine = self._engine(study)
             told = self._sync(session, study, engine)
@@ -167,6 +180,14 @@ class Scheduler:
             if fresh or told or asked or study.state == StudyState.COMPLETE:
                 self._save(session, study, engine)
             return told, StudyState(study.state)
+
+    def _buffer_is_full_enough(self, session: Session, study: StudyRow) -> bool:
+        if study.state != StudyState.RUNNING or not study.engine_state:
+            return False
+        tally = repo.tally(session, study_id=study.id)
+        waiting = tally.by_state[TrialState.WAITING]
+        low_watermark = self.settings.proposal_buffer // 2
+        return waiting > low_watermark and trials_left(session, study=study, tally=tally) > waiting
 
     def _refill(self, session: Session, study: StudyRow, engine: ParetoSearch) -> int:
         """Ask suggestions ahead of need, up to ``proposal_buffer`` waiting; returns how many."""
@@ -294,8 +315,9 @@ class Scheduler:
 
     def _dispatch(self, session: Session, study: StudyRow) -> list[tuple[TrialRequest, str]]:
         spec = load_spec(study)
-        running = repo.trials_in_state(session, study_id=study.id, states=[TrialState.RUNNING])
-        n = min(spec.in_flight - len(running), self._trials_left(session, study))
+        tally = repo.tally(session, study_id=study.id)
+        running = tally.by_state[TrialState.RUNNING]
+        n = min(spec.in_flight - running, trials_left(session, study=study, tally=tally))
         if n <= 0:
             return []
         now = self.clock()

@@ -14,6 +14,7 @@ The contract (tested on SQLite and PostgreSQL by tests/service/test_repository.p
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy import func, select
@@ -207,6 +208,32 @@ def count_by_state(session: Session, *, study_id: int) -> dict[TrialState, int]:
     counts = {state: 0 for state in TrialState}
     counts.update({TrialState(state): n for state, n in rows})
     return counts
+
+
+@dataclass(frozen=True)
+class Tally:
+    """A study's trials by state, the cost spent and the trials dispatched, in one query."""
+
+    by_state: dict[TrialState, int]
+    spent_cost: float
+    dispatched: int
+
+
+def tally(session: Session, *, study_id: int) -> Tally:
+    rows = session.execute(
+        select(
+            TrialRow.state,
+            func.count(),
+            func.sum(TrialRow.cost_seconds),
+            func.count(TrialRow.dispatched_at),
+        )
+        .where(TrialRow.study_id == study_id)
+        .group_by(TrialRow.state)
+    ).all()
+    by_state = {state: 0 for state in TrialState}
+    by_state.update({TrialState(state): n for state, n, _, _ in rows})
+    spent = sum(float(cost or 0.0) for _, _, cost, _ in rows)
+    return Tally(by_state=by_state, spent_cost=spent, dispatched=sum(d for *_, d in rows))
 
 
 def spent_cost(session: Session, *, study_id: int) -> float:
