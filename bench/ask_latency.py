@@ -70,7 +70,8 @@ def measure(n_observations: int, n_asks: int, *, seed: int) -> dict[str, Any]:
 def markdown_table(result: dict[str, Any]) -> str:
     mach = result["machine"]
     lines = [
-        f"Machine: {mach['nproc']} CPUs ({mach['cpu']}), Python {mach['python']}; "
+        f"Machine: {mach['nproc']} CPUs ({mach['cpu']}), Python {mach['python']}, "
+        f"commit {mach.get('commit', 'unknown')}; "
         f"date {result['date']}; torch threads {result['torch_threads']}.",
         "",
         f"Command: `{result['command']}`",

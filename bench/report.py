@@ -68,7 +68,8 @@ def markdown_table(result: dict[str, Any]) -> str:
     """The table for docs/benchmarks.md, with the machine, date, settings and command."""
     summary, settings, mach = result["summary"], result["settings"], result["machine"]
     lines = [
-        f"Machine: {mach['nproc']} CPUs ({mach['cpu']}), Python {mach['python']}; "
+        f"Machine: {mach['nproc']} CPUs ({mach['cpu']}), Python {mach['python']}, "
+        f"commit {mach.get('commit', 'unknown')}; "
         f"date {result['date']}; {settings['seeds']} seed(s); budget {settings['budget']:g}x the "
         f"start point's cost; at most {settings['max_trials']} trials per run; "
         f"{settings['jobs']} run(s) in parallel.",
