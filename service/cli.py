@@ -261,13 +261,24 @@ def export(
     api: ApiOption = "http://127.0.0.1:8000",
     fmt: Annotated[str, typer.Option("--format", help="json, yaml or report")] = "yaml",
     out: Annotated[Path | None, typer.Option(help="file (json/yaml) or directory (report)")] = None,
+    optuna_storage: Annotated[
+        str | None,
+        typer.Option(help="instead: copy the study into this Optuna storage URL"),
+    ] = None,
+    optuna_study_name: Annotated[str | None, typer.Option(help="name in Optuna")] = None,
+    overwrite: Annotated[bool, typer.Option(help="replace an Optuna study of that name")] = False,
 ) -> None:
-    """Export a study's scaling rules (JSON or YAML) or its report (Markdown + plots)."""
+    """Export a study's scaling rules (JSON or YAML), its report (Markdown + plots), or the
+    study itself into an Optuna storage (--optuna-storage) for optuna.load_study and
+    optuna-dashboard."""
     import json
 
     if fmt not in ("json", "yaml", "report"):
         _fail("--format must be json, yaml or report")
     client = _client(api)
+    if optuna_storage is not None:
+        _export_to_optuna(client, study_id, optuna_storage, optuna_study_name, overwrite)
+        return
     if fmt == "report":
         _download_report(client, study_id, out or Path(f"scaletune-report-{study_id}"))
         return
@@ -278,6 +289,27 @@ def export(
     else:
         out.write_text(text)
         console.print(f"wrote {out}")
+
+
+def _export_to_optuna(client, study_id: int, storage: str, name: str | None, overwrite: bool):  # type: ignore[no-untyped-def]
+    from service.optuna_export import OptunaExportError, export_from_api
+
+    try:
+        exported = _api_call(
+            export_from_api,
+            client,
+            study_id=study_id,
+            storage=storage,
+            study_name=name,
+            overwrite=overwrite,
+        )
+    except OptunaExportError as exc:
+        _fail(str(exc))
+    console.print(
+        f"exported study {study_id} to Optuna as {exported!r}; view it with: "
+        f"optuna-dashboard {storage}",
+        highlight=False,
+    )
 
 
 def _download_report(client, study_id: int, out: Path) -> None:  # type: ignore[no-untyped-def]

@@ -302,3 +302,29 @@ def test_optuna_dashboard_serves_an_exported_study(sqlite_sessions, study_id, tm
     assert len(detail["best_trials"]) >= 1
     status, _ = wsgi_get(app, f"/dashboard/studies/{summary['study_id']}")
     assert status.startswith("200")
+
+
+@pytest.mark.integration
+def test_cli_export_copies_a_study_into_an_optuna_storage(
+    sqlite_url, redis_url, tmp_path, monkeypatch
+):
+    from typer.testing import CliRunner
+
+    from service import cli
+
+    settings = Settings(database_url=sqlite_url, broker_url=redis_url, proposals="inline")
+    storage = f"sqlite:///{tmp_path / 'optuna.db'}"
+    with TestClient(create_app(settings)) as http:
+        client = ScaletuneClient(http=http)
+        monkeypatch.setattr(cli, "_client", lambda api: client)
+        spec = {"name": "cli", "objective": "testbed", "executor": "external"}
+        study = client.create_study(spec | {"budget": {"max_trials": 2}})
+        for item in client.ask(study["id"], count=2)["data"]:
+            client.tell(item["trial_id"], loss=3.0 - item["number"], cost=1.0 + item["number"])
+        args = ["export", str(study["id"]), "--optuna-storage", storage]
+        first = CliRunner().invoke(cli.app, [*args, "--optuna-study-name", "from-cli"])
+        again = CliRunner().invoke(cli.app, [*args, "--optuna-study-name", "from-cli"])
+    assert first.exit_code == 0, first.output
+    assert "optuna-dashboard" in first.output
+    assert len(optuna.load_study(study_name="from-cli", storage=storage).trials) == 2
+    assert again.exit_code == 2 and "Traceback" not in again.output  # needs --overwrite
