@@ -13,7 +13,7 @@ from __future__ import annotations
 import math
 from collections import Counter
 from collections.abc import Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -26,8 +26,16 @@ from search.scaling.allocation import (
 )
 from search.scaling.chinchilla import fit_chinchilla
 from search.scaling.efficient_set import EfficientSet, efficient_set, tolerant_front
+from search.scaling.estimates import (
+    Estimates,
+    SurfaceStage,
+    corrected_runs,
+    estimate,
+    fit_stage,
+    transform_of,
+)
 from search.scaling.laws import MIN_DECADES, curved_inside, fit_law_to_optima
-from search.scaling.optima import LN6, Anchors, Optima, estimate_optima, size_bounds
+from search.scaling.optima import LN6, Optima
 from search.scaling.rules import (
     AllocationRules,
     ChoiceSummary,
@@ -36,13 +44,6 @@ from search.scaling.rules import (
     ScalingAxes,
     ScalingRules,
     compute_of,
-    forward,
-)
-from search.scaling.surface import (
-    SurfaceData,
-    choose_structure,
-    fit_surface,
-    flat_hyperparameters,
 )
 from search.space import SearchSpace
 from search.types import Observation
@@ -53,7 +54,6 @@ MAX_SIZE_TOKENS_CORRELATION = 0.98
 # More efficient runs than this share with N* on the edge of the sizes tried near their
 # budget, and the allocation is refused: the runs do not bracket the optimum.
 MAX_EDGE_FRACTION = 0.2
-_TRANSFORMS = {"log": "ln", "linear": "identity", "logit": "logit", "pow2": "log2"}
 
 
 @dataclass(frozen=True)
@@ -93,16 +93,25 @@ def fit_scaling_rules(
     Raises InvalidParamsError for axes that name nothing the observations carry, and
     NotEnoughDataError when the data cannot support any rule.
     """
-    table = _read_table(observations, space, axes)
+    from threadpoolctl import threadpool_limits  # BoTorch's dependency; lazy: load stays light
+
+    # Hundreds of small least-squares fits: BLAS threads only add synchronisation, which
+    # on a busy machine costs many times the arithmetic.
     options = _Options(seed=seed, n_bootstrap=n_bootstrap, level=level)
+    band = {"band_sigmas": band_sigmas, "min_band_fraction": min_band_fraction}
+    with threadpool_limits(limits=1, user_api="blas"):
+        return _fit(observations, space, axes, options, band)
+
+
+def _fit(observations, space: SearchSpace, axes: ScalingAxes, options: _Options, band: dict):
+    table = _read_table(observations, space, axes)
     front = tolerant_front(table.loss, table.compute)
     frontier, frontier_reason = _fit_frontier(table, front, options)
     eff = efficient_set(
         table.loss,
         table.compute,
         reference_loss=None if frontier is None else frontier.predict(table.compute)[0],
-        band_sigmas=band_sigmas,
-        min_band_fraction=min_band_fraction,
+        **band,
     )
     members = eff.members
     decades = np.ptp(np.log10(table.compute[members]))
@@ -111,11 +120,23 @@ def fit_scaling_rules(
             f"the compute-efficient runs span {decades:.2f} decades of compute; scaling "
             f"rules need at least {MIN_DECADES:g} (run the study over a wider budget range)"
         )
-    parametric, parametric_reason = _fit_parametric(table, members, axes, options)
-    hyperparameters, est = _fit_rules(table, members, space, axes, options)
+    stage = fit_stage(
+        table, [p for p in space.params if p.name not in axes.names], level=options.level
+    )
+    parametric, parametric_reason = _fit_parametric(table, stage, axes, options)
+    est = estimate(
+        stage,
+        table,
+        members,
+        with_allocation=axes.has_size_and_tokens and axes.compute is None,
+        parametric=parametric,
+        n_bootstrap=options.n_bootstrap,
+        seed=options.seed,
+    )
+    hyperparameters = _fit_rules(table, members, space, axes, stage, est, options)
     return ScalingRules(
         axes=axes,
-        level=level,
+        level=options.level,
         observed=_observed(table, eff, axes),
         hyperparameters=hyperparameters,
         allocation=_fit_allocation(table, members, est, options)
@@ -196,92 +217,6 @@ def _observed(table: _Table, eff: EfficientSet, axes: ScalingAxes) -> ObservedRa
     )
 
 
-# -- the response surface and the optima ------------------------------------------------
-
-
-def _transform_of(param: Any) -> str:
-    if param.kind == "int":
-        return "ln" if param.log else "identity"
-    return _TRANSFORMS[param.kind]
-
-
-@dataclass(frozen=True)
-class _SurfaceInputs:
-    """The surface's data with the parameter behind each column: ``hp_params`` for
-    ``data.hp``, ``(param, level)`` for each column of ``data.choice``."""
-
-    data: SurfaceData
-    hp_params: list[Any]
-    choice_levels: list[tuple[str, Any]]
-
-
-def _surface_inputs(table: _Table, space: SearchSpace, axes: ScalingAxes) -> _SurfaceInputs:
-    params = [p for p in space.params if p.name not in axes.names]
-    hp_params = [p for p in params if p.kind != "choice"]
-    hp = np.column_stack(
-        [forward(_transform_of(p), [row[p.name] for row in table.params]) for p in hp_params]
-        or [np.zeros((len(table.loss), 0))]
-    )
-    levels = [
-        (p.name, value)
-        for p in params
-        if p.kind == "choice"
-        for value in sorted({row[p.name] for row in table.params}, key=str)[1:]
-    ]
-    choice = np.array(
-        [[float(row[name] == value) for name, value in levels] for row in table.params]
-    ).reshape(len(table.loss), len(levels))
-    data = SurfaceData(_log_axes(table), hp, choice, np.log(table.loss))
-    return _SurfaceInputs(data, hp_params, levels)
-
-
-def _log_axes(table: _Table) -> np.ndarray:
-    if table.n_params is not None:
-        return np.column_stack([np.log(table.n_params), np.log(table.tokens)])
-    return np.log(table.compute)[:, None]
-
-
-def _anchors(table: _Table, members: np.ndarray, with_allocation: bool) -> Anchors:
-    log_compute = np.log(table.compute[members])
-    low = high = None
-    if with_allocation:
-        low, high = size_bounds(np.log(table.compute), np.log(table.n_params), log_compute)
-    return Anchors(log_compute, _log_axes(table)[members], low, high)
-
-
-@dataclass(frozen=True)
-class _Optima:
-    """The optima, what the surface could not support, and (when the bowls' centres
-    bend with scale) the optima of the bent surface at the efficient runs' own axes."""
-
-    optima: Optima | None
-    inputs: _SurfaceInputs
-    kept: list[int]
-    flat: list[int]
-    bent: Optima | None
-    reason: str | None
-
-
-def _estimate(table, members, space, axes, options: _Options) -> _Optima:
-    inputs = _surface_inputs(table, space, axes)
-    try:
-        structure, bends = choose_structure(inputs.data, level=options.level)
-    except NotEnoughDataError as exc:
-        return _Optima(None, inputs, [], [], None, str(exc))
-    flat = flat_hyperparameters(inputs.data, structure, level=options.level)
-    kept = [j for j in range(inputs.data.hp.shape[1]) if j not in flat]
-    with_allocation = axes.has_size_and_tokens and axes.compute is None
-    anchors = _anchors(table, members, with_allocation)
-    kwargs = {"n_bootstrap": options.n_bootstrap, "seed": options.seed}
-    data = inputs.data.columns(kept)
-    optima = estimate_optima(data, structure, anchors, with_allocation=with_allocation, **kwargs)
-    bent = None
-    if bends and kept and fit_surface(data, replace(structure, bend=True)).is_convex():
-        bent_structure = replace(structure, bend=True)
-        bent = estimate_optima(data, bent_structure, anchors, with_allocation=False, **kwargs)
-    return _Optima(optima, inputs, kept, flat, bent, None)
-
-
 # -- hyperparameter rules -----------------------------------------------------------------
 
 
@@ -291,8 +226,7 @@ def _best_value(param: Any, table: _Table, members: np.ndarray) -> Any:
     return table.params[int(top[np.argmin(table.loss[top])])][param.name]
 
 
-def _fit_rules(table, members, space, axes, options: _Options) -> tuple[list, _Optima]:
-    est = _estimate(table, members, space, axes, options)
+def _fit_rules(table, members, space, axes, stage: SurfaceStage, est: Estimates, options):
     rules = []
     for param in space.params:
         if param.name in axes.names:
@@ -300,28 +234,28 @@ def _fit_rules(table, members, space, axes, options: _Options) -> tuple[list, _O
         common = {"name": param.name, "kind": param.kind}
         fallback = _best_value(param, table, members)
         if param.kind == "choice":
-            rules.append(_choice_rule(param, table, members, est, common, fallback))
+            rules.append(_choice_rule(param, table, members, stage, common, fallback))
         else:
-            rules.append(_hp_rule(param, table, members, est, common, fallback, options))
-    return rules, est
+            rules.append(_hp_rule(param, table, members, stage, est, common, fallback, options))
+    return rules
 
 
-def _hp_rule(param, table, members, est: _Optima, common: dict, fallback, options: _Options):
+def _hp_rule(param, table, members, stage, est: Estimates, common: dict, fallback, options):
     common |= {
-        "transform": _transform_of(param),
+        "transform": transform_of(param),
         "multiple_of": getattr(param, "multiple_of", 1),
         "fallback": fallback,
     }
-    column = est.inputs.hp_params.index(param)
+    column = stage.hp_params.index(param)
     if est.optima is None:
-        return HyperparameterRule(**common, supported=False, reason=est.reason)
-    if column in est.flat:
+        return HyperparameterRule(**common, supported=False, reason=stage.reason)
+    if column in stage.flat:
         reason = (
             f"flat: the loss shows no significant curvature in {param.name} over the runs, "
             "so its optimum is not identified (explore a wider range, or fix it)"
         )
         return HyperparameterRule(**common, supported=False, reason=reason)
-    j = est.kept.index(column)
+    j = stage.kept.index(column)
     optima = est.optima
     log_c = np.log(table.compute[members])
     try:
@@ -384,13 +318,13 @@ def _fit_size_tokens(table: _Table, members: np.ndarray, optima: Optima, j: int,
     return law, None
 
 
-def _choice_rule(param, table: _Table, members, est: _Optima, common: dict, fallback):
+def _choice_rule(param, table: _Table, members, stage: SurfaceStage, common: dict, fallback):
     """The level the surface finds best (lowest loss offset); the counts are those of
     the efficient set. Without a surface, the most frequent level on the efficient set."""
     counts = Counter(table.params[i][param.name] for i in members).most_common()
     value = counts[0][0]
-    if est.optima is not None:
-        offsets = dict(zip(est.inputs.choice_levels, est.optima.choice_offsets, strict=True))
+    if stage.surface is not None:
+        offsets = dict(zip(stage.choice_levels, stage.surface.choice_offsets(), strict=True))
         observed = sorted({row[param.name] for row in table.params}, key=str)
         value = min(observed, key=lambda level: offsets.get((param.name, level), 0.0))
     count = dict(counts).get(value, 0)
@@ -406,7 +340,7 @@ def _choice_rule(param, table: _Table, members, est: _Optima, common: dict, fall
 # -- allocation, frontier, parametric ------------------------------------------------------
 
 
-def _fit_allocation(table: _Table, members: np.ndarray, est: _Optima, options: _Options):
+def _fit_allocation(table: _Table, members: np.ndarray, est: Estimates, options: _Options):
     """N*(C), D*(C): through the surface's iso-FLOP minima at the efficient runs' compute
     when compute is ``6 N D``; through the efficient runs themselves when compute is a
     separate axis (no iso-compute curve is known then)."""
@@ -456,13 +390,17 @@ def _fit_frontier(table: _Table, front: np.ndarray, options: _Options):
         return None, str(exc)
 
 
-def _fit_parametric(table: _Table, members: np.ndarray, axes: ScalingAxes, options: _Options):
+def _fit_parametric(table: _Table, stage: SurfaceStage, axes: ScalingAxes, options: _Options):
+    """L(N, D) through the HP-corrected losses (``search.scaling.estimates``); through
+    the raw losses of every run when there is no surface to correct them with."""
     if not axes.has_size_and_tokens:
         return None, "the study has no n_params/tokens axes"
+    if stage.surface is None:
+        rows, loss = np.arange(len(table.loss)), table.loss
+    else:
+        rows, loss = corrected_runs(stage)
     try:
-        fit = fit_chinchilla(
-            table.n_params[members], table.tokens[members], table.loss[members], **vars(options)
-        )
+        fit = fit_chinchilla(table.n_params[rows], table.tokens[rows], loss, **vars(options))
     except NotEnoughDataError as exc:
         return None, str(exc)
     return fit, None

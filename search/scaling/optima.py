@@ -104,11 +104,16 @@ def optimal_log_n(
     return np.where(edge, grid[rows, best], refined), edge
 
 
-def _evaluate(surface: ResponseSurface, anchors: Anchors, with_allocation: bool):
+def _evaluate(surface: ResponseSurface, anchors: Anchors, with_allocation: bool, log_n=None):
+    """Optima at the anchors; ``log_n`` (P,), when given, is the allocation to follow."""
     hp_own = surface.optimum(anchors.log_axes)
     if not with_allocation:
         return hp_own, hp_own, None, np.zeros(len(hp_own), dtype=bool)
-    log_n, edge = optimal_log_n(surface, anchors.log_compute, anchors.log_n_low, anchors.log_n_high)
+    edge = np.zeros(len(hp_own), dtype=bool)
+    if log_n is None:
+        log_n, edge = optimal_log_n(
+            surface, anchors.log_compute, anchors.log_n_low, anchors.log_n_high
+        )
     path = np.column_stack([log_n, anchors.log_compute - LN6 - log_n])
     return surface.optimum(path), hp_own, log_n, edge
 
@@ -121,12 +126,19 @@ def estimate_optima(
     with_allocation: bool,
     n_bootstrap: int,
     seed: int,
+    path: tuple[np.ndarray, np.ndarray] | None = None,
 ) -> Optima:
     """Optima at ``anchors`` from the surface on ``data`` and from ``n_bootstrap``
     resampled surfaces (resamples whose bowl is not convex are redrawn, at most
-    ``10 n_bootstrap`` tries; ``n_rejected`` counts them)."""
+    ``10 n_bootstrap`` tries; ``n_rejected`` counts them).
+
+    ``path``, when given, is the allocation ``ln N*`` at the anchors (P,) with its own
+    bootstrap draws (b, P) (from ``L(N, D)``); resample ``i`` follows draw ``i mod b``.
+    Without it, each surface's own iso-FLOP minima are followed.
+    """
     surface = fit_surface(data, structure)
-    hp_path, hp_own, log_n, edge = _evaluate(surface, anchors, with_allocation)
+    point_path = None if path is None else path[0]
+    hp_path, hp_own, log_n, edge = _evaluate(surface, anchors, with_allocation, point_path)
     rng = np.random.default_rng(seed)
     draws: list[tuple] = []
     rejected = 0
@@ -136,7 +148,8 @@ def estimate_optima(
         if not resampled.is_convex():
             rejected += 1
             continue
-        draws.append(_evaluate(resampled, anchors, with_allocation))
+        draw_path = None if path is None else path[1][len(draws) % len(path[1])]
+        draws.append(_evaluate(resampled, anchors, with_allocation, draw_path))
     return Optima(
         hp_path=hp_path,
         hp_own=hp_own,

@@ -41,7 +41,7 @@ POINTS_PER_COEF_CUBIC = 4.0
 MIN_POINTS_PER_COEF = 1.5
 # Runs losing more than this (log-loss) to their optimal hyperparameters are far up a
 # bowl's walls, and are down-weighted (see fit_surface).
-BOWL_SCALE = 0.05
+BOWL_SCALE = 0.02
 REWEIGHT_PASSES = 2
 
 

@@ -1,0 +1,174 @@
+"""From a study's runs to estimated optima: the surface stage of ``fit_scaling_rules``.
+
+1. The response surface (``search.scaling.surface``) over every successful run, with
+   the hyperparameters whose bowls show no curvature set aside (``flat``).
+2. HP-corrected losses: each run's loss with the log-loss it loses to its optimal
+   hyperparameters removed (runs losing more than ``CORRECTION_LIMIT`` are left out,
+   their correction being the least certain). ``L(N, D)`` is fitted to these, so the
+   parametric law, and the allocation derived from it, describe well-tuned runs.
+3. Optima at the compute-efficient runs (``search.scaling.optima``), along the
+   allocation of the parametric law when there is one, else along the surface's own
+   iso-FLOP minima.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+from typing import Any
+
+import numpy as np
+
+from search.errors import NotEnoughDataError
+from search.scaling.chinchilla import ChinchillaFit, derived_quantities
+from search.scaling.optima import LN6, Anchors, Optima, estimate_optima, size_bounds
+from search.scaling.rules import forward
+from search.scaling.surface import (
+    ResponseSurface,
+    Structure,
+    SurfaceData,
+    choose_structure,
+    excess,
+    fit_surface,
+    flat_hyperparameters,
+)
+
+# Runs losing more than this log-loss to their optimal hyperparameters stay out of the
+# L(N, D) fit: far up a bowl's wall the surface's correction is least accurate.
+CORRECTION_LIMIT = 0.05
+_TRANSFORMS = {"log": "ln", "linear": "identity", "logit": "logit", "pow2": "log2"}
+
+
+def transform_of(param: Any) -> str:
+    """The space a parameter's law is fitted in (``ln``, ``identity``, ``logit``, ``log2``)."""
+    if param.kind == "int":
+        return "ln" if param.log else "identity"
+    return _TRANSFORMS[param.kind]
+
+
+@dataclass(frozen=True)
+class SurfaceStage:
+    """The fitted surface and the parameter behind each column: ``hp_params`` for
+    ``data.hp`` (all continuous hyperparameters), ``choice_levels`` ``(name, value)``
+    for ``data.choice``; ``kept`` columns are in ``surface``, ``flat`` ones are not.
+    ``surface`` is None (with ``reason``) when the runs cannot support one."""
+
+    data: SurfaceData
+    hp_params: list[Any]
+    choice_levels: list[tuple[str, Any]]
+    structure: Structure | None
+    bends: bool
+    kept: list[int]
+    flat: list[int]
+    surface: ResponseSurface | None
+    reason: str | None
+
+    @property
+    def kept_data(self) -> SurfaceData:
+        return self.data.columns(self.kept)
+
+
+@dataclass(frozen=True)
+class Estimates:
+    """Optima at the efficient runs (None with the stage's reason) and, when the bowls'
+    centres bend with scale, the bent surface's optima at the runs' own axes."""
+
+    optima: Optima | None
+    bent: Optima | None
+
+
+def log_axes(table: Any) -> np.ndarray:
+    """``(n, 2)`` ``ln N, ln D`` when the table has them, else ``(n, 1)`` ``ln C``."""
+    if table.n_params is not None:
+        return np.column_stack([np.log(table.n_params), np.log(table.tokens)])
+    return np.log(table.compute)[:, None]
+
+
+def _surface_data(table: Any, params: list[Any]) -> tuple[SurfaceData, list, list]:
+    hp_params = [p for p in params if p.kind != "choice"]
+    n = len(table.loss)
+    columns = [forward(transform_of(p), [row[p.name] for row in table.params]) for p in hp_params]
+    hp = np.column_stack(columns) if columns else np.zeros((n, 0))
+    levels = [
+        (p.name, value)
+        for p in params
+        if p.kind == "choice"
+        for value in sorted({row[p.name] for row in table.params}, key=str)[1:]
+    ]
+    choice = np.array(
+        [[float(row[name] == value) for name, value in levels] for row in table.params]
+    ).reshape(n, len(levels))
+    return SurfaceData(log_axes(table), hp, choice, np.log(table.loss)), hp_params, levels
+
+
+def fit_stage(table: Any, params: list[Any], *, level: float) -> SurfaceStage:
+    """The surface over ``table``'s runs for hyperparameters ``params`` (space order)."""
+    data, hp_params, levels = _surface_data(table, params)
+    try:
+        structure, bends = choose_structure(data, level=level)
+    except NotEnoughDataError as exc:
+        return SurfaceStage(data, hp_params, levels, None, False, [], [], None, str(exc))
+    flat = flat_hyperparameters(data, structure, level=level)
+    kept = [j for j in range(data.hp.shape[1]) if j not in flat]
+    surface = fit_surface(data.columns(kept), structure)
+    return SurfaceStage(data, hp_params, levels, structure, bends, kept, flat, surface, None)
+
+
+def corrected_runs(stage: SurfaceStage) -> tuple[np.ndarray, np.ndarray]:
+    """Indices of the runs within ``CORRECTION_LIMIT`` of their optimal hyperparameters,
+    and their losses with that shortfall (continuous and choice) removed."""
+    data = stage.kept_data
+    lost = excess(stage.surface, data) + _choice_shortfall(stage)
+    keep = np.flatnonzero(lost < CORRECTION_LIMIT)
+    return keep, np.exp(data.log_loss[keep] - lost[keep])
+
+
+def _choice_shortfall(stage: SurfaceStage) -> np.ndarray:
+    """Log-loss (n,) each run loses to the best level of every choice parameter."""
+    offsets = stage.surface.choice_offsets()
+    shortfall = np.zeros(len(stage.data.log_loss))
+    for name in {name for name, _ in stage.choice_levels}:
+        columns = [j for j, (n, _) in enumerate(stage.choice_levels) if n == name]
+        own = stage.data.choice[:, columns] @ offsets[columns]
+        shortfall += own - min(0.0, float(offsets[columns].min()))
+    return shortfall
+
+
+def parametric_path(fit: ChinchillaFit, log_compute: np.ndarray):
+    """``ln N*`` (P,) at ``log_compute`` from ``L(N, D)``, and its bootstrap draws (b, P)."""
+    draws = derived_quantities(np.asarray(fit.bootstrap))
+    finite = np.isfinite(draws["G"]) & np.isfinite(draws["a"]) & (draws["G"] > 0)
+    log_s = log_compute - LN6
+    point = np.log(fit.G) + fit.a * log_s
+    return point, np.log(draws["G"][finite])[:, None] + draws["a"][finite][:, None] * log_s
+
+
+def estimate(
+    stage: SurfaceStage,
+    table: Any,
+    members: np.ndarray,
+    *,
+    with_allocation: bool,
+    parametric: ChinchillaFit | None,
+    n_bootstrap: int,
+    seed: int,
+) -> Estimates:
+    """Optima at the efficient runs ``members``; see the module docstring."""
+    if stage.surface is None:
+        return Estimates(None, None)
+    log_compute = np.log(table.compute[members])
+    low = high = path = None
+    if with_allocation and parametric is not None:
+        path = parametric_path(parametric, log_compute)
+    elif with_allocation:
+        low, high = size_bounds(np.log(table.compute), np.log(table.n_params), log_compute)
+    anchors = Anchors(log_compute, log_axes(table)[members], low, high)
+    kwargs = {"n_bootstrap": n_bootstrap, "seed": seed}
+    data = stage.kept_data
+    optima = estimate_optima(
+        data, stage.structure, anchors, with_allocation=with_allocation, path=path, **kwargs
+    )
+    bent = None
+    bent_structure = replace(stage.structure, bend=True)
+    if stage.bends and stage.kept and fit_surface(data, bent_structure).is_convex():
+        bent = estimate_optima(data, bent_structure, anchors, with_allocation=False, **kwargs)
+    return Estimates(optima, bent)
