@@ -5,8 +5,9 @@ Start it with::
     celery -A service.control worker -Q control -c 1 -B
 
 Tasks (all JSON, all idempotent):
-- ``RECORD_RESULT_TASK`` (sent by trial workers): record the result, then step its study
-  (tell the engine, dispatch the next trial from the proposal buffer, refill it);
+- ``RECORD_RESULT_TASK`` (sent by trial workers): record the result and dispatch the
+  next trial from the proposal buffer in one transaction (the engine is told and the
+  buffer refilled once it is down to its low watermark);
 - ``STEP_TASK`` (sent by the API after create/resume/tell/ask, and by the beat every
   ``tick_seconds`` for every running study): one scheduler step, which also reclaims
   trials whose heartbeat stopped.
@@ -16,9 +17,7 @@ GPU workers never connect to the database: only this worker and the API do.
 from __future__ import annotations
 
 import logging
-import math
 import os
-import time
 from typing import Any
 
 from celery import Celery
@@ -33,7 +32,6 @@ from service.messaging import (
     control_queue,
     create_sender,
 )
-from service.results import ingest_result
 from service.scheduler import Scheduler
 from service.storage import repository as repo
 from service.storage.db import make_engine, make_sessionmaker, transaction
@@ -76,8 +74,6 @@ class _ProcessState:
         self.pid: int | None = None
         self.sessions: sessionmaker[Session] | None = None
         self.scheduler: Scheduler | None = None
-        self.last_step: dict[int, float] = {}
-        self.deferred: set[int] = set()
 
     def get(self, app: Celery) -> tuple[sessionmaker[Session], Scheduler]:
         if self.pid != os.getpid() or self.scheduler is None or self.sessions is None:
@@ -98,45 +94,23 @@ _process = _ProcessState()
 
 
 def record_result(app: Celery, payload: dict[str, Any]) -> str:
-    """Record one result idempotently, then step its study; returns the ingest outcome."""
-    sessions, scheduler = _process.get(app)
+    """Record one result idempotently and fill the slot it freed, in one transaction under
+    the study's lock; the engine is told in batches at the buffer's low watermark
+    (``Scheduler.step``). Returns the ingest outcome."""
+    _, scheduler = _process.get(app)
     result = TrialResult.model_validate(payload)
-    with transaction(sessions) as session:
-        outcome = ingest_result(
-            session, result=result, now=time.time(), max_attempts=scheduler.settings.max_attempts
-        )
+    report = scheduler.step(result.study_id, reclaim=False, results=[result])
+    outcome = report.outcomes[0]
     logger.info(
         "trial %s/%s attempt %s: %s", result.study_id, result.trial_id, result.attempt, outcome
     )
-    _step_soon(app, scheduler, result.study_id)
     return str(outcome)
-
-
-def _step_soon(app: Celery, scheduler: Scheduler, study_id: int) -> None:
-    """Step now, or, if this study was stepped less than ``step_interval_seconds`` ago,
-    once more after that interval: a burst of results shares one step (one engine save,
-    one round of queries) instead of paying a step each."""
-    interval = scheduler.settings.step_interval_seconds
-    if time.monotonic() - _process.last_step.get(study_id, -math.inf) >= interval:
-        _step(scheduler, study_id)
-    elif study_id not in _process.deferred:
-        _process.deferred.add(study_id)
-        app.send_task(
-            STEP_TASK, args=[study_id], queue=control_queue(scheduler.settings), countdown=interval
-        )
-
-
-def _step(scheduler: Scheduler, study_id: int, *, reclaim: bool = False) -> None:
-    """A step on the result path; lease checks are the tick's job (``reclaim=True``)."""
-    _process.last_step[study_id] = time.monotonic()
-    scheduler.step(study_id, reclaim=reclaim)
 
 
 def step_study(app: Celery, study_id: int) -> None:
     _, scheduler = _process.get(app)
-    _process.deferred.discard(study_id)
     try:
-        _step(scheduler, study_id, reclaim=True)
+        scheduler.step(study_id)
     except StudyNotFoundError:
         logger.warning("step of unknown study %s ignored", study_id)
 

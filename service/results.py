@@ -11,10 +11,11 @@ from __future__ import annotations
 
 import enum
 import math
+from collections.abc import Sequence
 
 from sqlalchemy.orm import Session
 
-from service.domain import FINAL_TRIAL_STATES, TrialState
+from service.domain import FINAL_TRIAL_STATES, TrialNotFoundError, TrialState
 from service.storage import repository as repo
 from service.storage.tables import TrialRow
 from workers.contracts import TrialResult
@@ -35,12 +36,55 @@ def ingest_result(
     session: Session, *, result: TrialResult, now: float, max_attempts: int
 ) -> IngestOutcome:
     """Record ``result`` on its trial (under the study's lock) and say what happened."""
-    repo.lock_study_of_trial(session, trial_id=result.trial_id)
-    trial = repo.get_trial(session, trial_id=result.trial_id)
-    if trial.study_id != result.study_id:
+    study_id = repo.lock_study_of_trial(session, trial_id=result.trial_id)
+    return ingest_results(
+        session, study_id=study_id, results=[result], now=now, max_attempts=max_attempts
+    )[0]
+
+
+def ingest_results(
+    session: Session,
+    *,
+    study_id: int,
+    results: Sequence[TrialResult],
+    now: float,
+    max_attempts: int,
+) -> list[IngestOutcome]:
+    """Record a burst of results of study ``study_id``, whose lock the caller holds.
+
+    One query loads their trials; results are applied in order, so a second delivery
+    within the burst is a DUPLICATE exactly as it would be in separate transactions. A
+    result naming another study's trial or no trial raises and records nothing.
+    """
+    if not results:
+        return []
+    trials = repo.get_trials(session, trial_ids=[r.trial_id for r in results])
+    return [
+        _ingest_one(
+            session,
+            trial=_trial_of(trials, result, study_id),
+            result=result,
+            now=now,
+            max_attempts=max_attempts,
+        )
+        for result in results
+    ]
+
+
+def _trial_of(trials: dict[int, TrialRow], result: TrialResult, study_id: int) -> TrialRow:
+    trial = trials.get(result.trial_id)
+    if trial is None:
+        raise TrialNotFoundError(f"no trial with id {result.trial_id}")
+    if trial.study_id != result.study_id or trial.study_id != study_id:
         raise ResultMismatchError(
             f"trial {result.trial_id} belongs to study {trial.study_id}, not {result.study_id}"
         )
+    return trial
+
+
+def _ingest_one(
+    session: Session, *, trial: TrialRow, result: TrialResult, now: float, max_attempts: int
+) -> IngestOutcome:
     if TrialState(trial.state) in FINAL_TRIAL_STATES:
         return IngestOutcome.DUPLICATE
     if result.status == "failed" and result.failure_kind == "infrastructure":

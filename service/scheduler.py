@@ -26,7 +26,7 @@ from __future__ import annotations
 import json
 import logging
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
 from typing import Protocol
@@ -46,12 +46,13 @@ from service.domain import (
     TrialState,
     trial_observation,
 )
+from service.results import IngestOutcome, ingest_results
 from service.rules import fit_rules
 from service.storage import repository as repo
 from service.storage.db import transaction
 from service.storage.tables import StudyRow, TrialRow
 from service.studies import create_study_row
-from workers.contracts import TrialRequest
+from workers.contracts import TrialRequest, TrialResult
 
 logger = logging.getLogger(__name__)
 
@@ -79,6 +80,7 @@ class StepReport:
     dispatched: list[int] = field(default_factory=list)
     requeued: list[int] = field(default_factory=list)
     told: int = 0
+    outcomes: list[IngestOutcome] = field(default_factory=list)
 
 
 def load_spec(study: StudyRow) -> StudySpec:
@@ -138,18 +140,29 @@ class Scheduler:
 
     # -- the step ----------------------------------------------------------------------
 
-    def step(self, study_id: int, *, reclaim: bool = True) -> StepReport:
-        """Reclaim and dispatch from the buffer, send, then tell the engine and refill.
+    def step(
+        self, study_id: int, *, reclaim: bool = True, results: Sequence[TrialResult] = ()
+    ) -> StepReport:
+        """Record ``results``, reclaim and dispatch from the buffer, send, then tell the
+        engine and refill.
 
-        The first transaction touches the engine only when the buffer cannot cover the
-        free slots, so a freed worker's next trial leaves at database speed; the second
-        (skipped while the buffer is above its low watermark) tells the engine every new
-        result and asks ahead, with one engine save. ``reclaim=False`` leaves lease
-        checks to the periodic tick (the path a recorded result takes).
+        The first transaction records the results (idempotently, ``service.results``) and
+        fills the slots they freed; it touches the engine only when the buffer cannot
+        cover the free slots, so a freed worker's next trial leaves at database speed. The
+        second (skipped while the buffer is above its low watermark) tells the engine
+        every new result and asks ahead, with one engine save. ``reclaim=False`` leaves
+        lease checks to the periodic tick (the path a recorded result takes).
         """
         requests: list[tuple[TrialRequest, str]] = []
         with self._locked(study_id) as (session, study):
             report = StepReport(study_id=study_id, state=StudyState(study.state))
+            report.outcomes = ingest_results(
+                session,
+                study_id=study_id,
+                results=results,
+                now=self.clock(),
+                max_attempts=self.settings.max_attempts,
+            )
             if reclaim:
                 report.requeued = self._reclaim(session, study)
             if study.state == StudyState.RUNNING and load_spec(study).executor == "workers":
@@ -172,7 +185,7 @@ class Scheduler:
         with self._locked(study_id) as (session, study):
             if self._buffer_is_full_enough(session, study):
                 return 0, StudyState(study.state)
-            fresh = not study.engine_state
+            fresh = not repo.has_engine_state(study)
             engine = self._engine(study)
             told = self._sync(session, study, engine)
             asked = self._refill(session, study, engine)
@@ -182,12 +195,17 @@ class Scheduler:
             return told, StudyState(study.state)
 
     def _buffer_is_full_enough(self, session: Session, study: StudyRow) -> bool:
-        if study.state != StudyState.RUNNING or not study.engine_state:
+        """Whether the engine can wait: the buffer is above its low watermark or covers
+        the rest of the budget, or the budget is used up and trials still run (the study
+        completes, with one sync, after the last of them)."""
+        if study.state != StudyState.RUNNING or not repo.has_engine_state(study):
             return False
         tally = repo.tally(session, study_id=study.id)
         waiting = tally.by_state[TrialState.WAITING]
-        low_watermark = self.settings.proposal_buffer // 2
-        return waiting > low_watermark and trials_left(session, study=study, tally=tally) > waiting
+        left = trials_left(session, study=study, tally=tally)
+        if left == 0:
+            return tally.by_state[TrialState.RUNNING] > 0
+        return waiting > min(self.settings.proposal_buffer // 2, left - 1)
 
     def _refill(self, session: Session, study: StudyRow, engine: ParetoSearch) -> int:
         """Ask suggestions ahead of need, up to ``proposal_buffer`` waiting; returns how many."""
@@ -360,11 +378,7 @@ class Scheduler:
     def _ask(
         self, session: Session, study: StudyRow, engine: ParetoSearch, n: int
     ) -> list[TrialRow]:
-        now = self.clock()
-        return [
-            repo.add_trial(session, study=study, suggestion=suggestion, now=now)
-            for suggestion in engine.ask(n)
-        ]
+        return repo.add_trials(session, study=study, suggestions=engine.ask(n), now=self.clock())
 
     @staticmethod
     def _trials_left(session: Session, study: StudyRow) -> int:
@@ -406,7 +420,7 @@ class Scheduler:
         cached = self._engines.get(study.id)
         if cached is not None and cached[0] == study.engine_version:
             return cached[1]
-        if not study.engine_state:
+        if not repo.has_engine_state(study):
             engine = self._new_engine(study)
         else:
             state = json.loads(study.engine_state)

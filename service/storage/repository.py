@@ -59,7 +59,8 @@ def create_study(
 
 
 def get_study(session: Session, *, study_id: int, lock: bool = False) -> StudyRow:
-    query = select(StudyRow).where(StudyRow.id == study_id)
+    """The study; its engine state (O(observations) JSON) loads only when touched."""
+    query = select(StudyRow).where(StudyRow.id == study_id).options(defer(StudyRow.engine_state))
     if lock:
         query = query.with_for_update()
     study = session.scalars(query).one_or_none()
@@ -134,27 +135,53 @@ def add_trial(
     queue: str | None = None,
 ) -> TrialRow:
     """A new WAITING trial for ``suggestion``, numbered under the study's lock."""
-    trial = TrialRow(
-        study_id=study.id,
-        number=study.next_number,
-        suggestion_id=suggestion.suggestion_id,
-        state=TrialState.WAITING,
-        params=dict(suggestion.params),
-        reason=suggestion.reason,
-        predicted_loss=suggestion.predicted_loss,
-        predicted_cost=suggestion.predicted_cost,
-        external=external,
-        attempt=0,
-        queue=queue,
-        created_at=now,
-        curve=[],
-        metrics={},
-        synced=False,
+    (trial,) = add_trials(
+        session, study=study, suggestions=[suggestion], now=now, external=external, queue=queue
     )
-    study.next_number += 1
-    session.add(trial)
-    session.flush()
     return trial
+
+
+def add_trials(
+    session: Session,
+    *,
+    study: StudyRow,
+    suggestions: Sequence[Suggestion],
+    now: float,
+    external: bool = False,
+    queue: str | None = None,
+) -> list[TrialRow]:
+    """New WAITING trials, numbered in order under the study's lock; one flush (a batched
+    INSERT) for all of them."""
+    trials = []
+    for suggestion in suggestions:
+        trials.append(
+            TrialRow(
+                study_id=study.id,
+                number=study.next_number,
+                suggestion_id=suggestion.suggestion_id,
+                state=TrialState.WAITING,
+                params=dict(suggestion.params),
+                reason=suggestion.reason,
+                predicted_loss=suggestion.predicted_loss,
+                predicted_cost=suggestion.predicted_cost,
+                external=external,
+                attempt=0,
+                queue=queue,
+                created_at=now,
+                curve=[],
+                metrics={},
+                synced=False,
+            )
+        )
+        study.next_number += 1
+    session.add_all(trials)
+    session.flush()
+    return trials
+
+
+def has_engine_state(study: StudyRow) -> bool:
+    """Whether an engine was ever saved for ``study`` (without loading its state)."""
+    return study.engine_version > 0
 
 
 def get_trial(session: Session, *, trial_id: int, lock: bool = False) -> TrialRow:
@@ -165,6 +192,12 @@ def get_trial(session: Session, *, trial_id: int, lock: bool = False) -> TrialRo
     if trial is None:
         raise TrialNotFoundError(f"no trial with id {trial_id}")
     return trial
+
+
+def get_trials(session: Session, *, trial_ids: Iterable[int]) -> dict[int, TrialRow]:
+    """The trials with ``trial_ids`` that exist, by id, in one query."""
+    rows = session.scalars(select(TrialRow).where(TrialRow.id.in_(list(trial_ids)))).all()
+    return {row.id: row for row in rows}
 
 
 def list_trials(

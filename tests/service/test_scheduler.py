@@ -8,7 +8,7 @@ import pytest
 
 from service.config import Settings
 from service.domain import Budget, StudyState, TrialState
-from service.results import IngestOutcome, ingest_result
+from service.results import IngestOutcome, ResultMismatchError, ingest_result
 from service.scheduler import Scheduler
 from service.storage import repository as repo
 from service.storage.db import transaction
@@ -186,3 +186,43 @@ def test_replicas_never_dispatch_past_the_budget_or_in_flight(sessions) -> None:
     sent = [r.trial_id for r, _ in dispatcher.sent]
     assert len(sent) == len(set(sent)) == 3  # in_flight, each trial once
     assert _states(sessions, study_id)[TrialState.RUNNING] == 3
+
+
+def test_a_burst_of_results_is_recorded_in_one_step_idempotently(sqlite_sessions) -> None:
+    """Results passed to ``step`` are recorded under the study's lock, in order: a second
+    delivery within the burst or in a later one is a DUPLICATE, and the freed slots are
+    filled in the same step."""
+    dispatcher = RecordingDispatcher()
+    scheduler = _scheduler(sqlite_sessions, dispatcher=dispatcher)
+    study_id = scheduler.create_study(make_spec(in_flight=2))
+    scheduler.step(study_id)
+    first, second = dispatcher.take()
+    burst = [completed(first, loss=3.0), completed(second, loss=4.0), completed(first, loss=9.0)]
+    report = scheduler.step(study_id, reclaim=False, results=burst)
+    assert report.outcomes == [
+        IngestOutcome.RECORDED,
+        IngestOutcome.RECORDED,
+        IngestOutcome.DUPLICATE,
+    ]
+    assert len(report.dispatched) == 2 and first.trial_id not in report.dispatched
+    again = scheduler.step(study_id, reclaim=False, results=burst[:2])
+    assert again.outcomes == [IngestOutcome.DUPLICATE] * 2 and again.dispatched == []
+    with transaction(sqlite_sessions) as session:
+        assert repo.get_trial(session, trial_id=first.trial_id).loss == 3.0
+    assert sorted(o.loss for o in scheduler.engine_for(study_id).observations) == [3.0, 4.0]
+
+
+def test_a_burst_naming_another_studys_trial_records_nothing(sqlite_sessions) -> None:
+    dispatcher = RecordingDispatcher()
+    scheduler = _scheduler(sqlite_sessions, dispatcher=dispatcher)
+    study_a = scheduler.create_study(make_spec())
+    study_b = scheduler.create_study(make_spec())
+    scheduler.step(study_a)
+    (a0, _) = dispatcher.take()
+    scheduler.step(study_b)
+    (b0, _) = dispatcher.take()
+    stray = completed(b0).model_copy(update={"study_id": study_a})
+    with pytest.raises(ResultMismatchError, match="belongs to study"):
+        scheduler.step(study_a, results=[completed(a0), stray])
+    assert _states(sqlite_sessions, study_a)[TrialState.COMPLETE] == 0
+    assert _states(sqlite_sessions, study_b)[TrialState.COMPLETE] == 0
