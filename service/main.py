@@ -63,10 +63,16 @@ def _add_error_handlers(app: FastAPI) -> None:
     app.add_exception_handler(OperationalError, _unavailable)
 
 
+RETRY_AFTER_SECONDS = 5
+
+
 async def _unavailable(_: Request, exc: Exception) -> JSONResponse:
+    """A lost database connection is the client's cue to retry, not a server bug (500);
+    the request's unit of work was rolled back, so nothing of it was written."""
     return JSONResponse(
         {"detail": "the database is unavailable; retry shortly"},
         status_code=status.HTTP_503_SERVICE_UNAVAILABLE,
+        headers={"Retry-After": str(RETRY_AFTER_SECONDS)},
     )
 
 
