@@ -6,7 +6,13 @@ workers are effectively no-ops) on the machine's Redis and a fresh PostgreSQL da
 The engine stays in its random start-up phase (``n_startup`` > trials), so the figure is
 the service's dispatch path, not GP fitting.
 
+``--in-process`` measures the service's share alone: one ``Scheduler`` on the same
+PostgreSQL, a dispatcher that only keeps the requests, and every sent trial answered at
+once, ``--burst`` results per step (1: what the control worker does per message; more:
+what a consumer draining several result messages per transaction would get).
+
 Run: python bench/dispatch_throughput.py [--trials 2000] [--in-flight 32] [--buffer 64]
+     python bench/dispatch_throughput.py --in-process [--burst 1]
 """
 
 from __future__ import annotations
@@ -28,9 +34,11 @@ from sqlalchemy.engine import make_url
 from service.config import Settings
 from service.domain import Budget, StudySpec, StudyState
 from service.messaging import create_sender, request_step
+from service.scheduler import Scheduler
 from service.storage import repository as repo
 from service.storage.db import make_engine, make_sessionmaker, migrate, transaction
 from service.studies import create_study_row
+from workers.contracts import TrialRequest, TrialResult
 
 ROOT = Path(__file__).resolve().parents[1]
 PG = os.environ.get(
@@ -109,14 +117,7 @@ def run(*, trials: int, in_flight: int, buffer: int) -> float:
     engine = make_engine(db_url)
     migrate(engine)
     sessions = make_sessionmaker(engine)
-    spec = StudySpec(
-        name="bench",
-        objective="testbed",
-        budget=Budget(max_trials=trials),
-        in_flight=in_flight,
-        queue="trials",
-        search={"n_startup": trials + 1},
-    )
+    spec = _spec(trials=trials, in_flight=in_flight)
     with tempfile.TemporaryDirectory() as logs:
         processes = _workers(env, prefix, Path(logs))
         try:
@@ -139,6 +140,63 @@ def run(*, trials: int, in_flight: int, buffer: int) -> float:
     return trials / elapsed
 
 
+class _KeepingDispatcher:
+    def __init__(self) -> None:
+        self.sent: list[TrialRequest] = []
+
+    def send(self, request: TrialRequest, *, queue: str) -> None:
+        self.sent.append(request)
+
+
+def run_in_process(*, trials: int, in_flight: int, buffer: int, burst: int) -> float:
+    """Results per second through ``Scheduler.step(results=...)`` alone (no Celery)."""
+    db_name, db_url = _fresh_database()
+    engine = make_engine(db_url)
+    try:
+        migrate(engine)
+        dispatcher = _KeepingDispatcher()
+        scheduler = Scheduler(
+            sessions=make_sessionmaker(engine),
+            settings=Settings(database_url=db_url, proposal_buffer=buffer),
+            dispatcher=dispatcher,
+        )
+        study_id = scheduler.create_study(_spec(trials=trials, in_flight=in_flight))
+        scheduler.step(study_id)
+        start, done = time.perf_counter(), 0
+        while dispatcher.sent:
+            sent, dispatcher.sent = dispatcher.sent, []
+            results = [_noop_result(request) for request in sent]
+            for i in range(0, len(results), burst):
+                scheduler.step(study_id, reclaim=False, results=results[i : i + burst])
+            done += len(results)
+        return done / (time.perf_counter() - start)
+    finally:
+        engine.dispose()
+        _drop_database(db_name)
+
+
+def _noop_result(request: TrialRequest) -> TrialResult:
+    return TrialResult(
+        study_id=request.study_id,
+        trial_id=request.trial_id,
+        attempt=request.attempt,
+        status="completed",
+        loss=1.0,
+        cost_seconds=1.0,
+    )
+
+
+def _spec(*, trials: int, in_flight: int) -> StudySpec:
+    return StudySpec(
+        name="bench",
+        objective="testbed",
+        budget=Budget(max_trials=trials),
+        in_flight=in_flight,
+        queue="trials",
+        search={"n_startup": trials + 1},
+    )
+
+
 def _wait(sessions, study_id: int, *, timeout_s: float) -> float:  # type: ignore[no-untyped-def]
     """Seconds from the first dispatch to the study's completion."""
     deadline = time.monotonic() + timeout_s
@@ -157,11 +215,19 @@ def main() -> None:
     parser.add_argument("--trials", type=int, default=2000)
     parser.add_argument("--in-flight", type=int, default=32)
     parser.add_argument("--buffer", type=int, default=64, help="proposal_buffer")
+    parser.add_argument("--in-process", action="store_true", help="the scheduler alone")
+    parser.add_argument("--burst", type=int, default=1, help="results per step (--in-process)")
     args = parser.parse_args()
-    rate = run(trials=args.trials, in_flight=args.in_flight, buffer=args.buffer)
+    sizes = {"trials": args.trials, "in_flight": args.in_flight, "buffer": args.buffer}
+    if args.in_process:
+        rate = run_in_process(**sizes, burst=args.burst)
+        what = f"in_process burst={args.burst} scheduler={rate:.1f} results/s"
+    else:
+        rate = run(**sizes)
+        what = f"dispatch_path={rate:.1f} trials/s"
     print(
-        f"trials={args.trials} in_flight={args.in_flight} buffer={args.buffer} "
-        f"dispatch_path={rate:.1f} trials/s"
+        f"trials={args.trials} in_flight={args.in_flight} buffer={args.buffer} {what} "
+        f"load={os.getloadavg()[0]:.1f}"
     )
 
 

@@ -165,9 +165,12 @@ class Scheduler:
             )
             if reclaim:
                 report.requeued = self._reclaim(session, study)
+            tally = repo.tally(session, study_id=study.id)
             if study.state == StudyState.RUNNING and load_spec(study).executor == "workers":
-                requests = self._dispatch(session, study)
-            skip_sync = self._buffer_is_full_enough(session, study)
+                requests = self._dispatch(session, study, tally)
+            skip_sync = self._buffer_is_full_enough(
+                session, study, _after_dispatch(tally, [r for r, _ in requests])
+            )
         for request, queue in requests:
             self._send(request, queue)
         report.dispatched = [request.trial_id for request, _ in requests]
@@ -183,7 +186,7 @@ class Scheduler:
         batches, right before it next asks, and a burst of results costs one engine save.
         """
         with self._locked(study_id) as (session, study):
-            if self._buffer_is_full_enough(session, study):
+            if self._buffer_is_full_enough(session, study, repo.tally(session, study_id=study_id)):
                 return 0, StudyState(study.state)
             fresh = not repo.has_engine_state(study)
             engine = self._engine(study)
@@ -194,13 +197,12 @@ class Scheduler:
                 self._save(session, study, engine)
             return told, StudyState(study.state)
 
-    def _buffer_is_full_enough(self, session: Session, study: StudyRow) -> bool:
+    def _buffer_is_full_enough(self, session: Session, study: StudyRow, tally: repo.Tally) -> bool:
         """Whether the engine can wait: the buffer is above its low watermark or covers
         the rest of the budget, or the budget is used up and trials still run (the study
         completes, with one sync, after the last of them)."""
         if study.state != StudyState.RUNNING or not repo.has_engine_state(study):
             return False
-        tally = repo.tally(session, study_id=study.id)
         waiting = tally.by_state[TrialState.WAITING]
         left = trials_left(session, study=study, tally=tally)
         if left == 0:
@@ -331,9 +333,10 @@ class Scheduler:
             failure_reason=f"ran past its {spec.time_limit_s}s limit",
         )
 
-    def _dispatch(self, session: Session, study: StudyRow) -> list[tuple[TrialRequest, str]]:
+    def _dispatch(
+        self, session: Session, study: StudyRow, tally: repo.Tally
+    ) -> list[tuple[TrialRequest, str]]:
         spec = load_spec(study)
-        tally = repo.tally(session, study_id=study.id)
         running = tally.by_state[TrialState.RUNNING]
         n = min(spec.in_flight - running, trials_left(session, study=study, tally=tally))
         if n <= 0:
@@ -341,7 +344,7 @@ class Scheduler:
         now = self.clock()
         queue = self.settings.queue_name(spec.queue)
         requests = []
-        for trial in self._take_or_ask(session, study, n):
+        for trial in self._take_or_ask(session, study, n, tally.by_state[TrialState.WAITING]):
             repo.start_trial(
                 session, trial=trial, now=now, queue=queue, lease_seconds=self._dispatch_lease(spec)
             )
@@ -352,11 +355,16 @@ class Scheduler:
         """Until its first heartbeat, a trial may wait in the queue and run to its limit."""
         return max(self.settings.heartbeat_grace_seconds, spec.time_limit_s or 0.0)
 
-    def _take_or_ask(self, session: Session, study: StudyRow, n: int) -> list[TrialRow]:
-        """``n`` trials from the buffer; only a short buffer loads, syncs and saves the engine."""
-        waiting = repo.trials_in_state(session, study_id=study.id, states=[TrialState.WAITING])
-        if len(waiting) >= n:
-            return waiting[:n]
+    def _take_or_ask(
+        self, session: Session, study: StudyRow, n: int, n_waiting: int
+    ) -> list[TrialRow]:
+        """``n`` trials from the buffer (``n_waiting`` long; only the ``n`` taken are loaded);
+        only a short buffer loads, syncs and saves the engine."""
+        waiting = repo.trials_in_state(
+            session, study_id=study.id, states=[TrialState.WAITING], limit=n
+        )
+        if n_waiting >= n:
+            return waiting
         engine = self._engine(study)
         self._sync(session, study, engine)
         taken = waiting + self._ask(session, study, engine, n - len(waiting))
@@ -456,6 +464,18 @@ class Scheduler:
         if self.dispatcher is None:
             raise RuntimeError("this scheduler has no dispatcher; give it one to run trials")
         self.dispatcher.send(request, queue=queue)
+
+
+def _after_dispatch(tally: repo.Tally, requests: list[TrialRequest]) -> repo.Tally:
+    """``tally`` once ``requests`` left: taken from WAITING (or asked straight to
+    RUNNING), and counted against the trial budget on their first attempt."""
+    by_state = dict(tally.by_state)
+    by_state[TrialState.WAITING] -= min(len(requests), by_state[TrialState.WAITING])
+    by_state[TrialState.RUNNING] += len(requests)
+    first = sum(1 for request in requests if request.attempt == 0)
+    return repo.Tally(
+        by_state=by_state, spent_cost=tally.spent_cost, dispatched=tally.dispatched + first
+    )
 
 
 def _forget(engine: ParetoSearch, suggestion_id: str) -> None:

@@ -218,10 +218,15 @@ def list_trials(
 
 
 def trials_in_state(
-    session: Session, *, study_id: int, states: Iterable[TrialState], with_curves: bool = True
+    session: Session,
+    *,
+    study_id: int,
+    states: Iterable[TrialState],
+    with_curves: bool = True,
+    limit: int | None = None,
 ) -> list[TrialRow]:
-    """Trials in ``states``, retries first; ``with_curves=False`` leaves the (large)
-    learning curves unloaded until touched."""
+    """Trials in ``states``, retries first, at most ``limit``; ``with_curves=False``
+    leaves the (large) learning curves unloaded until touched."""
     query = (
         select(TrialRow)
         .where(TrialRow.study_id == study_id, TrialRow.state.in_([str(s) for s in states]))
@@ -229,6 +234,8 @@ def trials_in_state(
     )
     if not with_curves:
         query = query.options(defer(TrialRow.curve))
+    if limit is not None:
+        query = query.limit(limit)
     return list(session.scalars(query).all())
 
 
