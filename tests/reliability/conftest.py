@@ -98,3 +98,11 @@ def proxied_pg_url(pg_database_url: str) -> Iterator[tuple[str, CuttableProxy]]:
         yield proxied.render_as_string(hide_password=False), proxy
     finally:
         proxy.close()
+
+
+@pytest.fixture
+def fast_reclaim_cluster(monkeypatch: pytest.MonkeyPatch, request: pytest.FixtureRequest):  # type: ignore[no-untyped-def]
+    """The e2e cluster whose control worker reclaims a trial silent for 3 s, twice at most."""
+    monkeypatch.setenv("SCALETUNE_HEARTBEAT_GRACE_SECONDS", "3")
+    monkeypatch.setenv("SCALETUNE_MAX_ATTEMPTS", "2")
+    return request.getfixturevalue("cluster")
