@@ -27,10 +27,10 @@ class SearchSettings(BaseModel):
         description="Trials drawn at random around the center before the models take over.",
     )
     initial_radius: float = Field(
-        default=1.0, gt=0, description="Trust-region radius at the start (internal units)."
+        default=0.7, gt=0, description="Trust-region radius at the start (internal units)."
     )
     min_radius: float = Field(default=0.1, gt=0, description="Smallest trust-region radius.")
-    max_radius: float = Field(default=3.0, gt=0, description="Largest trust-region radius.")
+    max_radius: float = Field(default=2.0, gt=0, description="Largest trust-region radius.")
     radius_grow: float = Field(
         default=1.5, gt=1, description="Radius factor after a trial that improves the front."
     )
