@@ -6,7 +6,12 @@ and writes the store, hands out buffered proposals and sends tasks by name.
 
 from __future__ import annotations
 
+import math
+from typing import Any
+
 from fastapi import FastAPI, Request, status
+from fastapi.encoders import jsonable_encoder
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from sqlalchemy.exc import OperationalError
 
@@ -61,6 +66,26 @@ def _add_error_handlers(app: FastAPI) -> None:
     app.add_exception_handler(TrialNotFoundError, handler(status.HTTP_404_NOT_FOUND))
     app.add_exception_handler(InvalidTransitionError, handler(status.HTTP_409_CONFLICT))
     app.add_exception_handler(OperationalError, _unavailable)
+    app.add_exception_handler(RequestValidationError, _invalid_request)
+
+
+async def _invalid_request(_: Request, exc: Exception) -> JSONResponse:
+    """FastAPI's 422, except that the echoed input may hold NaN or Infinity (the very
+    values refused), which strict JSON cannot carry: they are echoed as strings."""
+    errors = jsonable_encoder(exc.errors())  # type: ignore[attr-defined]
+    return JSONResponse(
+        {"detail": _json_safe(errors)}, status_code=status.HTTP_422_UNPROCESSABLE_CONTENT
+    )
+
+
+def _json_safe(value: Any) -> Any:
+    if isinstance(value, float) and not math.isfinite(value):
+        return str(value)
+    if isinstance(value, dict):
+        return {key: _json_safe(item) for key, item in value.items()}
+    if isinstance(value, list | tuple):
+        return [_json_safe(item) for item in value]
+    return value
 
 
 RETRY_AFTER_SECONDS = 5
