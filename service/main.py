@@ -48,6 +48,7 @@ def create_app(settings: Settings | None = None, *, run_migrations: bool = True)
     for module in (health, studies, trials, queues, results):
         app.include_router(module.router)
     _add_error_handlers(app)
+    _document_string_422(app)
     _limit_body_size(app, settings.max_body_bytes)
     configure_logging(log_format=settings.log_format, level=settings.log_level)
     install_observability(app)
@@ -76,6 +77,26 @@ async def _invalid_request(_: Request, exc: Exception) -> JSONResponse:
     return JSONResponse(
         {"detail": _json_safe(errors)}, status_code=status.HTTP_422_UNPROCESSABLE_CONTENT
     )
+
+
+def _document_string_422(app: FastAPI) -> None:
+    """A 422 carries FastAPI's list of field errors, or one message (a rule that no field
+    states, e.g. an unknown objective): the published schema says both."""
+    build = app.openapi
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema is None:
+            spec = build()
+            error = spec.get("components", {}).get("schemas", {}).get("HTTPValidationError")
+            if error is not None:
+                listed = error["properties"]["detail"]
+                error["properties"]["detail"] = {
+                    "anyOf": [listed, {"type": "string"}],
+                    "title": "Detail",
+                }
+        return app.openapi_schema  # type: ignore[return-value]
+
+    app.openapi = openapi  # type: ignore[method-assign]
 
 
 def _json_safe(value: Any) -> Any:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from typing import Annotated
 
-from fastapi import Depends, Request
+from fastapi import Depends, Path, Request
 from sqlalchemy.orm import Session
 
 from service.config import Settings
@@ -37,6 +37,11 @@ def get_proposals(request: Request) -> Proposals:
 def get_heartbeats(request: Request) -> HeartbeatStore | None:
     return request.app.state.heartbeats
 
+
+# Row ids are 64-bit: a larger id in a path is refused (422) before it reaches the driver.
+MAX_ROW_ID = 2**63 - 1
+StudyId = Annotated[int, Path(ge=1, le=MAX_ROW_ID, description="a study's id")]
+TrialId = Annotated[int, Path(ge=1, le=MAX_ROW_ID, description="a trial's id")]
 
 SettingsDep = Annotated[Settings, Depends(get_settings)]
 SessionDep = Annotated[Session, Depends(get_session)]

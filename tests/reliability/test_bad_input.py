@@ -118,6 +118,8 @@ def test_bad_studies_are_422_and_create_nothing(client, overrides, fragment) -> 
         ("get", "/studies?limit=100000", None, 422),
         ("get", "/studies/abc", None, 422),
         ("get", "/trials/abc", None, 422),
+        ("get", "/studies/9223372036854775808/trials", None, 422),  # past 64-bit ids
+        ("post", "/trials/0/tell", {"loss": 1.0, "cost": 1.0}, 422),
         ("post", "/trials/{t}/heartbeat", None, 200),  # a control: the trial is valid
         ("post", "/trials/999999/tell", {"loss": 1.0, "cost": 1.0}, 404),
         ("post", "/trials/999999/heartbeat", None, 404),

@@ -7,7 +7,7 @@ from fastapi import APIRouter, HTTPException, Response, status
 from fastapi.responses import FileResponse
 
 from service import views
-from service.api.deps import SessionDep, SettingsDep
+from service.api.deps import SessionDep, SettingsDep, StudyId
 from service.domain import TrialState
 from service.schemas import FrontPublic, TrialPublic
 from service.storage import repository as repo
@@ -16,7 +16,7 @@ router = APIRouter(prefix="/studies/{study_id}", tags=["results"])
 
 
 @router.get("/front")
-def get_front(study_id: int, session: SessionDep) -> FrontPublic:
+def get_front(study_id: StudyId, session: SessionDep) -> FrontPublic:
     """The completed trials no other trial beats in both loss and cost, by cost."""
     repo.get_study(session, study_id=study_id)
     front = views.front(views.completed_trials(session, study_id=study_id))
@@ -26,13 +26,13 @@ def get_front(study_id: int, session: SessionDep) -> FrontPublic:
 
 
 @router.get("/rules")
-def get_rules(study_id: int, session: SessionDep) -> dict:
+def get_rules(study_id: StudyId, session: SessionDep) -> dict:
     """The fitted scaling rules as JSON (404 until the study has them)."""
     return _rules(session, study_id)
 
 
 @router.get("/rules.yaml", response_class=Response)
-def get_rules_yaml(study_id: int, session: SessionDep) -> Response:
+def get_rules_yaml(study_id: StudyId, session: SessionDep) -> Response:
     """The fitted scaling rules as YAML."""
     text = yaml.safe_dump(_rules(session, study_id), sort_keys=False)
     return Response(content=text, media_type="application/yaml")
@@ -48,7 +48,7 @@ def _rules(session, study_id: int) -> dict:  # type: ignore[no-untyped-def]
 
 @router.get("/report/{name}", response_class=FileResponse)
 def get_report_file(
-    study_id: int, name: str, session: SessionDep, settings: SettingsDep
+    study_id: StudyId, name: str, session: SessionDep, settings: SettingsDep
 ) -> FileResponse:
     """The scaling report (``scaling-report.md``) and its plots (``*.png``)."""
     from service.report_files import NoReportError, report_dir, report_file

@@ -8,7 +8,7 @@ from typing import Annotated
 from fastapi import APIRouter, HTTPException, Query, status
 
 from service import views
-from service.api.deps import ProposalsDep, SessionDep
+from service.api.deps import ProposalsDep, SessionDep, StudyId
 from service.domain import InvalidTransitionError, StudySpec, StudyState
 from service.schemas import (
     CostBand,
@@ -53,19 +53,19 @@ def list_studies(
 
 
 @router.get("/{study_id}")
-def get_study(study_id: int, session: SessionDep) -> StudyDetail:
+def get_study(study_id: StudyId, session: SessionDep) -> StudyDetail:
     """A study with its progress, trials by state, front and best loss per cost band."""
     return study_detail(session, study=repo.get_study(session, study_id=study_id))
 
 
 @router.post("/{study_id}/pause")
-def pause_study(study_id: int, session: SessionDep) -> StudyPublic:
+def pause_study(study_id: StudyId, session: SessionDep) -> StudyPublic:
     """Stop dispatching new trials; running ones finish and are recorded."""
     return _move(session, study_id, StudyState.PAUSED)
 
 
 @router.post("/{study_id}/resume")
-def resume_study(study_id: int, session: SessionDep, proposals: ProposalsDep) -> StudyPublic:
+def resume_study(study_id: StudyId, session: SessionDep, proposals: ProposalsDep) -> StudyPublic:
     """Dispatch again after a pause."""
     public = _move(session, study_id, StudyState.RUNNING)
     session.commit()
@@ -74,7 +74,7 @@ def resume_study(study_id: int, session: SessionDep, proposals: ProposalsDep) ->
 
 
 @router.post("/{study_id}/stop")
-def stop_study(study_id: int, session: SessionDep) -> StudyPublic:
+def stop_study(study_id: StudyId, session: SessionDep) -> StudyPublic:
     """Stop for good: no new trials, buffered proposals cancelled."""
     study = repo.get_study(session, study_id=study_id, lock=True)
     _set_state(session, study, StudyState.STOPPED)

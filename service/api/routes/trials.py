@@ -8,7 +8,7 @@ from typing import Annotated
 from fastapi import APIRouter, HTTPException, Query, status
 
 from service import studies
-from service.api.deps import ProposalsDep, SessionDep, SettingsDep
+from service.api.deps import ProposalsDep, SessionDep, SettingsDep, StudyId, TrialId
 from service.domain import StudyState, TrialState
 from service.schemas import (
     AskRequest,
@@ -28,7 +28,7 @@ router = APIRouter(tags=["trials"])
 
 @router.get("/studies/{study_id}/trials")
 def list_trials(
-    study_id: int,
+    study_id: StudyId,
     session: SessionDep,
     state: Annotated[list[TrialState] | None, Query()] = None,
     offset: Annotated[int, Query(ge=0)] = 0,
@@ -43,14 +43,14 @@ def list_trials(
 
 
 @router.get("/trials/{trial_id}")
-def get_trial(trial_id: int, session: SessionDep) -> TrialDetail:
+def get_trial(trial_id: TrialId, session: SessionDep) -> TrialDetail:
     """One trial with its learning curve and metrics."""
     return TrialDetail.model_validate(repo.get_trial(session, trial_id=trial_id))
 
 
 @router.post("/studies/{study_id}/ask")
 def ask(
-    study_id: int, body: AskRequest, session: SessionDep, proposals: ProposalsDep
+    study_id: StudyId, body: AskRequest, session: SessionDep, proposals: ProposalsDep
 ) -> AskResponse:
     """Hand out up to ``count`` trials to run outside scaletune; each holds a lease."""
     study = repo.get_study(session, study_id=study_id)
@@ -72,7 +72,7 @@ def ask(
 
 @router.post("/trials/{trial_id}/tell")
 def tell(
-    trial_id: int,
+    trial_id: TrialId,
     body: TellRequest,
     session: SessionDep,
     settings: SettingsDep,
@@ -103,7 +103,7 @@ def tell(
 
 
 @router.post("/trials/{trial_id}/heartbeat")
-def heartbeat(trial_id: int, session: SessionDep, settings: SettingsDep) -> HeartbeatResponse:
+def heartbeat(trial_id: TrialId, session: SessionDep, settings: SettingsDep) -> HeartbeatResponse:
     """Renew an externally run trial's lease (call more often than ``lease_seconds``)."""
     try:
         trial = studies.heartbeat(
