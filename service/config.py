@@ -41,9 +41,6 @@ class Settings(BaseSettings):
     tick_seconds: float = Field(
         5.0, gt=0, description="the control worker steps every running study this often"
     )
-    step_interval_seconds: float = Field(
-        0.05, ge=0, description="results arriving closer than this share one scheduler step"
-    )
     heartbeat_prefix: str = Field(
         "scaletune", min_length=1, description="prefix of worker heartbeat keys in Redis"
     )
