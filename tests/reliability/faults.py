@@ -71,3 +71,12 @@ def send_results(settings: Settings, payloads: list[dict[str, Any]]) -> None:
             sender.send_task(RECORD_RESULT_TASK, args=[payload], queue=control_queue(settings))
     finally:
         sender.close()
+
+
+def study_state(database_url: str, study_id: int) -> str:
+    engine = make_engine(database_url)
+    try:
+        with transaction(make_sessionmaker(engine)) as session:
+            return session.get(StudyRow, study_id).state
+    finally:
+        engine.dispose()
