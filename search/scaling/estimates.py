@@ -20,7 +20,14 @@ import numpy as np
 
 from search.errors import NotEnoughDataError
 from search.scaling.chinchilla import ChinchillaFit, derived_quantities
-from search.scaling.optima import LN6, Anchors, Optima, estimate_optima, size_bounds
+from search.scaling.optima import (
+    LN6,
+    Anchors,
+    Optima,
+    estimate_optima,
+    outside_fraction,
+    size_bounds,
+)
 from search.scaling.rules import forward
 from search.scaling.surface import (
     ResponseSurface,
@@ -69,11 +76,14 @@ class SurfaceStage:
 
 @dataclass(frozen=True)
 class Estimates:
-    """Optima at the efficient runs (None with the stage's reason) and, when the bowls'
-    centres bend with scale, the bent surface's optima at the runs' own axes."""
+    """Optima at the efficient runs (None with the stage's reason); when the bowls'
+    centres bend with scale, the bent surface's optima at the runs' own axes; and, per
+    kept hyperparameter, the share of efficient runs whose optimum (on the allocation)
+    lies outside the range the runs near their compute explored."""
 
     optima: Optima | None
     bent: Optima | None
+    outside: np.ndarray | None = None
 
 
 def log_axes(table: Any) -> np.ndarray:
@@ -171,4 +181,5 @@ def estimate(
     bent_structure = replace(stage.structure, bend=True)
     if stage.bends and stage.kept and fit_surface(data, bent_structure).is_convex():
         bent = estimate_optima(data, bent_structure, anchors, with_allocation=False, **kwargs)
-    return Estimates(optima, bent)
+    outside = outside_fraction(np.log(table.compute), data.hp, log_compute, optima.hp_path)
+    return Estimates(optima, bent, outside)

@@ -54,6 +54,10 @@ MAX_SIZE_TOKENS_CORRELATION = 0.98
 # More efficient runs than this share with N* on the edge of the sizes tried near their
 # budget, and the allocation is refused: the runs do not bracket the optimum.
 MAX_EDGE_FRACTION = 0.2
+# A hyperparameter whose estimated optimum lies outside the values tried within a decade
+# of the budget at most of the efficient runs is refused: the surface would be
+# extrapolating its bowl rather than locating a bottom the runs bracket.
+MAX_OUTSIDE_FRACTION = 0.5
 
 
 @dataclass(frozen=True)
@@ -256,6 +260,12 @@ def _hp_rule(param, table, members, stage, est: Estimates, common: dict, fallbac
         )
         return HyperparameterRule(**common, supported=False, reason=reason)
     j = stage.kept.index(column)
+    if est.outside[j] > MAX_OUTSIDE_FRACTION:
+        reason = (
+            f"not bracketed: at {est.outside[j]:.0%} of the efficient runs' budgets the "
+            f"estimated optimum of {param.name} lies outside the values tried there"
+        )
+        return HyperparameterRule(**common, supported=False, reason=reason)
     optima = est.optima
     log_c = np.log(table.compute[members])
     try:

@@ -222,29 +222,3 @@ def curved_inside(x: np.ndarray, y: np.ndarray, y_draws: np.ndarray, *, level: f
     vertex = -coef[1] / (2.0 * coef[2]) + x.mean()
     q_low, q_high = np.quantile(x, [0.1, 0.9])
     return float(vertex) if q_low < vertex < q_high else None
-
-
-def turning_point_inside(x: np.ndarray, y: np.ndarray, *, level: float = 0.9) -> float | None:
-    """The ``x`` of a significant turning point of ``y`` inside the data, else None.
-
-    Fits ``y = c0 + c1 x + c2 x^2`` by least squares. When the curvature ``c2`` is
-    significant at ``level`` (t-test) and the vertex ``-c1 / (2 c2)`` lies between the
-    10th and 90th percentiles of ``x``, a single power law (monotone in ``x``) is not
-    the right shape for these data.
-    """
-    x = np.asarray(x, dtype=float)
-    y = np.asarray(y, dtype=float)
-    if len(x) < 3 * MIN_POINTS_PER_COEF:
-        return None
-    x_centred = x - x.mean()
-    design = np.column_stack([np.ones_like(x), x_centred, x_centred**2])
-    coef = _least_squares(design, y)
-    dof = len(x) - 3
-    sigma2 = float(np.sum((y - design @ coef) ** 2)) / dof
-    inverse = np.linalg.pinv(design.T @ design)
-    se_c2 = math.sqrt(max(sigma2 * inverse[2, 2], 0.0))
-    if se_c2 == 0.0 or abs(coef[2]) / se_c2 < _t_quantile(level, dof):
-        return None
-    vertex = -coef[1] / (2.0 * coef[2]) + x.mean()
-    low, high = np.quantile(x, [0.1, 0.9])
-    return float(vertex) if low < vertex < high else None

@@ -69,16 +69,42 @@ def size_bounds(
     log_compute_runs: np.ndarray, log_n_runs: np.ndarray, log_compute: np.ndarray
 ) -> tuple[np.ndarray, np.ndarray]:
     """Range of ``ln N`` over the runs near each compute in ``log_compute`` (P,)."""
+    return local_range(log_compute_runs, log_n_runs[:, None], log_compute)
+
+
+def outside_fraction(
+    log_compute_runs: np.ndarray, hp_runs: np.ndarray, log_compute: np.ndarray, hp: np.ndarray
+) -> np.ndarray:
+    """Share (m,) of the anchors (P,) whose optima ``hp`` (P, m) lie outside the range
+    the runs near their compute explored (``hp_runs`` (n, m)): there the bottom of the
+    bowl is extrapolated, not bracketed by runs."""
+    low, high = local_range(log_compute_runs, hp_runs, log_compute, decades=1.0)
+    return np.mean((hp < low) | (hp > high), axis=0)
+
+
+def local_range(
+    log_compute_runs: np.ndarray,
+    values: np.ndarray,
+    log_compute: np.ndarray,
+    *,
+    decades: float = _NEIGHBOUR_DECADES,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Min and max of ``values`` (n, m) over the runs within ``decades`` of each compute
+    in ``log_compute`` (P,) (at least ``_MIN_NEIGHBOURS`` runs): (P, m) each, squeezed to
+    (P,) when m is 1."""
     low, high = [], []
-    width = _NEIGHBOUR_DECADES * np.log(10.0)
+    width = decades * np.log(10.0)
     for log_c in log_compute:
         distance = np.abs(log_compute_runs - log_c)
         near = distance <= width
         if near.sum() < _MIN_NEIGHBOURS:
             near = distance <= np.sort(distance)[_MIN_NEIGHBOURS - 1]
-        low.append(log_n_runs[near].min())
-        high.append(log_n_runs[near].max())
-    return np.array(low), np.array(high)
+        low.append(values[near].min(axis=0))
+        high.append(values[near].max(axis=0))
+    low, high = np.array(low), np.array(high)
+    if values.shape[1] == 1:
+        return low[:, 0], high[:, 0]
+    return low, high
 
 
 def optimal_log_n(

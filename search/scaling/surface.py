@@ -37,7 +37,7 @@ from search.errors import NotEnoughDataError
 
 # Observations per surface coefficient below which the cubic ``g`` falls back to
 # quadratic, and below which no surface is fitted at all.
-POINTS_PER_COEF_CUBIC = 4.0
+POINTS_PER_COEF_CUBIC = 5.0
 MIN_POINTS_PER_COEF = 1.5
 # Runs losing more than this (log-loss) to their optimal hyperparameters are far up a
 # bowl's walls, and are down-weighted (see fit_surface).

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from search.errors import NotEnoughDataError
-from search.scaling.laws import fit_linear_law, turning_point_inside
+from search.scaling.laws import curved_inside, fit_law_to_optima, fit_linear_law
 
 
 def _log_axes(rng: np.random.Generator, n: int, decades: float = 3.0) -> np.ndarray:
@@ -71,10 +71,38 @@ def test_refuses_a_range_narrower_than_a_decade():
         fit_linear_law(x, 2.0 * x[:, 0], names=["ln_compute"])
 
 
-def test_turning_point_is_found_inside_a_non_monotone_relationship():
-    rng = np.random.default_rng(4)
-    x = np.linspace(0.0, 6.0, 30)
-    bowl = (x - 3.0) ** 2 + rng.normal(0.0, 0.1, size=30)
-    assert turning_point_inside(x, bowl) == pytest.approx(3.0, abs=0.2)
-    line = 0.5 * x + rng.normal(0.0, 0.1, size=30)
-    assert turning_point_inside(x, line) is None
+def _optima_with_draws(shape, *, seed: int, n_draws: int = 200, sd: float = 0.05):
+    """Optima ``shape(x)`` at 30 points over two decades, and noisy bootstrap-like draws."""
+    rng = np.random.default_rng(seed)
+    x = np.log(np.geomspace(1.0, 100.0, 30))
+    y = shape(x)
+    return x, y, y + rng.normal(0.0, sd, size=(n_draws, 1)) + rng.normal(0.0, sd, (n_draws, 30))
+
+
+def test_law_through_optima_takes_its_spread_from_the_draws():
+    x, y, draws = _optima_with_draws(lambda x: 1.0 - 0.3 * x, seed=5)
+    law = fit_law_to_optima(x[:, None], y, draws, names=["ln_compute"])
+    np.testing.assert_allclose(law.coef, [1.0, -0.3], atol=1e-12)
+    low, high = law.slope_interval()
+    assert low < -0.3 < high and high - low > 0.005  # the draws' spread, not y's (exact)
+    _, near_low, near_high = law.predict(np.array([[x.mean()]]))
+    _, far_low, far_high = law.predict(np.array([[x.max() + 5.0]]))
+    assert far_high[0] - far_low[0] > near_high[0] - near_low[0]
+
+
+def test_law_through_optima_keeps_the_refusals():
+    x, y, draws = _optima_with_draws(lambda x: 0.5 * x, seed=6)
+    with pytest.raises(NotEnoughDataError, match="spans only"):
+        fit_law_to_optima(x[:, None] / 10, y, draws, names=["ln_compute"])
+    with pytest.raises(NotEnoughDataError, match="need at least 6"):
+        fit_law_to_optima(x[:5, None], y[:5], draws[:, :5], names=["ln_compute"])
+
+
+def test_a_turning_point_of_the_optima_inside_the_data_is_found():
+    x, y, draws = _optima_with_draws(lambda x: 0.2 * (x - 2.3) ** 2, seed=7)
+    assert curved_inside(x, y, draws, level=0.9) == pytest.approx(2.3, abs=0.05)
+    x, y, draws = _optima_with_draws(lambda x: 0.4 * x, seed=8)
+    assert curved_inside(x, y, draws, level=0.9) is None
+    # curved, but turning outside the data: still one power law's worth of monotone
+    x, y, draws = _optima_with_draws(lambda x: 0.05 * (x + 3.0) ** 2, seed=9)
+    assert curved_inside(x, y, draws, level=0.9) is None

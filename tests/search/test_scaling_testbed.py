@@ -1,15 +1,13 @@
-"""Proof on the synthetic testbed: rules learned from a study whose largest trial costs
-X FLOPs predict the optimal learning rate and batch size at 100 X within a factor
-1.25, and the exponent of N*(C) within 0.03, for several ground truths.
+"""The fitting math on ideal data: a sampler that knows the testbed's optimum.
 
-The study here is a cheap sampler centred on the true front (it knows the optimum),
-not the search engine: at eight budgets log-spaced over three decades it draws 50
-configurations each, with N log-normal (sigma 0.25) around the compute-optimal N*(C)
-(D = C / 6N) and every hyperparameter log-normal (sigma 0.2-0.7; logit-normal for
-warmup) around its optimum at that (N, D), batch sizes rounded to powers of two: 400
-testbed runs with the testbed's own loss noise. It stands for the near-front data a
-cost-aware Pareto search accumulates; with wider sampling (sigma ~0.4 on the learning
-rate) the 100x error grows to about a factor 1.3-1.5, see docs/benchmarks.md.
+NOT issue 3's proof (that is tests/search/test_scaling_engine_study.py, from real engine
+studies). ``sample_study`` draws, at eight budgets log-spaced over three decades, 50
+configurations each, with N log-normal (sigma 0.25) around the true compute-optimal
+N*(C) (D = C / 6N) and every hyperparameter log-normal (sigma 0.2-0.7; logit-normal for
+warmup) around its true optimum at that (N, D), batch sizes rounded to powers of two,
+and runs them on the testbed with its loss noise. Data this well placed isolate the
+fitting (surface, laws, allocation, intervals) from the search; the rules tests and
+the service's report tests use it as fixture data for the same reason.
 """
 
 from __future__ import annotations
@@ -92,7 +90,7 @@ GROUND_TRUTHS = {
 
 
 @pytest.mark.parametrize("truth", sorted(GROUND_TRUTHS))
-def test_rules_extrapolate_100x_on_several_ground_truths(truth):
+def test_fitting_on_ideal_near_optimum_data_extrapolates_100x(truth):
     overrides, compute_min, compute_max = GROUND_TRUTHS[truth]
     config = TestbedConfig(**overrides)
     objective, observations = sample_study(

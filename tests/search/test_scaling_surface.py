@@ -1,0 +1,87 @@
+"""The response surface behind the scaling rules: exact recovery, flat parameters,
+one-sided data, refusal."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from search.errors import NotEnoughDataError
+from search.scaling.optima import optimal_log_n
+from search.scaling.surface import (
+    Structure,
+    SurfaceData,
+    choose_structure,
+    excess,
+    fit_surface,
+    flat_hyperparameters,
+)
+
+# Two hyperparameters whose optima are linear in (ln N, ln D), with a ridge between them.
+W_TRUE = np.array([[-0.7, 0.3], [0.0, 0.8]])
+B_TRUE = np.array([-1.0, 2.0])
+Q_TRUE = np.array([[0.04, 0.01], [0.01, 0.03]])
+
+
+def _optimum(log_axes: np.ndarray) -> np.ndarray:
+    centred = log_axes - np.array([18.0, 21.0])
+    return B_TRUE + centred @ W_TRUE.T
+
+
+def _g(log_axes: np.ndarray) -> np.ndarray:
+    """A smooth main effect of size and tokens (log of a Chinchilla-like law)."""
+    n, d = np.exp(log_axes[:, 0]), np.exp(log_axes[:, 1])
+    return np.log(1.7 + 400.0 / n**0.34 + 410.0 / d**0.28)
+
+
+def _data(n: int, *, seed: int, noise: float = 0.0, one_sided: bool = False, flat=False):
+    rng = np.random.default_rng(seed)
+    log_axes = np.column_stack([rng.uniform(15.0, 21.0, n), rng.uniform(18.0, 24.0, n)])
+    offset = rng.normal(0.0, 1.5, size=(n, 2))
+    if one_sided:  # every run above the optimum in the first hyperparameter
+        offset[:, 0] = np.abs(offset[:, 0]) + 0.2
+    hp = _optimum(log_axes) + offset
+    loss = _g(log_axes) + np.einsum("ni,ij,nj->n", offset, Q_TRUE, offset)
+    loss = loss + rng.normal(0.0, noise, n)
+    if flat:  # a third hyperparameter the loss ignores
+        hp = np.column_stack([hp, rng.normal(0.0, 1.0, n)])
+    return SurfaceData(log_axes, hp, np.zeros((n, 0)), loss)
+
+
+def test_noiseless_bowls_are_recovered_to_high_precision():
+    data = _data(300, seed=0)
+    surface = fit_surface(data, Structure(degree=3, bend=False))
+    grid = np.column_stack([np.linspace(15.5, 20.5, 7), np.linspace(18.5, 23.5, 7)])
+    np.testing.assert_allclose(surface.optimum(grid), _optimum(grid), atol=0.02)
+    assert np.all(excess(surface, data) > -1e-3)
+
+
+def test_optima_are_found_from_runs_on_one_side_of_the_bowl():
+    data = _data(300, seed=1, noise=0.003, one_sided=True)
+    structure, _ = choose_structure(data, level=0.9)
+    surface = fit_surface(data, structure)
+    grid = np.column_stack([np.linspace(16.0, 20.0, 5), np.linspace(19.0, 23.0, 5)])
+    assert np.abs(surface.optimum(grid) - _optimum(grid)).max() < 0.3
+
+
+def test_a_hyperparameter_the_loss_ignores_is_flat():
+    data = _data(300, seed=2, noise=0.003, flat=True)
+    structure, _ = choose_structure(data, level=0.9)
+    assert flat_hyperparameters(data, structure, level=0.9) == [2]
+
+
+def test_too_few_runs_for_a_surface_are_refused():
+    with pytest.raises(NotEnoughDataError, match="cannot support a response surface"):
+        choose_structure(_data(20, seed=3), level=0.9)
+
+
+def test_iso_flop_minimum_of_the_profile():
+    """On ``6 N D = C`` the surface's profile is minimised where d g / d ln N = 0."""
+    data = _data(400, seed=4)
+    surface = fit_surface(data, Structure(degree=3, bend=False))
+    log_c = np.array([np.log(6.0) + 18.0 + 21.0])
+    log_n, edge = optimal_log_n(surface, log_c, np.array([15.5]), np.array([20.5]))
+    grid = np.linspace(15.5, 20.5, 2001)
+    truth = grid[np.argmin(_g(np.column_stack([grid, log_c[0] - np.log(6.0) - grid])))]
+    assert not edge[0]
+    assert log_n[0] == pytest.approx(truth, abs=0.05)
