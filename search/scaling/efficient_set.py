@@ -16,9 +16,10 @@ then chase that noise. Instead we take every observation whose loss lies within 
 3. the band is ``max(band_sigmas * sigma, min_band_fraction * reference)``; a point is
    compute-efficient when ``loss <= reference + band``.
 
-Points near the front are near-optimal for their compute, and their hyperparameters
-scatter on both sides of the optimum, so a regression through them estimates the
-optimum rather than the luckiest run.
+The efficient runs say at which budgets, and over what range of compute, the study
+has evidence about the optimum: ``fit_scaling_rules`` reads the estimated optima there
+(``search.scaling.optima``) rather than regressing through the runs' own values, which
+a search scatters unevenly around the optimum.
 """
 
 from __future__ import annotations

@@ -1,11 +1,13 @@
 """fit_scaling_rules: from a study's observations to ScalingRules.
 
 Steps: read the axes (N, D, C) of every successful observation; take the
-compute-efficient set (``search.scaling.efficient_set``); fit one rule per remaining
-hyperparameter, the allocation N*(C), D*(C), the loss frontier L*(C) and, where the
-axes allow, the parametric L(N, D). A part the data cannot support is kept with its
-reason; the whole fit is refused (NotEnoughDataError) only when nothing could be
-supported: too few front points, or an efficient set spanning under a decade of compute.
+compute-efficient set (``search.scaling.efficient_set``) and the loss frontier L*(C);
+fit the response surface over every run and estimate the optima at the efficient runs
+(``search.scaling.estimates``); fit the parametric L(N, D) to the HP-corrected losses,
+the allocation N*(C), D*(C), and one rule per remaining hyperparameter through the
+estimated optima. A part the data cannot support is kept with its reason; the whole
+fit is refused (NotEnoughDataError) only when nothing could be supported: too few front
+points, or an efficient set spanning under a decade of compute.
 """
 
 from __future__ import annotations
