@@ -208,3 +208,37 @@ def test_study_lock_serializes_concurrent_numbering(sessions) -> None:
     with transaction(sessions) as session:
         trials, total = repo.list_trials(session, study_id=study_id, limit=100)
     assert total == 20 and sorted(t.number for t in trials) == list(range(20))
+
+
+def test_reads_leave_the_engine_state_unloaded_until_touched(sessions) -> None:
+    with transaction(sessions) as session:
+        study_id = _study(session).id
+    with transaction(sessions) as session:
+        study = repo.get_study(session, study_id=study_id)
+        assert "engine_state" in inspect(study).unloaded
+        assert not repo.has_engine_state(study)
+        repo.save_engine_state(session, study=study, engine_state='{"n": 1}', now=3.0)
+    with transaction(sessions) as session:
+        study = repo.get_study(session, study_id=study_id, lock=True)
+        assert repo.has_engine_state(study)
+        assert study.engine_state == '{"n": 1}'  # loaded on first touch
+
+
+def test_a_batch_of_trials_is_numbered_in_order_and_fetched_by_id(sessions) -> None:
+    with transaction(sessions) as session:
+        study = _study(session)
+        _trial(session, study, 0)
+        batch = repo.add_trials(
+            session, study=study, suggestions=[_suggestion(i) for i in (1, 2, 3)], now=2.0
+        )
+        assert [t.number for t in batch] == [1, 2, 3]
+        found = repo.get_trials(session, trial_ids=[batch[2].id, batch[0].id, 10_000])
+    assert {i: t.suggestion_id for i, t in found.items()} == {
+        batch[0].id: "sg-1",
+        batch[2].id: "sg-3",
+    }
+    with transaction(sessions) as session:
+        waiting = repo.trials_in_state(
+            session, study_id=study.id, states=[TrialState.WAITING], limit=2
+        )
+    assert [t.number for t in waiting] == [0, 1]
