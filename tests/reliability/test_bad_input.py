@@ -145,3 +145,15 @@ def test_an_oversized_tell_is_413_and_changes_nothing(client, asked) -> None:
     response = client.post(f"/trials/{trial_id}/tell", json={"loss": 1, "cost": 1, "curve": curve})
     assert response.status_code == 413 and "50000 bytes" in response.text
     assert _snapshot(client, study_id) == before
+
+
+def test_negative_losses_are_data_not_errors(client) -> None:
+    """A loss may be negative (a log-likelihood, a reward's negation): it is recorded and
+    the engine keeps suggesting past its startup trials on it."""
+    study = {**STUDY, "budget": {"max_trials": 6}, "in_flight": 1, "search": {"n_startup": 3}}
+    study_id = client.post("/studies", json=study).json()["id"]
+    for i in range(6):
+        (item,) = client.post(f"/studies/{study_id}/ask", json={"count": 1}).json()["data"]
+        told = client.post(f"/trials/{item['trial_id']}/tell", json={"loss": -1.0 - i, "cost": 1})
+        assert told.status_code == 200 and told.json()["outcome"] == "recorded", told.text
+    assert client.get(f"/studies/{study_id}").json()["state"] == "COMPLETE"
