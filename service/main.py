@@ -9,7 +9,7 @@ from __future__ import annotations
 import math
 from typing import Any
 
-from fastapi import FastAPI, Request, status
+from fastapi import FastAPI, HTTPException, Request, status
 from fastapi.encoders import jsonable_encoder
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
@@ -123,6 +123,9 @@ async def _unavailable(_: Request, exc: Exception) -> JSONResponse:
 
 
 def _limit_body_size(app: FastAPI, max_bytes: int) -> None:
+    # Added first, so innermost: its error must reach the route, not a middleware's task.
+    app.add_middleware(_StreamedBodyLimit, max_bytes=max_bytes)
+
     @app.middleware("http")
     async def refuse_large_bodies(request: Request, call_next):  # type: ignore[no-untyped-def]
         length = request.headers.get("content-length")
@@ -132,3 +135,31 @@ def _limit_body_size(app: FastAPI, max_bytes: int) -> None:
                 status_code=status.HTTP_413_CONTENT_TOO_LARGE,
             )
         return await call_next(request)
+
+
+class _StreamedBodyLimit:
+    """The same limit for a body sent without Content-Length (chunked): counted as it is
+    read, refused with 413 as soon as it passes ``max_bytes`` (FastAPI re-raises an
+    HTTPException from body reading as is)."""
+
+    def __init__(self, app: Any, *, max_bytes: int) -> None:
+        self.app = app
+        self.max_bytes = max_bytes
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        seen = 0
+
+        async def counted() -> Any:
+            nonlocal seen
+            message = await receive()
+            seen += len(message.get("body", b""))
+            if seen > self.max_bytes:
+                raise HTTPException(
+                    status.HTTP_413_CONTENT_TOO_LARGE, f"request body over {self.max_bytes} bytes"
+                )
+            return message
+
+        await self.app(scope, counted, send)

@@ -157,3 +157,19 @@ def test_negative_losses_are_data_not_errors(client) -> None:
         told = client.post(f"/trials/{item['trial_id']}/tell", json={"loss": -1.0 - i, "cost": 1})
         assert told.status_code == 200 and told.json()["outcome"] == "recorded", told.text
     assert client.get(f"/studies/{study_id}").json()["state"] == "COMPLETE"
+
+
+def test_an_oversized_chunked_body_is_413_too(client, asked) -> None:
+    """Without Content-Length the limit still holds: the body is counted as it is read."""
+    study_id, trial_id = asked
+    before = _snapshot(client, study_id)
+
+    def chunks():  # a generator body: httpx sends it chunked, with no Content-Length
+        yield b'{"loss": 1.0, "cost": 1.0, "failure_reason": "'
+        for _ in range(60):
+            yield b"x" * 1000
+        yield b'"}'
+
+    response = client.post(f"/trials/{trial_id}/tell", content=chunks(), headers=JSON)
+    assert response.status_code == 413 and "50000 bytes" in response.text, response.text
+    assert _snapshot(client, study_id) == before
