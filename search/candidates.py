@@ -1,10 +1,13 @@
 """Candidate configurations, as rows of internal coordinates.
 
-Two samplers: ``startup_points`` (uniform in the box of half-width ``radius`` around
-the center, for the random phase) and ``perturb`` (moves around given base points, for
-the model phase). Both draw from the caller's ``numpy.random.Generator`` only, clip to
-the space's internal bounds and leave the snapping onto ints / powers of two / choices
-to ``SearchSpace.project_internal``.
+Three samplers: ``startup_points`` (uniform in the box of half-width ``radius`` around
+the center, for the random phase), ``perturb`` (moves around given base points, for
+the model phase) and ``trend_points`` (the front's trend of each coordinate against log
+cost, extrapolated to target costs: hyperparameters scale smoothly along the front, so
+the next, costlier front point is most likely where the trend leads). All draw from
+the caller's ``numpy.random.Generator`` only, clip to the space's internal bounds and
+leave the snapping onto ints / powers of two / choices to
+``SearchSpace.project_internal``.
 """
 
 from __future__ import annotations
@@ -20,6 +23,14 @@ _CHOICE_FLIP_PROBABILITY = 0.15
 # Fraction of moves that change only one or two coordinates: axis moves find ridges
 # (such as "more tokens, same model") that full-dimensional noise rarely hits.
 _SPARSE_MOVE_FRACTION = 0.4
+# The trend needs this many front points spanning this much log cost (a factor of e^1).
+TREND_MIN_POINTS = 4
+TREND_MIN_SPAN = 1.0
+# Ridge on the trend's slopes (in log cost squared, divided by the number of front
+# points): shrinks the slopes of a short front towards "the same configuration".
+_TREND_RIDGE = 0.25
+# Trend points scatter around the trend line by this fraction of the trust radius.
+_TREND_JITTER = 0.25
 
 
 @dataclass(frozen=True)
@@ -80,4 +91,56 @@ def perturb(
         width = block.stop - block.start
         x[flip, block] = 0.0
         x[np.flatnonzero(flip), block.start + rng.integers(width, size=int(flip.sum()))] = 1.0
+    return layout.clip(x)
+
+
+@dataclass(frozen=True)
+class FrontTrend:
+    """Weighted linear fit ``x = intercept + slope * (log_cost - log_cost_mean)`` of each
+    internal coordinate over the front (choice coordinates included; they are snapped
+    later)."""
+
+    log_cost_mean: float
+    intercept: np.ndarray  # (d,)
+    slope: np.ndarray  # (d,) internal units per unit of log cost
+
+    @classmethod
+    def fit(cls, front_x: np.ndarray, front_log_cost: np.ndarray) -> FrontTrend | None:
+        """The trend of ``front_x`` (m, d) against ``front_log_cost`` (m,), or None if the
+        front is too short. Weights grow with cost rank (the upper half counts most, as
+        that is where the trend is extrapolated from); slopes are ridge-shrunk."""
+        m = front_log_cost.size
+        span = float(front_log_cost.max() - front_log_cost.min()) if m else 0.0
+        if m < TREND_MIN_POINTS or span < TREND_MIN_SPAN:
+            return None
+        rank = np.argsort(np.argsort(front_log_cost, kind="stable"), kind="stable")
+        weights = 0.25 + rank / (m - 1)
+        weights = weights / weights.sum()
+        center = float(weights @ front_log_cost)
+        dev = front_log_cost - center
+        spread = float(weights @ dev**2)
+        x_mean = weights @ front_x
+        slope = (weights * dev) @ (front_x - x_mean) / (spread + _TREND_RIDGE / m)
+        return cls(center, x_mean, slope)
+
+    def at(self, log_cost: np.ndarray) -> np.ndarray:
+        """(n, d) points on the trend line at ``log_cost`` (n,)."""
+        return self.intercept + np.outer(log_cost - self.log_cost_mean, self.slope)
+
+
+def trend_points(
+    trend: FrontTrend,
+    target_log_cost: np.ndarray,
+    *,
+    layout: SpaceLayout,
+    radius: float,
+    rng: np.random.Generator,
+) -> np.ndarray:
+    """(n, d) points on the trend at ``target_log_cost`` (n,), scattered by Gaussian steps
+    of up to ``_TREND_JITTER * radius`` on the continuous coordinates."""
+    x = trend.at(target_log_cost)
+    cont = np.flatnonzero(layout.continuous_mask)
+    n = x.shape[0]
+    step_scale = _TREND_JITTER * radius * rng.uniform(0.0, 1.0, size=(n, 1))
+    x[:, cont] += rng.normal(size=(n, cont.size)) * step_scale
     return layout.clip(x)

@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 
 from search.acquisition import pareto_score
-from search.candidates import SpaceLayout, perturb, startup_points
+from search.candidates import FrontTrend, SpaceLayout, perturb, startup_points, trend_points
 from search.models import GPPredictor
 from search.pareto import front_indices
 from search.settings import SearchSettings
@@ -24,6 +24,7 @@ from search.surrogates import FittedModels, ObservationArrays
 
 _GOLDEN = (math.sqrt(5.0) - 1.0) / 2.0
 _STARTUP_DRAWS = 32  # random points drawn per startup suggestion; the first untaken wins
+_TREND_FRACTION = 0.25  # share of the model phase's candidates drawn on the front's trend
 
 
 @dataclass(frozen=True)
@@ -108,12 +109,20 @@ def _candidates_near(
     target: float,
     width: float,
 ) -> np.ndarray:
-    """(n_candidates, d) projected moves from front points, mostly those near the target
-    log cost (Gaussian weights of ``width``)."""
+    """(n_candidates, d) projected candidates: moves from front points, mostly those near
+    the target log cost (Gaussian weights of ``width``), and, once the front is long
+    enough, points on its trend at log costs around the target."""
     front_log_cost = data.log_cost[front]
+    trend = FrontTrend.fit(data.x_internal[front], front_log_cost)
+    n_trend = 0 if trend is None else int(_TREND_FRACTION * ctx.settings.n_candidates)
     weights = np.exp(-0.5 * ((front_log_cost - target) / width) ** 2) + 1e-12
-    base = front[ctx.rng.choice(front.size, size=ctx.settings.n_candidates, p=_normed(weights))]
+    n_moves = ctx.settings.n_candidates - n_trend
+    base = front[ctx.rng.choice(front.size, size=n_moves, p=_normed(weights))]
     x = perturb(data.x_internal[base], layout=ctx.layout, radius=ctx.radius, rng=ctx.rng)
+    if trend is not None:
+        log_costs = target + width * ctx.rng.normal(size=n_trend)
+        on_trend = trend_points(trend, log_costs, layout=ctx.layout, radius=ctx.radius, rng=ctx.rng)
+        x = np.vstack([x, on_trend])
     return ctx.space.project_internal(x)
 
 
