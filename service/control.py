@@ -21,8 +21,10 @@ import os
 from typing import Any
 
 from celery import Celery
+from celery.signals import after_setup_logger
 from sqlalchemy.orm import Session, sessionmaker
 
+from service.ask_latency import AskLatencyLog
 from service.config import Settings
 from service.domain import StudyNotFoundError, StudyState
 from service.messaging import (
@@ -32,6 +34,7 @@ from service.messaging import (
     control_queue,
     create_sender,
 )
+from service.observability import configure_logging, log_context
 from service.scheduler import Scheduler
 from service.storage import repository as repo
 from service.storage.db import make_engine, make_sessionmaker, transaction
@@ -56,6 +59,7 @@ class RedisHeartbeats:
 def create_control_celery(settings: Settings) -> Celery:
     """The control worker's app: the sender's configuration plus its tasks and beat."""
     app = create_sender(settings, name="scaletune-control")
+    _log_like_the_api(settings)
     app.conf.beat_schedule = {
         "tick": {
             "task": TICK_TASK,
@@ -65,6 +69,15 @@ def create_control_celery(settings: Settings) -> Celery:
     }
     _register(app)
     return app
+
+
+def _log_like_the_api(settings: Settings) -> None:
+    """Celery sets up its own loggers at start; redo ours after it, so the control worker
+    writes the same (JSON, with study and trial ids) lines as the API."""
+
+    @after_setup_logger.connect(weak=False)
+    def _configure(**_: Any) -> None:
+        configure_logging(log_format=settings.log_format, level=settings.log_level)
 
 
 class _ProcessState:
@@ -80,11 +93,13 @@ class _ProcessState:
             settings: Settings = app.scaletune_settings
             self.sessions = make_sessionmaker(make_engine(settings.database_url))
             store = HeartbeatStore.from_url(settings.broker_url, prefix=settings.heartbeat_prefix)
+            asks = AskLatencyLog.from_url(settings.broker_url, prefix=settings.heartbeat_prefix)
             self.scheduler = Scheduler(
                 sessions=self.sessions,
                 settings=settings,
                 dispatcher=CeleryDispatcher(app),
                 heartbeats=RedisHeartbeats(store),
+                ask_timer=asks.record,
             )
             self.pid = os.getpid()
         return self.sessions, self.scheduler
@@ -99,11 +114,12 @@ def record_result(app: Celery, payload: dict[str, Any]) -> str:
     (``Scheduler.step``). Returns the ingest outcome."""
     _, scheduler = _process.get(app)
     result = TrialResult.model_validate(payload)
-    report = scheduler.step(result.study_id, reclaim=False, results=[result])
-    outcome = report.outcomes[0]
-    logger.info(
-        "trial %s/%s attempt %s: %s", result.study_id, result.trial_id, result.attempt, outcome
-    )
+    with log_context(study_id=result.study_id, trial_id=result.trial_id):
+        report = scheduler.step(result.study_id, reclaim=False, results=[result])
+        outcome = report.outcomes[0]
+        logger.info(
+            "trial %s/%s attempt %s: %s", result.study_id, result.trial_id, result.attempt, outcome
+        )
     return str(outcome)
 
 

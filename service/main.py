@@ -17,6 +17,7 @@ from sqlalchemy.exc import OperationalError
 
 from service.api.routes import health, queues, results, studies, trials
 from service.api.routes.dashboard import mount_dashboard
+from service.ask_latency import AskLatencyLog
 from service.config import Settings, get_settings
 from service.domain import InvalidTransitionError, StudyNotFoundError, TrialNotFoundError
 from service.observability import configure_logging, install_observability
@@ -43,6 +44,9 @@ def create_app(settings: Settings | None = None, *, run_migrations: bool = True)
         else ControlProposals(sessions=app.state.sessions, settings=settings)
     )
     app.state.heartbeats = HeartbeatStore.from_url(
+        settings.broker_url, prefix=settings.heartbeat_prefix
+    )
+    app.state.ask_log = AskLatencyLog.from_url(
         settings.broker_url, prefix=settings.heartbeat_prefix
     )
     for module in (health, studies, trials, queues, results):

@@ -33,6 +33,7 @@ from sqlalchemy import case, func, select
 from sqlalchemy.orm import Session, sessionmaker
 
 from service.api.routes.queues import list_queues
+from service.ask_latency import AskLatencyLog
 from service.domain import StudyState, TrialState
 from service.storage.tables import StudyRow, TrialRow
 from workers.heartbeat import HeartbeatStore
@@ -53,10 +54,15 @@ class StoreCollector(Collector):
     """Series computed from the database and Redis heartbeats on every scrape."""
 
     def __init__(
-        self, *, sessions: sessionmaker[Session], heartbeats: HeartbeatStore | None
+        self,
+        *,
+        sessions: sessionmaker[Session],
+        heartbeats: HeartbeatStore | None,
+        ask_log: AskLatencyLog | None = None,
     ) -> None:
         self.sessions = sessions
         self.heartbeats = heartbeats
+        self.ask_log = ask_log
 
     def collect(self) -> Iterator[Metric]:
         with self.sessions() as session:
@@ -69,6 +75,21 @@ class StoreCollector(Collector):
             yield _trial_durations(session)
             queues = list_queues(session, self.heartbeats)  # what GET /queues shows
         yield from _queue_metrics(queues)
+        if self.ask_log is not None and queues.heartbeats_available:
+            yield _engine_ask_latency(self.ask_log)
+
+
+def _engine_ask_latency(ask_log: AskLatencyLog) -> HistogramMetricFamily:
+    """The engine's ask() in the control workers, from the buckets they keep in Redis."""
+    buckets, count, total = ask_log.read()
+    family = HistogramMetricFamily(
+        "scaletune_engine_ask_seconds",
+        "Wall seconds of the search engine's ask() in the control workers (all replicas).",
+    )
+    family.add_metric(
+        [], [*((_le(le), float(n)) for le, n in buckets), ("+Inf", float(count))], total
+    )
+    return family
 
 
 def _count_by_state(
@@ -234,7 +255,13 @@ def metrics(request: Request) -> Response:
 def install_observability(app: FastAPI) -> None:
     """Add ``/metrics`` and the request middleware; needs ``app.state.sessions``/``heartbeats``."""
     registry = CollectorRegistry()
-    registry.register(StoreCollector(sessions=app.state.sessions, heartbeats=app.state.heartbeats))
+    registry.register(
+        StoreCollector(
+            sessions=app.state.sessions,
+            heartbeats=app.state.heartbeats,
+            ask_log=getattr(app.state, "ask_log", None),
+        )
+    )
     app.state.metrics_registry = registry
     app.add_middleware(ObservabilityMiddleware, metrics=RequestMetrics(registry))
     app.include_router(router)

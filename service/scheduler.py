@@ -116,12 +116,14 @@ class Scheduler:
         dispatcher: Dispatcher | None = None,
         clock: Callable[[], float] = time.time,
         heartbeats: HeartbeatSource | None = None,
+        ask_timer: Callable[[float], None] | None = None,
     ) -> None:
         self.sessions = sessions
         self.settings = settings
         self.dispatcher = dispatcher
         self.clock = clock
         self.heartbeats = heartbeats
+        self.ask_timer = ask_timer  # told the wall seconds of every engine.ask
         self._engines: dict[int, tuple[int, ParetoSearch]] = {}
 
     # -- studies ---------------------------------------------------------------------
@@ -386,7 +388,11 @@ class Scheduler:
     def _ask(
         self, session: Session, study: StudyRow, engine: ParetoSearch, n: int
     ) -> list[TrialRow]:
-        return repo.add_trials(session, study=study, suggestions=engine.ask(n), now=self.clock())
+        started = time.perf_counter()
+        suggestions = engine.ask(n)
+        if self.ask_timer is not None:
+            self.ask_timer(time.perf_counter() - started)
+        return repo.add_trials(session, study=study, suggestions=suggestions, now=self.clock())
 
     @staticmethod
     def _trials_left(session: Session, study: StudyRow) -> int:

@@ -234,3 +234,34 @@ def test_json_formatter_merges_context_and_extra() -> None:
     assert line["message"] == "trial 9 lost" and line["level"] == "WARNING"
     assert (line["study_id"], line["trial_id"], line["attempt"]) == (3, 9, 2)
     assert "study_id" not in json.loads(JsonFormatter().format(record))
+
+
+@pytest.mark.integration
+def test_engine_ask_latency_comes_from_every_asking_process(make_client, redis_url, prefix) -> None:
+    """A scheduler in another process (here: another object, as a control worker holds)
+    records each engine.ask in Redis; the API's /metrics shows them all."""
+    from service.ask_latency import AskLatencyLog
+    from service.domain import StudySpec
+    from service.scheduler import Scheduler
+
+    client = make_client()
+    log = AskLatencyLog.from_url(redis_url, prefix=prefix)
+    timings: list[float] = []
+
+    def timer(seconds: float) -> None:
+        timings.append(seconds)
+        log.record(seconds)
+
+    scheduler = Scheduler(
+        sessions=client.app.state.sessions, settings=client.app.state.settings, ask_timer=timer
+    )
+    study_id = scheduler.create_study(StudySpec.model_validate(EXTERNAL_STUDY))
+    scheduler.ask_external(study_id, count=2)
+    scheduler.ask_external(study_id, count=1)
+    samples = scrape(client)
+
+    assert len(timings) >= 2
+    assert value(samples, "scaletune_engine_ask_seconds_count") == len(timings)
+    assert value(samples, "scaletune_engine_ask_seconds_sum") == pytest.approx(sum(timings))
+    fast = sum(t <= 10.0 for t in timings)
+    assert value(samples, "scaletune_engine_ask_seconds_bucket", le="10.0") == fast
