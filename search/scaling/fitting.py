@@ -252,24 +252,12 @@ def _hp_rule(param, table, members, stage, est: Estimates, common: dict, fallbac
         "multiple_of": getattr(param, "multiple_of", 1),
         "fallback": fallback,
     }
-    column = stage.hp_params.index(param)
-    if est.optima is None:
-        return HyperparameterRule(**common, supported=False, reason=stage.reason)
-    if column in stage.flat:
-        reason = (
-            f"flat: the loss shows no significant curvature in {param.name} over the runs, "
-            "so its optimum is not identified (explore a wider range, or fix it)"
-        )
-        return HyperparameterRule(**common, supported=False, reason=reason)
-    j = stage.kept.index(column)
-    if est.outside[j] > MAX_OUTSIDE_FRACTION:
-        reason = (
-            f"not bracketed: at {est.outside[j]:.0%} of the efficient runs' budgets the "
-            f"estimated optimum of {param.name} lies outside the values tried there"
-        )
-        return HyperparameterRule(**common, supported=False, reason=reason)
-    optima = est.optima
     log_c = np.log(table.compute[members])
+    reason = _unsupported(param, stage, est, log_c, options.level)
+    if reason is not None:
+        return HyperparameterRule(**common, supported=False, reason=reason)
+    j = stage.kept.index(stage.hp_params.index(param))
+    optima = est.optima
     try:
         vs_compute = fit_law_to_optima(
             log_c[:, None],
@@ -280,28 +268,43 @@ def _hp_rule(param, table, members, stage, est: Estimates, common: dict, fallbac
         )
     except NotEnoughDataError as exc:
         return HyperparameterRule(**common, supported=False, reason=str(exc))
-    turn = None
-    if est.bent is not None:
-        bent = est.bent
-        turn = curved_inside(
-            log_c, bent.hp_own[:, j], bent.hp_own_draws[:, :, j], level=options.level
-        )
-    if turn is not None:
-        reason = (
-            f"non-monotone: the optimum of {param.name} turns at compute ~{math.exp(turn):.3g} "
-            "inside the data, so no single power law describes it"
-        )
-        return HyperparameterRule(**common, supported=False, reason=reason)
     low, high = vs_compute.slope_interval()
-    note = "no significant trend with compute" if low <= 0 <= high else None
     size_law, size_reason = _fit_size_tokens(table, members, optima, j, options)
     return HyperparameterRule(
         **common,
         supported=True,
-        note=note,
+        note="no significant trend with compute" if low <= 0 <= high else None,
         vs_compute=vs_compute,
         vs_size_tokens=size_law,
         size_tokens_reason=size_reason,
+    )
+
+
+def _unsupported(param, stage: SurfaceStage, est: Estimates, log_c, level: float):
+    """Why the surface cannot give ``param`` a rule (None when it can)."""
+    if est.optima is None:
+        return stage.reason
+    column = stage.hp_params.index(param)
+    if column in stage.flat:
+        return (
+            f"flat: the loss shows no significant curvature in {param.name} over the runs, "
+            "so its optimum is not identified (explore a wider range, or fix it)"
+        )
+    j = stage.kept.index(column)
+    if est.outside[j] > MAX_OUTSIDE_FRACTION:
+        return (
+            f"not bracketed: at {est.outside[j]:.0%} of the efficient runs' budgets the "
+            f"estimated optimum of {param.name} lies outside the values tried there"
+        )
+    if est.bent is None:
+        return None
+    bent = est.bent
+    turn = curved_inside(log_c, bent.hp_own[:, j], bent.hp_own_draws[:, :, j], level=level)
+    if turn is None:
+        return None
+    return (
+        f"non-monotone: the optimum of {param.name} turns at compute ~{math.exp(turn):.3g} "
+        "inside the data, so no single power law describes it"
     )
 
 
