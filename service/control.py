@@ -39,6 +39,7 @@ from service.scheduler import Scheduler
 from service.storage import repository as repo
 from service.storage.db import make_engine, make_sessionmaker, transaction
 from service.storage.tables import TrialRow
+from service.verification import studies_with_pending_verification
 from workers.contracts import RECORD_RESULT_TASK, TrialResult
 from workers.heartbeat import HeartbeatStore
 
@@ -136,6 +137,7 @@ def tick(app: Celery) -> int:
     sessions, scheduler = _process.get(app)
     with transaction(sessions) as session:
         ids = repo.study_ids(session, states=[StudyState.RUNNING])
+        ids += studies_with_pending_verification(session)
     for study_id in ids:
         scheduler.step(study_id)
     return len(ids)

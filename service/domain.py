@@ -110,6 +110,17 @@ class ScalingAxesSpec(BaseModel):
     compute: str | None = None
 
 
+class WarmStartSpec(BaseModel):
+    """Seed a study from a finished one's rules: its space centred where they point."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    study_id: int = Field(ge=1, description="a finished study with scaling rules")
+    compute: float | None = Field(
+        None, gt=0, description="centre at this compute; None: 10x the source's largest"
+    )
+
+
 class StudySpec(BaseModel):
     """Everything a study is created from: the API body and the CLI's study file."""
 
@@ -132,6 +143,9 @@ class StudySpec(BaseModel):
     objective_options: dict[str, Any] = Field(default_factory=dict)
     search: dict[str, Any] = Field(
         default_factory=dict, description="extra SearchSettings fields (n_startup, ...)"
+    )
+    warm_start: WarmStartSpec | None = Field(
+        None, description="re-centre the space on a finished study's rules (recorded here)"
     )
 
 

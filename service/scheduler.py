@@ -52,6 +52,7 @@ from service.storage import repository as repo
 from service.storage.db import transaction
 from service.storage.tables import StudyRow, TrialRow
 from service.studies import create_study_row
+from service.verification import waiting_verifications
 from workers.contracts import TrialRequest, TrialResult
 
 logger = logging.getLogger(__name__)
@@ -170,6 +171,8 @@ class Scheduler:
             tally = repo.tally(session, study_id=study.id)
             if study.state == StudyState.RUNNING and load_spec(study).executor == "workers":
                 requests = self._dispatch(session, study, tally)
+            elif study.state == StudyState.COMPLETE and load_spec(study).executor == "workers":
+                requests = self._dispatch_verification(session, study)
             skip_sync = self._buffer_is_full_enough(
                 session, study, _after_dispatch(tally, [r for r, _ in requests])
             )
@@ -231,10 +234,13 @@ class Scheduler:
             engine = self._engine(study)
             self._sync(session, study, engine)
             self._reclaim(session, study)
-            if study.state != StudyState.RUNNING:
+            if study.state == StudyState.COMPLETE:
+                trials = waiting_verifications(session, study_id=study.id)[: max(0, count)]
+            elif study.state == StudyState.RUNNING:
+                n = min(count, self._trials_left(session, study))
+                trials = self._take(session, study, engine, n)
+            else:
                 return []
-            n = min(count, self._trials_left(session, study))
-            trials = self._take(session, study, engine, n)
             now = self.clock()
             for trial in trials:
                 trial.external = True
@@ -349,6 +355,25 @@ class Scheduler:
         for trial in self._take_or_ask(session, study, n, tally.by_state[TrialState.WAITING]):
             repo.start_trial(
                 session, trial=trial, now=now, queue=queue, lease_seconds=self._dispatch_lease(spec)
+            )
+            requests.append((_request(study, spec, trial), queue))
+        return requests
+
+    def _dispatch_verification(
+        self, session: Session, study: StudyRow
+    ) -> list[tuple[TrialRequest, str]]:
+        """A finished study's verification trial: dispatched outside the budget, which
+        is spent (see ``service.verification``); the study stays COMPLETE."""
+        spec = load_spec(study)
+        queue = self.settings.queue_name(spec.queue)
+        requests = []
+        for trial in waiting_verifications(session, study_id=study.id):
+            repo.start_trial(
+                session,
+                trial=trial,
+                now=self.clock(),
+                queue=queue,
+                lease_seconds=self._dispatch_lease(spec),
             )
             requests.append((_request(study, spec, trial), queue))
         return requests

@@ -159,3 +159,13 @@ class FrontPublic(BaseModel):
 class Health(BaseModel):
     status: str
     detail: dict[str, str] = Field(default_factory=dict)
+
+
+class VerifyRequest(BaseModel):
+    """Body of POST /studies/{id}/verify (optional)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    scale_factor: float = Field(
+        10.0, gt=1.0, le=1000.0, description="x the largest compute the rules observed"
+    )

@@ -16,6 +16,7 @@ from service.domain import StudySpec, StudyState, TrialState
 from service.results import IngestOutcome, ingest_result
 from service.storage import repository as repo
 from service.storage.tables import StudyRow, TrialRow
+from service.verification import apply_warm_start, waiting_verifications
 from workers.contracts import TrialResult
 from workers.objectives.registry import available_objectives
 
@@ -29,12 +30,14 @@ class NotExternalTrialError(ValueError):
 
 
 def create_study_row(session: Session, *, spec: StudySpec, now: float) -> StudyRow:
-    """A new RUNNING study with no engine yet (built by the scheduler's first step)."""
+    """A new RUNNING study with no engine yet (built by the scheduler's first step);
+    a warm start re-centres its space first (NoRulesError: the source has no rules)."""
     names = available_objectives()
     if spec.objective not in names:
         raise UnknownObjectiveNameError(
             f"unknown objective {spec.objective!r}; registered: {', '.join(names)}"
         )
+    spec = apply_warm_start(session, spec=spec)
     return repo.create_study(
         session,
         name=spec.name,
@@ -50,15 +53,23 @@ def take_buffered(
 ) -> list[TrialRow]:
     """Hand out up to ``count`` buffered proposals to an external runner, on a lease."""
     study = repo.get_study(session, study_id=study_id, lock=True)
+    if study.state == StudyState.COMPLETE:
+        waiting = waiting_verifications(session, study_id=study_id)
+        return _hand_out(session, waiting[: max(0, count)], now=now, lease_seconds=lease_seconds)
     if study.state != StudyState.RUNNING:
         return []
     n = min(count, trials_left(session, study=study))
     waiting = repo.trials_in_state(session, study_id=study_id, states=[TrialState.WAITING])
-    taken = waiting[: max(0, n)]
-    for trial in taken:
+    return _hand_out(session, waiting[: max(0, n)], now=now, lease_seconds=lease_seconds)
+
+
+def _hand_out(
+    session: Session, trials: list[TrialRow], *, now: float, lease_seconds: float
+) -> list[TrialRow]:
+    for trial in trials:
         trial.external = True
         repo.start_trial(session, trial=trial, now=now, lease_seconds=lease_seconds)
-    return taken
+    return trials
 
 
 def tell(

@@ -2,15 +2,24 @@
 
 from __future__ import annotations
 
+import time
+
 import yaml
 from fastapi import APIRouter, HTTPException, Response, status
 from fastapi.responses import FileResponse
 
+from search.errors import SearchError
 from service import views
 from service.api.deps import SessionDep, SettingsDep, StudyId
 from service.domain import TrialState
-from service.schemas import FrontPublic, TrialPublic
+from service.schemas import FrontPublic, TrialPublic, VerifyRequest
 from service.storage import repository as repo
+from service.verification import (
+    NoRulesError,
+    VerificationPendingError,
+    request_verification,
+    verification_status,
+)
 
 router = APIRouter(prefix="/studies/{study_id}", tags=["results"])
 
@@ -63,3 +72,33 @@ def get_report_file(
         raise HTTPException(status.HTTP_404_NOT_FOUND, str(exc)) from exc
     media = "text/markdown" if path.suffix == ".md" else "image/png"
     return FileResponse(path, media_type=media)
+
+
+@router.post("/verify", status_code=status.HTTP_201_CREATED)
+def post_verify(study_id: StudyId, session: SessionDep, body: VerifyRequest | None = None) -> dict:
+    """Add one trial the rules recommend at ``scale_factor`` x the largest observed
+    compute; it runs like any trial, outside the (spent) budget."""
+    try:
+        request_verification(
+            session,
+            study_id=study_id,
+            scale_factor=(body or VerifyRequest()).scale_factor,
+            now=time.time(),
+        )
+    except NoRulesError as exc:
+        raise HTTPException(status.HTTP_404_NOT_FOUND, str(exc)) from exc
+    except VerificationPendingError as exc:
+        raise HTTPException(status.HTTP_409_CONFLICT, str(exc)) from exc
+    except SearchError as exc:  # the rules cannot set a parameter at this compute
+        raise HTTPException(status.HTTP_409_CONFLICT, str(exc)) from exc
+    session.commit()
+    return verification_status(session, study_id=study_id)
+
+
+@router.get("/verification")
+def get_verification(study_id: StudyId, session: SessionDep) -> dict:
+    """The latest verification trial's state; predicted vs observed loss once it finished."""
+    try:
+        return verification_status(session, study_id=study_id)
+    except LookupError as exc:  # no rules, or no verification requested yet
+        raise HTTPException(status.HTTP_404_NOT_FOUND, str(exc)) from exc

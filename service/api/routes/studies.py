@@ -22,6 +22,7 @@ from service.schemas import (
 from service.storage import repository as repo
 from service.storage.tables import StudyRow
 from service.studies import UnknownObjectiveNameError, create_study_row
+from service.verification import NoRulesError
 
 router = APIRouter(prefix="/studies", tags=["studies"])
 
@@ -33,6 +34,8 @@ def create_study(body: StudyCreate, session: SessionDep, proposals: ProposalsDep
         study = create_study_row(session, spec=body, now=time.time())
     except UnknownObjectiveNameError as exc:
         raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, str(exc)) from exc
+    except NoRulesError as exc:  # a warm start from a study without rules
+        raise HTTPException(status.HTTP_400_BAD_REQUEST, str(exc)) from exc
     session.commit()
     proposals.kick(study.id)
     return study_detail(session, study=repo.get_study(session, study_id=study.id))

@@ -22,6 +22,7 @@ from service.schemas import (
     TrialsPublic,
 )
 from service.storage import repository as repo
+from service.verification import waiting_verifications
 
 router = APIRouter(tags=["trials"])
 
@@ -54,7 +55,11 @@ def ask(
 ) -> AskResponse:
     """Hand out up to ``count`` trials to run outside scaletune; each holds a lease."""
     study = repo.get_study(session, study_id=study_id)
-    if study.state != StudyState.RUNNING:
+    # a COMPLETE study hands out only its verification trial (service.verification)
+    verifying = study.state == StudyState.COMPLETE and waiting_verifications(
+        session, study_id=study_id
+    )
+    if study.state != StudyState.RUNNING and not verifying:
         raise HTTPException(status.HTTP_409_CONFLICT, f"study {study_id} is {study.state}")
     session.rollback()
     trials = proposals.ask(study_id, count=body.count)
