@@ -30,8 +30,9 @@ TREND_MIN_SPAN = 1.0
 # points): shrinks the slopes of a short front towards "the same configuration".
 _TREND_RIDGE = 0.25
 # Trend points scatter around the trend line by up to this fraction of the trust radius
-# (0.12 measured better on the fair bench than 0.06, 0.25 or 0.5).
-_TREND_JITTER = 0.12
+# (0.12 measured a little better on the fair bench, 0.084 against 0.090 over 12 seeds,
+# but moved the issue-3 engine study's learning-rate interval off the truth).
+_TREND_JITTER = 0.25
 
 
 @dataclass(frozen=True)

@@ -70,7 +70,7 @@ def test_trend_points_scatter_around_the_line_within_the_jitter():
     points = trend_points(trend, targets, layout=layout, radius=0.8, rng=np.random.default_rng(0))
     offsets = points - trend.at(targets)
     assert offsets.std() > 0.01  # scattered, not all on the line
-    assert np.abs(offsets).max() < 0.15 * 0.8 * 5.0  # a fraction of the radius (5 sigma)
+    assert np.abs(offsets).max() < 0.25 * 0.8 * 5.0  # a fraction of the radius (5 sigma)
     assert np.abs(offsets.mean(axis=0)).max() < 0.05  # centred on the line
 
 
