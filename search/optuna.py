@@ -82,7 +82,7 @@ from search.errors import (
     SearchError,
     UnknownSuggestionError,
 )
-from search.optuna_space import Codec, space_from_distributions
+from search.optuna_space import HALF_BOX_IN_SCALES, Codec, space_from_distributions
 from search.settings import SearchSettings
 from search.space import SearchSpace
 from search.types import Suggestion
@@ -123,6 +123,18 @@ class _EngineRun:
     done: set[int] = field(default_factory=set)
 
 
+def box_settings() -> SearchSettings:
+    """The engine's defaults, with trust radii sized for an Optuna box.
+
+    A box maps onto ``2 * HALF_BOX_IN_SCALES`` scales, so the engine's default radii
+    (tuned for unbounded spaces around a practitioner's start point) would explore only
+    part of it; these let the region grow to the whole box.
+    """
+    return SearchSettings(
+        initial_radius=HALF_BOX_IN_SCALES / 2, max_radius=1.5 * HALF_BOX_IN_SCALES
+    )
+
+
 class ParetoCostSampler(BaseSampler):
     """Cost-aware Pareto search (``search.engine.ParetoSearch``) behind Optuna's sampler API.
 
@@ -156,7 +168,7 @@ class ParetoCostSampler(BaseSampler):
         independent_sampler: BaseSampler | None = None,
         clock: Callable[[], float] = time.time,
     ) -> None:
-        base = settings or SearchSettings()
+        base = settings or box_settings()
         if seed is None and settings is None:
             seed = int(np.random.SeedSequence().generate_state(1)[0])
         self._settings = base if seed is None else base.model_copy(update={"seed": seed})
