@@ -20,8 +20,6 @@ minutes per run and is left out by default.
 from __future__ import annotations
 
 import argparse
-import datetime as dt
-import json
 import sys
 import time
 import warnings
@@ -38,10 +36,9 @@ from bench.pareto_regret import (
     _evaluate,
     _launch_round,
     _single_thread,
-    machine,
+    write_results,
 )
 from bench.problem import ROUND_SIZE, RegretScale, Trial, regret_by_budget_fraction
-from bench.report import markdown_table, summarise
 from bench.searchers import OptunaSearcher, Searcher, _decode, _optuna_box
 from workers.objectives.testbed import START_PARAMS, TestbedObjective
 
@@ -176,25 +173,8 @@ def main(argv: list[str] | None = None) -> None:
                 file=sys.stderr,
                 flush=True,
             )
-    _write(args, argv, sorted(runs, key=lambda r: (r["method"], r["seed"])))
-
-
-def _write(args: argparse.Namespace, argv: list[str], runs: list[dict[str, Any]]) -> None:
-    stamp = dt.datetime.now(dt.UTC).strftime("%Y%m%dT%H%M%SZ")
-    result = {
-        "benchmark": "optuna_sampler",
-        "date": stamp,
-        "command": " ".join(["python -m bench.optuna_sampler", *argv]),
-        "settings": {k: str(v) if isinstance(v, Path) else v for k, v in vars(args).items()},
-        "machine": machine(),
-        "summary": summarise(runs, CHECKPOINTS),
-        "runs": runs,
-    }
-    args.out.mkdir(parents=True, exist_ok=True)
-    (args.out / f"optuna_sampler_{stamp}.json").write_text(json.dumps(result, indent=1))
-    table = markdown_table(result).replace("| ours |", f"| {OURS_LABEL} |")
-    (args.out / f"optuna_sampler_{stamp}.md").write_text(table)
-    print(table)
+    runs = sorted(runs, key=lambda r: (r["method"], r["seed"]))
+    write_results("optuna_sampler", args, argv, runs, ours_label=OURS_LABEL)
 
 
 if __name__ == "__main__":

@@ -199,20 +199,32 @@ def main(argv: list[str] | None = None) -> None:
                 flush=True,
             )
         runs = [future.result() for future in futures]
+    write_results("pareto_regret", args, argv, runs)
+
+
+def write_results(
+    benchmark: str,
+    args: argparse.Namespace,
+    argv: list[str],
+    runs: list[dict[str, Any]],
+    *,
+    ours_label: str = "ours",
+) -> None:
+    """JSON and a Markdown table under ``args.out``, stamped with the date and machine."""
     stamp = dt.datetime.now(dt.UTC).strftime("%Y%m%dT%H%M%SZ")
     result = {
-        "benchmark": "pareto_regret",
+        "benchmark": benchmark,
         "date": stamp,
-        "command": " ".join(["python -m bench.pareto_regret", *argv]),
+        "command": " ".join([f"python -m bench.{benchmark}", *argv]),
         "settings": {k: str(v) if isinstance(v, Path) else v for k, v in vars(args).items()},
         "machine": machine(),
         "summary": summarise(runs, CHECKPOINTS),
         "runs": runs,
     }
     args.out.mkdir(parents=True, exist_ok=True)
-    (args.out / f"pareto_regret_{stamp}.json").write_text(json.dumps(result, indent=1))
-    table = markdown_table(result)
-    (args.out / f"pareto_regret_{stamp}.md").write_text(table)
+    (args.out / f"{benchmark}_{stamp}.json").write_text(json.dumps(result, indent=1))
+    table = markdown_table(result).replace("| ours |", f"| {ours_label} |")
+    (args.out / f"{benchmark}_{stamp}.md").write_text(table)
     print(table)
 
 
