@@ -73,3 +73,48 @@ def infra_failure(request: TrialRequest) -> TrialResult:
         failure_kind="infrastructure",
         failure_reason="device lost",
     )
+
+
+def finished_study_with_rules(sessions: Any) -> tuple[int, Any]:
+    """A COMPLETE testbed study whose trials sit near the front, with its fitted rules;
+    returns ``(study_id, objective)``."""
+    from search.types import Suggestion
+    from service.domain import ScalingAxesSpec, StudyState
+    from service.rules import fit_rules
+    from service.storage import repository as repo
+    from service.storage.db import transaction
+    from service.studies import create_study_row
+    from tests.search.test_scaling_testbed import sample_study
+    from workers.objectives.testbed import TestbedConfig
+
+    objective, observations = sample_study(TestbedConfig(), seed=5, per_budget=12)
+    spec = StudySpec(
+        name="r",
+        objective="testbed",
+        budget=Budget(max_trials=len(observations)),
+        space=objective.default_space(),
+        scaling=ScalingAxesSpec(n_params="n_params", tokens="tokens"),
+    )
+    with transaction(sessions) as session:
+        study = create_study_row(session, spec=spec, now=0.0)
+        for i, obs in enumerate(observations):
+            suggestion = Suggestion(suggestion_id=f"s{i}", params=obs.params, reason="startup")
+            trial = repo.add_trial(session, study=study, now=0.0, suggestion=suggestion)
+            repo.start_trial(session, trial=trial, now=0.0, lease_seconds=60.0)
+            repo.finish_trial(
+                session,
+                trial=trial,
+                now=1.0,
+                failed=obs.failed,
+                loss=obs.loss,
+                cost_seconds=obs.cost,
+                metrics=obs.metrics,
+                result_key="0",
+                failure_kind="config" if obs.failed else None,
+            )
+        trials = repo.trials_in_state(session, study_id=study.id, states=["COMPLETE", "FAILED"])
+        rules, why = fit_rules(spec, trials)
+        assert rules is not None, why
+        repo.save_rules(session, study=study, rules=rules, now=2.0)
+        repo.set_study_state(session, study=study, state=StudyState.COMPLETE, now=2.0)
+        return study.id, objective

@@ -7,17 +7,10 @@ import warnings
 import pytest
 import yaml
 
-from search.types import Suggestion
 from service.client import ScaletuneClient
 from service.config import Settings
-from service.domain import Budget, ScalingAxesSpec, StudySpec, StudyState
 from service.main import create_app
-from service.rules import fit_rules
-from service.storage import repository as repo
-from service.storage.db import transaction
-from service.studies import create_study_row
-from tests.search.test_scaling_testbed import sample_study
-from workers.objectives.testbed import TestbedConfig
+from tests.service.factories import finished_study_with_rules
 
 with warnings.catch_warnings():
     # starlette asks for its "httpx2" fork; the httpx we depend on works for TestClient.
@@ -33,41 +26,7 @@ def app_with_rules(sqlite_url: str, redis_url: str, tmp_path):
         database_url=sqlite_url, broker_url=redis_url, report_dir=tmp_path / "reports"
     )
     app = create_app(settings)
-    objective, observations = sample_study(TestbedConfig(), seed=5, per_budget=12)
-    spec = StudySpec(
-        name="r",
-        objective="testbed",
-        budget=Budget(max_trials=len(observations)),
-        space=objective.default_space(),
-        scaling=ScalingAxesSpec(n_params="n_params", tokens="tokens"),
-    )
-    with transaction(app.state.sessions) as session:
-        study = create_study_row(session, spec=spec, now=0.0)
-        for i, obs in enumerate(observations):
-            trial = repo.add_trial(
-                session,
-                study=study,
-                now=0.0,
-                suggestion=Suggestion(suggestion_id=f"s{i}", params=obs.params, reason="startup"),
-            )
-            repo.start_trial(session, trial=trial, now=0.0, lease_seconds=60.0)
-            repo.finish_trial(
-                session,
-                trial=trial,
-                now=1.0,
-                failed=obs.failed,
-                loss=obs.loss,
-                cost_seconds=obs.cost,
-                metrics=obs.metrics,
-                result_key="0",
-                failure_kind="config" if obs.failed else None,
-            )
-        trials = repo.trials_in_state(session, study_id=study.id, states=["COMPLETE", "FAILED"])
-        rules, why = fit_rules(spec, trials)
-        assert rules is not None, why
-        repo.save_rules(session, study=study, rules=rules, now=2.0)
-        repo.set_study_state(session, study=study, state=StudyState.COMPLETE, now=2.0)
-        study_id = study.id
+    study_id, _ = finished_study_with_rules(app.state.sessions)
     with TestClient(app) as client:
         yield client, study_id
 

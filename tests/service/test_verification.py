@@ -9,15 +9,12 @@ import pytest
 
 from search.scaling.rules import ScalingRules
 from search.space import SearchSpace
-from search.types import Suggestion
 from service.config import Settings
-from service.domain import Budget, ScalingAxesSpec, StudySpec, StudyState, TrialState
+from service.domain import StudySpec, StudyState, TrialState
 from service.main import create_app
-from service.rules import fit_rules
 from service.scheduler import Scheduler
 from service.storage import repository as repo
 from service.storage.db import transaction
-from service.studies import create_study_row
 from service.verification import (
     VERIFICATION_REASON,
     VerificationPendingError,
@@ -25,11 +22,14 @@ from service.verification import (
     studies_with_pending_verification,
     verification_status,
 )
-from tests.search.test_scaling_testbed import sample_study
-from tests.service.factories import FakeClock, RecordingDispatcher, make_spec
+from tests.service.factories import (
+    FakeClock,
+    RecordingDispatcher,
+    finished_study_with_rules,
+    make_spec,
+)
 from workers.contracts import TrialResult
 from workers.objectives.base import NullContext
-from workers.objectives.testbed import TestbedConfig
 
 with warnings.catch_warnings():
     # starlette asks for its "httpx2" fork; the httpx we depend on works for TestClient.
@@ -39,45 +39,10 @@ with warnings.catch_warnings():
 pytestmark = pytest.mark.integration
 
 
-def _finished_study_with_rules(sessions) -> tuple[int, object]:
-    """A COMPLETE testbed study whose trials sit near the front, with its fitted rules."""
-    objective, observations = sample_study(TestbedConfig(), seed=5, per_budget=12)
-    spec = StudySpec(
-        name="r",
-        objective="testbed",
-        budget=Budget(max_trials=len(observations)),
-        space=objective.default_space(),
-        scaling=ScalingAxesSpec(n_params="n_params", tokens="tokens"),
-    )
-    with transaction(sessions) as session:
-        study = create_study_row(session, spec=spec, now=0.0)
-        for i, obs in enumerate(observations):
-            suggestion = Suggestion(suggestion_id=f"s{i}", params=obs.params, reason="startup")
-            trial = repo.add_trial(session, study=study, now=0.0, suggestion=suggestion)
-            repo.start_trial(session, trial=trial, now=0.0, lease_seconds=60.0)
-            repo.finish_trial(
-                session,
-                trial=trial,
-                now=1.0,
-                failed=obs.failed,
-                loss=obs.loss,
-                cost_seconds=obs.cost,
-                metrics=obs.metrics,
-                result_key="0",
-                failure_kind="config" if obs.failed else None,
-            )
-        trials = repo.trials_in_state(session, study_id=study.id, states=["COMPLETE", "FAILED"])
-        rules, why = fit_rules(spec, trials)
-        assert rules is not None, why
-        repo.save_rules(session, study=study, rules=rules, now=2.0)
-        repo.set_study_state(session, study=study, state=StudyState.COMPLETE, now=2.0)
-        return study.id, objective
-
-
 def test_verification_trial_runs_past_the_budget_and_reports_predicted_vs_observed(
     sqlite_sessions,
 ) -> None:
-    study_id, objective = _finished_study_with_rules(sqlite_sessions)
+    study_id, objective = finished_study_with_rules(sqlite_sessions)
     dispatcher = RecordingDispatcher()
     scheduler = Scheduler(
         sessions=sqlite_sessions,
@@ -129,7 +94,7 @@ def client_and_rules_study(sqlite_url: str, redis_url: str, tmp_path):
         database_url=sqlite_url, broker_url=redis_url, report_dir=tmp_path / "reports"
     )
     app = create_app(settings)
-    study_id, _ = _finished_study_with_rules(app.state.sessions)
+    study_id, _ = finished_study_with_rules(app.state.sessions)
     with TestClient(app) as client:
         yield client, study_id, app.state.sessions
 
