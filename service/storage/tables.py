@@ -52,6 +52,7 @@ class TrialRow(Base):
         UniqueConstraint("study_id", "number", name="uq_trials_study_number"),
         UniqueConstraint("study_id", "suggestion_id", name="uq_trials_study_suggestion"),
         Index("ix_trials_study_state", "study_id", "state"),
+        Index("ix_trials_state", "state"),
     )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)

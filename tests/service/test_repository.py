@@ -5,6 +5,8 @@ from __future__ import annotations
 import threading
 
 import pytest
+from alembic.autogenerate import compare_metadata
+from alembic.migration import MigrationContext
 from sqlalchemy import inspect
 from sqlalchemy.exc import IntegrityError
 
@@ -18,7 +20,7 @@ from service.domain import (
 )
 from service.storage import repository as repo
 from service.storage.db import transaction
-from service.storage.tables import TrialRow
+from service.storage.tables import Base, TrialRow
 
 pytestmark = pytest.mark.integration
 
@@ -41,6 +43,14 @@ def test_migration_creates_the_tables(sessions) -> None:
     with transaction(sessions) as session:
         names = set(inspect(session.get_bind()).get_table_names())
     assert {"studies", "trials", "alembic_version"} <= names
+
+
+def test_the_migrations_build_exactly_the_declared_schema(sessions) -> None:
+    """A column or index added to tables.py without a migration shows up here."""
+    with transaction(sessions) as session:
+        context = MigrationContext.configure(session.connection())
+        differences = compare_metadata(context, Base.metadata)
+    assert differences == []
 
 
 def test_trials_are_numbered_densely_per_study(sessions) -> None:
