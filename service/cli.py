@@ -80,10 +80,9 @@ def _run_embedded(
     spec: StudySpec, *, db: Path | None, workers: int, report: Path | None = None
 ) -> None:
     from service.embedded import run_embedded
-    from service.scheduler import Scheduler, resolve_space
+    from service.scheduler import Scheduler
     from service.storage.db import make_engine, make_sessionmaker, migrate
-    from service.studies import UnknownObjectiveNameError
-    from workers.objectives.registry import UnknownObjectiveError
+    from service.verification import NoRulesError
 
     path = db or DEFAULT_HOME / "scaletune.db"
     settings = Settings(database_url=f"sqlite:///{path}")
@@ -91,9 +90,8 @@ def _run_embedded(
     migrate(engine)
     sessions = make_sessionmaker(engine)
     try:
-        resolve_space(spec)  # an unknown objective or bad options fail here, not mid-run
         study_id = Scheduler(sessions=sessions, settings=settings).create_study(spec)
-    except (UnknownObjectiveNameError, UnknownObjectiveError, ValueError) as exc:
+    except (ValueError, NoRulesError) as exc:  # a bad objective name or options, a warm start
         _fail(f"cannot create study {spec.name!r}: {exc}")
     console.print(
         f"study [bold]{spec.name}[/] (id {study_id}) on objective "

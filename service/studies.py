@@ -18,7 +18,7 @@ from service.storage import repository as repo
 from service.storage.tables import StudyRow, TrialRow
 from service.verification import apply_warm_start, waiting_verifications
 from workers.contracts import TrialResult
-from workers.objectives.registry import available_objectives
+from workers.objectives.registry import available_objectives, check_options
 
 
 class UnknownObjectiveNameError(ValueError):
@@ -31,12 +31,18 @@ class NotExternalTrialError(ValueError):
 
 def create_study_row(session: Session, *, spec: StudySpec, now: float) -> StudyRow:
     """A new RUNNING study with no engine yet (built by the scheduler's first step);
-    a warm start re-centres its space first (NoRulesError: the source has no rules)."""
+    a warm start re-centres its space first (NoRulesError: the source has no rules).
+
+    The objective's name and options are checked here, before anything is stored
+    (InvalidObjectiveOptionsError), not by the first step, where a bad option would leave
+    a study that can never run.
+    """
     names = available_objectives()
     if spec.objective not in names:
         raise UnknownObjectiveNameError(
             f"unknown objective {spec.objective!r}; registered: {', '.join(names)}"
         )
+    check_options(spec.objective, spec.objective_options)
     spec = apply_warm_start(session, spec=spec)
     return repo.create_study(
         session,

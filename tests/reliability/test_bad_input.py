@@ -85,18 +85,9 @@ def test_bad_tells_are_422_and_change_nothing(client, asked, raw, fragment) -> N
         ({"space": {"params": [{"kind": "log", "center": 1e-3}]}}, "name"),
         ({"space": {"params": [{"kind": "cubic", "name": "lr", "center": 1.0}]}}, "kind"),
         ({"space": {"params": [{"kind": "log", "name": "lr", "center": "x"}]}}, "center"),
-        pytest.param(
-            {"objective_options": {"no_such_option": 1}},
-            "no_such_option",
-            marks=pytest.mark.xfail(
-                strict=True,
-                reason="BUG (service/studies.py create_study_row + service/scheduler.py "
-                "resolve_space): objective options are not checked at create; the study is "
-                "committed, then the first step's create_objective raises "
-                "InvalidObjectiveOptionsError (500 inline; the control worker fails every "
-                "tick), and the study stays RUNNING with no engine",
-            ),
-        ),
+        ({"objective_options": {"no_such_option": 1}}, "no_such_option"),
+        ({"objective_options": {"config": {"loss_e": "high"}}}, "loss_e"),
+        ({"objective": "lm", "objective_options": {"norm": "batchnorm"}}, "'layernorm'"),
     ],
 )
 def test_bad_studies_are_422_and_create_nothing(client, overrides, fragment) -> None:

@@ -2,10 +2,21 @@
 
 from __future__ import annotations
 
+import sqlite3
+import warnings
+
 import pytest
 from typer.testing import CliRunner
 
 from service.cli import app
+from service.client import ScaletuneClient
+from service.config import Settings
+from service.main import create_app
+
+with warnings.catch_warnings():
+    # starlette asks for its "httpx2" fork; the httpx we depend on works for TestClient.
+    warnings.filterwarnings("ignore", message=".*install `httpx2`")
+    from fastapi.testclient import TestClient
 
 runner = CliRunner()
 
@@ -58,3 +69,35 @@ def test_an_unknown_objective_is_a_cli_error(tmp_path) -> None:
     study.write_text("name: x\nobjective: nope\nbudget: {max_trials: 2}\n")
     result = runner.invoke(app, ["run", str(study), "--db", str(tmp_path / "s.db")])
     assert result.exit_code == 2 and "unknown objective 'nope'" in result.output
+
+
+def test_bad_objective_options_are_a_cli_error_and_store_nothing(tmp_path) -> None:
+    study = tmp_path / "s.yaml"
+    study.write_text(
+        "name: x\nobjective: testbed\nbudget: {max_trials: 2}\n"
+        "space: {params: [{kind: log, name: n_params, center: 1.0e+7}]}\n"
+        "objective_options: {colour: red}\n"
+    )
+    db = tmp_path / "s.db"
+    result = runner.invoke(app, ["run", str(study), "--db", str(db)])
+    assert result.exit_code == 2, result.output
+    assert "does not accept" in result.output and "colour" in result.output
+    with sqlite3.connect(db) as conn:
+        assert conn.execute("select count(*) from studies").fetchone() == (0,)
+
+
+@pytest.mark.integration
+def test_submit_shows_the_apis_refusal_without_a_traceback(
+    tmp_path, sqlite_url, redis_url, monkeypatch
+) -> None:
+    study = tmp_path / "s.yaml"
+    study.write_text(
+        "name: x\nobjective: lm\nbudget: {max_trials: 2}\nobjective_options: {eval_points: 0}\n"
+    )
+    settings = Settings(database_url=sqlite_url, broker_url=redis_url, proposals="inline")
+    with TestClient(create_app(settings)) as http:
+        monkeypatch.setattr("service.cli._client", lambda api: ScaletuneClient(http=http))
+        result = runner.invoke(app, ["submit", str(study)])
+        assert result.exit_code == 2, result.output
+        assert "HTTP 422" in result.output and "eval_points" in result.output
+        assert http.get("/studies").json()["count"] == 0

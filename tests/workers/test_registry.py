@@ -13,8 +13,10 @@ from workers.objectives.registry import (
     InvalidObjectiveOptionsError,
     UnknownObjectiveError,
     available_objectives,
+    check_options,
     create_objective,
     objective_class,
+    options_model,
 )
 
 
@@ -39,15 +41,40 @@ def test_a_name_that_is_not_registered_is_refused_without_importing_it(name: str
 
 
 def test_options_the_objective_does_not_take_are_refused_clearly() -> None:
-    with pytest.raises(InvalidObjectiveOptionsError, match=r"'lm' does not accept .*'bogus'"):
+    with pytest.raises(InvalidObjectiveOptionsError, match=r"'lm' does not accept .*bogus"):
         create_objective("lm", {"bogus": 1})
+    with pytest.raises(InvalidObjectiveOptionsError, match=r"eval_points: .*greater than"):
+        check_options("lm", {"eval_points": 0})
+    check_options("lm", {"eval_points": 2, "norm": "rmsnorm"})
+
+
+@pytest.mark.parametrize("name", ["lm", "testbed"])
+def test_a_builtin_takes_every_option_its_model_declares(name: str) -> None:
+    """Checked at creation against the model, run through the constructor: they agree."""
+    model = options_model(name)
+    assert model is not None and model.model_fields
+    objective = create_objective(name, model().model_dump())
+    assert objective.name == name
+
+
+def test_a_plugin_without_an_options_model_takes_no_options(test_objectives: None) -> None:
+    assert options_model("t_sleep") is None
+    check_options("t_sleep", {})
+    with pytest.raises(InvalidObjectiveOptionsError, match=r"'t_sleep' takes no objective_options"):
+        check_options("t_sleep", {"colour": "red"})
+
+
+def test_a_plugin_declares_its_options_model_through_entry_points(test_objectives: None) -> None:
+    assert options_model("t_nan").__name__ == "NaNOptions"
+    with pytest.raises(InvalidObjectiveOptionsError, match=r"'t_nan' does not accept .*colour"):
+        check_options("t_nan", {"colour": "red"})
 
 
 def test_light_modules_do_not_import_torch() -> None:
     code = (
         "import sys, workers.contracts, workers.config, workers.heartbeat, "
         "workers.celery_app, workers.runner, workers.objectives.registry as r; "
-        "r.available_objectives(); "
+        "r.available_objectives(); r.check_options('lm', {'norm': 'rmsnorm'}); "
         "assert 'torch' not in sys.modules, 'torch imported'"
     )
     subprocess.run([sys.executable, "-c", code], cwd=REPO_ROOT, check=True)

@@ -79,7 +79,7 @@ def test_cancellation_stops_the_trial_promptly() -> None:
 def test_invalid_objective_options_are_a_config_failure() -> None:
     result = run_trial_request(_request("t_sleep", objective_options={"colour": "red"}))
     assert result.failure_kind == "config"
-    assert "does not accept options ['colour']" in result.failure_reason
+    assert "takes no objective_options, got ['colour']" in result.failure_reason
 
 
 def test_the_heartbeat_shows_the_trial_while_it_runs_and_clears_it_after(redis_url: str) -> None:

@@ -9,7 +9,8 @@ Options (the study's ``objective_options``, constructor keywords): ``data`` (Non
 standard-library corpus; or a text file, a directory of text files, a ``.npy``/``.bin``
 token file on the worker), ``compile`` (default: on for CUDA), ``eval_tokens``,
 ``eval_points``, ``micro_batch_tokens`` (default 32768: larger batches accumulate gradients,
-so a large batch alone does not run out of memory), ``num_threads`` (CPU), ``norm``.
+so a large batch alone does not run out of memory), ``num_threads`` (CPU), ``norm``;
+declared, with their defaults, in ``workers.objectives.options.LMOptions``.
 
 Outcome: loss = held-out validation cross-entropy (nats per token); cost = wall seconds
 of the whole trial on its device (data preparation, compilation and evaluation included);
@@ -26,6 +27,7 @@ import torch
 
 from search.errors import InvalidParamsError
 from workers.objectives.base import InfrastructureError, Objective, ObjectiveOutcome, TrialContext
+from workers.objectives.options import LMOptions
 from workers.training.data import DataError, load_data
 from workers.training.model import ModelConfig
 from workers.training.trainer import TrainConfig, TrainReport, train
@@ -88,26 +90,15 @@ class LMObjective(Objective):
 
     name: ClassVar[str] = "lm"
 
-    def __init__(
-        self,
-        *,
-        data: str | None = None,
-        compile: bool | None = None,
-        eval_tokens: int = 32768,
-        eval_points: int = 5,
-        micro_batch_tokens: int | None = 32768,
-        num_threads: int | None = None,
-        norm: str = "layernorm",
-    ) -> None:
-        self.data = data
-        self.compile = compile
-        self.num_threads = num_threads
-        self.train_options = {
-            "eval_tokens": eval_tokens,
-            "eval_points": eval_points,
-            "micro_batch_tokens": micro_batch_tokens,
-            "norm": norm,
-        }
+    def __init__(self, **options: Any) -> None:
+        """``options``: the fields of ``LMOptions`` (ValidationError for any other)."""
+        checked = LMOptions.model_validate(options)
+        self.data = checked.data
+        self.compile = checked.compile
+        self.num_threads = checked.num_threads
+        self.train_options = checked.model_dump(
+            include={"eval_tokens", "eval_points", "micro_batch_tokens", "norm"}
+        )
 
     def default_space(self) -> SearchSpace:
         from search.space import SearchSpace

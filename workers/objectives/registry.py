@@ -8,7 +8,13 @@ without it). A package adds objectives by declaring, in its ``pyproject.toml``::
     [project.entry-points."scaletune.objectives"]
     my_objective = "my_package.objectives:MyObjective"
 
-where ``MyObjective`` subclasses ``workers.objectives.base.Objective``.
+where ``MyObjective`` subclasses ``workers.objectives.base.Objective``. An objective
+takes as ``objective_options`` what its options model (a pydantic model) declares, and
+nothing when it has none; a plugin declares its model under a second group, in a module
+that must import nothing heavy (the service loads it to check a study at creation)::
+
+    [project.entry-points."scaletune.objective_options"]
+    my_objective = "my_package.options:MyOptions"
 """
 
 from __future__ import annotations
@@ -17,14 +23,21 @@ import importlib
 from importlib.metadata import EntryPoint, entry_points
 from typing import Any
 
+from pydantic import BaseModel, ValidationError
+
 from workers.objectives.base import InfrastructureError, Objective
 
 ENTRY_POINT_GROUP = "scaletune.objectives"
+OPTIONS_ENTRY_POINT_GROUP = "scaletune.objective_options"
 
 # name -> "module:Class", fixed in code; never built from request content.
 _BUILTINS: dict[str, str] = {
     "lm": "workers.objectives.lm:LMObjective",
     "testbed": "workers.objectives.testbed:TestbedObjective",
+}
+_BUILTIN_OPTIONS: dict[str, str] = {
+    "lm": "workers.objectives.options:LMOptions",
+    "testbed": "workers.objectives.options:TestbedOptions",
 }
 
 
@@ -37,11 +50,11 @@ class UnknownObjectiveError(InfrastructureError, LookupError):
 
 
 class InvalidObjectiveOptionsError(ValueError):
-    """``objective_options`` that the objective's constructor does not accept."""
+    """``objective_options`` that the objective does not accept."""
 
 
-def _plugin_entry_points() -> dict[str, EntryPoint]:
-    return {ep.name: ep for ep in entry_points(group=ENTRY_POINT_GROUP)}
+def _plugin_entry_points(group: str = ENTRY_POINT_GROUP) -> dict[str, EntryPoint]:
+    return {ep.name: ep for ep in entry_points(group=group)}
 
 
 def available_objectives() -> list[str]:
@@ -67,12 +80,50 @@ def objective_class(name: str) -> type[Objective]:
     return cls
 
 
-def create_objective(name: str, options: dict[str, Any] | None = None) -> Objective:
-    """Instantiate objective ``name`` with ``options`` as constructor keyword arguments."""
-    cls = objective_class(name)
+def options_model(name: str) -> type[BaseModel] | None:
+    """The model of the options objective ``name`` takes; None: it takes none.
+
+    Imports the model's module only, never the objective's.
+    """
+    if name in _BUILTIN_OPTIONS:
+        module_name, class_name = _BUILTIN_OPTIONS[name].split(":")
+        model = getattr(importlib.import_module(module_name), class_name)
+    else:
+        plugin = _plugin_entry_points(OPTIONS_ENTRY_POINT_GROUP).get(name)
+        if plugin is None:
+            return None
+        model = plugin.load()
+    if not (isinstance(model, type) and issubclass(model, BaseModel)):
+        raise TypeError(f"options of objective {name!r} resolve to {model!r}, not a pydantic model")
+    return model
+
+
+def check_options(name: str, options: dict[str, Any] | None) -> None:
+    """InvalidObjectiveOptionsError, naming each bad option, unless ``options`` suit ``name``."""
+    model = options_model(name)
+    if model is None:
+        if options:
+            raise InvalidObjectiveOptionsError(
+                f"objective {name!r} takes no objective_options, got {sorted(options)}; "
+                f"a plugin declares its options under the {OPTIONS_ENTRY_POINT_GROUP!r} "
+                "entry points"
+            )
+        return
     try:
-        return cls(**(options or {}))
-    except TypeError as exc:
+        model.model_validate(options or {})
+    except ValidationError as exc:
+        problems = "; ".join(
+            f"{'.'.join(str(part) for part in error['loc']) or '(options)'}: {error['msg']}"
+            for error in exc.errors(include_url=False)
+        )
         raise InvalidObjectiveOptionsError(
-            f"objective {name!r} does not accept options {sorted(options or {})}: {exc}"
+            f"objective {name!r} does not accept these objective_options: {problems} "
+            f"(it takes: {', '.join(model.model_fields) or 'none'})"
         ) from exc
+
+
+def create_objective(name: str, options: dict[str, Any] | None = None) -> Objective:
+    """Instantiate objective ``name`` with ``options`` (checked first) as keyword arguments."""
+    cls = objective_class(name)
+    check_options(name, options)
+    return cls(**(options or {}))

@@ -507,7 +507,10 @@ class TestbedObjective(Objective):
     name: ClassVar[str] = "testbed"
     curve_points: ClassVar[int] = 8
 
-    def __init__(self, config: TestbedConfig | None = None) -> None:
+    def __init__(self, config: TestbedConfig | dict[str, Any] | None = None) -> None:
+        """``config``: a ``TestbedConfig``, or (as ``objective_options``) fields to replace."""
+        if isinstance(config, dict):
+            config = TestbedConfig.from_dict(config)
         self.testbed = Testbed(config)
 
     def default_space(self) -> SearchSpace:

@@ -11,6 +11,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+from pydantic import BaseModel, ConfigDict
+
 from search.space import SearchSpace
 from workers.objectives.base import InfrastructureError, Objective, ObjectiveOutcome, TrialContext
 
@@ -61,6 +63,12 @@ class NaNObjective(_TestObjective):
 
     def run(self, params: dict[str, Any], *, seed: int, context: TrialContext) -> ObjectiveOutcome:
         return ObjectiveOutcome(loss=float("nan"), cost_seconds=params.get("cost_seconds", 1.5))
+
+
+class NaNOptions(BaseModel):
+    """``t_nan`` declares its options (none) under ``scaletune.objective_options``."""
+
+    model_config = ConfigDict(extra="forbid")
 
 
 class FlakyObjective(_TestObjective):
