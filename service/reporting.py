@@ -11,15 +11,15 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from service.storage import repository as repo
 from service.storage.db import transaction
-from service.views import completed_trials, front
+from service.views import completed_outcomes, front
 
 
 def print_study_result(console: Console, *, sessions: sessionmaker[Session], study_id: int) -> None:
     with transaction(sessions) as session:
         study = repo.get_study(session, study_id=study_id)
-        trials = completed_trials(session, study_id=study_id)
+        trials = front(session, completed_outcomes(session, study_id=study_id))
         rules, message = study.rules, study.message
-    console.print(front_table(front(trials)))
+    console.print(front_table(trials))
     if rules is None:
         console.print(f"scaling rules: none ({message or 'not fitted'})")
     else:

@@ -13,7 +13,7 @@ import numpy as np
 from sqlalchemy.orm import Session
 
 from search.pareto import best_loss_within_cost, front_indices
-from service.domain import StudySpec, TrialState
+from service.domain import StudySpec
 from service.storage import repository as repo
 from service.storage.tables import StudyRow, TrialRow
 
@@ -41,41 +41,53 @@ class Progress:
 
 def progress(session: Session, *, study: StudyRow) -> Progress:
     budget = StudySpec.model_validate(study.spec).budget
+    tally = repo.tally(session, study_id=study.id)
     return Progress(
-        spent_cost=repo.spent_cost(session, study_id=study.id),
+        spent_cost=tally.spent_cost,
         max_cost=budget.max_cost,
-        dispatched=repo.n_dispatched(session, study_id=study.id),
+        dispatched=tally.dispatched,
         max_trials=budget.max_trials,
-        by_state={str(k): v for k, v in repo.count_by_state(session, study_id=study.id).items()},
+        by_state={str(k): v for k, v in tally.by_state.items()},
     )
 
 
-def completed_trials(session: Session, *, study_id: int) -> list[TrialRow]:
-    return repo.trials_in_state(
-        session, study_id=study_id, states=[TrialState.COMPLETE], with_curves=False
+@dataclass(frozen=True)
+class Outcomes:
+    """The completed trials' ids, losses and costs: all that the front and the cost bands
+    are computed from, read as three columns instead of as trials (a study of thousands
+    of trials would otherwise build thousands of rows and decode their params)."""
+
+    ids: list[int]
+    loss: np.ndarray
+    cost: np.ndarray
+
+
+def completed_outcomes(session: Session, *, study_id: int) -> Outcomes:
+    rows = repo.completed_outcomes(session, study_id=study_id)
+    return Outcomes(
+        ids=[trial_id for trial_id, _, _ in rows],
+        loss=np.array([loss for _, loss, _ in rows], dtype=float),
+        cost=np.array([cost for _, _, cost in rows], dtype=float),
     )
 
 
-def front(trials: list[TrialRow]) -> list[TrialRow]:
-    """The completed trials on the (loss, cost) front, by increasing cost."""
-    done = [t for t in trials if t.state == TrialState.COMPLETE and t.loss is not None]
-    if not done:
+def front(session: Session, outcomes: Outcomes) -> list[TrialRow]:
+    """The completed trials on the (loss, cost) front, by increasing cost; only these
+    trials are loaded (without their curves)."""
+    if not outcomes.ids:
         return []
-    loss = np.array([t.loss for t in done], dtype=float)
-    cost = np.array([t.cost_seconds for t in done], dtype=float)
-    return [done[i] for i in front_indices(loss, cost)]
+    ids = [outcomes.ids[i] for i in front_indices(outcomes.loss, outcomes.cost)]
+    rows = repo.get_trials(session, trial_ids=ids, with_curves=False)
+    return [rows[i] for i in ids]
 
 
-def best_per_cost_band(trials: list[TrialRow], *, n_bands: int = 5) -> list[dict[str, Any]]:
+def best_per_cost_band(outcomes: Outcomes, *, n_bands: int = 5) -> list[dict[str, Any]]:
     """The best loss affordable at log-spaced cost limits spanning the completed trials."""
-    done = [t for t in trials if t.state == TrialState.COMPLETE and t.loss is not None]
-    costs = [t.cost_seconds for t in done if t.cost_seconds and t.cost_seconds > 0]
+    costs = [c for c in outcomes.cost.tolist() if c > 0]
     if not costs:
         return []
     limits = np.geomspace(min(costs), max(costs), n_bands) if len(set(costs)) > 1 else [costs[0]]
-    loss = np.array([t.loss for t in done], dtype=float)
-    cost = np.array([t.cost_seconds for t in done], dtype=float)
-    best = best_loss_within_cost(loss, cost, np.asarray(limits, dtype=float))
+    best = best_loss_within_cost(outcomes.loss, outcomes.cost, np.asarray(limits, dtype=float))
     return [
         {"max_cost": float(c), "best_loss": None if math.isinf(b) else float(b)}
         for c, b in zip(limits, best, strict=True)

@@ -194,10 +194,15 @@ def get_trial(session: Session, *, trial_id: int, lock: bool = False) -> TrialRo
     return trial
 
 
-def get_trials(session: Session, *, trial_ids: Iterable[int]) -> dict[int, TrialRow]:
-    """The trials with ``trial_ids`` that exist, by id, in one query."""
-    rows = session.scalars(select(TrialRow).where(TrialRow.id.in_(list(trial_ids)))).all()
-    return {row.id: row for row in rows}
+def get_trials(
+    session: Session, *, trial_ids: Iterable[int], with_curves: bool = True
+) -> dict[int, TrialRow]:
+    """The trials with ``trial_ids`` that exist, by id, in one query; ``with_curves=False``
+    leaves the learning curves unloaded until touched."""
+    query = select(TrialRow).where(TrialRow.id.in_(list(trial_ids)))
+    if not with_curves:
+        query = query.options(defer(TrialRow.curve))
+    return {row.id: row for row in session.scalars(query).all()}
 
 
 def list_trials(
@@ -237,6 +242,21 @@ def trials_in_state(
     if limit is not None:
         query = query.limit(limit)
     return list(session.scalars(query).all())
+
+
+def completed_outcomes(session: Session, *, study_id: int) -> list[tuple[int, float, float | None]]:
+    """``(id, loss, cost_seconds)`` of the study's COMPLETE trials that have a loss, in
+    ``trials_in_state``'s order: the front and the cost bands without loading trials."""
+    rows = session.execute(
+        select(TrialRow.id, TrialRow.loss, TrialRow.cost_seconds)
+        .where(
+            TrialRow.study_id == study_id,
+            TrialRow.state == TrialState.COMPLETE,
+            TrialRow.loss.is_not(None),
+        )
+        .order_by(TrialRow.attempt.desc(), TrialRow.number)
+    ).all()
+    return [(trial_id, loss, cost) for trial_id, loss, cost in rows]
 
 
 def count_by_state(session: Session, *, study_id: int) -> dict[TrialState, int]:

@@ -28,7 +28,7 @@ router = APIRouter(prefix="/studies/{study_id}", tags=["results"])
 def get_front(study_id: StudyId, session: SessionDep) -> FrontPublic:
     """The completed trials no other trial beats in both loss and cost, by cost."""
     repo.get_study(session, study_id=study_id)
-    front = views.front(views.completed_trials(session, study_id=study_id))
+    front = views.front(session, views.completed_outcomes(session, study_id=study_id))
     return FrontPublic(
         study_id=study_id, data=[TrialPublic.model_validate(t) for t in front], count=len(front)
     )

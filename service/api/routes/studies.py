@@ -101,7 +101,7 @@ def _set_state(session, study: StudyRow, state: StudyState) -> None:  # type: ig
 
 
 def study_detail(session, *, study: StudyRow) -> StudyDetail:  # type: ignore[no-untyped-def]
-    trials = views.completed_trials(session, study_id=study.id)
+    outcomes = views.completed_outcomes(session, study_id=study.id)
     progress = views.progress(session, study=study)
     return StudyDetail(
         **StudyPublic.model_validate(study).model_dump(),
@@ -114,7 +114,7 @@ def study_detail(session, *, study: StudyRow) -> StudyDetail:  # type: ignore[no
             fraction=progress.fraction,
         ),
         trials_by_state=progress.by_state,
-        front=[TrialPublic.model_validate(t) for t in views.front(trials)],
-        best_per_cost_band=[CostBand(**b) for b in views.best_per_cost_band(trials)],
+        front=[TrialPublic.model_validate(t) for t in views.front(session, outcomes)],
+        best_per_cost_band=[CostBand(**b) for b in views.best_per_cost_band(outcomes)],
         has_rules=study.rules is not None,
     )
