@@ -38,6 +38,7 @@ def create_app(settings: Settings | None = None, *, run_migrations: bool = True)
         migrate(engine)
     app.state.settings = settings
     app.state.sessions = make_sessionmaker(engine)
+    app.state.read_sessions = make_sessionmaker(engine, read_only=True)
     app.state.proposals = (
         InlineProposals(sessions=app.state.sessions, settings=settings)
         if settings.proposals == "inline"

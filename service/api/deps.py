@@ -17,9 +17,17 @@ def get_settings(request: Request) -> Settings:
     return request.app.state.settings
 
 
+READ_METHODS = frozenset({"GET", "HEAD"})
+
+
 def get_session(request: Request) -> Iterator[Session]:
-    """One unit of work per request: committed if the route returns, else rolled back."""
-    session: Session = request.app.state.sessions()
+    """One unit of work per request: committed if the route returns, else rolled back.
+    A GET reads in a read-only session (on SQLite it does not take the write lock, so
+    dashboards polling never queue behind the scheduler's writes); GET routes must not
+    write."""
+    read = request.method in READ_METHODS
+    factory = request.app.state.read_sessions if read else request.app.state.sessions
+    session: Session = factory()
     try:
         yield session
         session.commit()

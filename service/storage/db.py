@@ -4,6 +4,11 @@ SQLite (embedded) and PostgreSQL (distributed) behave alike for the scheduler: o
 PostgreSQL a study's row is locked with ``SELECT ... FOR UPDATE``; on SQLite every
 transaction starts with ``BEGIN IMMEDIATE``, which takes the database's write lock up
 front, so two processes never interleave their read-then-write of one study.
+
+Sessions made with ``read_only=True`` (the API's GET requests) start a plain, deferred
+``BEGIN`` on SQLite instead: in WAL mode such a transaction reads a snapshot and takes
+no write lock, so readers neither wait for a writer nor make one wait. They must not
+write (a write would have to upgrade the lock and can fail with "database is locked").
 """
 
 from __future__ import annotations
@@ -20,6 +25,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from sqlalchemy.pool import StaticPool
 
 MIGRATIONS_DIR = Path(__file__).resolve().parent / "migrations"
+READ_ONLY = "scaletune_read_only"  # execution option of the engine behind read sessions
 
 
 def make_engine(database_url: str) -> Engine:
@@ -50,11 +56,14 @@ def _serialize_sqlite(engine: Engine) -> None:
 
     @event.listens_for(engine, "begin")
     def _on_begin(connection) -> None:  # type: ignore[no-untyped-def]
-        connection.exec_driver_sql("BEGIN IMMEDIATE")
+        read_only = connection.get_execution_options().get(READ_ONLY, False)
+        connection.exec_driver_sql("BEGIN" if read_only else "BEGIN IMMEDIATE")
 
 
-def make_sessionmaker(engine: Engine) -> sessionmaker[Session]:
-    return sessionmaker(engine, expire_on_commit=False)
+def make_sessionmaker(engine: Engine, *, read_only: bool = False) -> sessionmaker[Session]:
+    """Sessions on ``engine``; ``read_only`` ones never take SQLite's write lock."""
+    bind = engine.execution_options(**{READ_ONLY: True}) if read_only else engine
+    return sessionmaker(bind, expire_on_commit=False)
 
 
 @contextmanager

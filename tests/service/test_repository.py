@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import sqlite3
 import threading
 
 import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 from sqlalchemy import inspect
+from sqlalchemy.engine import make_url
 from sqlalchemy.exc import IntegrityError
 
 from search.types import Suggestion
@@ -19,7 +21,7 @@ from service.domain import (
     TrialState,
 )
 from service.storage import repository as repo
-from service.storage.db import transaction
+from service.storage.db import make_engine, make_sessionmaker, migrate, transaction
 from service.storage.tables import Base, TrialRow
 
 pytestmark = pytest.mark.integration
@@ -252,3 +254,30 @@ def test_a_batch_of_trials_is_numbered_in_order_and_fetched_by_id(sessions) -> N
             session, study_id=study.id, states=[TrialState.WAITING], limit=2
         )
     assert [t.number for t in waiting] == [0, 1]
+
+
+def test_sqlite_read_sessions_leave_the_write_lock_free(sqlite_url: str) -> None:
+    """Mid-transaction, a read-only session lets a writer start at once (it reads a WAL
+    snapshot); a write session holds the lock (BEGIN IMMEDIATE) and the writer is refused."""
+    engine = make_engine(sqlite_url)
+    migrate(engine)
+    with transaction(make_sessionmaker(engine)) as session:
+        study_id = _study(session).id
+    writer = sqlite3.connect(make_url(sqlite_url).database, timeout=0, isolation_level=None)
+
+    def writer_can_start() -> bool:
+        try:
+            writer.execute("BEGIN IMMEDIATE")
+        except sqlite3.OperationalError:  # database is locked
+            return False
+        writer.execute("ROLLBACK")
+        return True
+
+    try:
+        for read_only, expected in ((True, True), (False, False)):
+            with make_sessionmaker(engine, read_only=read_only)() as session:
+                assert repo.get_study(session, study_id=study_id).name == "s"
+                assert writer_can_start() is expected
+    finally:
+        writer.close()
+        engine.dispose()
