@@ -17,8 +17,9 @@ import enum
 import math
 from typing import Any, Literal, Self
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from search.settings import SearchSettings
 from search.space import SearchSpace
 from search.types import Observation
 
@@ -141,12 +142,39 @@ class StudySpec(BaseModel):
     soft_time_limit_s: float | None = Field(None, gt=0)
     time_limit_s: float | None = Field(None, gt=0)
     objective_options: dict[str, Any] = Field(default_factory=dict)
+    allow_negative_loss: bool = Field(
+        False,
+        description="the loss is a signed metric (a log-likelihood, a negated reward): a "
+        "negative loss is data, not an error; no scaling rules are fitted to such losses",
+    )
     search: dict[str, Any] = Field(
         default_factory=dict, description="extra SearchSettings fields (n_startup, ...)"
     )
     warm_start: WarmStartSpec | None = Field(
         None, description="re-centre the space on a finished study's rules (recorded here)"
     )
+
+    @field_validator("search")
+    @classmethod
+    def _search_settings_that_build(cls, search: dict[str, Any]) -> dict[str, Any]:
+        """Checked here, not first by the scheduler's first step (which would then fail
+        on every tick): each field must be one of ``SearchSettings`` with a valid value,
+        except those the study itself sets."""
+        owned = {"seed": "the study's seed", "max_suggestion_cost": "the study's max_trial_cost"}
+        owned["lease_seconds"] = "the service"
+        taken = sorted(owned.keys() & search.keys())
+        if taken:
+            raise ValueError(f"search.{taken[0]} cannot be given here: {owned[taken[0]]} sets it")
+        try:
+            SearchSettings.model_validate(search)
+        except ValidationError as exc:
+            raise ValueError(
+                "; ".join(
+                    f"search.{'.'.join(str(part) for part in error['loc']) or '*'}: {error['msg']}"
+                    for error in exc.errors(include_url=False)
+                )
+            ) from exc
+        return search
 
 
 def trial_observation(

@@ -18,7 +18,11 @@ from service.storage import repository as repo
 from service.storage.tables import StudyRow, TrialRow
 from service.verification import apply_warm_start, waiting_verifications
 from workers.contracts import TrialResult
-from workers.objectives.registry import available_objectives, check_options
+from workers.objectives.registry import (
+    available_objectives,
+    check_options,
+    check_parameter_names,
+)
 
 
 class UnknownObjectiveNameError(ValueError):
@@ -29,13 +33,18 @@ class NotExternalTrialError(ValueError):
     """tell/heartbeat through the API on a trial that a worker runs."""
 
 
+class NegativeLossError(ValueError):
+    """A negative loss told to a study that did not declare its loss signed."""
+
+
 def create_study_row(session: Session, *, spec: StudySpec, now: float) -> StudyRow:
     """A new RUNNING study with no engine yet (built by the scheduler's first step);
     a warm start re-centres its space first (NoRulesError: the source has no rules).
 
-    The objective's name and options are checked here, before anything is stored
-    (InvalidObjectiveOptionsError), not by the first step, where a bad option would leave
-    a study that can never run.
+    The objective's name and options, and (for a study its workers run) that the space's
+    parameters are the objective's, are checked here before anything is stored
+    (InvalidObjectiveOptionsError, InvalidParameterNamesError): found by the first step or
+    by every trial, they would leave a study that can never run.
     """
     names = available_objectives()
     if spec.objective not in names:
@@ -44,6 +53,8 @@ def create_study_row(session: Session, *, spec: StudySpec, now: float) -> StudyR
         )
     check_options(spec.objective, spec.objective_options)
     spec = apply_warm_start(session, spec=spec)
+    if spec.executor == "workers" and spec.space is not None:
+        check_parameter_names(spec.objective, spec.space.names)
     return repo.create_study(
         session,
         name=spec.name,
@@ -91,10 +102,21 @@ def tell(
     now: float,
     max_attempts: int,
 ) -> IngestOutcome:
-    """Record an external runner's result exactly like a worker's (idempotent)."""
+    """Record an external runner's result exactly like a worker's (idempotent).
+
+    A negative loss is refused unless the study sets ``allow_negative_loss``: a loss
+    (cross-entropy, error rate) is >= 0, so a negative one is most likely a sign error (a
+    log-likelihood sent unnegated) that would steer the search the wrong way unseen.
+    """
     trial = _external(session, trial_id=trial_id)
     if not failed and (loss is None or not math.isfinite(loss)):
         raise ValueError("a completed trial needs a finite loss; send failed=true otherwise")
+    if not failed and loss < 0 and not _spec(session, trial.study_id).allow_negative_loss:
+        raise NegativeLossError(
+            f"loss {loss} is negative: a loss is minimised and, unless the study declares it "
+            "signed, >= 0 (a log-likelihood is sent negated); if this metric is signed (a "
+            "negated reward), create the study with allow_negative_loss: true"
+        )
     result = TrialResult(
         study_id=trial.study_id,
         trial_id=trial.id,
@@ -116,6 +138,10 @@ def heartbeat(session: Session, *, trial_id: int, now: float, lease_seconds: flo
     trial = _external(session, trial_id=trial_id)
     repo.heartbeat(session, trial=trial, now=now, lease_seconds=lease_seconds)
     return trial
+
+
+def _spec(session: Session, study_id: int) -> StudySpec:
+    return StudySpec.model_validate(repo.get_study(session, study_id=study_id).spec)
 
 
 def _external(session: Session, *, trial_id: int) -> TrialRow:

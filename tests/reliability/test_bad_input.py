@@ -22,6 +22,7 @@ STUDY = {
     "search": {"n_startup": 4},
 }
 JSON = {"content-type": "application/json"}
+LR = {"kind": "log", "name": "learning_rate", "center": 1e-3, "min": 1e-5, "max": 1.0}
 
 
 @pytest.fixture
@@ -85,6 +86,16 @@ def test_bad_tells_are_422_and_change_nothing(client, asked, raw, fragment) -> N
         ({"space": {"params": [{"kind": "log", "center": 1e-3}]}}, "name"),
         ({"space": {"params": [{"kind": "cubic", "name": "lr", "center": 1.0}]}}, "kind"),
         ({"space": {"params": [{"kind": "log", "name": "lr", "center": "x"}]}}, "center"),
+        ({"space": {"params": [{**LR, "center": 10.0, "max": 1.0}]}}, "center 10.0 is above max"),
+        ({"space": {"params": [{**LR, "min": 1.0, "max": 1e-5}]}}, "min (1.0) must be < max"),
+        ({"space": {"params": [LR, LR]}}, "'learning_rate' is defined twice"),
+        ({"space": {"params": [{**LR, "center": -1.0}]}}, "outside the log range"),
+        ({"space": {"params": []}}, "at least one parameter"),
+        ({"executor": "workers", "space": {"params": [{**LR, "name": "lr"}]}}, "unknown ['lr']"),
+        ({"executor": "workers", "space": {"params": [LR]}}, "missing ['batch_size'"),
+        ({"search": {"no_such_setting": 1}}, "search.no_such_setting: Extra inputs"),
+        ({"search": {"n_startup": "many"}}, "search.n_startup: Input should be a valid integer"),
+        ({"search": {"seed": 2}}, "the study's seed sets it"),
         ({"objective_options": {"no_such_option": 1}}, "no_such_option"),
         ({"objective_options": {"config": {"loss_e": "high"}}}, "loss_e"),
         ({"objective": "lm", "objective_options": {"norm": "batchnorm"}}, "'layernorm'"),
@@ -94,6 +105,14 @@ def test_bad_studies_are_422_and_create_nothing(client, overrides, fragment) -> 
     response = client.post("/studies", json={**STUDY, **overrides})
     assert response.status_code == 422 and fragment in response.text, response.text
     assert client.get("/studies").json()["count"] == 0
+
+
+def test_an_external_studys_parameter_names_are_its_runners_business(client) -> None:
+    """A control for the name checks above: the objective runs no trial of an external
+    study, so its space may name anything."""
+    space = {"params": [{**LR, "name": "lr"}]}
+    response = client.post("/studies", json={**STUDY, "executor": "external", "space": space})
+    assert response.status_code == 201, response.text
 
 
 @pytest.mark.parametrize(
@@ -138,16 +157,35 @@ def test_an_oversized_tell_is_413_and_changes_nothing(client, asked) -> None:
     assert _snapshot(client, study_id) == before
 
 
-def test_negative_losses_are_data_not_errors(client) -> None:
-    """A loss may be negative (a log-likelihood, a reward's negation): it is recorded and
+def test_a_negative_loss_is_422_unless_the_study_declares_it_signed(client, asked) -> None:
+    study_id, trial_id = asked
+    before = _snapshot(client, study_id)
+    response = client.post(f"/trials/{trial_id}/tell", json={"loss": -0.5, "cost": 1.0})
+    assert response.status_code == 422, response.text
+    assert "allow_negative_loss: true" in response.json()["detail"]
+    assert _snapshot(client, study_id) == before
+    told = client.post(f"/trials/{trial_id}/tell", json={"loss": 0.0, "cost": 1.0})
+    assert told.status_code == 200 and told.json()["outcome"] == "recorded", told.text
+
+
+def test_a_signed_loss_study_takes_negative_losses_as_data(client) -> None:
+    """A loss may be signed (a negated reward) where the study says so: it is recorded and
     the engine keeps suggesting past its startup trials on it."""
-    study = {**STUDY, "budget": {"max_trials": 6}, "in_flight": 1, "search": {"n_startup": 3}}
+    study = {
+        **STUDY,
+        "budget": {"max_trials": 6},
+        "in_flight": 1,
+        "search": {"n_startup": 3},
+        "allow_negative_loss": True,
+    }
     study_id = client.post("/studies", json=study).json()["id"]
     for i in range(6):
         (item,) = client.post(f"/studies/{study_id}/ask", json={"count": 1}).json()["data"]
         told = client.post(f"/trials/{item['trial_id']}/tell", json={"loss": -1.0 - i, "cost": 1})
         assert told.status_code == 200 and told.json()["outcome"] == "recorded", told.text
     assert client.get(f"/studies/{study_id}").json()["state"] == "COMPLETE"
+    losses = [t["loss"] for t in client.get(f"/studies/{study_id}/trials").json()["data"]]
+    assert sorted(losses) == [-6.0, -5.0, -4.0, -3.0, -2.0, -1.0]
 
 
 def test_an_oversized_chunked_body_is_413_too(client, asked) -> None:

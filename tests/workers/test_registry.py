@@ -9,11 +9,14 @@ import pytest
 
 from tests.workers.celery_harness import REPO_ROOT
 from workers.objectives.base import InfrastructureError, Objective
+from workers.objectives.options import LMOptions
 from workers.objectives.registry import (
     InvalidObjectiveOptionsError,
+    InvalidParameterNamesError,
     UnknownObjectiveError,
     available_objectives,
     check_options,
+    check_parameter_names,
     create_objective,
     objective_class,
     options_model,
@@ -55,6 +58,26 @@ def test_a_builtin_takes_every_option_its_model_declares(name: str) -> None:
     assert model is not None and model.model_fields
     objective = create_objective(name, model().model_dump())
     assert objective.name == name
+
+
+def test_a_space_must_hold_the_parameters_its_objective_runs(test_objectives: None) -> None:
+    testbed = ["n_params", "tokens", "learning_rate", "batch_size", "warmup_fraction"]
+    testbed += ["weight_decay", "schedule"]
+    check_parameter_names("testbed", testbed)
+    with pytest.raises(
+        InvalidParameterNamesError, match=r"unknown \['lr'\]; missing \['schedule'\]"
+    ):
+        check_parameter_names("testbed", [*testbed[:-1], "lr"])
+    check_parameter_names("lm", ["learning_rate"])  # lm's parameters are all optional
+    with pytest.raises(InvalidParameterNamesError, match=r"'lm' .*unknown \['lr'\]"):
+        check_parameter_names("lm", ["lr"])
+    check_parameter_names("t_sleep", ["anything"])  # a plugin that declares none
+
+
+def test_lm_takes_exactly_the_parameters_it_declares() -> None:
+    from workers.objectives.lm import DEFAULT_PARAMS
+
+    assert LMOptions.parameters == {*DEFAULT_PARAMS, "n_heads"}
 
 
 def test_a_plugin_without_an_options_model_takes_no_options(test_objectives: None) -> None:

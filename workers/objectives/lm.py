@@ -48,7 +48,7 @@ DEFAULT_PARAMS: dict[str, Any] = {
     "weight_decay": 0.1,
     "schedule": "cosine",
 }
-_KNOWN = {*DEFAULT_PARAMS, "n_heads"}
+_KNOWN = LMOptions.parameters or frozenset()
 
 
 def train_config(

@@ -1,22 +1,42 @@
-"""The ``objective_options`` each built-in objective takes, as models of their own.
+"""What each built-in objective takes: its ``objective_options``, as a model of their own,
+and the names of the parameters (``params``) it runs.
 
-They live apart from the objectives so that checking a study's options imports nothing
-heavy: the service checks them when a study is created, in a process that never imports
-torch (``workers.objectives.lm`` does). The objectives read their options through these
-models too, so the check at creation and the worker agree.
+They live apart from the objectives so that checking a study imports nothing heavy: the
+service checks them when a study is created, in a process that never imports torch
+(``workers.objectives.lm`` does). The objectives read their options and parameter names
+from here too, so the check at creation and the worker agree.
 """
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Any, ClassVar, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from workers.objectives.testbed import PARAM_NAMES, TestbedConfig
 
-class LMOptions(BaseModel):
-    """Options of the ``lm`` objective (see ``workers.objectives.lm``)."""
+
+class ObjectiveOptions(BaseModel):
+    """An objective's options (fields) and the parameter names it takes (class variables).
+
+    ``parameters``: every name a trial's params may hold (None: not declared, nothing is
+    checked); ``required_parameters``: those it must hold.
+    """
 
     model_config = ConfigDict(extra="forbid")
+
+    parameters: ClassVar[frozenset[str] | None] = None
+    required_parameters: ClassVar[frozenset[str]] = frozenset()
+
+
+class LMOptions(ObjectiveOptions):
+    """Options of the ``lm`` objective (see ``workers.objectives.lm``); every parameter is
+    optional (``lm.DEFAULT_PARAMS``)."""
+
+    parameters: ClassVar[frozenset[str] | None] = frozenset(
+        {"d_model", "n_layers", "n_heads", "head_dim", "seq_len", "tokens", "batch_size"}
+        | {"learning_rate", "warmup_fraction", "weight_decay", "schedule"}
+    )
 
     data: str | None = Field(
         None, description="None: the standard-library corpus; or a text/.npy/.bin path"
@@ -31,19 +51,19 @@ class LMOptions(BaseModel):
     norm: Literal["layernorm", "rmsnorm"] = "layernorm"
 
 
-class TestbedOptions(BaseModel):
-    """Options of the ``testbed`` objective: ``config`` replaces ``TestbedConfig`` fields."""
+class TestbedOptions(ObjectiveOptions):
+    """Options of the ``testbed`` objective: ``config`` replaces ``TestbedConfig`` fields.
+    A trial needs exactly its seven parameters."""
 
     __test__ = False
-    model_config = ConfigDict(extra="forbid")
+    parameters: ClassVar[frozenset[str] | None] = frozenset(PARAM_NAMES)
+    required_parameters: ClassVar[frozenset[str]] = frozenset(PARAM_NAMES)
 
     config: dict[str, Any] | None = Field(None, description="TestbedConfig fields to replace")
 
     @field_validator("config")
     @classmethod
     def _a_valid_world(cls, config: dict[str, Any] | None) -> dict[str, Any] | None:
-        from workers.objectives.testbed import TestbedConfig
-
         if config is not None:
             try:
                 TestbedConfig.from_dict(config)

@@ -11,7 +11,9 @@ without it). A package adds objectives by declaring, in its ``pyproject.toml``::
 where ``MyObjective`` subclasses ``workers.objectives.base.Objective``. An objective
 takes as ``objective_options`` what its options model (a pydantic model) declares, and
 nothing when it has none; a plugin declares its model under a second group, in a module
-that must import nothing heavy (the service loads it to check a study at creation)::
+that must import nothing heavy (the service loads it to check a study at creation); its
+class variables ``parameters`` and ``required_parameters`` (see
+``workers.objectives.options.ObjectiveOptions``) name the params a trial may and must hold::
 
     [project.entry-points."scaletune.objective_options"]
     my_objective = "my_package.options:MyOptions"
@@ -20,6 +22,7 @@ that must import nothing heavy (the service loads it to check a study at creatio
 from __future__ import annotations
 
 import importlib
+from collections.abc import Iterable
 from importlib.metadata import EntryPoint, entry_points
 from typing import Any
 
@@ -51,6 +54,10 @@ class UnknownObjectiveError(InfrastructureError, LookupError):
 
 class InvalidObjectiveOptionsError(ValueError):
     """``objective_options`` that the objective does not accept."""
+
+
+class InvalidParameterNamesError(ValueError):
+    """A search space whose parameter names the objective does not take, or lacks some."""
 
 
 def _plugin_entry_points(group: str = ENTRY_POINT_GROUP) -> dict[str, EntryPoint]:
@@ -120,6 +127,27 @@ def check_options(name: str, options: dict[str, Any] | None) -> None:
             f"objective {name!r} does not accept these objective_options: {problems} "
             f"(it takes: {', '.join(model.model_fields) or 'none'})"
         ) from exc
+
+
+def check_parameter_names(name: str, names: Iterable[str]) -> None:
+    """InvalidParameterNamesError unless ``names`` are parameters objective ``name`` takes,
+    with every one it needs (nothing is checked where its options model declares none)."""
+    model = options_model(name)
+    known = getattr(model, "parameters", None)
+    if known is None:
+        return
+    problems = []
+    unknown = sorted(set(names) - set(known))
+    if unknown:
+        problems.append(f"unknown {unknown}")
+    missing = sorted(set(getattr(model, "required_parameters", ())) - set(names))
+    if missing:
+        problems.append(f"missing {missing}")
+    if problems:
+        raise InvalidParameterNamesError(
+            f"objective {name!r} cannot run this space's parameters: {'; '.join(problems)} "
+            f"(it takes: {', '.join(sorted(known))})"
+        )
 
 
 def create_objective(name: str, options: dict[str, Any] | None = None) -> Objective:

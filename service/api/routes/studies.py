@@ -23,7 +23,7 @@ from service.storage import repository as repo
 from service.storage.tables import StudyRow
 from service.studies import UnknownObjectiveNameError, create_study_row
 from service.verification import NoRulesError
-from workers.objectives.registry import InvalidObjectiveOptionsError
+from workers.objectives.registry import InvalidObjectiveOptionsError, InvalidParameterNamesError
 
 router = APIRouter(prefix="/studies", tags=["studies"])
 
@@ -33,7 +33,11 @@ def create_study(body: StudyCreate, session: SessionDep, proposals: ProposalsDep
     """Create a study; trials start as soon as the scheduler steps it."""
     try:
         study = create_study_row(session, spec=body, now=time.time())
-    except (UnknownObjectiveNameError, InvalidObjectiveOptionsError) as exc:
+    except (
+        UnknownObjectiveNameError,
+        InvalidObjectiveOptionsError,
+        InvalidParameterNamesError,
+    ) as exc:
         raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, str(exc)) from exc
     except NoRulesError as exc:  # a warm start from a study without rules
         raise HTTPException(status.HTTP_400_BAD_REQUEST, str(exc)) from exc
