@@ -369,6 +369,7 @@ def main() -> None:
     parser.add_argument("--trial-workers", type=int, default=2)
     parser.add_argument("--api-workers", type=int, default=2, help="uvicorn worker processes")
     args = parser.parse_args()
+    load_before = os.getloadavg()[0]
     name = f"bench_{uuid.uuid4().hex[:10]}"
     admin = create_engine(PG, isolation_level="AUTOCOMMIT")
     with admin.connect() as conn:
@@ -407,7 +408,8 @@ def main() -> None:
         f"reads: n={reads.size} rate={args.read_rate:.0f}/s p50={np.percentile(reads, 50):.1f}ms "
         f"p99={np.percentile(reads, 99):.1f}ms max={reads.max():.1f}ms "
         f"errors={dict(result.read_errors)}; creates: p50={np.percentile(creates, 50):.1f}ms "
-        f"p99={np.percentile(creates, 99):.1f}ms; load={os.getloadavg()}"
+        f"p99={np.percentile(creates, 99):.1f}ms; load (1 min) before={load_before:.1f} "
+        f"after={os.getloadavg()[0]:.1f}"
     )
     print("audit: " + ("no trial lost or doubled" if not a.problems else "; ".join(a.problems)))
     if a.problems:
