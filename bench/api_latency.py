@@ -35,7 +35,6 @@ import json
 import multiprocessing
 import os
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -51,6 +50,7 @@ import numpy as np
 from sqlalchemy import create_engine, text
 from sqlalchemy.engine import make_url
 
+from bench.processes import free_port, wait_ready
 from search.engine import ParetoSearch
 from search.types import Suggestion
 from service.config import Settings
@@ -283,34 +283,17 @@ def _serve(db_url: str, name: str, workers: int, extra: list[str]) -> Iterator[t
         "SCALETUNE_LOG_LEVEL": "WARNING",
     }
     command = [sys.executable, "-m", "uvicorn", "--factory", "service.main:create_app"]
-    port = _free_port()
+    port = free_port()
     command += ["--port", str(port), "--workers", str(workers), "--log-level", "warning"]
     command += ["--no-access-log", *extra]
     server = subprocess.Popen(command, cwd=ROOT, env=env, start_new_session=True)
     base = f"http://127.0.0.1:{port}"
     try:
-        _wait_ready(base)
+        wait_ready(base, server)
         yield base, server.pid
     finally:
         os.killpg(server.pid, signal.SIGTERM)
         server.wait(timeout=30)
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def _wait_ready(base: str) -> None:
-    for _ in range(300):
-        try:
-            if httpx.get(f"{base}/ready").status_code == 200:
-                return
-        except httpx.HTTPError:
-            pass
-        time.sleep(0.2)
-    raise TimeoutError("uvicorn did not become ready")
 
 
 @contextmanager

@@ -27,8 +27,6 @@ import argparse
 import json
 import os
 import random
-import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -47,6 +45,7 @@ import redis
 from sqlalchemy import create_engine, func, select, text
 from sqlalchemy.engine import make_url
 
+from bench.processes import free_port, stop_process_group, wait_ready
 from service.domain import StudySpec, StudyState, TrialState
 from service.storage.db import make_engine, make_sessionmaker, migrate, transaction
 from service.storage.tables import StudyRow, TrialRow
@@ -95,9 +94,7 @@ def load_cluster(
         "SCALETUNE_HEARTBEAT_PREFIX": f"{prefix}hb",
         "SCALETUNE_KEY_PREFIX": f"{prefix}hb",
     }
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
+    port = free_port()
     celery = [sys.executable, "-m", "celery", "--quiet"]
     quiet = ["--loglevel", "WARNING"]
     commands = {
@@ -133,38 +130,16 @@ def load_cluster(
                     )
                 )
         base = f"http://127.0.0.1:{port}"
-        _wait_ready(base, processes[0])
+        wait_ready(base, processes[0])
         yield base
     finally:
         for process in processes:
-            _stop(process)
+            stop_process_group(process)
         client = redis.Redis.from_url(broker_url)
         keys = set(client.scan_iter(f"{prefix}*")) | set(client.scan_iter(f"*{prefix}*"))
         if keys:
             client.delete(*keys)
         client.close()
-
-
-def _wait_ready(base: str, api: subprocess.Popen) -> None:
-    deadline = time.monotonic() + 120
-    while time.monotonic() < deadline and api.poll() is None:
-        try:
-            if httpx.get(f"{base}/ready").status_code == 200:
-                return
-        except httpx.HTTPError:
-            pass
-        time.sleep(0.2)
-    raise TimeoutError("the API did not become ready (see api.log)")
-
-
-def _stop(process: subprocess.Popen) -> None:
-    if process.poll() is None:
-        os.killpg(process.pid, signal.SIGTERM)
-        try:
-            process.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            os.killpg(process.pid, signal.SIGKILL)
-            process.wait(timeout=5)
 
 
 # -- the reader -------------------------------------------------------------------------

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import signal
 import subprocess
 import sys
 import time
@@ -15,6 +14,7 @@ from pathlib import Path
 import pytest
 import redis
 
+from bench.processes import stop_process_group
 from tests.service.conftest import pg_database_url, sqlite_url  # noqa: F401 (fixtures)
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -40,16 +40,6 @@ def _start(args: list[str], env: dict[str, str], log: Path) -> subprocess.Popen:
             stderr=subprocess.STDOUT,
             start_new_session=True,
         )
-
-
-def _stop(process: subprocess.Popen) -> None:
-    if process.poll() is None:
-        os.killpg(process.pid, signal.SIGTERM)
-        try:
-            process.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            os.killpg(process.pid, signal.SIGKILL)
-            process.wait(timeout=5)
 
 
 @pytest.fixture
@@ -114,7 +104,7 @@ def cluster(redis_url: str, pg_database_url: str, tmp_path: Path) -> Iterator[Cl
         yield Cluster(env=env, prefix=prefix, database_url=pg_database_url, broker_url=redis_url)
     finally:
         for process in processes:
-            _stop(process)
+            stop_process_group(process)
         client = redis.Redis.from_url(redis_url)
         keys = list(client.scan_iter(f"{prefix}*")) + list(client.scan_iter(f"*{prefix}*"))
         if keys:

@@ -11,8 +11,9 @@ from pathlib import Path
 import pytest
 import redis
 
+from bench.processes import stop_process_group
 from service.main import create_app
-from tests.e2e.conftest import _start, _stop, wait_for
+from tests.e2e.conftest import _start, wait_for
 from tests.reliability.faults import (
     TestClient,
     cluster_settings,
@@ -84,7 +85,7 @@ def test_a_killed_worker_loses_and_doubles_nothing(plugin_cluster, tmp_path: Pat
         beats.close()
         for process in (doomed, survivor):
             if process is not None:
-                _stop(process)
+                stop_process_group(process)
     trials = trial_rows(url, study_id)
     assert [t["state"] for t in trials] == ["COMPLETE"] * 3
     assert trials[0]["attempt"] >= 1  # the killed attempt was reclaimed and run again
