@@ -23,7 +23,7 @@ one call at a time): what a request costs the server without network or queueing
 starts and finishes W trials per second into it (each under the study's lock, as the
 scheduler does), so the reads meet concurrent writes.
 
-Run: python bench/api_latency.py [--backend sqlite --backend postgresql] [--rate 100]
+Run: python -m bench.api_latency [--backend sqlite --backend postgresql] [--rate 100]
      [--seconds 30] [--trials 3000] [--workers 2] [--writes-per-s 20] [--json out.json]
 """
 

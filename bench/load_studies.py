@@ -17,7 +17,7 @@ the queueing it causes). When every study is COMPLETE, the database is audited
 RUNNING, each finished trial carries the key of the one result that won, and the engine
 was told of each exactly once.
 
-Run: python bench/load_studies.py [--studies 50] [--in-flight 8] [--trials 40]
+Run: python -m bench.load_studies [--studies 50] [--in-flight 8] [--trials 40]
      [--read-rate 20] [--trial-workers 2] [--api-workers 2]
 """
 
