@@ -15,6 +15,7 @@ from service.budget import trials_left
 from service.domain import StudySpec, StudyState, TrialState
 from service.results import IngestOutcome, ingest_result
 from service.storage import repository as repo
+from service.storage import tenants
 from service.storage.tables import StudyRow, TrialRow
 from service.verification import apply_warm_start, waiting_verifications
 from workers.contracts import TrialResult
@@ -37,9 +38,13 @@ class NegativeLossError(ValueError):
     """A negative loss told to a study that did not declare its loss signed."""
 
 
-def create_study_row(session: Session, *, spec: StudySpec, now: float) -> StudyRow:
-    """A new RUNNING study with no engine yet (built by the scheduler's first step);
-    a warm start re-centres its space first (NoRulesError: the source has no rules).
+def create_study_row(
+    session: Session, *, spec: StudySpec, now: float, tenant_id: int | None = None
+) -> StudyRow:
+    """A new RUNNING study of ``tenant_id`` (None: the tenant ``default``) with no engine
+    yet (built by the scheduler's first step); a warm start re-centres its space first
+    (NoRulesError: the source has no rules; another tenant's source is a
+    StudyNotFoundError, as a missing one is).
 
     The objective's name and options, and (for a study its workers run) that the space's
     parameters are the objective's, are checked here before anything is stored
@@ -52,6 +57,8 @@ def create_study_row(session: Session, *, spec: StudySpec, now: float) -> StudyR
             f"unknown objective {spec.objective!r}; registered: {', '.join(names)}"
         )
     check_options(spec.objective, spec.objective_options)
+    if spec.warm_start is not None and tenant_id is not None:  # only from its own studies
+        tenants.check_study_owner(session, study_id=spec.warm_start.study_id, tenant_id=tenant_id)
     spec = apply_warm_start(session, spec=spec)
     if spec.executor == "workers" and spec.space is not None:
         check_parameter_names(spec.objective, spec.space.names)
@@ -62,6 +69,7 @@ def create_study_row(session: Session, *, spec: StudySpec, now: float) -> StudyR
         spec=spec.model_dump(mode="json"),
         engine_state="",
         now=now,
+        tenant_id=tenant_id,
     )
 
 

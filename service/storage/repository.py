@@ -30,6 +30,7 @@ from service.domain import (
     check_study_transition,
     check_trial_transition,
 )
+from service.storage import tenants
 from service.storage.tables import StudyRow, TrialRow
 
 
@@ -41,8 +42,12 @@ def create_study(
     spec: dict[str, Any],
     engine_state: str,
     now: float,
+    tenant_id: int | None = None,
 ) -> StudyRow:
+    """A new RUNNING study owned by ``tenant_id`` (None: the tenant ``default``, which
+    embedded mode and in-process callers use; the API always names the token's tenant)."""
     study = StudyRow(
+        tenant_id=tenants.default_tenant_id(session) if tenant_id is None else tenant_id,
         name=name,
         objective=objective,
         state=StudyState.RUNNING,
@@ -88,8 +93,12 @@ def list_studies(
     states: Iterable[StudyState] | None = None,
     offset: int = 0,
     limit: int = 100,
+    tenant_id: int | None = None,
 ) -> tuple[list[StudyRow], int]:
+    """A page of studies by id and their total; only ``tenant_id``'s when given."""
     query = select(StudyRow)
+    if tenant_id is not None:
+        query = query.where(StudyRow.tenant_id == tenant_id)
     if states is not None:
         query = query.where(StudyRow.state.in_([str(s) for s in states]))
     total = session.scalar(select(func.count()).select_from(query.subquery())) or 0

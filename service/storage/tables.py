@@ -26,10 +26,47 @@ class Base(DeclarativeBase):
     type_annotation_map: ClassVar[dict[Any, Any]] = {dict[str, Any]: JSON, list[Any]: JSON}
 
 
+class TenantRow(Base):
+    """Who owns studies: every study belongs to one tenant, and a tenant's API tokens
+    reach only its own studies. Embedded mode uses the tenant ``default``."""
+
+    __tablename__ = "tenants"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    name: Mapped[str] = mapped_column(String(100), unique=True)
+    created_at: Mapped[float] = mapped_column(Float)
+
+
+class ApiTokenRow(Base):
+    """An API token, stored as the SHA-256 of the token (never the token itself).
+
+    ``tenant_id`` NULL makes an admin token (queue view, tenant and token management).
+    ``prefix`` is the token's public part (``st_<8 hex>``): it names the token in
+    listings and for revocation and gives away nothing of the secret part.
+    """
+
+    __tablename__ = "api_tokens"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    tenant_id: Mapped[int | None] = mapped_column(
+        ForeignKey("tenants.id", ondelete="CASCADE", name="fk_api_tokens_tenant_id"),
+        nullable=True,
+        index=True,
+    )
+    name: Mapped[str] = mapped_column(String(200))
+    prefix: Mapped[str] = mapped_column(String(32), unique=True)
+    token_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    created_at: Mapped[float] = mapped_column(Float)
+    revoked_at: Mapped[float | None] = mapped_column(Float, nullable=True)
+
+
 class StudyRow(Base):
     __tablename__ = "studies"
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    tenant_id: Mapped[int] = mapped_column(
+        ForeignKey("tenants.id", name="fk_studies_tenant_id"), index=True
+    )
     name: Mapped[str] = mapped_column(String(200))
     objective: Mapped[str] = mapped_column(String(200))
     state: Mapped[str] = mapped_column(String(16), index=True)

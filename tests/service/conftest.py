@@ -6,6 +6,7 @@ import gc
 import uuid
 import warnings
 from collections.abc import Iterator
+from contextlib import contextmanager
 
 import pytest
 from sqlalchemy import create_engine, text
@@ -21,9 +22,9 @@ def sqlite_url(tmp_path) -> str:
     return f"sqlite:///{tmp_path / 'scaletune.db'}"
 
 
-@pytest.fixture
-def pg_database_url(postgres_url: str) -> Iterator[str]:
-    """A throwaway database on the machine's PostgreSQL, dropped afterwards."""
+@contextmanager
+def throwaway_pg_database(postgres_url: str) -> Iterator[str]:
+    """A fresh database on the machine's PostgreSQL (its URL), dropped afterwards."""
     name = f"scaletune_{uuid.uuid4().hex[:12]}"
     admin = create_engine(postgres_url, isolation_level="AUTOCOMMIT")
     with admin.connect() as conn:
@@ -35,6 +36,13 @@ def pg_database_url(postgres_url: str) -> Iterator[str]:
         with admin.connect() as conn:
             conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
         admin.dispose()
+
+
+@pytest.fixture
+def pg_database_url(postgres_url: str) -> Iterator[str]:
+    """A throwaway database on the machine's PostgreSQL, dropped afterwards."""
+    with throwaway_pg_database(postgres_url) as url:
+        yield url
 
 
 def _collect_dropped_connections() -> None:

@@ -1,4 +1,10 @@
-"""Alembic environment: runs on the engine handed over by ``service.storage.db.migrate``."""
+"""Alembic environment: runs on the engine handed over by ``service.storage.db.migrate``.
+
+On SQLite, foreign keys are not enforced while migrations run: a batch migration
+rebuilds a table by copying it and dropping the original, and dropping a parent table
+with enforcement on deletes (cascades to) its children's rows. Enforcement comes back
+afterwards, and ``PRAGMA foreign_key_check`` must find nothing broken.
+"""
 
 from __future__ import annotations
 
@@ -14,14 +20,27 @@ def run_migrations_online() -> None:
         config.get_main_option("sqlalchemy.url")
     )
     with engine.connect() as connection:
-        context.configure(
-            connection=connection,
-            target_metadata=Base.metadata,
-            render_as_batch=connection.dialect.name == "sqlite",
-        )
-        with context.begin_transaction():
-            context.run_migrations()
-        connection.commit()
+        sqlite = connection.dialect.name == "sqlite"
+        if sqlite:  # on the raw connection: a PRAGMA inside a transaction does nothing
+            connection.connection.driver_connection.execute("PRAGMA foreign_keys=OFF")
+        try:
+            context.configure(
+                connection=connection, target_metadata=Base.metadata, render_as_batch=sqlite
+            )
+            with context.begin_transaction():
+                context.run_migrations()
+                if sqlite:
+                    _check_foreign_keys(connection)
+            connection.commit()
+        finally:
+            if sqlite:
+                connection.connection.driver_connection.execute("PRAGMA foreign_keys=ON")
+
+
+def _check_foreign_keys(connection) -> None:  # type: ignore[no-untyped-def]
+    broken = connection.exec_driver_sql("PRAGMA foreign_key_check").all()
+    if broken:
+        raise RuntimeError(f"migration left rows with broken foreign keys: {broken[:5]}")
 
 
 run_migrations_online()
