@@ -11,17 +11,22 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field
+from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 DEFAULT_HOME = Path(".scaletune")
+MIN_ADMIN_TOKEN_LENGTH = 32
 
 
 class Settings(BaseSettings):
     """Where the store and the broker live, and the timing of leases and heartbeats."""
 
     model_config = SettingsConfigDict(
-        env_prefix="SCALETUNE_", env_file=".env", extra="ignore", secrets_dir=None
+        env_prefix="SCALETUNE_",
+        env_file=".env",
+        extra="ignore",
+        secrets_dir=None,
+        hide_input_in_errors=True,  # a rejected value may be a secret: errors never echo it
     )
 
     database_url: str = Field(
@@ -59,6 +64,26 @@ class Settings(BaseSettings):
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = Field(
         "INFO", description="level of the root logger when log_format is json"
     )
+
+    admin_token: SecretStr | None = Field(
+        None,
+        description="the admin API token (at least 32 characters, e.g. from "
+        "`openssl rand -hex 32`); unset: only admin tokens issued with "
+        "`scaletune admin issue-token --admin` are admins",
+    )
+    metrics_public: bool = Field(
+        False, description="serve /metrics without a token (default: an admin token)"
+    )
+
+    @field_validator("admin_token")
+    @classmethod
+    def _long_enough(cls, token: SecretStr | None) -> SecretStr | None:
+        if token is not None and len(token.get_secret_value()) < MIN_ADMIN_TOKEN_LENGTH:
+            raise ValueError(
+                f"the admin token needs at least {MIN_ADMIN_TOKEN_LENGTH} characters "
+                "(make one with: openssl rand -hex 32)"
+            )
+        return token
 
     def queue_name(self, name: str) -> str:
         """The broker-level name of a logical queue (``control``, ``gpu``, ...)."""

@@ -15,7 +15,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from sqlalchemy.exc import OperationalError
 
-from service.api.routes import health, queues, results, studies, trials
+from service.api.routes import admin, health, queues, results, studies, trials
 from service.api.routes.dashboard import mount_dashboard
 from service.ask_latency import AskLatencyLog
 from service.config import Settings, get_settings
@@ -23,6 +23,7 @@ from service.domain import InvalidTransitionError, StudyNotFoundError, TrialNotF
 from service.observability import configure_logging, install_observability
 from service.proposals import ControlProposals, InlineProposals
 from service.storage.db import make_engine, make_sessionmaker, migrate
+from service.tokens import hash_token
 from workers.heartbeat import HeartbeatStore
 
 
@@ -37,6 +38,10 @@ def create_app(settings: Settings | None = None, *, run_migrations: bool = True)
     if run_migrations:
         migrate(engine)
     app.state.settings = settings
+    admin_token = settings.admin_token
+    app.state.admin_token_hash = (
+        None if admin_token is None else hash_token(admin_token.get_secret_value())
+    )
     app.state.sessions = make_sessionmaker(engine)
     app.state.read_sessions = make_sessionmaker(engine, read_only=True)
     app.state.proposals = (
@@ -50,7 +55,7 @@ def create_app(settings: Settings | None = None, *, run_migrations: bool = True)
     app.state.ask_log = AskLatencyLog.from_url(
         settings.broker_url, prefix=settings.heartbeat_prefix
     )
-    for module in (health, studies, trials, queues, results):
+    for module in (health, studies, trials, queues, results, admin):
         app.include_router(module.router)
     _add_error_handlers(app)
     _document_string_422(app)

@@ -24,7 +24,7 @@ from collections.abc import Iterator
 from contextvars import ContextVar
 from typing import Any
 
-from fastapi import APIRouter, FastAPI, Request, Response
+from fastapi import APIRouter, Depends, FastAPI, Request, Response
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, generate_latest
 from prometheus_client import Histogram as HistogramMetric
 from prometheus_client.core import GaugeMetricFamily, HistogramMetricFamily, Metric
@@ -32,6 +32,7 @@ from prometheus_client.registry import Collector
 from sqlalchemy import case, func, select
 from sqlalchemy.orm import Session, sessionmaker
 
+from service.api.auth import metrics_access
 from service.api.routes.queues import list_queues
 from service.ask_latency import AskLatencyLog
 from service.domain import StudyState, TrialState
@@ -245,7 +246,7 @@ class ObservabilityMiddleware:
 router = APIRouter(tags=["observability"])
 
 
-@router.get("/metrics", response_class=Response)
+@router.get("/metrics", response_class=Response, dependencies=[Depends(metrics_access)])
 def metrics(request: Request) -> Response:
     """Prometheus exposition: trials, studies, queues, workers, durations, ask latency."""
     body = generate_latest(request.app.state.metrics_registry)

@@ -169,3 +169,52 @@ class VerifyRequest(BaseModel):
     scale_factor: float = Field(
         10.0, gt=1.0, le=1000.0, description="x the largest compute the rules observed"
     )
+
+
+TENANT_NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,99}$"
+
+
+class TenantCreate(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    name: str = Field(
+        pattern=TENANT_NAME_PATTERN,
+        description="letters, digits, '_', '.', '-'; at most 100 characters",
+    )
+
+
+class TenantPublic(_Out):
+    id: int
+    name: str
+    created_at: float
+
+
+class TenantsPublic(BaseModel):
+    data: list[TenantPublic]
+    count: int
+
+
+class TokenCreate(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    name: str = Field("api", min_length=1, max_length=200, description="what the token is for")
+
+
+class TokenPublic(_Out):
+    """A token without its secret: ``prefix`` identifies it."""
+
+    id: int
+    prefix: str
+    name: str
+    tenant_id: int | None = Field(description="null for an admin token")
+    created_at: float
+    revoked_at: float | None
+
+
+class TokensPublic(BaseModel):
+    data: list[TokenPublic]
+    count: int
+
+
+class IssuedTokenPublic(TokenPublic):
+    token: str = Field(description="the token itself: shown this once, never stored")

@@ -14,6 +14,7 @@ from service.main import create_app
 from service.scheduler import Scheduler
 from service.storage import repository as repo
 from service.storage.db import make_engine, make_sessionmaker, migrate, transaction
+from tests.auth import ADMIN_TOKEN, authorize, bearer
 from tests.e2e.conftest import wait_for
 
 with warnings.catch_warnings():
@@ -46,8 +47,10 @@ def test_a_study_runs_on_celery_workers_and_matches_the_embedded_run(cluster, sq
         broker_url=cluster.broker_url,
         queue_prefix=cluster.prefix,
         heartbeat_prefix=f"{cluster.prefix}hb",
+        admin_token=ADMIN_TOKEN,
     )
     with TestClient(create_app(settings)) as client:
+        authorize(client)
         study_id = client.post("/studies", json=STUDY).json()["id"]
         detail = wait_for(
             lambda: _finished(client, study_id),
@@ -56,7 +59,7 @@ def test_a_study_runs_on_celery_workers_and_matches_the_embedded_run(cluster, sq
         )
         trials = client.get(f"/studies/{study_id}/trials").json()["data"]
         front = client.get(f"/studies/{study_id}/front").json()
-        queues = client.get("/queues").json()
+        queues = client.get("/queues", headers=bearer(ADMIN_TOKEN)).json()
         rules = client.get(f"/studies/{study_id}/rules")
     assert detail["progress"]["dispatched"] == 6 and len(trials) == 6
     assert all(t["state"] in ("COMPLETE", "FAILED") for t in trials)

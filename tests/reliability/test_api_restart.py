@@ -13,6 +13,7 @@ from pathlib import Path
 import httpx
 import pytest
 
+from tests.auth import bearer, issue_tenant_token_at
 from tests.e2e.conftest import wait_for
 from tests.reliability.conftest import free_port
 from tests.service.conftest import pg_database_url as second_pg_database_url  # noqa: F401
@@ -40,7 +41,7 @@ def _loss(params: dict) -> float:
 
 
 class ApiProcess:
-    def __init__(self, *, database_url: str, broker_url: str, log: Path) -> None:
+    def __init__(self, *, database_url: str, broker_url: str, log: Path, token: str) -> None:
         self.port = free_port()
         env = {
             **os.environ,
@@ -59,7 +60,9 @@ class ApiProcess:
                 stderr=subprocess.STDOUT,
                 start_new_session=True,
             )
-        self.client = httpx.Client(base_url=f"http://127.0.0.1:{self.port}", timeout=60)
+        self.client = httpx.Client(
+            base_url=f"http://127.0.0.1:{self.port}", timeout=60, headers=bearer(token)
+        )
         wait_for(self._up, timeout_s=45, what=lambda: f"uvicorn up; log: {log.read_text()}")
 
     def _up(self) -> bool:
@@ -90,13 +93,14 @@ def _ask_tell(api: ApiProcess, study_id: int, n: int) -> list[dict]:
 
 
 def _run(database_url: str, broker_url: str, log: Path, *, restart: bool) -> list[dict]:
-    api = ApiProcess(database_url=database_url, broker_url=broker_url, log=log)
+    token = issue_tenant_token_at(database_url)  # kept in the store: valid after the restart
+    api = ApiProcess(database_url=database_url, broker_url=broker_url, log=log, token=token)
     try:
         study_id = api.client.post("/studies", json=STUDY).json()["id"]
         params = _ask_tell(api, study_id, RESTART_AFTER if restart else N_TRIALS)
         if restart:
             api.kill()
-            api = ApiProcess(database_url=database_url, broker_url=broker_url, log=log)
+            api = ApiProcess(database_url=database_url, broker_url=broker_url, log=log, token=token)
             params += _ask_tell(api, study_id, N_TRIALS - RESTART_AFTER)
         assert api.client.get(f"/studies/{study_id}").json()["state"] == "COMPLETE"
         return params

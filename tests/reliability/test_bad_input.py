@@ -8,6 +8,7 @@ import pytest
 
 from service.config import Settings
 from service.main import create_app
+from tests.auth import authorize
 from tests.reliability.faults import TestClient
 
 pytestmark = pytest.mark.integration
@@ -31,6 +32,7 @@ def client(sqlite_url: str, redis_url: str):  # type: ignore[no-untyped-def]
         database_url=sqlite_url, broker_url=redis_url, proposals="inline", max_body_bytes=50_000
     )
     with TestClient(create_app(settings), raise_server_exceptions=False) as client:
+        authorize(client)
         yield client
 
 

@@ -9,6 +9,7 @@ import pytest
 
 from service.config import Settings
 from service.main import create_app
+from tests.auth import authorize
 
 with warnings.catch_warnings():
     warnings.filterwarnings("ignore", message=".*install `httpx2`")
@@ -35,6 +36,7 @@ def test_requests_get_503_while_postgres_is_cut_and_succeed_after(
         database_url=database_url, broker_url=redis_url, proposals="inline", lease_seconds=60.0
     )
     with TestClient(create_app(settings), raise_server_exceptions=False) as client:
+        authorize(client)
         study_id = client.post("/studies", json=STUDY).json()["id"]
         (item,) = client.post(f"/studies/{study_id}/ask", json={"count": 1}).json()["data"]
         trial_url = f"/trials/{item['trial_id']}"

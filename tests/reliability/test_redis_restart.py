@@ -15,6 +15,7 @@ import pytest
 import redis
 
 from service.main import create_app
+from tests.auth import authorize
 from tests.e2e.conftest import wait_for
 from tests.reliability.conftest import free_port
 from tests.reliability.faults import (
@@ -112,6 +113,7 @@ def test_a_redis_restart_loses_no_observation_and_dispatch_resumes(
     cluster = restartable_cluster
     url = cluster.database_url
     with TestClient(create_app(cluster_settings(cluster))) as client:
+        authorize(client)
         study_id = client.post("/studies", json=STUDY).json()["id"]
     wait_for(
         lambda: len(_finished(url, study_id)) >= 2,

@@ -11,6 +11,7 @@ from __future__ import annotations
 import pytest
 
 from service.main import create_app
+from tests.auth import authorize
 from tests.e2e.conftest import wait_for
 from tests.reliability.faults import (
     TestClient,
@@ -53,6 +54,7 @@ def test_first_valid_result_wins_and_nothing_counts_twice(cluster) -> None:
     settings = cluster_settings(cluster)
     url = cluster.database_url
     with TestClient(create_app(settings)) as client:
+        authorize(client)
         study_id = client.post("/studies", json=STUDY).json()["id"]
     first, second = wait_for(
         lambda: _running(url, study_id, 2), timeout_s=30, what="two dispatched trials"

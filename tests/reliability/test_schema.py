@@ -13,6 +13,7 @@ from schemathesis.specs.openapi.checks import response_schema_conformance
 
 from service.config import Settings
 from service.main import create_app
+from tests.auth import ADMIN_TOKEN, authorize, bearer
 from tests.reliability.faults import TestClient
 
 pytestmark = pytest.mark.integration
@@ -20,32 +21,38 @@ pytestmark = pytest.mark.integration
 EXAMPLES_PER_OPERATION = 8
 
 
+ADMIN_PATHS = ("/admin", "/queues", "/metrics")
+
+
 def _app(sqlite_url: str, redis_url: str, report_dir: Path):  # type: ignore[no-untyped-def]
+    """The app with one real study, and its tenant's token (so generated ids can hit it)."""
     app = create_app(
         Settings(
             database_url=sqlite_url,
             broker_url=redis_url,
             proposals="inline",
             report_dir=report_dir,
+            admin_token=ADMIN_TOKEN,
         )
     )
-    with TestClient(app) as client:  # one real study, so some generated ids hit it
+    with TestClient(app) as client:
+        token = authorize(client)
         study = {"name": "s", "objective": "testbed", "budget": {"max_trials": 4}}
         assert client.post("/studies", json={**study, "executor": "external"}).status_code == 201
-    return app
+    return app, token
 
 
 def test_no_5xx_and_responses_match_the_schema(sqlite_url, redis_url, tmp_path) -> None:
-    schema = schemathesis.openapi.from_asgi(
-        "/openapi.json", _app(sqlite_url, redis_url, tmp_path / "reports")
-    )
+    app, token = _app(sqlite_url, redis_url, tmp_path / "reports")
+    schema = schemathesis.openapi.from_asgi("/openapi.json", app)
     operations = [result.ok() for result in schema.get_all_operations()]
     assert len(operations) >= 15
     for operation in operations:
-        _fuzz(operation)
+        admin = operation.path.startswith(ADMIN_PATHS)
+        _fuzz(operation, bearer(ADMIN_TOKEN if admin else token))
 
 
-def _fuzz(operation) -> None:  # type: ignore[no-untyped-def]
+def _fuzz(operation, headers: dict[str, str]) -> None:  # type: ignore[no-untyped-def]
     @given(case=operation.as_strategy())
     @settings(
         max_examples=EXAMPLES_PER_OPERATION,
@@ -55,6 +62,8 @@ def _fuzz(operation) -> None:  # type: ignore[no-untyped-def]
         database=None,
     )
     def run(case) -> None:  # type: ignore[no-untyped-def]
-        case.call_and_validate(checks=[not_a_server_error, response_schema_conformance])
+        case.call_and_validate(
+            headers=headers, checks=[not_a_server_error, response_schema_conformance]
+        )
 
     run()

@@ -7,6 +7,7 @@ from __future__ import annotations
 import pytest
 
 from service.main import create_app
+from tests.auth import authorize
 from tests.e2e.conftest import wait_for
 from tests.reliability.faults import TestClient, cluster_settings, send_results, trial_rows
 
@@ -28,6 +29,7 @@ def test_a_silent_trial_is_reclaimed_failed_and_its_slot_reused(fast_reclaim_clu
     settings = cluster_settings(cluster)
     url = cluster.database_url
     with TestClient(create_app(settings)) as client:
+        authorize(client)
         study_id = client.post("/studies", json=STUDY).json()["id"]
     trials = wait_for(
         lambda: (

@@ -13,6 +13,7 @@ import redis
 
 from bench.processes import stop_process_group
 from service.main import create_app
+from tests.auth import authorize
 from tests.e2e.conftest import _start, wait_for
 from tests.reliability.faults import (
     TestClient,
@@ -61,6 +62,7 @@ def test_a_killed_worker_loses_and_doubles_nothing(plugin_cluster, tmp_path: Pat
     cluster = plugin_cluster
     url = cluster.database_url
     with TestClient(create_app(cluster_settings(cluster))) as client:
+        authorize(client)
         created = client.post("/studies", json=STUDY)
         assert created.status_code == 201, created.text
         study_id = created.json()["id"]

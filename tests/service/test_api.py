@@ -15,6 +15,7 @@ with warnings.catch_warnings():
 
 from service.config import Settings
 from service.main import create_app
+from tests.auth import ADMIN_TOKEN, authorize, bearer
 
 pytestmark = pytest.mark.integration
 
@@ -37,8 +38,10 @@ def client(sqlite_url: str, redis_url: str):
         proposals="inline",
         lease_seconds=30.0,
         max_body_bytes=50_000,
+        admin_token=ADMIN_TOKEN,
     )
     with TestClient(create_app(settings)) as client:
+        authorize(client)
         yield client
 
 
@@ -154,7 +157,7 @@ def test_oversized_bodies_are_refused(client: TestClient) -> None:
 def test_health_ready_queues_and_openapi(client: TestClient) -> None:
     assert client.get("/health").json()["status"] == "ok"
     assert client.get("/ready").json()["detail"] == {"database": "ok"}
-    queues = client.get("/queues").json()
+    queues = client.get("/queues", headers=bearer(ADMIN_TOKEN)).json()
     assert queues["heartbeats_available"] is True and queues["queues"] == []
     paths = client.get("/openapi.json").json()["paths"]
     assert {"/studies/{study_id}/ask", "/trials/{trial_id}/tell", "/queues"} <= set(paths)

@@ -9,6 +9,7 @@ import pytest
 from service.client import ApiError, ScaletuneClient
 from service.config import Settings
 from service.main import create_app
+from tests.auth import authorize
 
 with warnings.catch_warnings():
     # starlette asks for its "httpx2" fork; the httpx we depend on works for TestClient.
@@ -21,6 +22,7 @@ pytestmark = pytest.mark.integration
 def test_client_mirrors_the_api(sqlite_url: str, redis_url: str) -> None:
     settings = Settings(database_url=sqlite_url, broker_url=redis_url, proposals="inline")
     with TestClient(create_app(settings)) as http:
+        authorize(http)
         client = ScaletuneClient(http=http)
         study = client.create_study(
             {

@@ -19,6 +19,7 @@ from service.observability import JsonFormatter, log_context
 from service.storage import repository as repo
 from service.storage.db import transaction
 from service.studies import create_study_row
+from tests.auth import ADMIN_TOKEN, authorize, bearer
 from tests.service.factories import make_spec
 from workers.heartbeat import HeartbeatStore, TrialRef
 
@@ -60,9 +61,11 @@ def make_client(sqlite_url: str, redis_url: str, prefix: str):
             broker_url=redis_url,
             heartbeat_prefix=prefix,
             proposals="inline",
+            admin_token=ADMIN_TOKEN,
             **overrides,
         )
         client = TestClient(create_app(settings)).__enter__()
+        authorize(client)
         clients.append(client)
         return client
 
@@ -74,7 +77,7 @@ def make_client(sqlite_url: str, redis_url: str, prefix: str):
 
 def scrape(client: TestClient) -> dict[tuple[str, frozenset], float]:
     """Every sample of ``/metrics`` by (name, labels)."""
-    response = client.get("/metrics")
+    response = client.get("/metrics", headers=bearer(ADMIN_TOKEN))  # admin-only
     assert response.status_code == 200
     assert response.headers["content-type"].startswith("text/plain")
     return {

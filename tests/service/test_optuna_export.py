@@ -40,6 +40,7 @@ from service.scheduler import Scheduler
 from service.schemas import TrialDetail
 from service.storage import repository as repo
 from service.storage.db import transaction
+from tests.auth import authorize
 from tests.service.factories import make_spec
 
 with warnings.catch_warnings():
@@ -250,6 +251,7 @@ def test_an_embedded_study_exports_the_front_the_service_found(sqlite_sessions, 
 def test_a_study_exports_over_the_http_api_as_the_cli_reads_it(sqlite_url, redis_url, tmp_path):
     settings = Settings(database_url=sqlite_url, broker_url=redis_url, proposals="inline")
     with TestClient(create_app(settings)) as http:
+        authorize(http)
         client = ScaletuneClient(http=http)
         spec = {"name": "ext", "objective": "testbed", "executor": "external"}
         study = client.create_study(
@@ -315,8 +317,9 @@ def test_cli_export_copies_a_study_into_an_optuna_storage(
     settings = Settings(database_url=sqlite_url, broker_url=redis_url, proposals="inline")
     storage = f"sqlite:///{tmp_path / 'optuna.db'}"
     with TestClient(create_app(settings)) as http:
+        authorize(http)
         client = ScaletuneClient(http=http)
-        monkeypatch.setattr(cli, "_client", lambda api: client)
+        monkeypatch.setattr(cli, "_client", lambda api, token: client)
         spec = {"name": "cli", "objective": "testbed", "executor": "external"}
         study = client.create_study(spec | {"budget": {"max_trials": 2}})
         for item in client.ask(study["id"], count=2)["data"]:

@@ -10,6 +10,7 @@ import yaml
 from service.client import ScaletuneClient
 from service.config import Settings
 from service.main import create_app
+from tests.auth import authorize
 from tests.service.factories import finished_study_with_rules
 
 with warnings.catch_warnings():
@@ -28,6 +29,7 @@ def app_with_rules(sqlite_url: str, redis_url: str, tmp_path):
     app = create_app(settings)
     study_id, _ = finished_study_with_rules(app.state.sessions)
     with TestClient(app) as client:
+        authorize(client, tenant="default")  # the factory's study is the default tenant's
         yield client, study_id
 
 

@@ -22,6 +22,7 @@ from service.verification import (
     studies_with_pending_verification,
     verification_status,
 )
+from tests.auth import authorize
 from tests.service.factories import (
     FakeClock,
     RecordingDispatcher,
@@ -96,6 +97,7 @@ def client_and_rules_study(sqlite_url: str, redis_url: str, tmp_path):
     app = create_app(settings)
     study_id, _ = finished_study_with_rules(app.state.sessions)
     with TestClient(app) as client:
+        authorize(client, tenant="default")  # the factory's study is the default tenant's
         yield client, study_id, app.state.sessions
 
 

@@ -8,12 +8,14 @@ import redis
 from fastapi import APIRouter
 from sqlalchemy import select
 
+from service.api.auth import AdminOnly
 from service.api.deps import HeartbeatsDep, SessionDep
 from service.domain import TrialState
 from service.schemas import QueuePublic, QueuesPublic, WorkerPublic
 from service.storage.tables import TrialRow
 
-router = APIRouter(prefix="/queues", tags=["queues"])
+# Workers and queues are shared by all tenants (the view names their trials): admins only.
+router = APIRouter(prefix="/queues", tags=["queues"], dependencies=[AdminOnly])
 
 
 @router.get("")

@@ -10,6 +10,7 @@ from fastapi.responses import FileResponse
 
 from search.errors import SearchError
 from service import views
+from service.api.auth import OwnedStudy
 from service.api.deps import SessionDep, SettingsDep, StudyId
 from service.domain import TrialState
 from service.schemas import FrontPublic, TrialPublic, VerifyRequest
@@ -21,7 +22,8 @@ from service.verification import (
     verification_status,
 )
 
-router = APIRouter(prefix="/studies/{study_id}", tags=["results"])
+# Every route here is about the study in the path: the owner check covers the router.
+router = APIRouter(prefix="/studies/{study_id}", tags=["results"], dependencies=[OwnedStudy])
 
 
 @router.get("/front")

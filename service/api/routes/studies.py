@@ -8,6 +8,7 @@ from typing import Annotated
 from fastapi import APIRouter, HTTPException, Query, status
 
 from service import views
+from service.api.auth import Authenticated, OwnedStudy, PrincipalDep
 from service.api.deps import ProposalsDep, SessionDep, StudyId
 from service.domain import InvalidTransitionError, StudySpec, StudyState
 from service.schemas import (
@@ -25,14 +26,21 @@ from service.studies import UnknownObjectiveNameError, create_study_row
 from service.verification import NoRulesError
 from workers.objectives.registry import InvalidObjectiveOptionsError, InvalidParameterNamesError
 
-router = APIRouter(prefix="/studies", tags=["studies"])
+router = APIRouter(prefix="/studies", tags=["studies"], dependencies=[Authenticated])
 
 
 @router.post("", status_code=status.HTTP_201_CREATED)
-def create_study(body: StudyCreate, session: SessionDep, proposals: ProposalsDep) -> StudyDetail:
-    """Create a study; trials start as soon as the scheduler steps it."""
+def create_study(
+    body: StudyCreate, session: SessionDep, proposals: ProposalsDep, principal: PrincipalDep
+) -> StudyDetail:
+    """Create a study of the token's tenant; trials start as soon as the scheduler steps it."""
+    if principal.tenant_id is None:
+        raise HTTPException(
+            status.HTTP_403_FORBIDDEN,
+            "a study belongs to a tenant: create it with a tenant's token, not an admin token",
+        )
     try:
-        study = create_study_row(session, spec=body, now=time.time())
+        study = create_study_row(session, spec=body, now=time.time(), tenant_id=principal.tenant_id)
     except (
         UnknownObjectiveNameError,
         InvalidObjectiveOptionsError,
@@ -49,30 +57,35 @@ def create_study(body: StudyCreate, session: SessionDep, proposals: ProposalsDep
 @router.get("")
 def list_studies(
     session: SessionDep,
+    principal: PrincipalDep,
     state: StudyState | None = None,
     offset: Annotated[int, Query(ge=0)] = 0,
     limit: Annotated[int, Query(ge=1, le=500)] = 50,
 ) -> StudiesPublic:
-    """List studies, oldest first."""
+    """List the tenant's studies (an admin: all studies), oldest first."""
     rows, total = repo.list_studies(
-        session, states=None if state is None else [state], offset=offset, limit=limit
+        session,
+        states=None if state is None else [state],
+        offset=offset,
+        limit=limit,
+        tenant_id=principal.tenant_id,
     )
     return StudiesPublic(data=[StudyPublic.model_validate(r) for r in rows], count=total)
 
 
-@router.get("/{study_id}")
+@router.get("/{study_id}", dependencies=[OwnedStudy])
 def get_study(study_id: StudyId, session: SessionDep) -> StudyDetail:
     """A study with its progress, trials by state, front and best loss per cost band."""
     return study_detail(session, study=repo.get_study(session, study_id=study_id))
 
 
-@router.post("/{study_id}/pause")
+@router.post("/{study_id}/pause", dependencies=[OwnedStudy])
 def pause_study(study_id: StudyId, session: SessionDep) -> StudyPublic:
     """Stop dispatching new trials; running ones finish and are recorded."""
     return _move(session, study_id, StudyState.PAUSED)
 
 
-@router.post("/{study_id}/resume")
+@router.post("/{study_id}/resume", dependencies=[OwnedStudy])
 def resume_study(study_id: StudyId, session: SessionDep, proposals: ProposalsDep) -> StudyPublic:
     """Dispatch again after a pause."""
     public = _move(session, study_id, StudyState.RUNNING)
@@ -81,7 +94,7 @@ def resume_study(study_id: StudyId, session: SessionDep, proposals: ProposalsDep
     return public
 
 
-@router.post("/{study_id}/stop")
+@router.post("/{study_id}/stop", dependencies=[OwnedStudy])
 def stop_study(study_id: StudyId, session: SessionDep) -> StudyPublic:
     """Stop for good: no new trials, buffered proposals cancelled."""
     study = repo.get_study(session, study_id=study_id, lock=True)

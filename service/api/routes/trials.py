@@ -8,6 +8,7 @@ from typing import Annotated
 from fastapi import APIRouter, HTTPException, Query, status
 
 from service import studies
+from service.api.auth import Authenticated, OwnedStudy, OwnedTrial
 from service.api.deps import ProposalsDep, SessionDep, SettingsDep, StudyId, TrialId
 from service.domain import StudyState, TrialState
 from service.schemas import (
@@ -24,10 +25,10 @@ from service.schemas import (
 from service.storage import repository as repo
 from service.verification import waiting_verifications
 
-router = APIRouter(tags=["trials"])
+router = APIRouter(tags=["trials"], dependencies=[Authenticated])
 
 
-@router.get("/studies/{study_id}/trials")
+@router.get("/studies/{study_id}/trials", dependencies=[OwnedStudy])
 def list_trials(
     study_id: StudyId,
     session: SessionDep,
@@ -43,13 +44,13 @@ def list_trials(
     return TrialsPublic(data=[TrialPublic.model_validate(r) for r in rows], count=total)
 
 
-@router.get("/trials/{trial_id}")
+@router.get("/trials/{trial_id}", dependencies=[OwnedTrial])
 def get_trial(trial_id: TrialId, session: SessionDep) -> TrialDetail:
     """One trial with its learning curve and metrics."""
     return TrialDetail.model_validate(repo.get_trial(session, trial_id=trial_id))
 
 
-@router.post("/studies/{study_id}/ask")
+@router.post("/studies/{study_id}/ask", dependencies=[OwnedStudy])
 def ask(
     study_id: StudyId, body: AskRequest, session: SessionDep, proposals: ProposalsDep
 ) -> AskResponse:
@@ -75,7 +76,7 @@ def ask(
     return AskResponse(data=data, count=len(data))
 
 
-@router.post("/trials/{trial_id}/tell")
+@router.post("/trials/{trial_id}/tell", dependencies=[OwnedTrial])
 def tell(
     trial_id: TrialId,
     body: TellRequest,
@@ -107,7 +108,7 @@ def tell(
     return TellResponse(trial_id=trial_id, outcome=str(outcome), state=trial.state)
 
 
-@router.post("/trials/{trial_id}/heartbeat")
+@router.post("/trials/{trial_id}/heartbeat", dependencies=[OwnedTrial])
 def heartbeat(trial_id: TrialId, session: SessionDep, settings: SettingsDep) -> HeartbeatResponse:
     """Renew an externally run trial's lease (call more often than ``lease_seconds``)."""
     try:
