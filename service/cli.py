@@ -1,8 +1,11 @@
 """The ``scaletune`` command line.
 
-Embedded commands (no services): ``demo`` and ``run STUDY_FILE``. Commands that talk to
-a running service over HTTP (``submit``, ``list``, ``status``, ``watch``, ``stop``,
-``export``) go through ``service.client``.
+Embedded commands (no services): ``demo`` and ``run STUDY_FILE``; their studies belong
+to the local tenant ``default``. Commands that talk to a running service over HTTP
+(``submit``, ``list``, ``status``, ``watch``, ``stop``, ``export``) go through
+``service.client`` with an API token (``--token`` or ``SCALETUNE_TOKEN``). ``scaletune
+admin ...`` runs on the server side: it writes tenants and tokens straight into the
+store named by the settings (``SCALETUNE_DATABASE_URL``).
 """
 
 from __future__ import annotations
@@ -170,15 +173,29 @@ def _fail(message: str) -> None:
 ApiOption = Annotated[
     str, typer.Option("--api", envvar="SCALETUNE_API_URL", help="base URL of the scaletune API")
 ]
+TokenOption = Annotated[
+    str | None,
+    typer.Option(
+        "--token",
+        envvar="SCALETUNE_TOKEN",
+        help="API token (prefer the environment variable: a command line is visible to "
+        "other users of the machine)",
+        show_default=False,
+    ),
+]
 
 
-def _client(api: str):  # type: ignore[no-untyped-def]
+def _client(api: str, token: str | None):  # type: ignore[no-untyped-def]
     from service.client import ScaletuneClient
 
-    return ScaletuneClient(api)
+    if not token:
+        _fail("an API token is needed: set SCALETUNE_TOKEN or pass --token")
+    return ScaletuneClient(api, token=token)
 
 
-def _api_call(fn, *args, **kwargs):  # type: ignore[no-untyped-def]
+def _api_call(fn, *args, tolerate: int | None = None, **kwargs):  # type: ignore[no-untyped-def]
+    """``fn``'s answer; an API error ends the command with its message, except a
+    ``tolerate`` status, which returns None."""
     import httpx
 
     from service.client import ApiError
@@ -186,6 +203,8 @@ def _api_call(fn, *args, **kwargs):  # type: ignore[no-untyped-def]
     try:
         return fn(*args, **kwargs)
     except ApiError as exc:
+        if exc.status == tolerate:
+            return None
         _fail(str(exc))
     except httpx.HTTPError as exc:
         _fail(f"cannot reach the API: {exc}")
@@ -195,22 +214,23 @@ def _api_call(fn, *args, **kwargs):  # type: ignore[no-untyped-def]
 def submit(
     study_file: Annotated[Path, typer.Argument(help="YAML study file")],
     api: ApiOption = "http://127.0.0.1:8000",
+    token: TokenOption = None,
 ) -> None:
     """Submit STUDY_FILE to a running service."""
     try:
         spec = load_study_file(study_file)
     except StudyFileError as exc:
         _fail(str(exc))
-    study = _api_call(_client(api).create_study, spec.model_dump(mode="json"))
+    study = _api_call(_client(api, token).create_study, spec.model_dump(mode="json"))
     console.print(f"submitted study {study['id']} ({study['name']})")
 
 
 @app.command("list")
-def list_(api: ApiOption = "http://127.0.0.1:8000") -> None:
+def list_(api: ApiOption = "http://127.0.0.1:8000", token: TokenOption = None) -> None:
     """List the service's studies."""
     from rich.table import Table
 
-    studies = _api_call(_client(api).list_studies)
+    studies = _api_call(_client(api, token).list_studies)
     table = Table("id", "name", "objective", "state")
     for s in studies["data"]:
         table.add_row(str(s["id"]), s["name"], s["objective"], s["state"])
@@ -218,15 +238,18 @@ def list_(api: ApiOption = "http://127.0.0.1:8000") -> None:
 
 
 @app.command()
-def status(study_id: int, api: ApiOption = "http://127.0.0.1:8000") -> None:
+def status(
+    study_id: int, api: ApiOption = "http://127.0.0.1:8000", token: TokenOption = None
+) -> None:
     """A study's state, budget use and trials by state."""
-    console.print(_status_table(_api_call(_client(api).get_study, study_id)))
+    console.print(_status_table(_api_call(_client(api, token).get_study, study_id)))
 
 
 @app.command()
 def watch(
     study_id: int,
     api: ApiOption = "http://127.0.0.1:8000",
+    token: TokenOption = None,
     interval: Annotated[float, typer.Option(min=0.2)] = 2.0,
 ) -> None:
     """Live view of a study, its queues and workers, until it finishes."""
@@ -235,11 +258,11 @@ def watch(
     from rich.console import Group
     from rich.live import Live
 
-    client = _client(api)
+    client = _client(api, token)
     with Live(console=console, refresh_per_second=4) as live:
         while True:
             study = _api_call(client.get_study, study_id)
-            queues = _api_call(client.queues)
+            queues = _api_call(client.queues, tolerate=403)  # the queue view is admin-only
             live.update(Group(_status_table(study), _queues_table(queues)))
             if study["state"] in ("COMPLETE", "STOPPED"):
                 return
@@ -247,9 +270,11 @@ def watch(
 
 
 @app.command()
-def stop(study_id: int, api: ApiOption = "http://127.0.0.1:8000") -> None:
+def stop(
+    study_id: int, api: ApiOption = "http://127.0.0.1:8000", token: TokenOption = None
+) -> None:
     """Stop a study for good (running trials finish and are recorded)."""
-    study = _api_call(_client(api).set_state, study_id, "stop")
+    study = _api_call(_client(api, token).set_state, study_id, "stop")
     console.print(f"study {study_id}: {study['state']}")
 
 
@@ -257,6 +282,7 @@ def stop(study_id: int, api: ApiOption = "http://127.0.0.1:8000") -> None:
 def export(
     study_id: int,
     api: ApiOption = "http://127.0.0.1:8000",
+    token: TokenOption = None,
     fmt: Annotated[str, typer.Option("--format", help="json, yaml or report")] = "yaml",
     out: Annotated[Path | None, typer.Option(help="file (json/yaml) or directory (report)")] = None,
     optuna_storage: Annotated[
@@ -273,7 +299,7 @@ def export(
 
     if fmt not in ("json", "yaml", "report"):
         _fail("--format must be json, yaml or report")
-    client = _client(api)
+    client = _client(api, token)
     if optuna_storage is not None:
         _export_to_optuna(client, study_id, optuna_storage, optuna_study_name, overwrite)
         return
@@ -337,8 +363,12 @@ def _status_table(study: dict):  # type: ignore[no-untyped-def]
     return table
 
 
-def _queues_table(queues: dict):  # type: ignore[no-untyped-def]
+def _queues_table(queues: dict | None):  # type: ignore[no-untyped-def]
     from rich.table import Table
+    from rich.text import Text
+
+    if queues is None:
+        return Text("queues and workers: shown to an admin token only")
 
     table = Table(
         "queue / worker",
@@ -352,6 +382,135 @@ def _queues_table(queues: dict):  # type: ignore[no-untyped-def]
     for w in queues["workers"]:
         table.add_row(w["worker"], w["device"], str(w["trial_id"] or "-"), f"{w['age_s']:.1f}")
     return table
+
+
+# -- server-side administration: tenants and API tokens ---------------------------------
+
+admin = typer.Typer(
+    no_args_is_help=True,
+    help="Tenants and API tokens, written straight into the store of the settings "
+    "(SCALETUNE_DATABASE_URL); run where the API runs.",
+)
+app.add_typer(admin, name="admin")
+
+
+def _admin_store():  # type: ignore[no-untyped-def]
+    """A sessionmaker on the settings' store (migrated), or a CLI error without the URL's
+    password."""
+    from pydantic import ValidationError
+    from sqlalchemy.engine import make_url
+    from sqlalchemy.exc import SQLAlchemyError
+
+    from service.storage.db import make_engine, make_sessionmaker, migrate
+
+    try:
+        settings = Settings()
+    except ValidationError as exc:
+        _fail(f"invalid settings: {exc.errors()[0]['loc']}: {exc.errors()[0]['msg']}")
+    try:
+        where = make_url(settings.database_url).render_as_string(hide_password=True)
+        engine = make_engine(settings.database_url)
+        migrate(engine)
+    except (SQLAlchemyError, ValueError, OSError) as exc:
+        _fail(f"cannot open the store: {type(exc).__name__} (SCALETUNE_DATABASE_URL)")
+    console.print(f"store: {where}", highlight=False)
+    return make_sessionmaker(engine)
+
+
+def _admin_write(action):  # type: ignore[no-untyped-def]
+    """Run ``action(session)`` in one transaction; a lookup or name error is a CLI error."""
+    from sqlalchemy.exc import SQLAlchemyError
+
+    from service.storage.db import transaction
+    from service.storage.tenants import TenantExistsError, TenantNotFoundError, TokenNotFoundError
+
+    try:
+        with transaction(_admin_store()) as session:
+            return action(session)
+    except (TenantExistsError, TenantNotFoundError, TokenNotFoundError) as exc:
+        _fail(str(exc))
+    except SQLAlchemyError as exc:
+        _fail(f"the store refused the change: {type(exc).__name__}")
+
+
+@admin.command("create-tenant")
+def create_tenant(name: Annotated[str, typer.Argument(help="the tenant's name")]) -> None:
+    """Create a tenant (its studies are reachable with its tokens only)."""
+    import re
+    import time
+
+    from service.schemas import TENANT_NAME_PATTERN
+    from service.storage import tenants
+
+    if not re.match(TENANT_NAME_PATTERN, name):
+        _fail("a tenant name is 1-100 letters, digits, '_', '.' or '-', starting alphanumeric")
+    tenant = _admin_write(lambda s: tenants.create_tenant(s, name=name, now=time.time()))
+    console.print(f"tenant {tenant.name} (id {tenant.id}) created", highlight=False)
+
+
+@admin.command("issue-token")
+def issue_token(
+    tenant: Annotated[str | None, typer.Argument(help="the tenant's name")] = None,
+    name: Annotated[str, typer.Option(help="what the token is for")] = "cli",
+    admin_token: Annotated[
+        bool, typer.Option("--admin", help="an admin token (no tenant) instead")
+    ] = False,
+) -> None:
+    """Issue an API token; it is printed once and only its hash is stored."""
+    import time
+
+    from service import tokens
+    from service.storage import tenants
+
+    if (tenant is None) == (not admin_token):
+        _fail("name a TENANT, or pass --admin for an admin token (not both)")
+
+    def issue(session):  # type: ignore[no-untyped-def]
+        tenant_id = None
+        if tenant is not None:
+            row = tenants.find_tenant(session, name=tenant)
+            if row is None:
+                raise tenants.TenantNotFoundError(
+                    f"no tenant named {tenant!r}; create it with: scaletune admin create-tenant"
+                )
+            tenant_id = row.id
+        return tokens.issue_token(session, tenant_id=tenant_id, name=name, now=time.time())
+
+    issued = _admin_write(issue)
+    owner = "admin" if tenant is None else f"tenant {tenant}"
+    console.print(f"token {issued.row.prefix} (id {issued.row.id}) for {owner}; shown once:")
+    print(issued.token)  # plain stdout, so it can be captured: TOKEN=$(scaletune admin ...)
+
+
+@admin.command("revoke")
+def revoke(ref: Annotated[str, typer.Argument(help="the token's id or prefix (st_...)")]) -> None:
+    """Revoke an API token: refused from the next request on."""
+    import time
+
+    from service.tokens import revoke_token
+
+    row = _admin_write(lambda s: revoke_token(s, ref=ref, now=time.time()))
+    console.print(f"token {row.prefix} (id {row.id}) revoked", highlight=False)
+
+
+@admin.command("tokens")
+def list_tokens() -> None:
+    """Tenants and their tokens (prefix, name, revoked or not); never the secrets."""
+    from rich.table import Table
+
+    from service.storage import tenants
+
+    def read(session):  # type: ignore[no-untyped-def]
+        names = {t.id: t.name for t in tenants.list_tenants(session)}
+        return names, tenants.list_tokens(session)
+
+    names, rows = _admin_write(read)
+    table = Table("id", "prefix", "name", "tenant", "revoked")
+    for row in rows:
+        owner = "(admin)" if row.tenant_id is None else names.get(row.tenant_id, "?")
+        table.add_row(str(row.id), row.prefix, row.name, owner, "yes" if row.revoked_at else "")
+    console.print(f"tenants: {', '.join(names.values())}", highlight=False)
+    console.print(table)
 
 
 def main() -> None:

@@ -1,6 +1,6 @@
 """A small Python client of the scaletune HTTP API (httpx), mirroring its routes.
 
-client = ScaletuneClient("http://127.0.0.1:8000")
+client = ScaletuneClient("http://127.0.0.1:8000", token=os.environ["SCALETUNE_TOKEN"])
 study = client.create_study(spec)              # dict (StudyDetail)
 for item in client.ask(study["id"], count=2)["data"]:
     client.tell(item["trial_id"], loss=..., cost=...)
@@ -27,16 +27,20 @@ class ScaletuneClient:
         self,
         base_url: str = "http://127.0.0.1:8000",
         *,
+        token: str | None = None,
         timeout_s: float = 30.0,
         http: httpx.Client | None = None,
     ) -> None:
+        """``token``: the API token sent as ``Authorization: Bearer`` on every request
+        (None: whatever headers ``http`` already sends)."""
         self.http = http or httpx.Client(base_url=base_url, timeout=timeout_s)
+        self._headers = {} if token is None else {"Authorization": f"Bearer {token}"}
 
     def close(self) -> None:
         self.http.close()
 
     def _call(self, method: str, path: str, **kwargs: Any) -> Any:
-        response = self.http.request(method, path, **kwargs)
+        response = self.http.request(method, path, headers=self._headers, **kwargs)
         if response.status_code >= 400:
             try:
                 detail = response.json().get("detail")
@@ -100,7 +104,7 @@ class ScaletuneClient:
 
     def report_file(self, study_id: int, name: str = "scaling-report.md") -> bytes:
         """A file of the study's scaling report: the Markdown or one of its PNG plots."""
-        response = self.http.get(f"/studies/{study_id}/report/{name}")
+        response = self.http.get(f"/studies/{study_id}/report/{name}", headers=self._headers)
         if response.status_code >= 400:
             raise ApiError(response.status_code, response.json().get("detail"))
         return response.content

@@ -1,6 +1,10 @@
 // scaletune dashboard: JSON API access, number formatting, DOM helpers and polling.
 // Every page reads the service's JSON API only (same origin); nothing is loaded from
 // elsewhere. Shared names live on window.Scaletune (ST).
+//
+// The API wants `Authorization: Bearer <token>`. The token is typed into the form in the
+// page header and kept in sessionStorage: this tab only, gone when it closes, never in a
+// URL or a cookie.
 "use strict";
 
 const ST = (window.Scaletune = window.Scaletune || {});
@@ -15,8 +19,19 @@ class ApiError extends Error {
   }
 }
 
+const TOKEN_KEY = "scaletune.token";
+
+ST.token = () => sessionStorage.getItem(TOKEN_KEY) || "";
+
+ST.setToken = function setToken(token) {
+  if (token) sessionStorage.setItem(TOKEN_KEY, token);
+  else sessionStorage.removeItem(TOKEN_KEY);
+};
+
 ST.getJSON = async function getJSON(path) {
-  const response = await fetch(path, { headers: { accept: "application/json" } });
+  const headers = { accept: "application/json" };
+  if (ST.token()) headers.authorization = `Bearer ${ST.token()}`;
+  const response = await fetch(path, { headers });
   if (!response.ok) {
     let detail = response.statusText;
     try {
@@ -24,6 +39,7 @@ ST.getJSON = async function getJSON(path) {
     } catch (_) {
       // a body that is not JSON: keep the status text
     }
+    if (response.status === 401) detail = `${detail} (enter a token at the top of the page)`;
     throw new ApiError(response.status, detail);
   }
   return response.json();
@@ -157,3 +173,33 @@ ST.poll = function poll(refresh) {
 ST.studyLink = function studyLink(id, text) {
   return ST.el("a", { href: `study.html?id=${id}` }, text ?? `#${id}`);
 };
+
+// -- the token form in the header ----------------------------------------------------------
+
+// A password field: the token is never shown, and the page reloads to use it.
+function tokenForm() {
+  const input = ST.el("input", {
+    type: "password",
+    id: "token",
+    autocomplete: "off",
+    placeholder: ST.token() ? "API token (set)" : "API token",
+  });
+  const use = (event) => {
+    event.preventDefault();
+    ST.setToken(input.value.trim());
+    location.reload();
+  };
+  const forget = () => {
+    ST.setToken("");
+    location.reload();
+  };
+  return ST.el(
+    "form",
+    { id: "token-form", class: "token", onsubmit: use },
+    input,
+    ST.el("button", { type: "submit", id: "token-use" }, "use"),
+    ST.token() ? ST.el("button", { type: "button", id: "token-forget", onclick: forget }, "forget") : null,
+  );
+}
+
+document.querySelector("header.top")?.insertBefore(tokenForm(), document.getElementById("live"));

@@ -38,6 +38,7 @@ from service.storage import repository as repo
 from service.storage.db import make_engine, make_sessionmaker, migrate, transaction
 from service.storage.tables import StudyRow
 from service.studies import create_study_row
+from tests.auth import ADMIN_TOKEN, bearer, issue_tenant_token
 from tests.search.test_scaling_testbed import sample_study
 from workers.heartbeat import HeartbeatStore, TrialRef
 from workers.objectives.testbed import TestbedConfig
@@ -157,6 +158,7 @@ def store(tmp_path_factory, redis_url: str) -> Iterator[dict]:
     empty_id = _empty_study(sessions)
     prefix = f"scaletune-ui-{uuid.uuid4().hex[:8]}"
     yield {
+        "token": issue_tenant_token(sessions, tenant="default"),  # the studies' tenant
         "url": url,
         "folder": folder,
         "sessions": sessions,
@@ -195,6 +197,7 @@ def server(store: dict) -> Iterator[str]:
         "SCALETUNE_BROKER_URL": store["redis_url"],
         "SCALETUNE_HEARTBEAT_PREFIX": store["prefix"],
         "SCALETUNE_REPORT_DIR": str(store["folder"] / "reports"),
+        "SCALETUNE_ADMIN_TOKEN": ADMIN_TOKEN,
     }
     log = (store["folder"] / "uvicorn.log").open("w")
     command = [sys.executable, "-m", "uvicorn", "--factory", "service.main:create_app"]
@@ -302,13 +305,48 @@ def _beat(store: dict) -> None:
     beats.client.close()
 
 
-def _api(server: str, path: str):
-    response = httpx.get(f"{server}{path}", timeout=10.0)
+def _api(server: str, path: str, store: dict):
+    response = httpx.get(f"{server}{path}", headers=bearer(store["token"]), timeout=10.0)
     response.raise_for_status()
     return response.json()
 
 
+def _use_token(driver, server: str, token: str | None) -> None:
+    """Put ``token`` in the dashboard's sessionStorage (None: remove it), as its form does."""
+    driver.get(f"{server}/health")  # any page of the API's origin
+    driver.execute_script(
+        "arguments[0] ? sessionStorage.setItem('scaletune.token', arguments[0])"
+        " : sessionStorage.removeItem('scaletune.token')",
+        token,
+    )
+
+
+@pytest.fixture(autouse=True)
+def signed_in(server, browser, store) -> None:
+    """Every page test runs with the studies' tenant's token in the browser."""
+    _use_token(browser, server, store["token"])
+
+
 # -- the pages ---------------------------------------------------------------------------
+
+
+def test_without_a_token_the_page_asks_for_one_and_its_form_keeps_it(
+    server, browser, store
+) -> None:
+    _use_token(browser, server, None)
+    _open(browser, f"{server}/ui/")
+    _wait(browser, lambda d: "missing API token" in d.find_element("id", "error").text, "401")
+    assert _count(browser, "#studies tbody tr") == 0
+    browser.find_element("id", "token").send_keys(store["token"])
+    browser.find_element("id", "token-use").click()
+    _wait(browser, lambda d: _count(d, "#studies tbody tr") == 3, "the studies, with the token")
+    assert (
+        browser.execute_script("return sessionStorage.getItem('scaletune.token')")
+        == (store["token"])
+    )
+    assert store["token"] not in browser.page_source  # typed in, never shown
+    browser.find_element("id", "token-forget").click()
+    _wait(browser, lambda d: "missing API token" in d.find_element("id", "error").text, "401")
 
 
 def test_studies_page_lists_state_progress_and_cost_bands(server, browser, store, shots) -> None:
@@ -316,7 +354,7 @@ def test_studies_page_lists_state_progress_and_cost_bands(server, browser, store
     _wait(browser, lambda d: _count(d, "#studies tbody tr") == 3, "three study rows")
     row = browser.find_element("css selector", f"tr[data-study='{store['rules_id']}']")
     assert "COMPLETE" in row.text and "lr-scaling" in row.text
-    detail = _api(server, f"/studies/{store['rules_id']}")
+    detail = _api(server, f"/studies/{store['rules_id']}", store)
     budget = detail["progress"]["max_trials"]
     assert f"{detail['progress']['dispatched']} / {budget} trials" in row.text
     chips = row.find_elements("css selector", ".band-chip")
@@ -332,7 +370,7 @@ def test_studies_page_lists_state_progress_and_cost_bands(server, browser, store
 def test_study_page_draws_front_rules_allocation_and_table(server, browser, store, shots) -> None:
     study_id = store["rules_id"]
     _open(browser, f"{server}/ui/study.html?id={study_id}")
-    detail = _api(server, f"/studies/{study_id}")
+    detail = _api(server, f"/studies/{study_id}", store)
     n_complete = detail["trials_by_state"].get("COMPLETE", 0)
     n_front = len(detail["front"])
     drawn = "#front-chart circle, #front-chart .off-scale"  # off-scale: above the plotted range
@@ -342,7 +380,7 @@ def test_study_page_draws_front_rules_allocation_and_table(server, browser, stor
     assert _count(browser, "#trials tbody tr") == total
     assert _count(browser, "#trials tbody tr.on-front") == n_front
 
-    rules = _api(server, f"/studies/{study_id}/rules")
+    rules = _api(server, f"/studies/{study_id}/rules", store)
     fitted = [r for r in rules["hyperparameters"] if r["vs_compute"] is not None]
     assert _count(browser, "#hp-charts .small-chart") == len(rules["hyperparameters"])
     assert _count(browser, "#hp-charts path.law-line") == len(fitted) > 0
@@ -381,7 +419,7 @@ def test_drawn_rules_match_the_fitted_laws(server, browser, store) -> None:
     """The page's interval for a rule equals ``LinearLaw.predict`` at the same compute."""
     _open(browser, f"{server}/ui/study.html?id={store['rules_id']}")
     _wait(browser, lambda d: _count(d, "#hp-charts path.law-line") > 0, "the rule charts")
-    rules = _api(server, f"/studies/{store['rules_id']}/rules")
+    rules = _api(server, f"/studies/{store['rules_id']}/rules", store)
     rule = next(r for r in rules["hyperparameters"] if r["vs_compute"] is not None)
     law = LinearLaw.model_validate(rule["vs_compute"])
     for compute in (rules["observed"]["compute_min"], 100 * rules["observed"]["compute_max"]):
@@ -416,6 +454,9 @@ def test_study_page_updates_while_trials_finish(server, browser, store) -> None:
 
 def test_queues_page_shows_queues_workers_and_heartbeat_ages(server, browser, store, shots) -> None:
     _beat(store)
+    _open(browser, f"{server}/ui/queues.html")  # a tenant's token: the queue view is admin-only
+    _wait(browser, lambda d: "needs an admin token" in d.find_element("id", "error").text, "403")
+    _use_token(browser, server, ADMIN_TOKEN)
     _open(browser, f"{server}/ui/queues.html")
     _wait(browser, lambda d: _count(d, "#workers tbody tr") == 2, "two worker rows")
     queue = browser.find_element("css selector", "tr[data-queue='gpu']")
