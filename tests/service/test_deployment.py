@@ -14,6 +14,7 @@ from pathlib import Path
 
 import pytest
 import yaml
+from pydantic import ValidationError
 
 from service.config import Settings
 from workers.config import WorkerSettings
@@ -60,6 +61,22 @@ def test_no_secret_is_written_in_the_compose_file() -> None:
     literal = re.findall(r"PASSWORD\s*[=:]\s*([^\s$?][^\s]*)", text)
     assert literal == [], literal
     assert "${POSTGRES_PASSWORD:?" in text  # compose refuses to start without one
+
+
+def test_the_api_gets_its_admin_token_from_the_environment_and_refuses_the_placeholder() -> None:
+    api = SERVICES["api"]["environment"]
+    assert api["SCALETUNE_ADMIN_TOKEN"].startswith("${SCALETUNE_ADMIN_TOKEN:?")
+    shared = COMPOSE["x-scaletune"]["environment"]
+    # the api's own environment replaces the shared one: it repeats the store and the broker
+    assert {key: api[key] for key in shared} == shared
+    example = dict(
+        line.split("=", 1)
+        for line in (ROOT / ".env.example").read_text().splitlines()
+        if line.startswith("SCALETUNE_")
+    )
+    with pytest.raises(ValidationError, match="at least 32 characters") as info:
+        Settings(admin_token=example["SCALETUNE_ADMIN_TOKEN"])
+    assert example["SCALETUNE_ADMIN_TOKEN"] not in str(info.value)  # errors hide the value
 
 
 def test_env_example_names_only_real_settings() -> None:
