@@ -10,7 +10,10 @@ request ``i`` has its send time fixed in advance at ``start + i / rate`` whateve
 server does, and its latency is counted from that scheduled time. A server (or client)
 that falls behind is charged for the queue it causes instead of silently slowing the
 arrivals (coordinated omission). The requests cycle through the read routes a
-dashboard polls: study list, study detail, trials page, front, queues, one trial.
+dashboard polls: study list, study detail, trials page, front, queues, one trial. Every
+request carries a token as in production: the studies' tenant's (one indexed token
+lookup, plus an ownership read on a study's or trial's route), an admin token for the
+queue view (admin-only).
 
 Printed with the latencies (p50/p95/p99/max per route and overall): the achieved rate,
 the client's own lateness (actual minus scheduled send, p99), the CPU the client and the
@@ -59,12 +62,15 @@ from service.scheduler import load_spec, resolve_space, search_settings
 from service.storage import repository as repo
 from service.storage.db import make_engine, make_sessionmaker, migrate, transaction
 from service.studies import create_study_row
+from service.tokens import issue_token
 
 ROOT = Path(__file__).resolve().parents[1]
 PG = os.environ.get(
     "SCALETUNE_TEST_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test"
 )
 REDIS = os.environ.get("SCALETUNE_TEST_REDIS_URL", "redis://127.0.0.1:6379/15")
+ADMIN_TOKEN = uuid.uuid4().hex + uuid.uuid4().hex
+ADMIN_ROUTES = {"queues"}
 SMALL_STUDY_TRIALS = 20
 CURVE_POINTS = 50
 ASK_BATCH = 50  # the engine re-encodes its pending suggestions per ask: keep few pending
@@ -126,9 +132,20 @@ def _populate(db_url: str, *, n_trials: int, n_studies: int) -> dict[str, Any]:
         for k in range(n_studies - 2):
             _add_finished_study(session, name=f"small{k}", n_trials=SMALL_STUDY_TRIALS, rng=rng)
         spec = StudySpec(name="running", objective="testbed", budget=Budget(max_trials=10**6))
-        running = create_study_row(session, spec=spec, now=0.0).id
+        running = create_study_row(session, spec=spec, now=0.0)
+        token = issue_token(session, tenant_id=running.tenant_id, name="bench", now=0.0).token
     engine.dispose()
-    return {"study_id": big, "trial_ids": trial_ids, "running_study_id": running}
+    return {
+        "study_id": big,
+        "trial_ids": trial_ids,
+        "running_study_id": running.id,
+        "token": token,  # of the tenant owning every study here
+    }
+
+
+def _route_headers(label: str) -> dict[str, str]:
+    """The admin token for an admin-only route; nothing extra (the tenant's) otherwise."""
+    return {"Authorization": f"Bearer {ADMIN_TOKEN}"} if label in ADMIN_ROUTES else {}
 
 
 def _routes(store: dict[str, Any]) -> dict[str, list[str]]:
@@ -198,16 +215,18 @@ def _service_times(
 
     from service.main import create_app
 
-    settings = Settings(database_url=db_url, broker_url=REDIS, heartbeat_prefix="benchhb")
+    settings = Settings(
+        database_url=db_url, broker_url=REDIS, heartbeat_prefix="benchhb", admin_token=ADMIN_TOKEN
+    )
     out: dict[str, list[float]] = {}
     app = create_app(settings, run_migrations=False)
     with TestClient(app, headers=dict(headers)) as client:
-        for _, path in requests:
-            client.get(path).raise_for_status()  # warm-up
+        for label, path in requests:
+            client.get(path, headers=_route_headers(label)).raise_for_status()  # warm-up
         for _ in range(calls):
             for label, path in requests:
                 t0 = time.perf_counter()
-                client.get(path).raise_for_status()
+                client.get(path, headers=_route_headers(label)).raise_for_status()
                 out.setdefault(label, []).append((time.perf_counter() - t0) * 1000)
     return {label: np.array(ms) for label, ms in out.items()}
 
@@ -231,7 +250,8 @@ async def _open_loop(
 
         async def send(i: int, scheduled: float) -> None:
             late_ms[i] = (loop.time() - scheduled) * 1000
-            response = await client.get(requests[i][1])
+            label, path = requests[i]
+            response = await client.get(path, headers=_route_headers(label))
             latency_ms[i] = (loop.time() - scheduled) * 1000
             if response.status_code != 200:
                 errors.append(f"{requests[i][1]}: {response.status_code}")
@@ -281,6 +301,7 @@ def _serve(db_url: str, name: str, workers: int, extra: list[str]) -> Iterator[t
         "SCALETUNE_BROKER_URL": REDIS,
         "SCALETUNE_HEARTBEAT_PREFIX": f"{name}hb",
         "SCALETUNE_LOG_LEVEL": "WARNING",
+        "SCALETUNE_ADMIN_TOKEN": ADMIN_TOKEN,
     }
     command = [sys.executable, "-m", "uvicorn", "--factory", "service.main:create_app"]
     port = free_port()
@@ -326,6 +347,7 @@ def run(backend: str, args: argparse.Namespace, headers: dict[str, str]) -> dict
     name = f"bench_{uuid.uuid4().hex[:10]}"
     with _database(backend, name) as db_url:
         store = _populate(db_url, n_trials=args.trials, n_studies=args.studies)
+        headers = {"Authorization": f"Bearer {store['token']}", **headers}
         routes = _routes(store)
         one_each = [(label, paths[0]) for label, paths in routes.items()]
         in_process = _service_times(db_url, one_each, calls=args.calls, headers=headers)
