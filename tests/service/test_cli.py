@@ -12,6 +12,7 @@ from service.cli import app
 from service.client import ScaletuneClient
 from service.config import Settings
 from service.main import create_app
+from tests.auth import authorize
 
 with warnings.catch_warnings():
     # starlette asks for its "httpx2" fork; the httpx we depend on works for TestClient.
@@ -106,7 +107,8 @@ def test_submit_shows_the_apis_refusal_without_a_traceback(
     )
     settings = Settings(database_url=sqlite_url, broker_url=redis_url, proposals="inline")
     with TestClient(create_app(settings)) as http:
-        monkeypatch.setattr("service.cli._client", lambda api: ScaletuneClient(http=http))
+        authorize(http)
+        monkeypatch.setattr("service.cli._client", lambda api, token: ScaletuneClient(http=http))
         result = runner.invoke(app, ["submit", str(study)])
         assert result.exit_code == 2, result.output
         assert "HTTP 422" in result.output and "eval_points" in _flat(result.output)
