@@ -47,8 +47,10 @@ from sqlalchemy.engine import make_url
 
 from bench.processes import free_port, stop_process_group, wait_ready
 from service.domain import StudySpec, StudyState, TrialState
+from service.storage import tenants
 from service.storage.db import make_engine, make_sessionmaker, migrate, transaction
 from service.storage.tables import StudyRow, TrialRow
+from service.tokens import issue_token
 
 ROOT = Path(__file__).resolve().parents[1]
 PG = os.environ.get(
@@ -72,6 +74,26 @@ def study_body(i: int, *, trials: int, in_flight: int) -> dict:
 # -- the processes ----------------------------------------------------------------------
 
 
+# The API wants a token: the studies are a fresh tenant's; the queue view is admin-only.
+ADMIN_TOKEN = uuid.uuid4().hex + uuid.uuid4().hex
+
+
+def _bearer(token: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {token}"}
+
+
+def tenant_token(database_url: str) -> str:
+    """A token of a new tenant, issued straight in the store (as ``scaletune admin`` does)."""
+    engine = make_engine(database_url)
+    try:
+        with transaction(make_sessionmaker(engine)) as session:
+            name = f"load-{uuid.uuid4().hex[:8]}"
+            tenant = tenants.create_tenant(session, name=name, now=time.time())
+            return issue_token(session, tenant_id=tenant.id, name="load", now=time.time()).token
+    finally:
+        engine.dispose()
+
+
 @contextmanager
 def load_cluster(
     *,
@@ -93,6 +115,7 @@ def load_cluster(
         "SCALETUNE_QUEUE_PREFIX": prefix,
         "SCALETUNE_HEARTBEAT_PREFIX": f"{prefix}hb",
         "SCALETUNE_KEY_PREFIX": f"{prefix}hb",
+        "SCALETUNE_ADMIN_TOKEN": ADMIN_TOKEN,
     }
     port = free_port()
     celery = [sys.executable, "-m", "celery", "--quiet"]
@@ -148,8 +171,10 @@ def load_cluster(
 class Reader:
     """GETs open loop at ``rate`` per second over the given studies, until ``stop``."""
 
-    def __init__(self, base: str, study_ids: list[int], *, rate: float, threads: int = 16):
-        self.base, self.study_ids, self.rate = base, study_ids, rate
+    def __init__(
+        self, base: str, study_ids: list[int], *, rate: float, token: str, threads: int = 16
+    ):
+        self.base, self.study_ids, self.rate, self.token = base, study_ids, rate, token
         self.latency_ms: list[float] = []
         self.errors: Counter[str] = Counter()
         self._lock = threading.Lock()
@@ -173,7 +198,7 @@ class Reader:
 
     def _run(self, seed: int) -> None:
         rng = random.Random(seed)
-        with httpx.Client(base_url=self.base, timeout=30.0) as client:
+        with httpx.Client(base_url=self.base, timeout=30.0, headers=_bearer(self.token)) as client:
             while not self._stopped.is_set():
                 with self._lock:
                     i, self._next = self._next, self._next + 1
@@ -181,7 +206,9 @@ class Reader:
                 if self._stopped.wait(max(0.0, scheduled - time.perf_counter())):
                     return
                 try:
-                    status = client.get(self._path(rng)).status_code
+                    path = self._path(rng)
+                    admin = _bearer(ADMIN_TOKEN) if path == "/queues" else None
+                    status = client.get(path, headers=admin).status_code
                 except httpx.HTTPError as exc:
                     status = type(exc).__name__
                 with self._lock:
@@ -299,7 +326,8 @@ def run_load(
     engine = make_engine(database_url)
     create_ms, ids = [], []
     started = time.perf_counter()
-    with httpx.Client(base_url=base, timeout=30.0) as client:
+    token = tenant_token(database_url)
+    with httpx.Client(base_url=base, timeout=30.0, headers=_bearer(token)) as client:
         for i in range(studies):
             t0 = time.perf_counter()
             response = client.post(
@@ -308,7 +336,7 @@ def run_load(
             response.raise_for_status()
             create_ms.append((time.perf_counter() - t0) * 1000)
             ids.append(response.json()["id"])
-    reader = Reader(base, ids, rate=read_rate)
+    reader = Reader(base, ids, rate=read_rate, token=token)
     try:
         deadline = time.monotonic() + timeout_s
         while time.monotonic() < deadline and _complete(engine, ids) < len(ids):
