@@ -84,6 +84,7 @@ class ParetoSearch:
         self._log_cost = np.zeros(0)
         self._failed = np.zeros(0, dtype=bool)
         self._pending: dict[str, Suggestion] = {}
+        self._pending_rows: dict[str, np.ndarray] = {}  # see _pending_x
         self._expired: list[str] = []
         self._radius = self.settings.initial_radius
         self._misses = 0
@@ -186,9 +187,17 @@ class ParetoSearch:
         )
 
     def _pending_x(self) -> np.ndarray:
+        """The pending suggestions' internal coordinates, oldest first. Each is encoded
+        once and kept by id: asking a batch re-reads them for every new suggestion, and
+        re-encoding (validating) all of them each time made ``ask(n)`` quadratic."""
         if not self._pending:
             return np.zeros((0, self.space.dim))
-        return self.space.to_internal_many([s.params for s in self._pending.values()])
+        known = self._pending_rows
+        self._pending_rows = {
+            sid: known[sid] if sid in known else self.space.to_internal(suggestion.params)
+            for sid, suggestion in self._pending.items()
+        }
+        return np.vstack(list(self._pending_rows.values()))
 
     def _with_pending_fantasies(self, loss_gp: GPPredictor) -> GPPredictor:
         """The loss GP conditioned on every pending trial at its posterior mean."""
