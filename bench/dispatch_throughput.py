@@ -11,6 +11,13 @@ PostgreSQL, a dispatcher that only keeps the requests, and every sent trial answ
 once, ``--burst`` results per step (1: what the control worker does per message; more:
 what a consumer draining several result messages per transaction would get).
 
+The end-to-end run also prints the CPU each part used per trial (user + system seconds
+from /proc, during the run): the control worker, the two trial workers, the PostgreSQL
+backends of the bench's database and the Redis server (shared with anything else on the
+machine, so an upper bound). On a shared machine the wall-clock rate depends on the load;
+the CPU per trial much less so: 2 cores / (CPU per trial) is what the path could do with
+the whole machine to itself.
+
 Run: python bench/dispatch_throughput.py [--trials 2000] [--in-flight 32] [--buffer 64]
      python bench/dispatch_throughput.py --in-process [--burst 1]
 """
@@ -125,8 +132,12 @@ def run(*, trials: int, in_flight: int, buffer: int) -> float:
             with transaction(sessions) as session:
                 study_id = create_study_row(session, spec=spec, now=time.time()).id
             sender = create_sender(settings)
+            cpu_before = _cpu_seconds(processes, db_name)
             request_step(sender, settings=settings, study_id=study_id)
             elapsed = _wait(sessions, study_id, timeout_s=600)
+            cpu = {
+                k: v - cpu_before.get(k, 0.0) for k, v in _cpu_seconds(processes, db_name).items()
+            }
         finally:
             for p in processes:
                 os.killpg(p.pid, signal.SIGTERM)
@@ -137,7 +148,36 @@ def run(*, trials: int, in_flight: int, buffer: int) -> float:
                 client.delete(*set(keys))
             engine.dispose()
             _drop_database(db_name)
-    return trials / elapsed
+    return trials / elapsed, {part: seconds / trials for part, seconds in cpu.items()}
+
+
+def _cpu_seconds(processes: list[subprocess.Popen], db_name: str) -> dict[str, float]:
+    """User + system CPU seconds so far of the control worker, the trial workers, the
+    bench database's PostgreSQL backends and the Redis server."""
+    control, *trial_workers = processes
+    with create_engine(PG).connect() as conn:
+        backends = conn.execute(
+            text("SELECT pid FROM pg_stat_activity WHERE datname = :name"), {"name": db_name}
+        ).scalars()
+        postgres = sum(_process_cpu(pid) for pid in backends)
+    redis_pids = subprocess.run(
+        ["pgrep", "-x", "redis-server"], capture_output=True, text=True
+    ).stdout.split()
+    return {
+        "control": _process_cpu(control.pid),
+        "trial_workers": sum(_process_cpu(p.pid) for p in trial_workers),
+        "postgres": postgres,
+        "redis": sum(_process_cpu(int(pid)) for pid in redis_pids),
+    }
+
+
+def _process_cpu(pid: int) -> float:
+    """utime + stime of ``pid`` in seconds (0 if it is gone)."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 class _KeepingDispatcher:
@@ -223,8 +263,12 @@ def main() -> None:
         rate = run_in_process(**sizes, burst=args.burst)
         what = f"in_process burst={args.burst} scheduler={rate:.1f} results/s"
     else:
-        rate = run(**sizes)
-        what = f"dispatch_path={rate:.1f} trials/s"
+        rate, cpu = run(**sizes)
+        per_trial = " ".join(f"{part}={1000 * s:.2f}" for part, s in cpu.items())
+        what = (
+            f"dispatch_path={rate:.1f} trials/s; CPU ms per trial: {per_trial} "
+            f"total={1000 * sum(cpu.values()):.2f}"
+        )
     print(
         f"trials={args.trials} in_flight={args.in_flight} buffer={args.buffer} {what} "
         f"load={os.getloadavg()[0]:.1f}"

@@ -43,6 +43,12 @@ class Settings(BaseSettings):
     )
     max_attempts: int = Field(3, ge=1, description="dispatches of one trial before it fails")
     proposal_buffer: int = Field(2, ge=0, description="suggestions asked ahead of need, per study")
+    result_batch: int = Field(
+        64,
+        ge=1,
+        description="result messages the control worker takes off its queue and records "
+        "together at most (one transaction per study)",
+    )
     tick_seconds: float = Field(
         5.0, gt=0, description="the control worker steps every running study this often"
     )

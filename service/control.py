@@ -7,7 +7,9 @@ Start it with::
 Tasks (all JSON, all idempotent):
 - ``RECORD_RESULT_TASK`` (sent by trial workers): record the result and dispatch the
   next trial from the proposal buffer in one transaction (the engine is told and the
-  buffer refilled once it is down to its low watermark);
+  buffer refilled once it is down to its low watermark); the messages already waiting
+  behind it are taken along (``service.control_batch``), so a burst of results costs one
+  transaction per study;
 - ``STEP_TASK`` (sent by the API after create/resume/tell/ask, and by the beat every
   ``tick_seconds`` for every running study): one scheduler step, which also reclaims
   trials whose heartbeat stopped.
@@ -22,10 +24,12 @@ from typing import Any
 
 from celery import Celery
 from celery.signals import after_setup_logger
+from pydantic import ValidationError
 from sqlalchemy.orm import Session, sessionmaker
 
 from service.ask_latency import AskLatencyLog
 from service.config import Settings
+from service.control_batch import ControlQueueReader, TakenMessage
 from service.domain import StudyNotFoundError, StudyState
 from service.messaging import (
     STEP_TASK,
@@ -82,12 +86,14 @@ def _log_like_the_api(settings: Settings) -> None:
 
 
 class _ProcessState:
-    """The database sessions and scheduler of one worker process, built on first use."""
+    """The database sessions, scheduler and control-queue reader of one worker process,
+    built on first use."""
 
     def __init__(self) -> None:
         self.pid: int | None = None
         self.sessions: sessionmaker[Session] | None = None
         self.scheduler: Scheduler | None = None
+        self.reader: ControlQueueReader | None = None
 
     def get(self, app: Celery) -> tuple[sessionmaker[Session], Scheduler]:
         if self.pid != os.getpid() or self.scheduler is None or self.sessions is None:
@@ -102,26 +108,86 @@ class _ProcessState:
                 heartbeats=RedisHeartbeats(store),
                 ask_timer=asks.record,
             )
+            self.reader = ControlQueueReader(
+                app,
+                queue=control_queue(settings),
+                known_tasks=frozenset({RECORD_RESULT_TASK, STEP_TASK, TICK_TASK}),
+            )
             self.pid = os.getpid()
         return self.sessions, self.scheduler
+
+    def take_waiting(self, app: Celery) -> list[TakenMessage]:
+        """The control messages waiting behind the one being handled, up to a batch."""
+        self.get(app)
+        assert self.reader is not None
+        return self.reader.take(app.scaletune_settings.result_batch - 1)
 
 
 _process = _ProcessState()
 
 
 def record_result(app: Celery, payload: dict[str, Any]) -> str:
-    """Record one result idempotently and fill the slot it freed, in one transaction under
-    the study's lock; the engine is told in batches at the buffer's low watermark
-    (``Scheduler.step``). Returns the ingest outcome."""
+    """Record this result and those waiting behind it on the control queue, each study's
+    in one transaction under its lock that also fills the slots they freed (the engine is
+    told in batches at the buffer's low watermark, ``Scheduler.step``); then step the
+    studies whose step messages were taken along, and acknowledge what was taken.
+    Returns this result's ingest outcome."""
     _, scheduler = _process.get(app)
-    result = TrialResult.model_validate(payload)
-    with log_context(study_id=result.study_id, trial_id=result.trial_id):
-        report = scheduler.step(result.study_id, reclaim=False, results=[result])
-        outcome = report.outcomes[0]
+    taken = _process.take_waiting(app)
+    try:
+        payloads = [payload] + [m.args[0] for m in taken if m.task == RECORD_RESULT_TASK]
+        outcomes = record_results(scheduler, payloads)
+        for message in taken:
+            if message.task == STEP_TASK:
+                step_study(app, message.args[0])
+        if any(message.task == TICK_TASK for message in taken):
+            tick(app)
+    finally:
+        for message in taken:
+            message.ack()
+    return outcomes[0]
+
+
+def record_results(scheduler: Scheduler, payloads: list[Any]) -> list[str]:
+    """Record result payloads idempotently, one ``Scheduler.step`` per study (its results
+    in arrival order); a study whose batch fails is retried one result at a time, so
+    only a bad result fails (logged, like a failing Celery task). Outcomes in order."""
+    outcomes = ["invalid"] * len(payloads)
+    by_study: dict[int, list[tuple[int, TrialResult]]] = {}
+    for i, payload in enumerate(payloads):
+        try:
+            result = TrialResult.model_validate(payload)
+        except ValidationError as exc:
+            logger.error("invalid result message ignored: %s", exc)
+            continue
+        by_study.setdefault(result.study_id, []).append((i, result))
+    for study_id, indexed in by_study.items():
+        try:
+            _record(scheduler, study_id, indexed, outcomes)
+        except Exception:
+            if len(indexed) == 1:
+                logger.exception("recording a result of study %s failed", study_id)
+                outcomes[indexed[0][0]] = "failed"
+                continue
+            for one in indexed:
+                try:
+                    _record(scheduler, study_id, [one], outcomes)
+                except Exception:
+                    logger.exception("recording a result of study %s failed", study_id)
+                    outcomes[one[0]] = "failed"
+    return outcomes
+
+
+def _record(
+    scheduler: Scheduler, study_id: int, indexed: list[tuple[int, TrialResult]], outcomes: list[str]
+) -> None:
+    with log_context(study_id=study_id):
+        report = scheduler.step(study_id, reclaim=False, results=[r for _, r in indexed])
+    for (i, result), outcome in zip(indexed, report.outcomes, strict=True):
+        outcomes[i] = str(outcome)
         logger.info(
             "trial %s/%s attempt %s: %s", result.study_id, result.trial_id, result.attempt, outcome
         )
-    return str(outcome)
 
 
 def step_study(app: Celery, study_id: int) -> None:
