@@ -27,9 +27,9 @@ import json
 import logging
 import time
 from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager, suppress
+from contextlib import AbstractContextManager, contextmanager, nullcontext, suppress
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import Protocol, runtime_checkable
 
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -67,6 +67,13 @@ class Dispatcher(Protocol):
     """Sends one trial attempt to a worker pool (Celery queue or in-process pool)."""
 
     def send(self, request: TrialRequest, *, queue: str) -> None: ...
+
+
+@runtime_checkable
+class BatchingDispatcher(Dispatcher, Protocol):
+    """A dispatcher whose sends inside ``batch()`` leave together when it closes."""
+
+    def batch(self) -> AbstractContextManager[None]: ...
 
 
 HeartbeatSource = Callable[[list[TrialRow]], dict[int, float]]
@@ -176,8 +183,7 @@ class Scheduler:
             skip_sync = self._buffer_is_full_enough(
                 session, study, _after_dispatch(tally, [r for r, _ in requests])
             )
-        for request, queue in requests:
-            self._send(request, queue)
+        self._send(requests)
         report.dispatched = [request.trial_id for request, _ in requests]
         if not skip_sync:
             report.told, report.state = self._sync_and_refill(study_id)
@@ -491,10 +497,17 @@ class Scheduler:
             self._engines.pop(study_id, None)
             raise
 
-    def _send(self, request: TrialRequest, queue: str) -> None:
-        if self.dispatcher is None:
+    def _send(self, requests: list[tuple[TrialRequest, str]]) -> None:
+        """Send a step's trials, together where the dispatcher can batch them."""
+        if not requests:
+            return
+        dispatcher = self.dispatcher
+        if dispatcher is None:
             raise RuntimeError("this scheduler has no dispatcher; give it one to run trials")
-        self.dispatcher.send(request, queue=queue)
+        together = dispatcher.batch() if isinstance(dispatcher, BatchingDispatcher) else None
+        with together or nullcontext():
+            for request, queue in requests:
+                dispatcher.send(request, queue=queue)
 
 
 def _after_dispatch(tally: repo.Tally, requests: list[TrialRequest]) -> repo.Tally:
