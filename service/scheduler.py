@@ -197,13 +197,21 @@ class Scheduler:
         batches, right before it next asks, and a burst of results costs one engine save.
         """
         with self._locked(study_id) as (session, study):
-            if self._buffer_is_full_enough(session, study, repo.tally(session, study_id=study_id)):
+            # One tally serves the whole transaction: telling changes no trial's state,
+            # and asking adds WAITING trials, which count neither as spent nor running.
+            tally = repo.tally(session, study_id=study_id)
+            if self._buffer_is_full_enough(session, study, tally):
                 return 0, StudyState(study.state)
+            left = trials_left(session, study=study, tally=tally)
             fresh = not repo.has_engine_state(study)
             engine = self._engine(study)
             told = self._sync(session, study, engine)
-            asked = self._refill(session, study, engine)
-            self._maybe_complete(session, study)
+            asked = self._refill(
+                session, study, engine, waiting=tally.by_state[TrialState.WAITING], left=left
+            )
+            self._maybe_complete(
+                session, study, left=left, running=tally.by_state[TrialState.RUNNING]
+            )
             if fresh or told or asked or study.state == StudyState.COMPLETE:
                 self._save(session, study, engine)
             return told, StudyState(study.state)
@@ -220,15 +228,14 @@ class Scheduler:
             return tally.by_state[TrialState.RUNNING] > 0
         return waiting > min(self.settings.proposal_buffer // 2, left - 1)
 
-    def _refill(self, session: Session, study: StudyRow, engine: ParetoSearch) -> int:
-        """Ask suggestions ahead of need, up to ``proposal_buffer`` waiting; returns how many."""
+    def _refill(
+        self, session: Session, study: StudyRow, engine: ParetoSearch, *, waiting: int, left: int
+    ) -> int:
+        """Ask suggestions ahead of need, up to ``proposal_buffer`` waiting (``waiting``
+        now, ``left`` trials in the budget); returns how many."""
         if study.state != StudyState.RUNNING:
             return 0
-        waiting = repo.trials_in_state(session, study_id=study.id, states=[TrialState.WAITING])
-        room = min(
-            self.settings.proposal_buffer - len(waiting),
-            self._trials_left(session, study) - len(waiting),
-        )
+        room = min(self.settings.proposal_buffer - waiting, left - waiting)
         if room <= 0:
             return 0
         self._ask(session, study, engine, room)
@@ -429,11 +436,12 @@ class Scheduler:
     def _trials_left(session: Session, study: StudyRow) -> int:
         return trials_left(session, study=study)
 
-    def _maybe_complete(self, session: Session, study: StudyRow) -> None:
-        """A study whose budget is spent and whose last trial finished is COMPLETE."""
-        if study.state != StudyState.RUNNING or self._trials_left(session, study) > 0:
-            return
-        if repo.trials_in_state(session, study_id=study.id, states=[TrialState.RUNNING]):
+    def _maybe_complete(
+        self, session: Session, study: StudyRow, *, left: int, running: int
+    ) -> None:
+        """A study whose budget is spent (``left`` 0) and whose last trial finished
+        (``running`` 0) is COMPLETE."""
+        if study.state != StudyState.RUNNING or left > 0 or running > 0:
             return
         self._cancel_waiting(session, study)
         self._sync(session, study, self._engine(study))

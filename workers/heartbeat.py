@@ -102,8 +102,10 @@ class HeartbeatStore:
         trial: TrialRef | None,
         started_at: float | None,
         progress: dict[str, Any] | None = None,
+        ended: TrialRef | None = None,
     ) -> None:
-        """One heartbeat: the worker's entry and, while it runs one, its trial's key."""
+        """One heartbeat: the worker's entry and, while it runs one, its trial's key;
+        ``ended``'s trial key is deleted in the same round trip."""
         now = time.time()
         entry = {
             "worker": worker,
@@ -114,6 +116,8 @@ class HeartbeatStore:
             "trial_started_at": started_at,
         }
         pipe = self.client.pipeline(transaction=False)
+        if ended is not None:
+            pipe.delete(self.trial_key(ended.study_id, ended.trial_id))
         pipe.hset(self.workers_key, worker, json.dumps(entry))
         if trial is not None:
             beat = {
@@ -126,9 +130,6 @@ class HeartbeatStore:
             ttl_ms = max(1, int(self.ttl_s * 1000))
             pipe.set(self.trial_key(trial.study_id, trial.trial_id), json.dumps(beat), px=ttl_ms)
         pipe.execute()
-
-    def clear_trial(self, trial: TrialRef) -> None:
-        self.client.delete(self.trial_key(trial.study_id, trial.trial_id))
 
     def remove_worker(self, worker: str) -> None:
         self.client.hdel(self.workers_key, worker)
@@ -251,15 +252,13 @@ class HeartbeatPublisher:
         # Under the lock, so a periodic beat cannot rewrite the trial's key after its removal.
         with self._lock:
             trial, self._trial, self._started_at = self._trial, None, None
-            if trial is not None:
-                self._safely(self.store.clear_trial, trial)
-            self._write()
+            self._write(ended=trial)
 
     def beat(self) -> None:
         with self._lock:
             self._write()
 
-    def _write(self) -> None:
+    def _write(self, *, ended: TrialRef | None = None) -> None:
         self._safely(
             self.store.write,
             worker=self.worker,
@@ -267,6 +266,7 @@ class HeartbeatPublisher:
             trial=self._trial,
             started_at=self._started_at,
             progress=dict(self._progress),
+            ended=ended,
         )
 
     def _loop(self) -> None:
