@@ -13,9 +13,10 @@ While they run, a reader sends GETs open loop at ``--read-rate`` per second (a s
 detail, a page of its trials, the study list, the queues), each at a send time fixed in
 advance, its latency counted from that time (a server that falls behind is charged for
 the queueing it causes). When every study is COMPLETE, the database is audited
-(``audit``): each study dispatched exactly its budget of trials, none is left WAITING or
-RUNNING, each finished trial carries the key of the one result that won, and the engine
-was told of each exactly once.
+(``audit``): each study reached its budget and overshot it by in-flight trials at most
+(every other study stops on a cost budget), none is left WAITING or RUNNING, each
+finished trial carries the key of the one result that won, and the engine was told of
+each exactly once.
 
 Run: python -m bench.load_studies [--studies 50] [--in-flight 8] [--trials 40]
      [--read-rate 20] [--trial-workers 2] [--api-workers 2]
@@ -25,6 +26,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import random
 import subprocess
@@ -46,7 +48,7 @@ from sqlalchemy import create_engine, func, select, text
 from sqlalchemy.engine import make_url
 
 from bench.processes import free_port, stop_process_group, wait_ready
-from service.domain import StudySpec, StudyState, TrialState
+from service.domain import Budget, StudySpec, StudyState, TrialState
 from service.storage import tenants
 from service.storage.db import make_engine, make_sessionmaker, migrate, transaction
 from service.storage.tables import StudyRow, TrialRow
@@ -58,13 +60,18 @@ PG = os.environ.get(
 )
 REDIS = os.environ.get("SCALETUNE_TEST_REDIS_URL", "redis://127.0.0.1:6379/15")
 FINISHED = (TrialState.COMPLETE, TrialState.FAILED)
+# GPU-seconds: about 18 testbed trials at the default space's center (~84 s each), so a
+# study with it stops on cost before 40 trials, with trials still in flight.
+COST_BUDGET = 1500.0
 
 
 def study_body(i: int, *, trials: int, in_flight: int) -> dict:
+    """Every other study also has a cost budget (``COST_BUDGET``), reached first."""
+    budget = {"max_trials": trials, **({"max_cost": COST_BUDGET} if i % 2 else {})}
     return {
         "name": f"load-{i}",
         "objective": "testbed",
-        "budget": {"max_trials": trials},
+        "budget": budget,
         "in_flight": in_flight,
         "seed": i,
         "search": {"n_startup": trials + 1},
@@ -231,6 +238,7 @@ class Audit:
 
     problems: list[str] = field(default_factory=list)
     studies_complete: int = 0
+    stopped_on_cost: int = 0
     dispatched: int = 0
     finished: int = 0
     failed: int = 0
@@ -256,7 +264,7 @@ def audit(database_url: str, study_ids: list[int]) -> Audit:
 
 def _audit_study(out: Audit, study: StudyRow, trials: list[TrialRow]) -> None:
     name = f"study {study.id}"
-    budget = StudySpec.model_validate(study.spec).budget.max_trials
+    budget = StudySpec.model_validate(study.spec).budget
     if study.state == StudyState.COMPLETE:
         out.studies_complete += 1
     else:
@@ -266,8 +274,9 @@ def _audit_study(out: Audit, study: StudyRow, trials: list[TrialRow]) -> None:
     open_ = [t.number for t in trials if t.state not in (*FINISHED, TrialState.CANCELLED)]
     if open_:
         out.problems.append(f"{name}: trials {open_} never finished (lost)")
-    if len(dispatched) != budget:
-        out.problems.append(f"{name}: {len(dispatched)} trials dispatched, budget {budget}")
+    out.problems.extend(f"{name}: {problem}" for problem in _budget_problems(budget, dispatched))
+    if len(dispatched) < (budget.max_trials or math.inf):
+        out.stopped_on_cost += 1
     if len(finished) != len(dispatched):
         out.problems.append(f"{name}: {len(dispatched)} dispatched, {len(finished)} finished")
     unproven = [t.number for t in finished if t.result_key is None or not t.synced]
@@ -288,6 +297,30 @@ def _audit_study(out: Audit, study: StudyRow, trials: list[TrialRow]) -> None:
     out.requeued += sum(t.attempt > 0 for t in trials)
     out.first_dispatch = min([out.first_dispatch, *(t.dispatched_at for t in dispatched)])
     out.last_finish = max([out.last_finish, *(t.finished_at or 0.0 for t in finished)])
+
+
+def _budget_problems(budget: Budget, dispatched: list[TrialRow]) -> list[str]:
+    """The budget was reached and not overshot: no more trials than ``max_trials``, none
+    dispatched once the results recorded by then had spent ``max_cost`` (so the cost is
+    overshot only by trials already in flight), and it stopped only on a limit."""
+
+    def spent_by(when: float) -> float:
+        return sum(t.cost_seconds or 0.0 for t in dispatched if (t.finished_at or when + 1) <= when)
+
+    problems = []
+    max_trials = budget.max_trials or math.inf
+    if len(dispatched) > max_trials:
+        problems.append(f"{len(dispatched)} trials dispatched, max_trials {max_trials}")
+    max_cost = budget.max_cost or math.inf
+    late = [t.number for t in dispatched if spent_by(t.dispatched_at) >= max_cost]
+    if late:
+        problems.append(f"trials {late} dispatched after max_cost was spent")
+    spent = spent_by(math.inf)
+    if len(dispatched) < max_trials and spent < max_cost:
+        problems.append(
+            f"stopped at {len(dispatched)} trials and {spent:.0f} spent, short of its budget"
+        )
+    return problems
 
 
 def _observations(study: StudyRow) -> list[dict]:
@@ -403,7 +436,8 @@ def main() -> None:
     a, reads, creates = result.audit, result.read_ms, result.create_ms
     print(
         f"studies={args.studies} trials={args.trials} in_flight={args.in_flight} "
-        f"complete={a.studies_complete} dispatched={a.dispatched} finished={a.finished} "
+        f"complete={a.studies_complete} on_cost={a.stopped_on_cost} dispatched={a.dispatched} "
+        f"finished={a.finished} "
         f"failed={a.failed} requeued={a.requeued} wall={result.wall_s:.1f}s "
         f"throughput={result.trials_per_s:.1f} trials/s"
     )

@@ -11,15 +11,17 @@ import json
 from pathlib import Path
 
 import pytest
+from sqlalchemy.orm import Session
 
 from bench.load_studies import audit, load_cluster, run_load, study_body
 from search.types import Suggestion
 from service.domain import StudySpec
 from service.storage import repository as repo
 from service.storage.db import make_engine, make_sessionmaker, migrate, transaction
+from service.storage.tables import StudyRow
 from service.studies import create_study_row
 
-STUDIES, TRIALS, IN_FLIGHT = 6, 12, 4
+STUDIES, TRIALS, IN_FLIGHT = 6, 20, 4  # every other study stops on cost before 20
 
 
 @pytest.mark.integration
@@ -46,47 +48,59 @@ def test_concurrent_studies_all_complete_and_no_trial_is_lost_or_doubled(
     audit = result.audit
     assert audit.problems == [], "\n".join(audit.problems)
     assert audit.studies_complete == STUDIES
-    assert audit.dispatched == audit.finished == STUDIES * TRIALS
+    assert audit.dispatched == audit.finished <= STUDIES * TRIALS
+    assert audit.stopped_on_cost > 0  # the cost budget's overshoot check had work to do
     assert result.read_ms.size > 0 and not result.read_errors, result.read_errors
 
 
-def test_the_audit_names_a_lost_trial_and_a_doubled_observation(sqlite_url: str) -> None:
+def _hand_made_study(
+    session: Session, budget: dict, runs: list[tuple[float, float | None, float]]
+) -> StudyRow:
+    """A study whose trials ran as ``runs``: (dispatched at, finished at or None, cost)."""
+    body = {**study_body(0, trials=1, in_flight=2), "budget": budget}
+    study = create_study_row(session, spec=StudySpec.model_validate(body), now=0.0)
+    for i, (dispatched_at, finished_at, cost) in enumerate(runs):
+        suggestion = Suggestion(suggestion_id=f"s{i}", params={}, reason="startup")
+        trial = repo.add_trial(session, study=study, now=0.0, suggestion=suggestion)
+        repo.start_trial(session, trial=trial, now=dispatched_at, lease_seconds=60.0)
+        if finished_at is not None:
+            repo.finish_trial(
+                session,
+                trial=trial,
+                now=finished_at,
+                failed=False,
+                loss=1.0,
+                cost_seconds=cost,
+                result_key="0",
+            )
+            trial.synced = True
+    return study
+
+
+def test_the_audit_names_lost_trials_doubled_observations_and_budget_faults(
+    sqlite_url: str,
+) -> None:
     """The checker itself can fail: hand-made rows with each fault it looks for."""
     engine = make_engine(sqlite_url)
     migrate(engine)
     with transaction(make_sessionmaker(engine)) as session:
-        spec = StudySpec.model_validate(study_body(0, trials=3, in_flight=2))
-        study = create_study_row(session, spec=spec, now=0.0)
-        trials = [
-            repo.add_trial(
-                session,
-                study=study,
-                now=0.0,
-                suggestion=Suggestion(suggestion_id=f"s{i}", params={}, reason="startup"),
-            )
-            for i in range(3)
-        ]
-        for trial in trials:
-            repo.start_trial(session, trial=trial, now=1.0, lease_seconds=60.0)
-        for trial in trials[:2]:  # the third stays RUNNING: lost
-            repo.finish_trial(
-                session,
-                trial=trial,
-                now=2.0,
-                failed=False,
-                loss=1.0,
-                cost_seconds=1.0,
-                result_key="0",
-            )
-            trial.synced = True
-        study.engine_state = json.dumps(
-            {"observations": [{"suggestion_id": "s0"}, {"suggestion_id": "s0"}]}
+        # the third trial stays RUNNING (lost); the engine was told s0 twice and s1 never
+        lost = _hand_made_study(
+            session, {"max_trials": 3}, [(1, 2, 1.0), (1, 2, 1.0), (1, None, 0)]
         )
-        study_id = study.id
+        lost.engine_state = json.dumps({"observations": [{"suggestion_id": "s0"}] * 2})
+        # s0 spent the whole cost budget at t=2; s1 was dispatched after that
+        late = _hand_made_study(session, {"max_trials": 5, "max_cost": 10}, [(1, 2, 12), (3, 4, 1)])
+        # two trials of five, 2 of 10 spent: it stopped short of its budget
+        short = _hand_made_study(session, {"max_trials": 5, "max_cost": 10}, [(1, 2, 1), (1, 2, 1)])
+        ids = [lost.id, late.id, short.id]
     engine.dispose()
-    problems = "\n".join(audit(sqlite_url, [study_id]).problems)
-    assert "is RUNNING, not COMPLETE" in problems
-    assert "trials [2] never finished (lost)" in problems
-    assert "3 dispatched, 2 finished" in problems
-    assert "told ['s0'] more than once" in problems
-    assert "engine observations 1 differ from the 2 finished" in problems
+    problems = audit(sqlite_url, ids).problems
+    assert f"study {ids[0]} is RUNNING, not COMPLETE" in problems
+    assert f"study {ids[0]}: trials [2] never finished (lost)" in problems
+    assert f"study {ids[0]}: 3 dispatched, 2 finished" in problems
+    assert f"study {ids[0]}: the engine was told ['s0'] more than once" in problems
+    assert f"study {ids[0]}: engine observations 1 differ from the 2 finished" in problems
+    assert f"study {ids[1]}: trials [1] dispatched after max_cost was spent" in problems
+    assert f"study {ids[2]}: stopped at 2 trials and 2 spent, short of its budget" in problems
+    assert not [p for p in problems if "budget" in p and p.startswith(f"study {ids[0]}")]
