@@ -2,7 +2,8 @@
 workers, Redis, PostgreSQL): every study completes, no trial is lost or recorded twice.
 
 The scaled-down ``bench/load_studies.py`` (50 studies x 8 in flight there, measured in
-docs/benchmarks.md); here only correctness is asserted, never timing.
+docs/benchmarks.md): 6 studies of up to 20 trials, 4 in flight each, every other one with
+a cost budget too. Only correctness is asserted here, never timing.
 """
 
 from __future__ import annotations
