@@ -24,6 +24,7 @@ from service.observability import configure_logging, install_observability
 from service.proposals import ControlProposals, InlineProposals
 from service.storage.db import make_engine, make_sessionmaker, migrate
 from service.tokens import hash_token
+from service.views import FrontCache
 from workers.heartbeat import HeartbeatStore
 
 
@@ -44,6 +45,7 @@ def create_app(settings: Settings | None = None, *, run_migrations: bool = True)
     )
     app.state.sessions = make_sessionmaker(engine)
     app.state.read_sessions = make_sessionmaker(engine, read_only=True)
+    app.state.fronts = FrontCache()
     app.state.proposals = (
         InlineProposals(sessions=app.state.sessions, settings=settings)
         if settings.proposals == "inline"
@@ -134,23 +136,15 @@ async def _unavailable(_: Request, exc: Exception) -> JSONResponse:
 
 def _limit_body_size(app: FastAPI, max_bytes: int) -> None:
     # Added first, so innermost: its error must reach the route, not a middleware's task.
-    app.add_middleware(_StreamedBodyLimit, max_bytes=max_bytes)
-
-    @app.middleware("http")
-    async def refuse_large_bodies(request: Request, call_next):  # type: ignore[no-untyped-def]
-        length = request.headers.get("content-length")
-        if length is not None and length.isdigit() and int(length) > max_bytes:
-            return JSONResponse(
-                {"detail": f"request body over {max_bytes} bytes"},
-                status_code=status.HTTP_413_CONTENT_TOO_LARGE,
-            )
-        return await call_next(request)
+    app.add_middleware(_BodyLimit, max_bytes=max_bytes)
 
 
-class _StreamedBodyLimit:
-    """The same limit for a body sent without Content-Length (chunked): counted as it is
-    read, refused with 413 as soon as it passes ``max_bytes`` (FastAPI re-raises an
-    HTTPException from body reading as is)."""
+class _BodyLimit:
+    """Request bodies over ``max_bytes`` get 413: at once when Content-Length says so;
+    a body sent without it (chunked) is counted as it is read and refused as soon as it
+    passes the limit (FastAPI re-raises an HTTPException from body reading as is).
+    Plain ASGI, not ``@app.middleware``: that wrapper costs every request a task and a
+    memory stream."""
 
     def __init__(self, app: Any, *, max_bytes: int) -> None:
         self.app = app
@@ -159,6 +153,14 @@ class _StreamedBodyLimit:
     async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
+            return
+        length = dict(scope["headers"]).get(b"content-length", b"")
+        if length.isdigit() and int(length) > self.max_bytes:
+            response = JSONResponse(
+                {"detail": f"request body over {self.max_bytes} bytes"},
+                status_code=status.HTTP_413_CONTENT_TOO_LARGE,
+            )
+            await response(scope, receive, send)
             return
         seen = 0
 

@@ -11,13 +11,14 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from service.storage import repository as repo
 from service.storage.db import transaction
-from service.views import completed_outcomes, front
+from service.views import front_trials, summarise
 
 
 def print_study_result(console: Console, *, sessions: sessionmaker[Session], study_id: int) -> None:
     with transaction(sessions) as session:
         study = repo.get_study(session, study_id=study_id)
-        trials = front(session, completed_outcomes(session, study_id=study_id))
+        outcomes = repo.completed_outcomes(session, study_id=study_id)
+        trials = front_trials(session, summarise(outcomes))
         rules, message = study.rules, study.message
     console.print(front_table(trials))
     if rules is None:

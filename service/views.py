@@ -6,6 +6,8 @@ No engine and no torch: ``search.pareto`` is numpy only, so the API can serve th
 from __future__ import annotations
 
 import math
+import threading
+from collections import OrderedDict
 from dataclasses import dataclass
 from typing import Any
 
@@ -52,42 +54,73 @@ def progress(session: Session, *, study: StudyRow) -> Progress:
 
 
 @dataclass(frozen=True)
-class Outcomes:
-    """The completed trials' ids, losses and costs: all that the front and the cost bands
-    are computed from, read as three columns instead of as trials (a study of thousands
-    of trials would otherwise build thousands of rows and decode their params)."""
+class FrontSummary:
+    """What a study's completed trials give the read routes: the ids of the trials on
+    the (loss, cost) front, by increasing cost, and the best loss per cost band."""
 
-    ids: list[int]
-    loss: np.ndarray
-    cost: np.ndarray
+    n_complete: int
+    front_ids: list[int]
+    bands: list[dict[str, Any]]
 
 
-def completed_outcomes(session: Session, *, study_id: int) -> Outcomes:
-    rows = repo.completed_outcomes(session, study_id=study_id)
-    return Outcomes(
-        ids=[trial_id for trial_id, _, _ in rows],
-        loss=np.array([loss for _, loss, _ in rows], dtype=float),
-        cost=np.array([cost for _, _, cost in rows], dtype=float),
+class FrontCache:
+    """Per-process front summaries of recent studies, so that a dashboard polling a
+    study of thousands of trials does not read and sort all of them on every request.
+
+    An entry is valid while the study's count of COMPLETE trials is unchanged: COMPLETE
+    is final (its loss and cost never change) and trials are never deleted, so a study's
+    complete trials only grow, and two reads that count the same number saw the same
+    trials. Counting them is an index-only query; the summary is rebuilt (one read of
+    three columns) only when the count moved.
+    """
+
+    def __init__(self, max_studies: int = 256) -> None:
+        self._entries: OrderedDict[tuple[int, float], FrontSummary] = OrderedDict()
+        self._max = max_studies
+        self._lock = threading.Lock()
+
+    def summary(self, session: Session, *, study: StudyRow, n_complete: int) -> FrontSummary:
+        key = (study.id, study.created_at)
+        with self._lock:
+            hit = self._entries.get(key)
+            if hit is not None and hit.n_complete == n_complete:
+                self._entries.move_to_end(key)
+                return hit
+        fresh = summarise(repo.completed_outcomes(session, study_id=study.id))
+        with self._lock:
+            self._entries[key] = fresh
+            self._entries.move_to_end(key)
+            while len(self._entries) > self._max:
+                self._entries.popitem(last=False)
+        return fresh
+
+
+def summarise(outcomes: list[tuple[int, float | None, float | None]]) -> FrontSummary:
+    """The front and cost bands of ``(id, loss, cost)`` of all COMPLETE trials."""
+    done = [(i, loss, cost) for i, loss, cost in outcomes if loss is not None]
+    loss = np.array([loss for _, loss, _ in done], dtype=float)
+    cost = np.array([cost for _, _, cost in done], dtype=float)
+    front_ids = [done[k][0] for k in front_indices(loss, cost)] if done else []
+    return FrontSummary(
+        n_complete=len(outcomes), front_ids=front_ids, bands=best_per_cost_band(loss, cost)
     )
 
 
-def front(session: Session, outcomes: Outcomes) -> list[TrialRow]:
-    """The completed trials on the (loss, cost) front, by increasing cost; only these
-    trials are loaded (without their curves)."""
-    if not outcomes.ids:
-        return []
-    ids = [outcomes.ids[i] for i in front_indices(outcomes.loss, outcomes.cost)]
-    rows = repo.get_trials(session, trial_ids=ids, with_curves=False)
-    return [rows[i] for i in ids]
+def front_trials(session: Session, summary: FrontSummary) -> list[TrialRow]:
+    """The front's trials, by increasing cost, read by id (without their curves)."""
+    rows = repo.get_trials(session, trial_ids=summary.front_ids, with_curves=False)
+    return [rows[i] for i in summary.front_ids]
 
 
-def best_per_cost_band(outcomes: Outcomes, *, n_bands: int = 5) -> list[dict[str, Any]]:
+def best_per_cost_band(
+    loss: np.ndarray, cost: np.ndarray, *, n_bands: int = 5
+) -> list[dict[str, Any]]:
     """The best loss affordable at log-spaced cost limits spanning the completed trials."""
-    costs = [c for c in outcomes.cost.tolist() if c > 0]
+    costs = [c for c in cost.tolist() if c > 0]
     if not costs:
         return []
     limits = np.geomspace(min(costs), max(costs), n_bands) if len(set(costs)) > 1 else [costs[0]]
-    best = best_loss_within_cost(outcomes.loss, outcomes.cost, np.asarray(limits, dtype=float))
+    best = best_loss_within_cost(loss, cost, np.asarray(limits, dtype=float))
     return [
         {"max_cost": float(c), "best_loss": None if math.isinf(b) else float(b)}
         for c, b in zip(limits, best, strict=True)

@@ -10,6 +10,7 @@ from sqlalchemy.orm import Session
 
 from service.config import Settings
 from service.proposals import Proposals
+from service.views import FrontCache
 from workers.heartbeat import HeartbeatStore
 
 
@@ -38,6 +39,10 @@ def get_session(request: Request) -> Iterator[Session]:
         session.close()
 
 
+def get_fronts(request: Request) -> FrontCache:
+    return request.app.state.fronts
+
+
 def get_proposals(request: Request) -> Proposals:
     return request.app.state.proposals
 
@@ -54,4 +59,5 @@ TrialId = Annotated[int, Path(ge=1, le=MAX_ROW_ID, description="a trial's id")]
 SettingsDep = Annotated[Settings, Depends(get_settings)]
 SessionDep = Annotated[Session, Depends(get_session)]
 ProposalsDep = Annotated[Proposals, Depends(get_proposals)]
+FrontsDep = Annotated[FrontCache, Depends(get_fronts)]
 HeartbeatsDep = Annotated[HeartbeatStore | None, Depends(get_heartbeats)]

@@ -76,6 +76,27 @@ def test_ask_tell_runs_a_study_to_its_budget(client: TestClient) -> None:
     assert front["count"] >= 1 and front["data"][0]["loss"] == pytest.approx(3.0)
 
 
+def test_every_read_after_a_tell_shows_it_in_the_front(client: TestClient) -> None:
+    """The front and cost bands are cached per process; each tell must still show up in
+    the next GET of the front and of the study (the cache is keyed by the study's count
+    of complete trials)."""
+    study = _create(client)
+    url = f"/studies/{study['id']}"
+    told = [(3.0, 10.0), (2.0, 5.0), (1.0, 20.0)]  # the 2nd beats the 1st, the 3rd joins
+    expected_fronts = [[(3.0, 10.0)], [(2.0, 5.0)], [(2.0, 5.0), (1.0, 20.0)]]
+    for (loss, cost), expected in zip(told, expected_fronts, strict=True):
+        (item,) = client.post(f"{url}/ask", json={"count": 1}).json()["data"]
+        client.get(f"{url}/front").raise_for_status()  # warm the cache before the tell
+        client.get(url).raise_for_status()
+        tell = client.post(f"/trials/{item['trial_id']}/tell", json={"loss": loss, "cost": cost})
+        assert tell.json()["outcome"] == "recorded"
+        front = client.get(f"{url}/front").json()["data"]
+        detail = client.get(url).json()
+        assert [(t["loss"], t["cost_seconds"]) for t in front] == expected
+        assert [(t["loss"], t["cost_seconds"]) for t in detail["front"]] == expected
+        assert detail["best_per_cost_band"][-1]["best_loss"] == min(e[0] for e in expected)
+
+
 def test_a_repeated_tell_changes_nothing(client: TestClient) -> None:
     study = _create(client)
     (item,) = client.post(f"/studies/{study['id']}/ask", json={"count": 1}).json()["data"]

@@ -11,7 +11,7 @@ from fastapi.responses import FileResponse
 from search.errors import SearchError
 from service import views
 from service.api.auth import OwnedStudy
-from service.api.deps import SessionDep, SettingsDep, StudyId
+from service.api.deps import FrontsDep, SessionDep, SettingsDep, StudyId
 from service.domain import TrialState
 from service.schemas import FrontPublic, TrialPublic, VerifyRequest
 from service.storage import repository as repo
@@ -27,10 +27,12 @@ router = APIRouter(prefix="/studies/{study_id}", tags=["results"], dependencies=
 
 
 @router.get("/front")
-def get_front(study_id: StudyId, session: SessionDep) -> FrontPublic:
+def get_front(study_id: StudyId, session: SessionDep, fronts: FrontsDep) -> FrontPublic:
     """The completed trials no other trial beats in both loss and cost, by cost."""
-    repo.get_study(session, study_id=study_id)
-    front = views.front(session, views.completed_outcomes(session, study_id=study_id))
+    study = repo.get_study(session, study_id=study_id)
+    complete = repo.count_by_state(session, study_id=study_id)[TrialState.COMPLETE]
+    summary = fronts.summary(session, study=study, n_complete=complete)
+    front = views.front_trials(session, summary)
     return FrontPublic(
         study_id=study_id, data=[TrialPublic.model_validate(t) for t in front], count=len(front)
     )

@@ -9,8 +9,8 @@ from fastapi import APIRouter, HTTPException, Query, status
 
 from service import views
 from service.api.auth import Authenticated, OwnedStudy, PrincipalDep
-from service.api.deps import ProposalsDep, SessionDep, StudyId
-from service.domain import InvalidTransitionError, StudySpec, StudyState
+from service.api.deps import FrontsDep, ProposalsDep, SessionDep, StudyId
+from service.domain import InvalidTransitionError, StudySpec, StudyState, TrialState
 from service.schemas import (
     CostBand,
     Progress,
@@ -24,6 +24,7 @@ from service.storage import repository as repo
 from service.storage.tables import StudyRow
 from service.studies import UnknownObjectiveNameError, create_study_row
 from service.verification import NoRulesError
+from service.views import FrontCache
 from workers.objectives.registry import InvalidObjectiveOptionsError, InvalidParameterNamesError
 
 router = APIRouter(prefix="/studies", tags=["studies"], dependencies=[Authenticated])
@@ -31,7 +32,11 @@ router = APIRouter(prefix="/studies", tags=["studies"], dependencies=[Authentica
 
 @router.post("", status_code=status.HTTP_201_CREATED)
 def create_study(
-    body: StudyCreate, session: SessionDep, proposals: ProposalsDep, principal: PrincipalDep
+    body: StudyCreate,
+    session: SessionDep,
+    proposals: ProposalsDep,
+    principal: PrincipalDep,
+    fronts: FrontsDep,
 ) -> StudyDetail:
     """Create a study of the token's tenant; trials start as soon as the scheduler steps it."""
     if principal.tenant_id is None:
@@ -51,7 +56,7 @@ def create_study(
         raise HTTPException(status.HTTP_400_BAD_REQUEST, str(exc)) from exc
     session.commit()
     proposals.kick(study.id)
-    return study_detail(session, study=repo.get_study(session, study_id=study.id))
+    return study_detail(session, study=repo.get_study(session, study_id=study.id), fronts=fronts)
 
 
 @router.get("")
@@ -74,9 +79,9 @@ def list_studies(
 
 
 @router.get("/{study_id}", dependencies=[OwnedStudy])
-def get_study(study_id: StudyId, session: SessionDep) -> StudyDetail:
+def get_study(study_id: StudyId, session: SessionDep, fronts: FrontsDep) -> StudyDetail:
     """A study with its progress, trials by state, front and best loss per cost band."""
-    return study_detail(session, study=repo.get_study(session, study_id=study_id))
+    return study_detail(session, study=repo.get_study(session, study_id=study_id), fronts=fronts)
 
 
 @router.post("/{study_id}/pause", dependencies=[OwnedStudy])
@@ -117,9 +122,10 @@ def _set_state(session, study: StudyRow, state: StudyState) -> None:  # type: ig
         raise HTTPException(status.HTTP_409_CONFLICT, str(exc)) from exc
 
 
-def study_detail(session, *, study: StudyRow) -> StudyDetail:  # type: ignore[no-untyped-def]
-    outcomes = views.completed_outcomes(session, study_id=study.id)
+def study_detail(session, *, study: StudyRow, fronts: FrontCache) -> StudyDetail:  # type: ignore[no-untyped-def]
     progress = views.progress(session, study=study)
+    complete = progress.by_state[TrialState.COMPLETE]
+    summary = fronts.summary(session, study=study, n_complete=complete)
     return StudyDetail(
         **StudyPublic.model_validate(study).model_dump(),
         spec=StudySpec.model_validate(study.spec).model_dump(mode="json"),
@@ -131,7 +137,7 @@ def study_detail(session, *, study: StudyRow) -> StudyDetail:  # type: ignore[no
             fraction=progress.fraction,
         ),
         trials_by_state=progress.by_state,
-        front=[TrialPublic.model_validate(t) for t in views.front(session, outcomes)],
-        best_per_cost_band=[CostBand(**b) for b in views.best_per_cost_band(outcomes)],
+        front=[TrialPublic.model_validate(t) for t in views.front_trials(session, summary)],
+        best_per_cost_band=[CostBand(**b) for b in summary.bands],
         has_rules=study.rules is not None,
     )
