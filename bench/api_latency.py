@@ -5,7 +5,7 @@ curves, the engine state such a study saves), the others with 20 each, on SQLite
 file) or PostgreSQL (a fresh database), built through the repository like the service
 builds it. ``uvicorn --workers N`` serves ``service.main:create_app`` from it.
 
-The load (one process, asyncio + httpx, keep-alive connections): an open loop, i.e.
+The load (one process, asyncio, keep-alive HTTP/1.1 on raw streams): an open loop, i.e.
 request ``i`` has its send time fixed in advance at ``start + i / rate`` whatever the
 server does, and its latency is counted from that scheduled time. A server (or client)
 that falls behind is charged for the queue it causes instead of silently slowing the
@@ -231,6 +231,52 @@ def _service_times(
     return {label: np.array(ms) for label, ms in out.items()}
 
 
+class _Connections:
+    """Keep-alive HTTP/1.1 GETs over raw asyncio streams: a fraction of httpx's CPU per
+    request, which matters when the load generator shares the server's cores. Only what
+    uvicorn's JSON answers need: a status line, headers, a Content-Length body."""
+
+    def __init__(self, host: str, port: int) -> None:
+        self.host, self.port = host, port
+        self.idle: list[tuple[asyncio.StreamReader, asyncio.StreamWriter]] = []
+        self.opened: list[asyncio.StreamWriter] = []
+
+    async def get(self, path: str, headers: dict[str, str]) -> int:
+        """The status code of ``GET path`` (the body is read and dropped). A kept-alive
+        connection the server has closed meanwhile (uvicorn: 5 s idle) is replaced, as
+        an HTTP client does, and the reconnect counts in the latency."""
+        while self.idle:
+            reader, writer = self.idle.pop()
+            try:
+                return await self._exchange(reader, writer, path, headers)
+            except (asyncio.IncompleteReadError, ConnectionError):
+                writer.close()
+        reader, writer = await asyncio.open_connection(self.host, self.port)
+        self.opened.append(writer)
+        return await self._exchange(reader, writer, path, headers)
+
+    async def _exchange(
+        self,
+        reader: asyncio.StreamReader,
+        writer: asyncio.StreamWriter,
+        path: str,
+        headers: dict[str, str],
+    ) -> int:
+        sent = "".join(f"{k}: {v}\r\n" for k, v in {"Host": self.host, **headers}.items())
+        writer.write(f"GET {path} HTTP/1.1\r\n{sent}\r\n".encode())
+        head = await reader.readuntil(b"\r\n\r\n")
+        lines = head.decode("latin-1").split("\r\n")
+        fields = dict(line.split(":", 1) for line in lines[1:] if ":" in line)
+        length = int(next(v for k, v in fields.items() if k.lower() == "content-length"))
+        await reader.readexactly(length)
+        self.idle.append((reader, writer))
+        return int(lines[0].split()[1])
+
+    def close(self) -> None:
+        for writer in self.opened:
+            writer.close()
+
+
 async def _open_loop(
     base: str,
     requests: list[tuple[str, str]],
@@ -242,30 +288,29 @@ async def _open_loop(
     n = len(requests)
     latency_ms, late_ms = np.zeros(n), np.zeros(n)
     errors: list[str] = []
-    limits = httpx.Limits(max_connections=512, max_keepalive_connections=512)
-    async with httpx.AsyncClient(
-        base_url=base, timeout=60.0, limits=limits, headers=headers
-    ) as client:
-        loop = asyncio.get_running_loop()
+    url = httpx.URL(base)
+    connections = _Connections(url.host, url.port or 80)
+    loop = asyncio.get_running_loop()
 
-        async def send(i: int, scheduled: float) -> None:
-            late_ms[i] = (loop.time() - scheduled) * 1000
-            label, path = requests[i]
-            response = await client.get(path, headers=_route_headers(label))
-            latency_ms[i] = (loop.time() - scheduled) * 1000
-            if response.status_code != 200:
-                errors.append(f"{requests[i][1]}: {response.status_code}")
+    async def send(i: int, scheduled: float) -> None:
+        late_ms[i] = (loop.time() - scheduled) * 1000
+        label, path = requests[i]
+        code = await connections.get(path, {**headers, **_route_headers(label)})
+        latency_ms[i] = (loop.time() - scheduled) * 1000
+        if code != 200:
+            errors.append(f"{path}: {code}")
 
-        cpu0 = time.process_time()
-        start = loop.time() + 0.2
-        tasks = []
-        for i in range(n):
-            scheduled = start + i / rate
-            await asyncio.sleep(max(0.0, scheduled - loop.time()))
-            tasks.append(asyncio.create_task(send(i, scheduled)))
-        await asyncio.gather(*tasks)
-        elapsed = loop.time() - start
-        client_cpu = time.process_time() - cpu0
+    cpu0 = time.process_time()
+    start = loop.time() + 0.2
+    tasks = []
+    for i in range(n):
+        scheduled = start + i / rate
+        await asyncio.sleep(max(0.0, scheduled - loop.time()))
+        tasks.append(asyncio.create_task(send(i, scheduled)))
+    await asyncio.gather(*tasks)
+    elapsed = loop.time() - start
+    client_cpu = time.process_time() - cpu0
+    connections.close()
     if errors:
         raise RuntimeError(f"{len(errors)} requests failed, e.g. {errors[:3]}")
     return {
