@@ -175,7 +175,7 @@ def _schedule(routes: dict[str, list[str]], n: int) -> list[tuple[str, str]]:
     return out
 
 
-def _write_trials(db_url: str, study_id: int, per_second: float, stop) -> None:  # type: ignore[no-untyped-def]
+def _write_trials(db_url: str, study_id: int, per_second: float, stop, written) -> None:  # type: ignore[no-untyped-def]
     """Keep ``study_id`` running: add, start and finish trials at ``per_second``."""
     engine = make_engine(db_url)
     sessions = make_sessionmaker(engine)
@@ -204,6 +204,7 @@ def _write_trials(db_url: str, study_id: int, per_second: float, stop) -> None: 
                 curve=[{"step": s, "loss": 5.0 - s / 100} for s in range(CURVE_POINTS)],
             )
         i += 1
+        written.value = i
     engine.dispose()
 
 
@@ -397,11 +398,12 @@ def run(backend: str, args: argparse.Namespace, headers: dict[str, str]) -> dict
         one_each = [(label, paths[0]) for label, paths in routes.items()]
         in_process = _service_times(db_url, one_each, calls=args.calls, headers=headers)
         stop = multiprocessing.Event()
+        written = multiprocessing.Value("i", 0)
         writer = None
         if args.writes_per_s > 0:
             writer = multiprocessing.Process(
                 target=_write_trials,
-                args=(db_url, store["running_study_id"], args.writes_per_s, stop),
+                args=(db_url, store["running_study_id"], args.writes_per_s, stop, written),
             )
             writer.start()
         try:
@@ -409,10 +411,11 @@ def run(backend: str, args: argparse.Namespace, headers: dict[str, str]) -> dict
                 warm = _schedule(routes, int(args.rate * 3))
                 asyncio.run(_open_loop(base, warm, rate=args.rate, headers=headers))
                 load_before = os.getloadavg()
-                cpu0 = _tree_cpu_seconds(pid)
+                cpu0, written0 = _tree_cpu_seconds(pid), written.value
                 requests = _schedule(routes, int(args.rate * args.seconds))
                 result = asyncio.run(_open_loop(base, requests, rate=args.rate, headers=headers))
                 server_cpu = _tree_cpu_seconds(pid) - cpu0
+                writes = written.value - written0
                 load_after = os.getloadavg()
         finally:
             stop.set()
@@ -432,6 +435,7 @@ def run(backend: str, args: argparse.Namespace, headers: dict[str, str]) -> dict
         "workers": args.workers,
         "uvicorn_args": args.uvicorn_arg,
         "writes_per_s": args.writes_per_s,
+        "trials_written_during_run": writes,
         "auth": "authorization" in {k.lower() for k in headers},
         "achieved_rate": result["achieved_rate"],
         "client_late_p99_ms": float(np.percentile(result["late_ms"], 99)),
@@ -452,7 +456,7 @@ def _print(r: dict[str, Any]) -> None:
     print(
         f"\n{r['backend']}: {r['rate']:.0f} req/s for {r['seconds']:.0f} s, {r['trials']} trials, "
         f"uvicorn --workers {r['workers']} {' '.join(r['uvicorn_args'])}, "
-        f"writes {r['writes_per_s']}/s, auth {r['auth']}; "
+        f"writes {r['writes_per_s']}/s ({r['trials_written_during_run']} done), auth {r['auth']}; "
         f"load {r['load_before'][0]:.1f} -> {r['load_after'][0]:.1f}"
     )
     print("| route | in-process p50 / p99 ms | open loop p50 / p95 / p99 / max ms |")

@@ -102,7 +102,8 @@ def list_studies(
     if states is not None:
         query = query.where(StudyRow.state.in_([str(s) for s in states]))
     total = session.scalar(select(func.count()).select_from(query.subquery())) or 0
-    rows = session.scalars(query.order_by(StudyRow.id).offset(offset).limit(limit)).all()
+    query = query.options(defer(StudyRow.engine_state)).order_by(StudyRow.id)
+    rows = session.scalars(query.offset(offset).limit(limit)).all()
     return list(rows), total
 
 

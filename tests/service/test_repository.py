@@ -226,6 +226,9 @@ def test_reads_leave_the_engine_state_unloaded_until_touched(sessions) -> None:
     with transaction(sessions) as session:
         study_id = _study(session).id
     with transaction(sessions) as session:
+        (listed,), _ = repo.list_studies(session)
+        assert "engine_state" in inspect(listed).unloaded
+    with transaction(sessions) as session:
         study = repo.get_study(session, study_id=study_id)
         assert "engine_state" in inspect(study).unloaded
         assert not repo.has_engine_state(study)
