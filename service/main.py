@@ -22,6 +22,7 @@ from service.config import Settings, get_settings
 from service.domain import InvalidTransitionError, StudyNotFoundError, TrialNotFoundError
 from service.observability import configure_logging, install_observability
 from service.proposals import ControlProposals, InlineProposals
+from service.storage import tenants
 from service.storage.db import make_engine, make_sessionmaker, migrate
 from service.tokens import hash_token
 from service.views import FrontCache
@@ -43,6 +44,7 @@ def create_app(settings: Settings | None = None, *, run_migrations: bool = True)
     app.state.admin_token_hash = (
         None if admin_token is None else hash_token(admin_token.get_secret_value())
     )
+    app.state.owners = tenants.Owners()  # studies' and trials' tenants, read once
     app.state.sessions = make_sessionmaker(engine)
     app.state.read_sessions = make_sessionmaker(engine, read_only=True)
     app.state.fronts = FrontCache()

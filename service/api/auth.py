@@ -12,8 +12,10 @@ files needs ``Authorization: Bearer <token>``:
   ``/metrics`` unless ``metrics_public``); a tenant token there gets 403. Studies belong
   to tenants, so an admin token cannot create one.
 
-Checking a token is one indexed lookup by its hash (``service.tokens``); checking that
-a study or trial belongs to the tenant is one primary-key read.
+Checking a token is one indexed lookup by its hash (``service.tokens``), on every request,
+so a revoked token is refused at once; checking that a study or trial belongs to the
+tenant is one primary-key read the first time, then remembered by the process
+(``tenants.Owners``: owners never change).
 """
 
 from __future__ import annotations
@@ -86,16 +88,30 @@ def require_admin(principal: PrincipalDep) -> Principal:
     return principal
 
 
-def owned_study(study_id: StudyId, principal: PrincipalDep, session: SessionDep) -> None:
+def owned_study(
+    request: Request, study_id: StudyId, principal: PrincipalDep, session: SessionDep
+) -> None:
     """404 unless the caller's tenant owns the study in the path (admins reach all)."""
     if principal.tenant_id is not None:
-        tenants.check_study_owner(session, study_id=study_id, tenant_id=principal.tenant_id)
+        tenants.check_study_owner(
+            session,
+            study_id=study_id,
+            tenant_id=principal.tenant_id,
+            owners=request.app.state.owners,
+        )
 
 
-def owned_trial(trial_id: TrialId, principal: PrincipalDep, session: SessionDep) -> None:
+def owned_trial(
+    request: Request, trial_id: TrialId, principal: PrincipalDep, session: SessionDep
+) -> None:
     """404 unless the caller's tenant owns the trial in the path (admins reach all)."""
     if principal.tenant_id is not None:
-        tenants.check_trial_owner(session, trial_id=trial_id, tenant_id=principal.tenant_id)
+        tenants.check_trial_owner(
+            session,
+            trial_id=trial_id,
+            tenant_id=principal.tenant_id,
+            owners=request.app.state.owners,
+        )
 
 
 def metrics_access(request: Request, session: SessionDep, credentials: CredentialsDep) -> None:

@@ -110,14 +110,48 @@ def trial_tenant(session: Session, *, trial_id: int) -> int | None:
     )
 
 
-def check_study_owner(session: Session, *, study_id: int, tenant_id: int) -> None:
+class Owners:
+    """The tenants of the studies and trials a process has looked up.
+
+    A study never changes tenant and no study or trial row is ever deleted (so no id is
+    reused): a remembered owner cannot go stale, and the API checks ownership on every
+    request without reading it again. An id that was not found is not remembered (it may be
+    created next). Bounded: when full, it starts over.
+    """
+
+    def __init__(self, maxsize: int = 100_000) -> None:
+        self.maxsize = maxsize
+        self._owners: dict[tuple[str, int], int] = {}
+
+    def of(self, kind: str, row_id: int, lookup) -> int | None:  # type: ignore[no-untyped-def]
+        """The owner of ``kind`` ("study" or "trial") ``row_id``; ``lookup()`` reads it."""
+        key = (kind, row_id)
+        tenant = self._owners.get(key)
+        if tenant is None:
+            tenant = lookup()
+            if tenant is not None:
+                if len(self._owners) >= self.maxsize:
+                    self._owners.clear()
+                self._owners[key] = tenant
+        return tenant
+
+
+def check_study_owner(
+    session: Session, *, study_id: int, tenant_id: int, owners: Owners | None = None
+) -> None:
     """StudyNotFoundError, worded as for a missing study, unless ``tenant_id`` owns it:
     another tenant's study must be indistinguishable from one that does not exist."""
-    if study_tenant(session, study_id=study_id) != tenant_id:
+    owners = owners or Owners()
+    owner = owners.of("study", study_id, lambda: study_tenant(session, study_id=study_id))
+    if owner != tenant_id:
         raise StudyNotFoundError(f"no study with id {study_id}")
 
 
-def check_trial_owner(session: Session, *, trial_id: int, tenant_id: int) -> None:
+def check_trial_owner(
+    session: Session, *, trial_id: int, tenant_id: int, owners: Owners | None = None
+) -> None:
     """TrialNotFoundError, worded as for a missing trial, unless ``tenant_id`` owns it."""
-    if trial_tenant(session, trial_id=trial_id) != tenant_id:
+    owners = owners or Owners()
+    owner = owners.of("trial", trial_id, lambda: trial_tenant(session, trial_id=trial_id))
+    if owner != tenant_id:
         raise TrialNotFoundError(f"no trial with id {trial_id}")

@@ -125,3 +125,17 @@ def _client_on(api: TestClient):  # type: ignore[no-untyped-def]
         return ScaletuneClient(http=api, token=token)
 
     return client
+
+
+def test_watch_with_a_tenants_token_shows_the_study_and_says_queues_are_for_admins(
+    api, monkeypatch
+) -> None:
+    monkeypatch.setattr(cli, "_client", _client_on(api))
+    assert _admin("create-tenant", "acme").exit_code == 0
+    token = _issued("acme")
+    study = {"name": "mine", "objective": "testbed", "budget": {"max_trials": 2}}
+    study_id = api.post("/studies", json=study, headers=bearer(token)).json()["id"]
+    api.post(f"/studies/{study_id}/stop", headers=bearer(token))
+    result = runner.invoke(cli.app, ["watch", str(study_id), "--token", token])
+    assert result.exit_code == 0, result.output
+    assert "STOPPED" in result.output and "shown to an admin token only" in result.output

@@ -18,6 +18,7 @@ import pytest
 
 from service.config import Settings
 from service.main import create_app
+from service.storage.tenants import Owners
 from tests.auth import ADMIN_TOKEN, app_routes, bearer, issue_tenant_token
 from tests.reliability.faults import TestClient
 from tests.service.conftest import throwaway_pg_database
@@ -284,3 +285,18 @@ def test_public_routes_answer_without_a_token(world, route) -> None:
         method, path = "GET", f"{path}/"
     response = world["client"].request(method, path)
     assert response.status_code == 200, response.text
+
+
+def test_owners_are_remembered_once_found_and_missing_ids_are_not() -> None:
+    owners, reads = Owners(maxsize=2), []
+
+    def lookup(value: int | None):  # type: ignore[no-untyped-def]
+        return lambda: reads.append(value) or value
+
+    assert owners.of("study", 1, lookup(7)) == 7
+    assert owners.of("study", 1, lookup(99)) == 7  # remembered: not read again
+    assert owners.of("trial", 1, lookup(8)) == 8  # studies and trials apart
+    assert owners.of("study", 2, lookup(None)) is None
+    assert owners.of("study", 2, lookup(9)) == 9  # a missing id was not remembered
+    assert reads == [7, 8, None, 9]
+    assert owners.of("study", 1, lookup(7)) == 7 and reads[-1] == 7  # full: started over
