@@ -10,6 +10,7 @@ from sqlalchemy.orm import Session
 
 from service.config import Settings
 from service.proposals import Proposals
+from service.storage.tables import MAX_ROW_ID
 from service.views import FrontCache
 from workers.heartbeat import HeartbeatStore
 
@@ -51,8 +52,7 @@ def get_heartbeats(request: Request) -> HeartbeatStore | None:
     return request.app.state.heartbeats
 
 
-# Row ids are 64-bit: a larger id in a path is refused (422) before it reaches the driver.
-MAX_ROW_ID = 2**63 - 1
+# A larger id in a path is refused (422) before it reaches the driver.
 StudyId = Annotated[int, Path(ge=1, le=MAX_ROW_ID, description="a study's id")]
 TrialId = Annotated[int, Path(ge=1, le=MAX_ROW_ID, description="a trial's id")]
 

@@ -11,7 +11,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from service.domain import StudyNotFoundError, TrialNotFoundError
-from service.storage.tables import ApiTokenRow, StudyRow, TenantRow, TrialRow
+from service.storage.tables import MAX_ROW_ID, ApiTokenRow, StudyRow, TenantRow, TrialRow
 
 # The tenant the migration creates: studies from before tenants, and embedded mode's.
 DEFAULT_TENANT = "default"
@@ -81,8 +81,11 @@ def find_token(session: Session, *, token_hash: str) -> ApiTokenRow | None:
 
 def get_token(session: Session, *, ref: str) -> ApiTokenRow:
     """A token by id (digits) or by its public prefix (``st_...``)."""
-    column = ApiTokenRow.id if ref.isdigit() else ApiTokenRow.prefix
-    value: int | str = int(ref) if ref.isdigit() else ref
+    by_id = ref.isascii() and ref.isdigit()
+    if by_id and int(ref) > MAX_ROW_ID:  # no such row; the driver would overflow
+        raise TokenNotFoundError(f"no API token with id or prefix {ref!r}")
+    column = ApiTokenRow.id if by_id else ApiTokenRow.prefix
+    value: int | str = int(ref) if by_id else ref
     row = session.scalars(select(ApiTokenRow).where(column == value)).one_or_none()
     if row is None:
         raise TokenNotFoundError(f"no API token with id or prefix {ref!r}")

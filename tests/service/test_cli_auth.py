@@ -68,6 +68,8 @@ def test_admin_commands_create_tenants_and_issue_and_revoke_tokens(api) -> None:
         (["issue-token", "default", "--admin"], "not both"),
         (["revoke", "st_00000000"], "no API token with id or prefix"),
         (["revoke", "12345"], "no API token with id or prefix"),
+        (["revoke", "9" * 30], "no API token with id or prefix"),
+        (["revoke", "²"], "no API token with id or prefix"),
     ],
 )
 def test_bad_admin_input_is_a_cli_error_without_a_traceback(store, args, fragment) -> None:
