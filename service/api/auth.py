@@ -6,7 +6,7 @@ files needs ``Authorization: Bearer <token>``:
 - a missing, unknown or revoked token is refused with 401;
 - a tenant's token reaches its tenant's studies and their trials only; another tenant's
   study or trial answers 404 exactly as one that does not exist (``check_*_owner``), so
-  ids reveal nothing;
+  the answer reveals nothing of it;
 - an admin token (``SCALETUNE_ADMIN_TOKEN``, or a token row without a tenant) reaches
   every study and the admin-only routes (queue view, tenants and tokens, and
   ``/metrics`` unless ``metrics_public``); a tenant token there gets 403. Studies belong
