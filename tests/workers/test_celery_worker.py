@@ -116,7 +116,9 @@ def test_time_limits_fail_the_trial_as_a_configuration_failure(harness: Harness)
     result = harness.next_result(timeout_s=30)
     assert (result["trial_id"], result["failure_kind"]) == (soft.trial_id, "config")
     assert "soft time limit" in result["failure_reason"]
-    assert 0.5 <= result["cost_seconds"] < 10
+    # The cost is what the trial ran: about the limit (the clocks of the limit's timer
+    # and of the cost measurement start a few milliseconds apart).
+    assert 0.4 <= result["cost_seconds"] < 10
 
     harness.send(hard)
     result = harness.next_result(timeout_s=30)
