@@ -108,6 +108,8 @@ def summarise(outcomes: list[tuple[int, float | None, float | None]]) -> FrontSu
 
 def front_trials(session: Session, summary: FrontSummary) -> list[TrialRow]:
     """The front's trials, by increasing cost, read by id (without their curves)."""
+    if not summary.front_ids:
+        return []
     rows = repo.get_trials(session, trial_ids=summary.front_ids, with_curves=False)
     return [rows[i] for i in summary.front_ids]
 

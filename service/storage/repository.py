@@ -306,25 +306,6 @@ def tally(session: Session, *, study_id: int) -> Tally:
     return Tally(by_state=by_state, spent_cost=spent, dispatched=sum(d for *_, d in rows))
 
 
-def spent_cost(session: Session, *, study_id: int) -> float:
-    total = session.scalar(
-        select(func.sum(TrialRow.cost_seconds)).where(TrialRow.study_id == study_id)
-    )
-    return float(total or 0.0)
-
-
-def n_dispatched(session: Session, *, study_id: int) -> int:
-    """Trials that ever left WAITING (a retry is the same trial): the trial-count budget."""
-    return int(
-        session.scalar(
-            select(func.count())
-            .select_from(TrialRow)
-            .where(TrialRow.study_id == study_id, TrialRow.dispatched_at.is_not(None))
-        )
-        or 0
-    )
-
-
 def start_trial(
     session: Session,
     *,

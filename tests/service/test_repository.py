@@ -108,7 +108,7 @@ def test_requeue_counts_attempts_and_keeps_the_first_dispatch(sessions) -> None:
         repo.requeue_trial(session, trial=trial, now=20.0)
         repo.start_trial(session, trial=trial, now=21.0, lease_seconds=10.0)
         assert (trial.attempt, trial.dispatched_at, trial.lease_expires_at) == (1, 3.0, 31.0)
-        assert repo.n_dispatched(session, study_id=study.id) == 1
+        assert repo.tally(session, study_id=study.id).dispatched == 1
 
 
 def test_heartbeat_extends_only_running_leases(sessions) -> None:
@@ -160,7 +160,7 @@ def test_counts_cost_and_unsynced(sessions) -> None:
             TrialState.FAILED: 1,
             TrialState.CANCELLED: 1,
         }
-        assert repo.spent_cost(session, study_id=study.id) == pytest.approx(3.5)
+        assert repo.tally(session, study_id=study.id).spent_cost == pytest.approx(3.5)
         unsynced = repo.unsynced_final_trials(session, study_id=study.id)
         assert [t.number for t in unsynced] == [0, 1, 3]
 

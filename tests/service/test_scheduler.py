@@ -158,7 +158,7 @@ def test_cost_budget_overshoots_by_at_most_the_trials_in_flight(sqlite_sessions)
             _record(sqlite_sessions, completed(request, cost=4.0))
         report = scheduler.step(study_id)
     with transaction(sqlite_sessions) as session:
-        spent = repo.spent_cost(session, study_id=study_id)
+        spent = repo.tally(session, study_id=study_id).spent_cost
     assert 10.0 <= spent <= 10.0 + 3 * 4.0
 
 
