@@ -23,7 +23,7 @@ from search.scaling import (
 )
 from search.space import LogParam, SearchSpace
 from search.types import Observation
-from tests.search.test_scaling_testbed import AXES, sample_study
+from tests.search.near_front_study import AXES, sample_study
 from workers.objectives.base import NullContext
 from workers.objectives.testbed import TestbedConfig
 

@@ -39,7 +39,7 @@ from service.storage.db import make_engine, make_sessionmaker, migrate, transact
 from service.storage.tables import StudyRow
 from service.studies import create_study_row
 from tests.auth import ADMIN_TOKEN, bearer, issue_tenant_token
-from tests.search.test_scaling_testbed import sample_study
+from tests.search.near_front_study import sample_study
 from workers.heartbeat import HeartbeatStore, TrialRef
 from workers.objectives.testbed import TestbedConfig
 
