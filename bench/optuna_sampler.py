@@ -21,26 +21,19 @@ from __future__ import annotations
 
 import argparse
 import sys
-import time
 import warnings
-from concurrent.futures import ProcessPoolExecutor, as_completed
-from multiprocessing import get_context
 from pathlib import Path
 from typing import Any
 
 from bench.pareto_regret import (
-    _SLOWEST_FIRST,
-    CHECKPOINTS,
-    CURVE_FRACTIONS,
     RESULTS_DIR,
-    _evaluate,
-    _launch_round,
     _single_thread,
+    run_in_parallel,
+    spend_budget,
     write_results,
 )
-from bench.problem import ROUND_SIZE, RegretScale, Trial, regret_by_budget_fraction
 from bench.searchers import OptunaSearcher, Searcher, _decode, _optuna_box
-from workers.objectives.testbed import START_PARAMS, TestbedObjective
+from workers.objectives.testbed import START_PARAMS
 
 METHODS = ("ours", "tpe", "tpe-mo", "gp", "gp-mo", "random")
 DEFAULT_METHODS = ("ours", "tpe", "tpe-mo", "gp", "random")
@@ -91,56 +84,10 @@ def make_searcher(method: str, *, seed: int) -> Searcher:
 
 
 def run_one(method: str, seed: int, budget_units: float, max_trials: int) -> dict[str, Any]:
-    """One method, one seed, as ``bench.pareto_regret.run_one`` (same loop and guard)."""
+    """One method, one seed, through ``bench.pareto_regret.spend_budget`` (same loop and
+    guard)."""
     _single_thread()
-    objective = TestbedObjective()
-    budget = budget_units * float(objective.testbed.expected_cost(START_PARAMS))
-    scale = RegretScale(objective.testbed, budget)
-    searcher = make_searcher(method, seed=seed)
-    trials: list[Trial] = []
-    spent_after_round: list[float] = []
-    ask_seconds: list[float] = []
-    refused = 0
-    started = time.perf_counter()
-    while len(trials) < max_trials:
-        spent = spent_after_round[-1] if spent_after_round else 0.0
-        want = min(ROUND_SIZE, max_trials - len(trials))
-        launched, n_refused = _launch_round(
-            searcher, objective.testbed, budget - spent, want, ask_seconds
-        )
-        refused += n_refused
-        if not launched:
-            break
-        for handle, params in launched:
-            trial = _evaluate(
-                objective, params, seed * 1_000_003 + len(trials), len(spent_after_round)
-            )
-            searcher.tell(handle, loss=trial.loss, cost=trial.cost, failed=trial.failed)
-            trials.append(trial)
-            spent += trial.cost
-        spent_after_round.append(spent)
-    return _run_record(
-        method, seed, scale, trials, spent_after_round, ask_seconds, refused, started
-    )
-
-
-def _run_record(method, seed, scale, trials, spent_after_round, ask_seconds, refused, started):
-    curve = regret_by_budget_fraction(scale, trials, spent_after_round, CURVE_FRACTIONS)
-    at = regret_by_budget_fraction(scale, trials, spent_after_round, CHECKPOINTS)
-    return {
-        "method": method,
-        "seed": seed,
-        "budget_seconds": scale.budget,
-        "spent_seconds": spent_after_round[-1] if spent_after_round else 0.0,
-        "n_trials": len(trials),
-        "n_failed": sum(t.failed for t in trials),
-        "n_refused": refused,
-        "regret_at": {str(f): r for f, r in zip(CHECKPOINTS, at, strict=True)},
-        "regret_curve": {str(f): r for f, r in zip(CURVE_FRACTIONS, curve, strict=True)},
-        "ask_ms_per_suggestion": [1e3 * s for s in ask_seconds],
-        "wall_seconds": time.perf_counter() - started,
-        "trials": [t.__dict__ for t in trials],
-    }
+    return spend_budget(make_searcher(method, seed=seed), method, seed, budget_units, max_trials)
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -160,20 +107,7 @@ def main(argv: list[str] | None = None) -> None:
     if args.quick:
         args.seeds, args.budget, args.max_trials = 1, 120.0, 48
     tasks = [(m, s, args.budget, args.max_trials) for s in range(args.seeds) for m in args.methods]
-    tasks.sort(key=lambda task: _SLOWEST_FIRST.index(task[0]))  # shortest wall time overall
-    runs = []
-    with ProcessPoolExecutor(args.jobs, mp_context=get_context("spawn")) as pool:
-        for future in as_completed([pool.submit(run_one, *task) for task in tasks]):
-            run = future.result()
-            runs.append(run)
-            print(
-                f"{run['method']:>7} seed {run['seed']}: regret@100% "
-                f"{run['regret_at']['1.0']:.4f}, {run['n_trials']} trials, "
-                f"{run['wall_seconds']:.0f} s",
-                file=sys.stderr,
-                flush=True,
-            )
-    runs = sorted(runs, key=lambda r: (r["method"], r["seed"]))
+    runs = run_in_parallel(run_one, tasks, args.jobs)
     write_results("optuna_sampler", args, argv, runs, ours_label=OURS_LABEL)
 
 

@@ -31,7 +31,7 @@ import numpy as np
 
 from bench.problem import ROUND_SIZE, RegretScale, Trial, regret_by_budget_fraction
 from bench.report import markdown_table, summarise
-from bench.searchers import METHODS, make_searcher
+from bench.searchers import METHODS, Searcher, make_searcher
 from workers.objectives.base import NullContext
 from workers.objectives.testbed import START_PARAMS, TestbedObjective
 
@@ -45,11 +45,18 @@ _SLOWEST_FIRST = ("gp-mo", "gp", "ours", "tpe-mo", "tpe", "random")
 def run_one(method: str, seed: int, budget_units: float, max_trials: int) -> dict[str, Any]:
     """One method, one seed: spend the budget, return its trials, regrets and latencies."""
     _single_thread()
+    return spend_budget(make_searcher(method, seed=seed), method, seed, budget_units, max_trials)
+
+
+def spend_budget(
+    searcher: Searcher, method: str, seed: int, budget_units: float, max_trials: int
+) -> dict[str, Any]:
+    """Drive ``searcher`` in rounds until the budget (or the trial cap) is spent; the
+    run's record: its trials, regrets by budget fraction and ask latencies."""
     objective = TestbedObjective()
     testbed = objective.testbed
     budget = budget_units * float(testbed.expected_cost(START_PARAMS))
     scale = RegretScale(testbed, budget)
-    searcher = make_searcher(method, seed=seed)
     trials: list[Trial] = []
     spent_after_round: list[float] = []
     ask_seconds: list[float] = []
@@ -85,6 +92,24 @@ def run_one(method: str, seed: int, budget_units: float, max_trials: int) -> dic
         "wall_seconds": time.perf_counter() - started,
         "trials": [t.__dict__ for t in trials],
     }
+
+
+def run_in_parallel(run, tasks: list[tuple], jobs: int) -> list[dict[str, Any]]:
+    """``run(*task)`` for every task in ``jobs`` processes, slowest methods first (the
+    shortest wall time overall), printing each run as it ends; records in task order."""
+    tasks = sorted(tasks, key=lambda task: _SLOWEST_FIRST.index(task[0]))
+    with ProcessPoolExecutor(jobs, mp_context=get_context("spawn")) as pool:
+        futures = [pool.submit(run, *task) for task in tasks]
+        for future in as_completed(futures):
+            record = future.result()
+            print(
+                f"{record['method']:>7} seed {record['seed']}: regret@100% "
+                f"{record['regret_at']['1.0']:.4f}, {record['n_trials']} trials, "
+                f"{record['wall_seconds']:.0f} s",
+                file=sys.stderr,
+                flush=True,
+            )
+        return [future.result() for future in futures]
 
 
 def _launch_round(searcher, testbed, remaining: float, want: int, ask_seconds: list[float]):
@@ -186,19 +211,7 @@ def main(argv: list[str] | None = None) -> None:
     if args.quick:
         args.seeds, args.budget, args.max_trials = 1, 120.0, 48
     tasks = [(m, s, args.budget, args.max_trials) for s in range(args.seeds) for m in args.methods]
-    tasks.sort(key=lambda task: _SLOWEST_FIRST.index(task[0]))  # shortest wall time overall
-    with ProcessPoolExecutor(args.jobs, mp_context=get_context("spawn")) as pool:
-        futures = [pool.submit(run_one, *task) for task in tasks]
-        for future in as_completed(futures):
-            run = future.result()
-            print(
-                f"{run['method']:>7} seed {run['seed']}: regret@100% "
-                f"{run['regret_at']['1.0']:.4f}, {run['n_trials']} trials, "
-                f"{run['wall_seconds']:.0f} s",
-                file=sys.stderr,
-                flush=True,
-            )
-        runs = [future.result() for future in futures]
+    runs = run_in_parallel(run_one, tasks, args.jobs)
     write_results("pareto_regret", args, argv, runs)
 
 
