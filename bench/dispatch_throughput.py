@@ -128,7 +128,7 @@ def run(*, trials: int, in_flight: int, buffer: int) -> float:
     with tempfile.TemporaryDirectory() as logs:
         processes = _workers(env, prefix, Path(logs))
         try:
-            time.sleep(8.0)  # let the workers connect
+            _wait_for_trial_workers(f"{prefix}hb", count=2, timeout_s=180)
             with transaction(sessions) as session:
                 study_id = create_study_row(session, spec=spec, now=time.time()).id
             sender = create_sender(settings)
@@ -149,6 +149,22 @@ def run(*, trials: int, in_flight: int, buffer: int) -> float:
             engine.dispose()
             _drop_database(db_name)
     return trials / elapsed, {part: seconds / trials for part, seconds in cpu.items()}
+
+
+def _wait_for_trial_workers(heartbeat_prefix: str, *, count: int, timeout_s: float) -> None:
+    """Until ``count`` trial workers beat (their pool is up; on a loaded machine their
+    imports can take longer than the study's first trials would wait), plus 2 s for their
+    consumers to start."""
+    client = redis.Redis.from_url(REDIS)
+    deadline = time.monotonic() + timeout_s
+    try:
+        while client.hlen(f"{heartbeat_prefix}:workers") < count:
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"{count} trial workers did not start in {timeout_s} s")
+            time.sleep(0.5)
+    finally:
+        client.close()
+    time.sleep(2.0)
 
 
 def _cpu_seconds(processes: list[subprocess.Popen], db_name: str) -> dict[str, float]:

@@ -135,17 +135,30 @@ def record_result(app: Celery, payload: dict[str, Any]) -> str:
     _, scheduler = _process.get(app)
     taken = _process.take_waiting(app)
     try:
-        payloads = [payload] + [m.args[0] for m in taken if m.task == RECORD_RESULT_TASK]
-        outcomes = record_results(scheduler, payloads)
-        for message in taken:
-            if message.task == STEP_TASK:
-                step_study(app, message.args[0])
-        if any(message.task == TICK_TASK for message in taken):
-            tick(app)
+        results = [m.args[0] if m.args else None for m in taken if m.task == RECORD_RESULT_TASK]
+        outcomes = record_results(scheduler, [payload, *results])
+        _run_steps_taken(app, taken)
     finally:
         for message in taken:
             message.ack()
     return outcomes[0]
+
+
+def _run_steps_taken(app: Celery, taken: list[TakenMessage]) -> None:
+    """The step and tick messages taken along with results (one tick at most); a failing
+    one is logged, as Celery logs a failing task, and the others still run."""
+    ticked = False
+    for message in taken:
+        if message.task == RECORD_RESULT_TASK or (message.task == TICK_TASK and ticked):
+            continue
+        try:
+            if message.task == STEP_TASK:
+                step_study(app, *message.args)
+            else:
+                ticked = True
+                tick(app)
+        except Exception:
+            logger.exception("a %s message taken with a result batch failed", message.task)
 
 
 def record_results(scheduler: Scheduler, payloads: list[Any]) -> list[str]:

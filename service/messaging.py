@@ -6,6 +6,7 @@ The control worker (``service.control``) serves ``STEP_TASK``, ``TICK_TASK`` and
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 
@@ -51,23 +52,24 @@ class CeleryDispatcher:
 
     def __init__(self, app: Celery) -> None:
         self.app = app
-        self._producer: Producer | None = None
+        self._batching = threading.local()  # the producer of this thread's open batch
 
     @contextmanager
     def batch(self) -> Iterator[None]:
-        """Trials sent inside go to the broker together when it closes (one pipelined
-        round trip instead of one per trial); an error inside sends none of them."""
+        """Trials this thread sends inside go to the broker together when it closes (one
+        pipelined round trip instead of one per trial); an error inside sends none."""
         with self.app.producer_or_acquire() as producer, producer.batch():
-            self._producer = producer
+            self._batching.producer = producer
             try:
                 yield
             finally:
-                self._producer = None
+                self._batching.producer = None
 
     def send(self, request: TrialRequest, *, queue: str) -> None:
+        producer: Producer | None = getattr(self._batching, "producer", None)
         self.app.send_task(
             RUN_TRIAL_TASK,
             args=[request.model_dump(mode="json")],
-            producer=self._producer,
+            producer=producer,
             **trial_send_options(request, queue=queue),
         )
