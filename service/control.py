@@ -223,15 +223,18 @@ def tick(app: Celery) -> int:
 
 
 def _register(app: Celery) -> None:
-    @app.task(name=RECORD_RESULT_TASK, acks_late=True)
+    # shared=False: the tasks belong to this app only; a shared task would be added to
+    # every app finalized later in the process (a second control app, a trial worker's
+    # app), which then holds two functions under one name.
+    @app.task(name=RECORD_RESULT_TASK, acks_late=True, shared=False)
     def record_result_task(payload: dict[str, Any]) -> str:
         return record_result(app, payload)
 
-    @app.task(name=STEP_TASK, acks_late=True)
+    @app.task(name=STEP_TASK, acks_late=True, shared=False)
     def step_study_task(study_id: int) -> None:
         step_study(app, study_id)
 
-    @app.task(name=TICK_TASK)
+    @app.task(name=TICK_TASK, shared=False)
     def tick_task() -> int:
         return tick(app)
 
