@@ -508,7 +508,9 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=30.0)
     parser.add_argument("--trials", type=int, default=3000)
     parser.add_argument("--studies", type=int, default=20)
-    parser.add_argument("--workers", type=int, default=2, help="uvicorn worker processes")
+    parser.add_argument(
+        "--workers", type=int, default=1, help="uvicorn worker processes (compose runs 1)"
+    )
     parser.add_argument("--uvicorn-arg", action="append", default=[], help="e.g. --loop=uvloop")
     parser.add_argument("--writes-per-s", type=float, default=0.0)
     parser.add_argument("--calls", type=int, default=30, help="in-process calls per route")
