@@ -217,8 +217,7 @@ def tick(app: Celery) -> int:
     with transaction(sessions) as session:
         ids = repo.study_ids(session, states=[StudyState.RUNNING])
         ids += studies_with_pending_verification(session)
-    for study_id in ids:
-        scheduler.step(study_id)
+    scheduler.step_each(ids)
     return len(ids)
 
 

@@ -31,6 +31,7 @@ from contextlib import AbstractContextManager, contextmanager, nullcontext, supp
 from dataclasses import dataclass, field
 from typing import Protocol, runtime_checkable
 
+from pydantic import ValidationError
 from sqlalchemy.orm import Session, sessionmaker
 
 from search.engine import ParetoSearch
@@ -147,6 +148,36 @@ class Scheduler:
             repo.set_study_state(session, study=study, state=state, now=self.clock())
             if state in FINAL_STUDY_STATES:
                 self._cancel_waiting(session, study)
+
+    def step_each(self, study_ids: Sequence[int]) -> None:
+        """Step each study on its own: one whose step fails is logged and the rest still
+        run (a tick must not leave every later study's silent trials unreclaimed).
+
+        A study whose stored spec no longer validates (a check added after the study was
+        created) would fail on every tick: it is stopped, with the reason as its message.
+        """
+        for study_id in study_ids:
+            try:
+                self.step(study_id)
+            except ValidationError as exc:
+                self._stop_unrunnable(study_id, exc)
+            except Exception:
+                logger.exception("step of study %s failed; the others still run", study_id)
+
+    def _stop_unrunnable(self, study_id: int, error: ValidationError) -> None:
+        reason = "; ".join(
+            f"{'.'.join(str(part) for part in e['loc'])}: {e['msg']}" for e in error.errors()
+        )
+        logger.error("study %s stopped: its stored spec is invalid (%s)", study_id, reason)
+        with self._locked(study_id) as (session, study):
+            repo.set_study_state(
+                session,
+                study=study,
+                state=StudyState.STOPPED,
+                now=self.clock(),
+                message=f"stopped: its stored spec is no longer valid ({reason})",
+            )
+            self._cancel_waiting(session, study)
 
     # -- the step ----------------------------------------------------------------------
 

@@ -226,3 +226,25 @@ def test_a_burst_naming_another_studys_trial_records_nothing(sqlite_sessions) ->
         scheduler.step(study_a, results=[completed(a0), stray])
     assert _states(sqlite_sessions, study_a)[TrialState.COMPLETE] == 0
     assert _states(sqlite_sessions, study_b)[TrialState.COMPLETE] == 0
+
+
+def test_a_study_whose_stored_spec_no_longer_validates_is_stopped_and_the_others_run(
+    sqlite_sessions,
+) -> None:
+    dispatcher = RecordingDispatcher()
+    scheduler = _scheduler(sqlite_sessions, dispatcher=dispatcher)
+    broken = scheduler.create_study(make_spec(name="broken"))
+    healthy = scheduler.create_study(make_spec(name="healthy"))
+    with transaction(sqlite_sessions) as session:  # as stored before a check was added
+        study = repo.get_study(session, study_id=broken)
+        study.spec = {**study.spec, "search": {"initial_radius": -1.0}}
+
+    scheduler.step_each([broken, healthy])
+
+    with transaction(sqlite_sessions) as session:
+        stopped = repo.get_study(session, study_id=broken)
+        assert stopped.state == StudyState.STOPPED
+        assert "no longer valid" in stopped.message and "initial_radius" in stopped.message
+        assert repo.get_study(session, study_id=healthy).state == StudyState.RUNNING
+    assert {request.study_id for request, _ in dispatcher.sent} == {healthy}
+    assert _states(sqlite_sessions, broken).get(TrialState.WAITING, 0) == 0
