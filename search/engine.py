@@ -49,7 +49,7 @@ from search.settings import SearchSettings
 from search.space import SearchSpace
 from search.surrogates import FittedModels, ObservationArrays, fit_models
 from search.threads import single_threaded
-from search.types import Observation, Suggestion
+from search.types import MAX_ABS_LOSS, MAX_COST, MIN_COST, Observation, Suggestion
 
 STATE_VERSION = 1
 _EXPIRED_MEMORY = 1000
@@ -298,6 +298,11 @@ class ParetoSearch:
             raise InvalidObservationError(
                 f"cost must be positive (what the trial spent), got {cost!r}"
             )
+        if not MIN_COST <= cost_value <= MAX_COST:
+            raise InvalidObservationError(
+                f"cost {cost!r} is outside [{MIN_COST:g}, {MAX_COST:g}]: report it in a "
+                "unit that puts it inside (GPU-seconds, GPU-hours, ...)"
+            )
         if failed:
             loss_value = math.nan
         elif loss is None:
@@ -307,6 +312,10 @@ class ParetoSearch:
             )
         else:
             loss_value = _finite_number(loss, "loss")
+            if abs(loss_value) > MAX_ABS_LOSS:
+                raise InvalidObservationError(
+                    f"loss {loss!r} is beyond +-{MAX_ABS_LOSS:g}: rescale the metric"
+                )
         return Observation(
             params=dict(params),
             loss=loss_value,

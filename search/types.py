@@ -13,6 +13,14 @@ import math
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+# What an observation may hold. Past these, float64 overflows in the models (sums of
+# squares of the loss, powers of the cost): a loss of 1e99 and costs of 1e100 or 1e-300
+# overflowed where 1e50 and 1e-100 did not. Real losses and costs (GPU-seconds, even
+# FLOPs) are far inside them; beyond, a metric needs rescaling, not modelling.
+MAX_ABS_LOSS = 1e30
+MIN_COST = 1e-30
+MAX_COST = 1e30
+
 Params = dict[str, Any]
 
 

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from search.types import MAX_ABS_LOSS, MAX_COST
 from service.domain import StudySpec, StudyState, TrialState
 
 StudyCreate = StudySpec
@@ -116,6 +117,22 @@ class TellRequest(BaseModel):
     failure_reason: str | None = Field(None, max_length=2000)
     metrics: dict[str, float | int | str | bool | None] = Field(default_factory=dict)
     curve: list[dict[str, float]] = Field(default_factory=list, max_length=100_000)
+
+    @field_validator("loss")
+    @classmethod
+    def _loss_the_engine_can_model(cls, loss: float | None) -> float | None:
+        if loss is not None and abs(loss) > MAX_ABS_LOSS:
+            raise ValueError(f"a loss beyond +-{MAX_ABS_LOSS:g} cannot be modelled: rescale it")
+        return loss
+
+    @field_validator("cost")
+    @classmethod
+    def _cost_the_engine_can_model(cls, cost: float) -> float:
+        if cost > MAX_COST:
+            raise ValueError(
+                f"a cost beyond {MAX_COST:g} cannot be modelled: report it in a larger unit"
+            )
+        return cost
 
 
 class TellResponse(BaseModel):

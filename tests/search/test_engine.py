@@ -182,6 +182,33 @@ def test_constant_losses_and_duplicates_do_not_crash():
     assert engine.front()[0].metrics["n_measurements"] == 3.0
 
 
+@pytest.mark.parametrize(
+    ("loss", "cost", "message"),
+    [(1e31, 2.0, "rescale the metric"), (-1e31, 2.0, "rescale the metric"),
+     (1.0, 1e31, "outside"), (1.0, 1e-31, "outside")],
+)  # fmt: skip
+def test_values_too_extreme_to_model_are_refused(loss, cost, message):
+    engine = make_engine(n_startup=2, seed=5)
+    (suggestion,) = engine.ask(1)
+    with pytest.raises(InvalidObservationError, match=message):
+        engine.tell(suggestion.suggestion_id, loss, cost)
+    assert [s.suggestion_id for s in engine.pending()] == [suggestion.suggestion_id]
+
+
+def test_extreme_values_inside_the_limits_are_modelled():
+    """Losses and costs at the limits, and spanning many decades, give finite suggestions
+    without a numerical warning (warnings are errors in the tests)."""
+    engine = make_engine(n_startup=4, seed=5)
+    extremes = [(1e30, 2.0), (-1e30, 3.0), (1e-12, 1e-30), (2.0, 1e30), (0.5, 10.0)]
+    for s, (loss, cost) in zip(engine.ask(len(extremes)), extremes, strict=True):
+        engine.tell(s.suggestion_id, loss, cost)
+    for _ in range(3):
+        for s in engine.ask(4):
+            assert all(math.isfinite(float(v)) for v in s.params.values() if not isinstance(v, str))
+            engine.tell(s.suggestion_id, 1.0 + 0.01 * len(engine.observations), 2.0)
+    assert engine.front()
+
+
 def test_max_suggestion_cost_is_respected():
     ceiling = 30.0
     engine = make_engine(seed=7, max_suggestion_cost=ceiling, n_startup=6)
