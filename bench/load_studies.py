@@ -107,7 +107,7 @@ def load_cluster(
     database_url: str,
     broker_url: str,
     logs: Path,
-    api_workers: int = 2,
+    api_workers: int = 1,
     trial_workers: int = 2,
 ) -> Iterator[str]:
     """API, control worker and trial workers on a migrated database; yields the API's URL.
@@ -403,7 +403,9 @@ def main() -> None:
     parser.add_argument("--trials", type=int, default=40, help="budget (max_trials) per study")
     parser.add_argument("--read-rate", type=float, default=20.0, help="GETs per second")
     parser.add_argument("--trial-workers", type=int, default=2)
-    parser.add_argument("--api-workers", type=int, default=2, help="uvicorn worker processes")
+    parser.add_argument(
+        "--api-workers", type=int, default=1, help="uvicorn processes (more: uvicorn issue 3149)"
+    )
     args = parser.parse_args()
     load_before = os.getloadavg()[0]
     name = f"bench_{uuid.uuid4().hex[:10]}"
