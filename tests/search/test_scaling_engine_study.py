@@ -34,39 +34,12 @@ from multiprocessing import get_context
 import numpy as np
 import pytest
 
-from search.engine import ParetoSearch
-from search.scaling import ParamPrediction, ScalingAxes, ScalingRules, fit_scaling_rules
-from search.settings import SearchSettings
-from workers.objectives.base import NullContext
+from bench.scaling_extrapolation import AXES, COST_MODELS, GROUND_TRUTHS, engine_study
+from search.scaling import ParamPrediction, ScalingRules, fit_scaling_rules
 from workers.objectives.testbed import START_PARAMS, Testbed, TestbedConfig, TestbedObjective
 
-AXES = ScalingAxes(n_params="n_params", tokens="tokens")
 TRIALS = 448
-ROUND = 8
-FLAT_UTILISATION = {"half_utilisation_batch_tokens": 0.0}
-GROUND_TRUTHS = {
-    "chinchilla-steplaw": {},
-    "flatter-lr": {
-        "lr_n_exp": -0.5, "lr_d_exp": 0.2, "batch_d_exp": 0.45, "alpha": 0.30, "beta": 0.33,
-    },
-    "steeper-lr": {
-        "lr_n_exp": -0.8, "lr_d_exp": 0.4, "batch_d_exp": 0.65, "batch_n_exp": -0.1,
-        "alpha": 0.38, "beta": 0.26,
-    },
-}  # fmt: skip
-
-
-def engine_study(objective: TestbedObjective, *, trials: int, seed: int) -> list:
-    """Observations of ``trials`` engine trials, ``ROUND`` suggestions at a time."""
-    engine = ParetoSearch(objective.default_space(), SearchSettings(seed=seed))
-    done = 0
-    while done < trials:
-        for suggestion in engine.ask(min(ROUND, trials - done)):
-            trial_seed = seed * 100_000 + done
-            out = objective.run(suggestion.params, seed=trial_seed, context=NullContext())
-            engine.tell(suggestion.suggestion_id, out.loss, out.cost_seconds, failed=out.failed)
-            done += 1
-    return list(engine.observations)
+FLAT_UTILISATION = COST_MODELS["flops"]  # the ground truths' engine studies, as benchmarked
 
 
 pytestmark = pytest.mark.slow
@@ -78,9 +51,10 @@ PARAMS = ("learning_rate", "batch_size")
 
 def rules_of_study(truth: str, seed: int) -> ScalingRules:
     """Rules fitted to one engine study of ground truth ``truth`` (runs in a subprocess)."""
-    objective = TestbedObjective(TestbedConfig(**GROUND_TRUTHS[truth], **FLAT_UTILISATION))
-    observations = engine_study(objective, trials=TRIALS, seed=seed)
-    return fit_scaling_rules(observations, objective.default_space(), AXES, n_bootstrap=100)
+    config = TestbedConfig(**GROUND_TRUTHS[truth], **FLAT_UTILISATION)
+    observations = engine_study(config, trials=TRIALS, seed=seed)
+    space = TestbedObjective(config).default_space()
+    return fit_scaling_rules(observations, space, AXES, n_bootstrap=100)
 
 
 @dataclass(frozen=True)
