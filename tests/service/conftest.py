@@ -1,4 +1,5 @@
-"""Service fixtures: a migrated store on SQLite (file) or on a fresh PostgreSQL database."""
+"""Service fixtures: a migrated store on SQLite (file) or on a fresh PostgreSQL database,
+and an API client over a finished study with fitted rules."""
 
 from __future__ import annotations
 
@@ -14,7 +15,11 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.orm import Session, sessionmaker
 
 from service.config import Settings
+from service.main import create_app
 from service.storage.db import make_engine, make_sessionmaker, migrate
+from tests.auth import authorize
+from tests.reliability.faults import TestClient
+from tests.service.factories import finished_study_with_rules
 
 
 @pytest.fixture
@@ -91,3 +96,17 @@ def settings(sqlite_url: str) -> Settings:
         lease_seconds=30.0,
         max_attempts=2,
     )
+
+
+@pytest.fixture
+def client_and_rules_study(sqlite_url: str, redis_url: str, tmp_path):
+    """An API client of the default tenant, the id of its finished study with fitted
+    rules, and the app's sessions."""
+    settings = Settings(
+        database_url=sqlite_url, broker_url=redis_url, report_dir=tmp_path / "reports"
+    )
+    app = create_app(settings)
+    study_id, _ = finished_study_with_rules(app.state.sessions)
+    with TestClient(app) as client:
+        authorize(client, tenant="default")  # the factory's study is the default tenant's
+        yield client, study_id, app.state.sessions

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import math
-import warnings
 
 import pytest
 
@@ -11,7 +10,6 @@ from search.scaling.rules import ScalingRules
 from search.space import SearchSpace
 from service.config import Settings
 from service.domain import StudySpec, StudyState, TrialState
-from service.main import create_app
 from service.scheduler import Scheduler
 from service.storage import repository as repo
 from service.storage.db import transaction
@@ -22,7 +20,6 @@ from service.verification import (
     studies_with_pending_verification,
     verification_status,
 )
-from tests.auth import authorize
 from tests.service.factories import (
     FakeClock,
     RecordingDispatcher,
@@ -31,11 +28,6 @@ from tests.service.factories import (
 )
 from workers.contracts import TrialResult
 from workers.objectives.base import NullContext
-
-with warnings.catch_warnings():
-    # starlette asks for its "httpx2" fork; the httpx we depend on works for TestClient.
-    warnings.filterwarnings("ignore", message=".*install `httpx2`")
-    from fastapi.testclient import TestClient
 
 pytestmark = pytest.mark.integration
 
@@ -87,18 +79,6 @@ def test_verification_trial_runs_past_the_budget_and_reports_predicted_vs_observ
     # the engine never learns of it: a restart rebuilds the study as it completed
     suggestion_ids = [o.suggestion_id or "" for o in scheduler.engine_for(study_id).observations]
     assert suggestion_ids and not any(s.startswith(VERIFICATION_REASON) for s in suggestion_ids)
-
-
-@pytest.fixture
-def client_and_rules_study(sqlite_url: str, redis_url: str, tmp_path):
-    settings = Settings(
-        database_url=sqlite_url, broker_url=redis_url, report_dir=tmp_path / "reports"
-    )
-    app = create_app(settings)
-    study_id, _ = finished_study_with_rules(app.state.sessions)
-    with TestClient(app) as client:
-        authorize(client, tenant="default")  # the factory's study is the default tenant's
-        yield client, study_id, app.state.sessions
 
 
 def test_verify_routes_refuse_without_rules_or_while_pending(client_and_rules_study) -> None:
