@@ -5,10 +5,12 @@ manner of CARBS (Fetterman et al. 2023, arXiv 2306.08055):
 
 1. a random phase of ``n_startup`` trials around the search center;
 2. then, per suggestion, a target cost drawn across the front's costs and a little
-   beyond (so the search walks up in scale), candidates drawn around the front points
-   nearest that cost within a trust-region radius, and the candidate with the best
+   beyond (so the search walks up in scale, one overshoot per step), candidates drawn
+   around the front points nearest that cost within a trust-region radius, and the
+   candidate with the best
    ``log EI(loss below the Pareto surface at its predicted cost) + log P(success)``
-   (``search.proposals``, ``search.acquisition``);
+   (``search.proposals``, ``search.acquisition``); beyond the costliest front point the
+   loss is predicted by scaling transfer along the front (``search.loss_model``);
 3. every ``remeasure_every``-th model suggestion re-runs a front point whose loss looks
    luckier than the noise allows.
 
@@ -35,7 +37,7 @@ import numpy as np
 
 from search.candidates import SpaceLayout
 from search.errors import InvalidObservationError, UnknownSuggestionError
-from search.models import GPPredictor
+from search.loss_model import ScaledLossModel
 from search.pareto import front_indices, pareto_mask
 from search.proposals import (
     Proposal,
@@ -136,18 +138,18 @@ class ParetoSearch:
 
     def _ask(self, n: int) -> list[Suggestion]:
         out: list[Suggestion] = []
-        loss_gp: GPPredictor | None = None
+        loss_model: ScaledLossModel | None = None
         for _ in range(n):
             if self._in_startup():
                 proposal = propose_startup(self._context())
             else:
                 models = self._fitted_models()
-                if loss_gp is None and models.loss_gp is not None:
-                    loss_gp = self._with_pending_fantasies(models.loss_gp)
-                proposal = self._propose(models, loss_gp)
-                if proposal.reason == "model" and loss_gp is not None:
+                if loss_model is None and models.scaled_loss is not None:
+                    loss_model = self._with_pending_fantasies(models.scaled_loss)
+                proposal = self._propose(models, loss_model)
+                if proposal.reason == "model" and loss_model is not None:
                     x = proposal.x_internal[None, :]
-                    loss_gp = loss_gp.condition_on(x, loss_gp.predict(x)[0])
+                    loss_model = loss_model.condition_on(x, loss_model.predict(x)[0])
             if proposal.repeat_of is None and self._already_taken(proposal.x_internal):
                 proposal = dataclasses.replace(proposal, reason=_EXHAUSTED)
             out.append(self._issue(proposal))
@@ -157,9 +159,9 @@ class ParetoSearch:
         taken = np.vstack([self._x, self._pending_x()])
         return bool(np.any(np.all(np.abs(taken - x_internal) <= 1e-9, axis=1)))
 
-    def _propose(self, models: FittedModels, loss_gp: GPPredictor | None) -> Proposal:
+    def _propose(self, models: FittedModels, loss_model: ScaledLossModel | None) -> Proposal:
         ctx = self._context()
-        if models.problem is not None or loss_gp is None:
+        if models.problem is not None or loss_model is None:
             return propose_fallback(ctx, models, self._arrays())
         every = self.settings.remeasure_every
         if every and self._n_since_remeasure >= every:
@@ -168,7 +170,7 @@ class ParetoSearch:
                 self._n_since_remeasure = 0
                 return repeat
         self._n_since_remeasure += 1
-        return propose_model(ctx, models, loss_gp, self._arrays())
+        return propose_model(ctx, models, loss_model, self._arrays())
 
     def _in_startup(self) -> bool:
         return len(self._observations) + len(self._pending) < self.settings.n_startup
@@ -199,12 +201,12 @@ class ParetoSearch:
         }
         return np.vstack(list(self._pending_rows.values()))
 
-    def _with_pending_fantasies(self, loss_gp: GPPredictor) -> GPPredictor:
-        """The loss GP conditioned on every pending trial at its posterior mean."""
+    def _with_pending_fantasies(self, loss_model: ScaledLossModel) -> ScaledLossModel:
+        """The loss model conditioned on every pending trial at its posterior mean."""
         x_pending = self._pending_x()
         if x_pending.shape[0] == 0:
-            return loss_gp
-        return loss_gp.condition_on(x_pending, loss_gp.predict(x_pending)[0])
+            return loss_model
+        return loss_model.condition_on(x_pending, loss_model.predict(x_pending)[0])
 
     def _issue(self, proposal: Proposal) -> Suggestion:
         if proposal.repeat_of is not None:  # the very same values, not a round trip

@@ -16,7 +16,7 @@ import numpy as np
 
 from search.acquisition import pareto_score
 from search.candidates import FrontTrend, SpaceLayout, perturb, startup_points, trend_points
-from search.models import GPPredictor
+from search.loss_model import ScaledLossModel
 from search.pareto import front_indices
 from search.settings import SearchSettings
 from search.space import SearchSpace
@@ -25,6 +25,11 @@ from search.surrogates import FittedModels, ObservationArrays
 _GOLDEN = (math.sqrt(5.0) - 1.0) / 2.0
 _STARTUP_DRAWS = 32  # random points drawn per startup suggestion; the first untaken wins
 _TREND_FRACTION = 0.25  # share of the model phase's candidates drawn on the front's trend
+# Targets are spread over the cost range as (golden-ratio quantile) ** _CHEAP_BIAS: with
+# 2, half of them fall in the cheapest quarter of the range. A batch's cost is set by
+# its dearest trials, so cheap targets buy more rounds of learning for the same budget
+# (docs/architecture.md, "Search engine (decisions)").
+_CHEAP_BIAS = 2.0
 
 
 @dataclass(frozen=True)
@@ -61,13 +66,16 @@ def propose_startup(ctx: ProposalContext) -> Proposal:
 
 
 def propose_model(
-    ctx: ProposalContext, models: FittedModels, loss_gp: GPPredictor, data: ObservationArrays
+    ctx: ProposalContext,
+    models: FittedModels,
+    loss_model: ScaledLossModel,
+    data: ObservationArrays,
 ) -> Proposal:
     """The candidate with the best cost-aware Pareto score near the next target cost."""
     assert models.surface is not None and models.cost_gp is not None
     target, width = _target_log_cost(ctx, data.log_cost[models.smoothed_front])
     x = _candidates_near(ctx, models.smoothed_front, data, target=target, width=width)
-    mean, std = loss_gp.predict(x)
+    mean, std = loss_model.predict(x)
     log_cost = models.cost_gp.predict_mean(x)
     p_success = 1.0 - models.failure.probability_of_failure(x)
     surface_loss = models.surface.loss_at(log_cost)
@@ -83,6 +91,9 @@ def propose_model(
     ceiling = ctx.settings.max_suggestion_cost
     if ceiling is not None:
         score[log_cost > math.log(ceiling)] = -np.inf
+    # One climb step at a time: nothing predicted dearer than the highest target.
+    climb_limit = float(data.log_cost[models.smoothed_front].max()) + ctx.settings.cost_overshoot
+    score[log_cost > climb_limit] = -np.inf
     if not np.isfinite(score).any():
         return _cheapest(ctx, x, log_cost)
     i = _best_new(ctx, x, score)
@@ -195,7 +206,7 @@ def _target_log_cost(ctx: ProposalContext, front_log_cost: np.ndarray) -> tuple[
     Successive targets follow the golden-ratio sequence (offset by the seed) rather than
     independent draws: any run of k suggestions covers the cost range evenly, so a
     batch of 8 never happens to put most of its trials, and most of the budget, at the
-    expensive end.
+    expensive end. The quantiles are bent towards the cheap end (``_CHEAP_BIAS``).
     """
     low, high = float(front_log_cost.min()), float(front_log_cost.max())
     high += ctx.settings.cost_overshoot
@@ -203,7 +214,7 @@ def _target_log_cost(ctx: ProposalContext, front_log_cost: np.ndarray) -> tuple[
         high = min(high, math.log(ctx.settings.max_suggestion_cost))
         low = min(low, high)
     width = max(0.35, 0.1 * (high - low))
-    quantile = (_GOLDEN * (ctx.sequence_index + 1 + ctx.settings.seed)) % 1.0
+    quantile = ((_GOLDEN * (ctx.sequence_index + 1 + ctx.settings.seed)) % 1.0) ** _CHEAP_BIAS
     return low + quantile * (high - low), width
 
 

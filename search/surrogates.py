@@ -5,7 +5,11 @@
 - the failure model (``search.failure``);
 - the Pareto surface (``search.front_model``), fitted to the *smoothed* front: the
   front of the loss GP's posterior means at the observed points rather than of single
-  noisy losses, so one lucky measurement does not set the bar for everything after it.
+  noisy losses, so one lucky measurement does not set the bar for everything after it;
+- the scaled loss model (``search.loss_model``): the loss GP, plus scaling transfer
+  along the smoothed front's trend beyond its costliest point. Candidates are scored
+  with it; smoothing and re-measurement use the loss GP alone (observed points lie
+  within the observed costs).
 
 GP hyperparameters are cached with the size of the data they were fitted on. New data
 updates the posterior exactly (same hyperparameters, new Cholesky factor); once the data
@@ -24,9 +28,11 @@ from typing import Any
 
 import numpy as np
 
+from search.candidates import FrontTrend
 from search.errors import ModelFittingError
 from search.failure import FailureModel
 from search.front_model import ParetoSurface
+from search.loss_model import ScaledLossModel
 from search.models import GPHyperparameters, GPPredictor, fit_gp, standardisation
 from search.pareto import front_indices
 from search.settings import SearchSettings
@@ -54,6 +60,7 @@ class FittedModels:
     smoothed_loss: np.ndarray | None = None  # (n,), NaN where failed
     smoothed_front: np.ndarray | None = None  # observation indices, by increasing cost
     loss_train_rows: np.ndarray | None = None  # observation indices the loss GP trains on
+    scaled_loss: ScaledLossModel | None = None  # what candidates are scored with
     problem: str | None = None
 
 
@@ -112,6 +119,8 @@ def _with_front(
     smoothed[success] = loss_gp.predict_mean(data.x_internal[success])
     front = success[front_indices(smoothed[success], data.log_cost[success])]
     surface = ParetoSurface(data.log_cost[front], smoothed[front])
+    trend = FrontTrend.fit(data.x_internal[front], data.log_cost[front])
+    scaled = ScaledLossModel(loss_gp, cost_gp, surface, trend, float(data.log_cost[front].max()))
     return FittedModels(
         failure=failure,
         loss_gp=loss_gp,
@@ -120,6 +129,7 @@ def _with_front(
         smoothed_loss=smoothed,
         smoothed_front=front,
         loss_train_rows=rows,
+        scaled_loss=scaled,
     )
 
 

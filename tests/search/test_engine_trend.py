@@ -3,6 +3,8 @@ extrapolated to costlier targets."""
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 
 from search.candidates import (
@@ -87,3 +89,22 @@ def test_model_phase_with_a_trend_keeps_its_reasons_and_determinism():
     reasons, params = study(3)
     assert set(reasons[8:]) <= {"model", "remeasure"}
     assert study(3)[1] == params
+
+
+def test_the_search_climbs_one_overshoot_at_a_time():
+    """No model suggestion is predicted to cost more than ``cost_overshoot`` (in log
+    cost) beyond the costliest trial so far, however good scaling up looks."""
+    settings = SearchSettings(n_startup=8, seed=5, cost_overshoot=0.4)
+    engine = ParetoSearch(PROBLEM.space(), settings)
+    rng = np.random.default_rng(5)
+    tops = []
+    for _ in range(10):
+        top = max((o.cost for o in engine.observations if not o.failed), default=None)
+        tops.append(top)
+        for suggestion in engine.ask(8):
+            if suggestion.reason == "model":
+                assert top is not None
+                assert math.log(suggestion.predicted_cost / top) <= settings.cost_overshoot + 1e-9
+            outcome = PROBLEM.evaluate(suggestion.params, rng=rng)
+            engine.tell(suggestion.suggestion_id, outcome.loss, outcome.cost, failed=outcome.failed)
+    assert tops[-1] > 2.0 * tops[1]  # it still climbs, step by step
