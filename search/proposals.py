@@ -88,14 +88,15 @@ def propose_model(
         target_log_cost=target,
         cost_width=width,
     )
-    ceiling = ctx.settings.max_suggestion_cost
-    if ceiling is not None:
-        score[log_cost > math.log(ceiling)] = -np.inf
     # One climb step at a time: nothing predicted dearer than the highest target.
-    climb_limit = float(data.log_cost[models.smoothed_front].max()) + ctx.settings.cost_overshoot
-    score[log_cost > climb_limit] = -np.inf
+    limit = float(data.log_cost[models.smoothed_front].max()) + ctx.settings.cost_overshoot
+    limit_name = "one cost_overshoot above the front's costliest point"
+    ceiling = ctx.settings.max_suggestion_cost
+    if ceiling is not None and math.log(ceiling) < limit:
+        limit, limit_name = math.log(ceiling), "max_suggestion_cost"
+    score[log_cost > limit] = -np.inf
     if not np.isfinite(score).any():
-        return _cheapest(ctx, x, log_cost)
+        return _cheapest(x, log_cost, limit=limit, limit_name=limit_name)
     i = _best_new(ctx, x, score)
     return Proposal(
         x_internal=x[i],
@@ -218,13 +219,12 @@ def _target_log_cost(ctx: ProposalContext, front_log_cost: np.ndarray) -> tuple[
     return low + quantile * (high - low), width
 
 
-def _cheapest(ctx: ProposalContext, x: np.ndarray, log_cost: np.ndarray) -> Proposal:
+def _cheapest(x: np.ndarray, log_cost: np.ndarray, *, limit: float, limit_name: str) -> Proposal:
     i = int(np.argmin(log_cost))
-    ceiling = ctx.settings.max_suggestion_cost
     return Proposal(
         x_internal=x[i],
-        reason=f"fallback: no candidate is predicted to cost under max_suggestion_cost="
-        f"{ceiling:g}; the cheapest candidate",
+        reason=f"fallback: no candidate is predicted to cost under {math.exp(limit):g} "
+        f"({limit_name}); the cheapest candidate",
         predicted_cost=float(math.exp(log_cost[i])),
     )
 

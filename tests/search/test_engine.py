@@ -169,6 +169,16 @@ def test_single_observation_gives_an_explained_fallback():
     assert s.reason.startswith("fallback: only 1 of 1 trials succeeded")
 
 
+def test_a_ceiling_below_every_candidate_gives_an_explained_fallback():
+    """Sizes 1-1e4 cost 1-1e4: a ceiling of 0.5 leaves no candidate under it."""
+    engine = make_engine(n_startup=6, max_suggestion_cost=0.5, seed=3)
+    run_rounds(engine, PROBLEM, rounds=1, batch=6, seed=3)
+    (s,) = engine.ask(1)
+    assert s.reason.startswith("fallback: no candidate is predicted to cost under 0.5")
+    assert "max_suggestion_cost" in s.reason
+    assert s.predicted_cost is not None and s.predicted_cost > 0.5
+
+
 def test_constant_losses_and_duplicates_do_not_crash():
     engine = make_engine(n_startup=4, seed=4)
     center = PROBLEM.space().center()
