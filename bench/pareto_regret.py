@@ -42,10 +42,17 @@ RESULTS_DIR = Path(__file__).resolve().parent / "results"
 _SLOWEST_FIRST = ("gp-mo", "gp", "ours", "tpe-mo", "tpe", "random")
 
 
-def run_one(method: str, seed: int, budget_units: float, max_trials: int) -> dict[str, Any]:
+def run_one(
+    method: str,
+    seed: int,
+    budget_units: float,
+    max_trials: int,
+    engine_settings: dict[str, Any] | None = None,
+) -> dict[str, Any]:
     """One method, one seed: spend the budget, return its trials, regrets and latencies."""
     _single_thread()
-    return spend_budget(make_searcher(method, seed=seed), method, seed, budget_units, max_trials)
+    searcher = make_searcher(method, seed=seed, engine_settings=engine_settings)
+    return spend_budget(searcher, method, seed, budget_units, max_trials)
 
 
 def spend_budget(
@@ -206,13 +213,40 @@ def main(argv: list[str] | None = None) -> None:
     )
     parser.add_argument("--jobs", type=int, default=2, help="runs in parallel (processes)")
     parser.add_argument("--out", type=Path, default=RESULTS_DIR)
+    parser.add_argument(
+        "--engine-settings",
+        type=_settings_json,
+        default={},
+        help='SearchSettings fields for "ours", as JSON, e.g. \'{"gain": "alternate"}\'',
+    )
     argv = sys.argv[1:] if argv is None else argv
     args = parser.parse_args(argv)
     if args.quick:
         args.seeds, args.budget, args.max_trials = 1, 120.0, 48
-    tasks = [(m, s, args.budget, args.max_trials) for s in range(args.seeds) for m in args.methods]
+    tasks = [
+        (m, s, args.budget, args.max_trials, args.engine_settings)
+        for s in range(args.seeds)
+        for m in args.methods
+    ]
     runs = run_in_parallel(run_one, tasks, args.jobs)
     write_results("pareto_regret", args, argv, runs)
+
+
+def _settings_json(text: str) -> dict[str, Any]:
+    """``--engine-settings``: a JSON object of valid SearchSettings fields (not the seed)."""
+    from search.settings import SearchSettings
+
+    try:
+        fields = json.loads(text)
+    except json.JSONDecodeError as err:
+        raise argparse.ArgumentTypeError(f"not JSON: {err}") from None
+    if not isinstance(fields, dict) or "seed" in fields:
+        raise argparse.ArgumentTypeError("a JSON object of SearchSettings fields, without seed")
+    try:
+        SearchSettings(**fields)
+    except ValueError as err:
+        raise argparse.ArgumentTypeError(str(err)) from None
+    return fields
 
 
 def write_results(

@@ -39,9 +39,12 @@ class Searcher(Protocol):
     def refuse(self, handle: Any) -> None: ...
 
 
-def make_searcher(method: str, *, seed: int) -> Searcher:
+def make_searcher(
+    method: str, *, seed: int, engine_settings: dict[str, Any] | None = None
+) -> Searcher:
+    """``engine_settings``: SearchSettings fields for our engine (ignored by peers)."""
     if method == "ours":
-        return EngineSearcher(seed=seed)
+        return EngineSearcher(seed=seed, settings=engine_settings)
     if method in PEERS:
         return OptunaSearcher(method, seed=seed)
     raise ValueError(f"unknown method {method!r}; choose from {list(METHODS)}")
@@ -50,11 +53,11 @@ def make_searcher(method: str, *, seed: int) -> Searcher:
 class EngineSearcher:
     """Our engine, searching the bench box centred on the start point."""
 
-    def __init__(self, *, seed: int) -> None:
+    def __init__(self, *, seed: int, settings: dict[str, Any] | None = None) -> None:
         from search.engine import ParetoSearch
         from search.settings import SearchSettings
 
-        self.engine = ParetoSearch(bench_space(), SearchSettings(seed=seed))
+        self.engine = ParetoSearch(bench_space(), SearchSettings(**(settings or {}), seed=seed))
 
     def ask(self, n: int) -> list[tuple[Any, dict[str, Any]]]:
         return [(s.suggestion_id, s.params) for s in self.engine.ask(n)]

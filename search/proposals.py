@@ -14,7 +14,11 @@ from typing import Any
 
 import numpy as np
 
-from search.acquisition import pareto_score
+from search.acquisition import (
+    log_expected_front_improvement,
+    log_expected_improvement,
+    pareto_score,
+)
 from search.candidates import FrontTrend, SpaceLayout, perturb, startup_points, trend_points
 from search.loss_model import ScaledLossModel
 from search.pareto import front_indices
@@ -79,10 +83,23 @@ def propose_model(
     log_cost = models.cost_gp.predict_mean(x)
     p_success = 1.0 - models.failure.probability_of_failure(x)
     surface_loss = models.surface.loss_at(log_cost)
+    if ctx.settings.gain == "alternate" and ctx.sequence_index % 2:
+        gain_name = "front area"
+        stair_log_cost, stair_loss = _staircase(ctx, models, loss_model, data)
+        log_gain = log_expected_front_improvement(
+            mean=mean,
+            std=std,
+            log_cost=log_cost,
+            stair_log_cost=stair_log_cost,
+            stair_loss=stair_loss,
+            horizon=ctx.settings.cost_overshoot,
+            beyond_threshold=surface_loss,
+        )
+    else:
+        gain_name = "surface EI"
+        log_gain = log_expected_improvement(mean, std, surface_loss)
     score = pareto_score(
-        mean=mean,
-        std=std,
-        threshold=surface_loss,
+        log_gain=log_gain,
         probability_of_success=p_success,
         predicted_log_cost=log_cost,
         target_log_cost=target,
@@ -109,8 +126,29 @@ def propose_model(
             "radius": ctx.radius,
             "log_score": float(score[i]),
             "surface_loss": float(surface_loss[i]),
+            "gain": gain_name,
         },
     )
+
+
+def _staircase(
+    ctx: ProposalContext,
+    models: FittedModels,
+    loss_model: ScaledLossModel,
+    data: ObservationArrays,
+) -> tuple[np.ndarray, np.ndarray]:
+    """The front the area gain is measured against, by increasing log cost: the smoothed
+    front joined with the pending trials at their predicted cost and fantasised loss,
+    so a batch spreads over the front's gaps instead of filling the same one."""
+    assert models.smoothed_front is not None and models.smoothed_loss is not None
+    assert models.cost_gp is not None
+    log_cost = data.log_cost[models.smoothed_front]
+    loss = models.smoothed_loss[models.smoothed_front]
+    if ctx.pending_x.shape[0]:
+        log_cost = np.append(log_cost, models.cost_gp.predict_mean(ctx.pending_x))
+        loss = np.append(loss, loss_model.predict(ctx.pending_x)[0])
+    front = front_indices(loss, log_cost)
+    return log_cost[front], loss[front]
 
 
 def _candidates_near(
@@ -214,7 +252,7 @@ def _target_log_cost(ctx: ProposalContext, front_log_cost: np.ndarray) -> tuple[
     if ctx.settings.max_suggestion_cost is not None:
         high = min(high, math.log(ctx.settings.max_suggestion_cost))
         low = min(low, high)
-    width = max(0.35, 0.1 * (high - low))
+    width = ctx.settings.cost_window * max(0.35, 0.1 * (high - low))
     quantile = ((_GOLDEN * (ctx.sequence_index + 1 + ctx.settings.seed)) % 1.0) ** _CHEAP_BIAS
     return low + quantile * (high - low), width
 

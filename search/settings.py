@@ -7,7 +7,7 @@ one unit is one ``scale`` of a parameter); costs are in the study's cost unit, a
 
 from __future__ import annotations
 
-from typing import Self
+from typing import Literal, Self
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
@@ -68,6 +68,21 @@ class SearchSettings(BaseModel):
         ge=0,
         description="How far beyond the costliest front point (in log cost) target costs "
         "reach, so the search walks up in scale.",
+    )
+    gain: Literal["surface", "alternate"] = Field(
+        default="surface",
+        description="What the acquisition scores: 'surface', the expected improvement "
+        "below the Pareto surface at a candidate's predicted cost; 'alternate', the same "
+        "on every other model suggestion and, on the rest, the expected area a candidate "
+        "cuts from the front's staircase, which values filling gaps between the front's "
+        "costs (docs/architecture.md, 'Front-area gain').",
+    )
+    cost_window: float = Field(
+        default=1.0,
+        gt=0,
+        description="Width of the window around each target cost, as a multiple of "
+        "max(0.35, 0.1 x the target range in log cost). Wider lets the acquisition pick "
+        "across neighbouring costs; narrower holds each suggestion to its target.",
     )
     failure_prior: float = Field(
         default=0.1, gt=0, lt=1, description="Prior probability that a configuration fails."

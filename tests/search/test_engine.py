@@ -75,6 +75,22 @@ def test_state_round_trips_through_json_and_continues_identically():
     assert [s.to_dict() for s in restored.ask(4)] == [s.to_dict() for s in engine.ask(4)]
 
 
+def test_the_alternate_gain_scores_every_other_suggestion_by_front_area():
+    clock = FakeClock()
+    default = make_engine(seed=2, remeasure_every=0)
+    settings = SearchSettings(seed=2, remeasure_every=0, gain="alternate", cost_window=2.0)
+    alternate = ParetoSearch(PROBLEM.space(), settings, clock=clock)
+    for engine in (default, alternate):
+        run_rounds(engine, PROBLEM, rounds=2, batch=8, seed=2)
+    assert {s.extra["gain"] for s in default.ask(6)} == {"surface EI"}
+    state = json.loads(json.dumps(alternate.state_dict()))
+    restored = ParetoSearch.from_state_dict(state, clock=clock)
+    batch = alternate.ask(6)
+    expected = ["front area" if i % 2 else "surface EI" for i in range(16, 22)]
+    assert [s.extra["gain"] for s in batch] == expected
+    assert [s.to_dict() for s in restored.ask(6)] == [s.to_dict() for s in batch]
+
+
 def test_same_seed_same_suggestions_different_seed_different():
     def history(seed: int) -> list[dict]:
         engine = make_engine(seed=seed)

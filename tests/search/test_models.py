@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 import pytest
 import torch
@@ -9,7 +11,11 @@ from linear_operator.utils.errors import NotPSDError
 from scipy.stats import norm
 
 from search import models
-from search.acquisition import log_expected_improvement, pareto_score
+from search.acquisition import (
+    log_expected_front_improvement,
+    log_expected_improvement,
+    pareto_score,
+)
 from search.errors import ModelFittingError, NotEnoughDataError
 from search.failure import FailureModel
 from search.front_model import ParetoSurface
@@ -143,15 +149,56 @@ def test_log_expected_improvement_matches_closed_form_and_is_finite_in_tails():
 
 
 def test_pareto_score_prefers_success_and_the_target_cost():
-    common = {"mean": np.zeros(3), "std": np.ones(3), "threshold": np.zeros(3)}
     score = pareto_score(
-        **common,
+        log_gain=np.zeros(3),
         probability_of_success=np.array([0.9, 0.1, 0.9]),
         predicted_log_cost=np.array([1.0, 1.0, 3.0]),
         target_log_cost=1.0,
         cost_width=0.5,
     )
     assert score[0] > score[1] and score[0] > score[2]
+
+
+def _front_area(mean, std, log_cost, *, horizon=0.5, beyond=None):
+    stair_log_cost = np.array([0.0, 1.0, 1.2])
+    stair_loss = np.array([3.0, 2.0, 1.9])
+    beyond = np.full(len(mean), 1.8) if beyond is None else beyond
+    return log_expected_front_improvement(
+        mean=np.asarray(mean, float),
+        std=np.asarray(std, float),
+        log_cost=np.asarray(log_cost, float),
+        stair_log_cost=stair_log_cost,
+        stair_loss=stair_loss,
+        horizon=horizon,
+        beyond_threshold=beyond,
+    )
+
+
+def test_front_area_matches_a_monte_carlo_estimate_of_the_area_cut():
+    rng = np.random.default_rng(0)
+    mean, std, c = 2.1, 0.3, 0.4
+    y = rng.normal(mean, std, size=400_000)
+    # Steps from c on: [0.4, 1.0) at 3.0, [1.0, 1.2) at 2.0, [1.2, 1.7) at 1.9.
+    area = 0.6 * np.maximum(3.0 - y, 0) + 0.2 * np.maximum(2.0 - y, 0)
+    area += 0.5 * np.maximum(1.9 - y, 0)
+    got = _front_area([mean], [std], [c])
+    assert math.exp(got[0]) == pytest.approx(area.mean(), rel=5e-3)
+
+
+def test_front_area_values_a_gap_in_the_front_over_a_point_beside_a_front_point():
+    # Same predicted loss: in the long gap after the cheapest point, or just after the
+    # point at 1.0, where the next step (at 1.2) soon lies below it.
+    gap, beside = _front_area([2.5, 2.5], [0.05, 0.05], [0.1, 1.05])
+    assert gap > beside + 1.0
+
+
+def test_front_area_beyond_the_front_is_the_horizon_times_ei_below_the_surface():
+    got = _front_area([1.7], [0.1], [1.5], horizon=0.5, beyond=np.array([1.8]))
+    expected = math.log(0.5) + log_expected_improvement(
+        np.array([1.7]), np.array([0.1]), np.array([1.8])
+    )
+    assert got[0] == pytest.approx(expected[0])
+    assert np.all(np.isfinite(_front_area([9.0, 0.0], [0.01, 0.01], [5.0, -3.0])))
 
 
 def test_surface_is_monotone_passes_near_the_front_and_extrapolates_down():
