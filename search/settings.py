@@ -75,7 +75,7 @@ class SearchSettings(BaseModel):
         "below the Pareto surface at a candidate's predicted cost; 'alternate', the same "
         "on every other model suggestion and, on the rest, the expected area a candidate "
         "cuts from the front's staircase, which values filling gaps between the front's "
-        "costs (docs/architecture.md, 'Front-area gain').",
+        "costs (docs/architecture.md, 'Front-area gain, an option').",
     )
     cost_window: float = Field(
         default=1.0,
