@@ -123,6 +123,7 @@ def propose_model(
         probability_of_success=float(p_success[i]),
         extra={
             "target_cost": float(math.exp(target)),
+            "cost_width": width,
             "radius": ctx.radius,
             "log_score": float(score[i]),
             "surface_loss": float(surface_loss[i]),

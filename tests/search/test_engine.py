@@ -91,6 +91,15 @@ def test_the_alternate_gain_scores_every_other_suggestion_by_front_area():
     assert [s.to_dict() for s in restored.ask(6)] == [s.to_dict() for s in batch]
 
 
+def test_cost_window_scales_the_target_window():
+    engines = [make_engine(seed=4, cost_window=w) for w in (1.0, 3.0)]
+    for engine in engines:
+        run_rounds(engine, PROBLEM, rounds=1, batch=8, seed=4)
+    narrow, wide = (engine.ask(1)[0].extra for engine in engines)
+    assert narrow["target_cost"] == wide["target_cost"]
+    assert wide["cost_width"] == pytest.approx(3.0 * narrow["cost_width"])
+
+
 def test_same_seed_same_suggestions_different_seed_different():
     def history(seed: int) -> list[dict]:
         engine = make_engine(seed=seed)
