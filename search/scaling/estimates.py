@@ -77,7 +77,8 @@ class SurfaceStage:
 @dataclass(frozen=True)
 class Estimates:
     """Optima at the efficient runs (None with the stage's reason); when the bowls'
-    centres bend with scale, the bent surface's optima at the runs' own axes; and, per
+    centres bend with scale, the bent surface's optima at the same anchors (on the same
+    allocation when there is one, as the rule against compute is); and, per
     kept hyperparameter, the share of efficient runs whose optimum (on the allocation)
     lies outside the range the runs near their compute explored."""
 
@@ -180,6 +181,12 @@ def estimate(
     bent = None
     bent_structure = replace(stage.structure, bend=True)
     if stage.bends and stage.kept and fit_surface(data, bent_structure).is_convex():
-        bent = estimate_optima(data, bent_structure, anchors, with_allocation=False, **kwargs)
+        # Along the same allocation as ``optima`` (no iso-FLOP search of its own).
+        follow = None
+        if optima.log_n_path is not None:
+            follow = (optima.log_n_path, optima.log_n_path_draws)
+        bent = estimate_optima(
+            data, bent_structure, anchors, with_allocation=with_allocation, path=follow, **kwargs
+        )
     outside = outside_fraction(np.log(table.compute), data.hp, log_compute, optima.hp_path)
     return Estimates(optima, bent, outside)

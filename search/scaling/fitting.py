@@ -299,7 +299,10 @@ def _unsupported(param, stage: SurfaceStage, est: Estimates, log_c, level: float
     if est.bent is None:
         return None
     bent = est.bent
-    turn = curved_inside(log_c, bent.hp_own[:, j], bent.hp_own_draws[:, :, j], level=level)
+    # Along the compute-optimal path, the curve the rule against compute describes. The
+    # optima at the runs' own (N, D) mix in how the runs' N/D ratios change with compute,
+    # and showed turning points that a power law in N and D does not have.
+    turn = curved_inside(log_c, bent.hp_path[:, j], bent.hp_path_draws[:, :, j], level=level)
     if turn is None:
         return None
     return (

@@ -20,7 +20,9 @@ the same seed on another CPU (other floating-point kernels) takes another path. 
 machine seed 0 of chinchilla-steplaw predicted the learning rate x0.69 off while seeds 1
 and 2 were within x1.11 (docs/benchmarks.md, "Scaling rules"); on another, with the
 engine of 2026-11-28, one steeper-lr study's learning-rate rule was refused as
-non-monotone while the other four were within x1.16. So the claim tested is about the
+non-monotone while the other four were within x1.16 (such refusals were false alarms of
+the turning-point check, which then read the optima at the runs' own N and D; it now
+reads them along the allocation). So the claim tested is about the
 method, over seeds, and not about one path: for each ground truth and parameter, at
 most one of the five studies may refuse the rule (with its reason), the median of the
 others' predictions is within a factor 1.25 of the truth and every one within a factor
