@@ -217,7 +217,7 @@ def main(argv: list[str] | None = None) -> None:
         "--engine-settings",
         type=_settings_json,
         default={},
-        help='SearchSettings fields for "ours", as JSON, e.g. \'{"gain": "alternate"}\'',
+        help='SearchSettings fields for "ours", as JSON, e.g. \'{"gain": "surface"}\'',
     )
     argv = sys.argv[1:] if argv is None else argv
     args = parser.parse_args(argv)

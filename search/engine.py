@@ -8,11 +8,11 @@ manner of CARBS (Fetterman et al. 2023, arXiv 2306.08055):
    beyond (so the search walks up in scale, one overshoot per step), candidates drawn
    around the front points nearest that cost within a trust-region radius, and the
    candidate with the best ``log gain + log P(success)`` near the target, the gain
-   being the expected improvement below the Pareto surface at the candidate's predicted
-   cost (with ``gain="alternate"``, every other suggestion the expected area it cuts
-   from the front's staircase instead, which values filling gaps between the front's
-   costs; ``search.proposals``, ``search.acquisition``); beyond the costliest front
-   point the loss is predicted by scaling transfer along the front
+   being, on alternate suggestions, the expected improvement below the Pareto surface
+   at the candidate's predicted cost and the expected area it cuts from the front's
+   staircase, which values filling gaps between the front's costs (``gain="surface"``
+   uses the first only; ``search.proposals``, ``search.acquisition``); beyond the
+   costliest front point the loss is predicted by scaling transfer along the front
    (``search.loss_model``);
 3. every ``remeasure_every``-th model suggestion re-runs a front point whose loss looks
    luckier than the noise allows.

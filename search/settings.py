@@ -70,15 +70,15 @@ class SearchSettings(BaseModel):
         "reach, so the search walks up in scale.",
     )
     gain: Literal["surface", "alternate"] = Field(
-        default="surface",
-        description="What the acquisition scores: 'surface', the expected improvement "
-        "below the Pareto surface at a candidate's predicted cost; 'alternate', the same "
-        "on every other model suggestion and, on the rest, the expected area a candidate "
-        "cuts from the front's staircase, which values filling gaps between the front's "
-        "costs (docs/architecture.md, 'Front-area gain, an option').",
+        default="alternate",
+        description="What the acquisition scores: 'alternate', the expected improvement "
+        "below the Pareto surface at a candidate's predicted cost on every other model "
+        "suggestion and, on the rest, the expected area a candidate cuts from the front's "
+        "staircase, which values filling gaps between the front's costs "
+        "(docs/architecture.md, 'Front-area gain'); 'surface', the first on every one.",
     )
     cost_window: float = Field(
-        default=1.0,
+        default=1.25,
         gt=0,
         description="Width of the window around each target cost, as a multiple of "
         "max(0.35, 0.1 x the target range in log cost). Wider lets the acquisition pick "

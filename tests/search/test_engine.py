@@ -77,12 +77,13 @@ def test_state_round_trips_through_json_and_continues_identically():
 
 def test_the_alternate_gain_scores_every_other_suggestion_by_front_area():
     clock = FakeClock()
-    default = make_engine(seed=2, remeasure_every=0)
-    settings = SearchSettings(seed=2, remeasure_every=0, gain="alternate", cost_window=2.0)
+    surface = make_engine(seed=2, remeasure_every=0, gain="surface")
+    settings = SearchSettings(seed=2, remeasure_every=0)
+    assert settings.gain == "alternate"  # the default
     alternate = ParetoSearch(PROBLEM.space(), settings, clock=clock)
-    for engine in (default, alternate):
+    for engine in (surface, alternate):
         run_rounds(engine, PROBLEM, rounds=2, batch=8, seed=2)
-    assert {s.extra["gain"] for s in default.ask(6)} == {"surface EI"}
+    assert {s.extra["gain"] for s in surface.ask(6)} == {"surface EI"}
     state = json.loads(json.dumps(alternate.state_dict()))
     restored = ParetoSearch.from_state_dict(state, clock=clock)
     batch = alternate.ask(6)
