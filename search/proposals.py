@@ -30,10 +30,15 @@ _GOLDEN = (math.sqrt(5.0) - 1.0) / 2.0
 _STARTUP_DRAWS = 32  # random points drawn per startup suggestion; the first untaken wins
 _TREND_FRACTION = 0.25  # share of the model phase's candidates drawn on the front's trend
 # Targets are spread over the cost range as (golden-ratio quantile) ** _CHEAP_BIAS: with
-# 2, half of them fall in the cheapest quarter of the range. A batch's cost is set by
-# its dearest trials, so cheap targets buy more rounds of learning for the same budget
+# 3, half of them fall in the cheapest eighth of the range. A batch's cost is set by
+# its dearest trials, so cheap targets buy more rounds of learning for the same budget,
+# and cheap trials are where the hyperparameters are learnt that transfer up
 # (docs/architecture.md, "Search engine (decisions)").
-_CHEAP_BIAS = 2.0
+_CHEAP_BIAS = 3.0
+# A climb suggestion (``_climb_target``) is held to this window around its target, and
+# a pending trial predicted this far above the front's top is a climb still in flight.
+CLIMB_WIDTH = 0.35
+_CLIMB_IN_FLIGHT = 0.2
 
 
 @dataclass(frozen=True)
@@ -75,9 +80,14 @@ def propose_model(
     loss_model: ScaledLossModel,
     data: ObservationArrays,
 ) -> Proposal:
-    """The candidate with the best cost-aware Pareto score near the next target cost."""
+    """The candidate with the best cost-aware Pareto score near the next target cost,
+    or, when the pace allows a climb (``_climb_target``), one step above the front."""
     assert models.surface is not None and models.cost_gp is not None
-    target, width = _target_log_cost(ctx, data.log_cost[models.smoothed_front])
+    climb = _climb_target(ctx, models, data)
+    if climb is None:
+        target, width = _target_log_cost(ctx, data.log_cost[models.smoothed_front])
+    else:
+        target, width = climb, CLIMB_WIDTH
     x = _candidates_near(ctx, models.smoothed_front, data, target=target, width=width)
     mean, std = loss_model.predict(x)
     log_cost = models.cost_gp.predict_mean(x)
@@ -105,9 +115,13 @@ def propose_model(
         target_log_cost=target,
         cost_width=width,
     )
-    # One climb step at a time: nothing predicted dearer than the highest target.
+    # One climb step at a time: nothing predicted dearer than the highest target (its
+    # window, for a climb); a climb, though, must be predicted half a step above the top.
     limit = float(data.log_cost[models.smoothed_front].max()) + ctx.settings.cost_overshoot
     limit_name = "one cost_overshoot above the front's costliest point"
+    if climb is not None:
+        limit += width
+        score[log_cost < climb - 0.5 * ctx.settings.cost_overshoot] = -np.inf
     ceiling = ctx.settings.max_suggestion_cost
     if ceiling is not None and math.log(ceiling) < limit:
         limit, limit_name = math.log(ceiling), "max_suggestion_cost"
@@ -128,6 +142,7 @@ def propose_model(
             "log_score": float(score[i]),
             "surface_loss": float(surface_loss[i]),
             "gain": gain_name,
+            "climb": climb is not None,
         },
     )
 
@@ -238,6 +253,37 @@ def pick_remeasure(
         extra={"observed_loss": float(data.loss[i]), "luck_sigmas": float(luck[best])},
         repeat_of=i,
     )
+
+
+def _climb_target(
+    ctx: ProposalContext, models: FittedModels, data: ObservationArrays
+) -> float | None:
+    """The log cost one ``cost_overshoot`` above the smoothed front's costliest point, if
+    the pace allows that climb now, else None.
+
+    Pacing (``climb_share``): the climb is due once a trial there would cost at most
+    that share of everything spent so far (failed trials included), no pending trial is
+    already predicted above the top, and the step fits under ``max_suggestion_cost``.
+    Each step multiplies the top's cost by the same factor, so the steps' costs form a
+    geometric series and their sum stays a fixed share of the spend whatever the
+    budget, as in the doubling trick. Without it the front's top rises only when a
+    target beyond it happens to come up, which the cheap bias of the targets makes rare.
+    """
+    share = ctx.settings.climb_share
+    if share == 0:
+        return None
+    top = float(data.log_cost[models.smoothed_front].max())
+    step = top + ctx.settings.cost_overshoot
+    ceiling = ctx.settings.max_suggestion_cost
+    if ceiling is not None and step > math.log(ceiling):
+        return None
+    if math.exp(step) > share * float(np.exp(data.log_cost).sum()):
+        return None
+    if ctx.pending_x.shape[0]:
+        assert models.cost_gp is not None
+        if np.any(models.cost_gp.predict_mean(ctx.pending_x) > top + _CLIMB_IN_FLIGHT):
+            return None
+    return step
 
 
 def _target_log_cost(ctx: ProposalContext, front_log_cost: np.ndarray) -> tuple[float, float]:

@@ -69,6 +69,17 @@ class SearchSettings(BaseModel):
         description="How far beyond the costliest front point (in log cost) target costs "
         "reach, so the search walks up in scale.",
     )
+    climb_share: float = Field(
+        default=0.15,
+        ge=0,
+        le=1,
+        description="Climb pacing: once a trial one cost_overshoot above the front's "
+        "costliest point would cost at most this share of everything spent so far, and no "
+        "pending trial is predicted above that point, the next model suggestion climbs "
+        "there. The front's top then grows with the spend, so the climb's cost stays a "
+        "fixed share of the budget (0 disables; the climb is then left to the targets "
+        "beyond the top).",
+    )
     gain: Literal["surface", "alternate"] = Field(
         default="alternate",
         description="What the acquisition scores: 'alternate', the expected improvement "

@@ -101,6 +101,29 @@ def test_cost_window_scales_the_target_window():
     assert wide["cost_width"] == pytest.approx(3.0 * narrow["cost_width"])
 
 
+def test_climb_pacing_steps_above_the_front_once_the_spend_allows_one_at_a_time():
+    """After two rounds the spend is too small for a climb; once a failed run has cost
+    far more than 1/climb_share of a step above the front's top, exactly one suggestion
+    of the next batch climbs (the others see it in flight), dearer than every front
+    point. The same history with ``climb_share`` 0, or a ceiling under the step, gives
+    no climb."""
+    engine = make_engine(seed=6, n_startup=6)
+    run_rounds(engine, PROBLEM, rounds=2, batch=6, seed=6)
+    top = max(o.cost for o in engine.front())
+    assert not any(s.extra["climb"] for s in engine.ask(6))
+    for s in engine.pending():
+        engine.forget(s.suggestion_id)
+    engine.observe({"size": 5000.0, "learning_rate": 0.5, "shift": 3.0}, None, 3000.0, failed=True)
+    state = engine.state_dict()
+    climbs = [s for s in engine.ask(4) if s.extra["climb"]]
+    assert len(climbs) == 1
+    assert climbs[0].predicted_cost > top
+    assert climbs[0].predicted_cost >= climbs[0].extra["target_cost"] * math.exp(-0.35)
+    for change in ({"climb_share": 0.0}, {"max_suggestion_cost": 1.5 * top}):
+        variant = ParetoSearch.from_state_dict({**state, "settings": state["settings"] | change})
+        assert not any(s.extra["climb"] for s in variant.ask(4))
+
+
 def test_same_seed_same_suggestions_different_seed_different():
     def history(seed: int) -> list[dict]:
         engine = make_engine(seed=seed)

@@ -126,14 +126,19 @@ def test_beats_random_search_on_the_testbed():
 
 
 def test_walks_up_in_scale():
-    """Target costs reach beyond the front, so the front extends to costlier trials."""
+    """Targets beyond the front and the paced climb extend the front to costlier trials.
+
+    The climb is paced by the spend (``climb_share``), and most trials go to the cheap
+    end first, so the bar is set after 7 rounds: 2.5x the start-up's dearest trial
+    (the default engine reaches 3.0-5.3x on seeds 0-5; 1.7-3.0x after 5 rounds).
+    """
     problem = SizedQuadratic(loss_noise_std=0.01, cost_noise_sigma=0.05)
     for seed in SEEDS:
         engine = ParetoSearch(problem.space(), SearchSettings(seed=seed))
         run_rounds(engine, problem, rounds=1, batch=8, seed=seed)
         startup_max = max(o.cost for o in engine.observations)
-        run_rounds(engine, problem, rounds=5, batch=8, seed=seed)
-        assert max(o.cost for o in engine.front()) > 2 * startup_max
+        run_rounds(engine, problem, rounds=7, batch=8, seed=seed)
+        assert max(o.cost for o in engine.front()) > 2.5 * startup_max
 
 
 def test_a_batch_spreads_over_the_front_costs_and_a_little_beyond():
@@ -145,6 +150,9 @@ def test_a_batch_spreads_over_the_front_costs_and_a_little_beyond():
         low, high = front[0].cost, front[-1].cost
         targets = sorted(s.extra["target_cost"] for s in engine.ask(8) if s.reason == "model")
         overshoot = np.exp(engine.settings.cost_overshoot)
+        # Targets reach one overshoot above the smoothed front's costliest point, which
+        # is no dearer than the costliest successful trial.
+        dearest = max(o.cost for o in engine.observations if not o.failed)
         assert low <= targets[0] < low * (high / low) ** 0.25
-        assert high * overshoot >= targets[-1] > high
+        assert dearest * overshoot >= targets[-1] > high
         assert np.all(np.diff(np.log(targets)) < 0.5 * np.log(high * overshoot / low))
