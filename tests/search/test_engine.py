@@ -118,7 +118,8 @@ def test_climb_pacing_steps_above_the_front_once_the_spend_allows_one_at_a_time(
     climbs = [s for s in engine.ask(4) if s.extra["climb"]]
     assert len(climbs) == 1
     assert climbs[0].predicted_cost > top
-    assert climbs[0].predicted_cost >= climbs[0].extra["target_cost"] * math.exp(-0.35)
+    half_step = 0.5 * engine.settings.cost_overshoot
+    assert climbs[0].predicted_cost >= climbs[0].extra["target_cost"] * math.exp(-half_step)
     for change in ({"climb_share": 0.0}, {"max_suggestion_cost": 1.5 * top}):
         variant = ParetoSearch.from_state_dict({**state, "settings": state["settings"] | change})
         assert not any(s.extra["climb"] for s in variant.ask(4))
