@@ -59,6 +59,7 @@ def ingest_results(
     if not results:
         return []
     trials = repo.get_trials(session, trial_ids=[r.trial_id for r in results])
+    signed = _allows_negative_loss(session, study_id)
     return [
         _ingest_one(
             session,
@@ -66,9 +67,16 @@ def ingest_results(
             result=result,
             now=now,
             max_attempts=max_attempts,
+            signed=signed,
         )
         for result in results
     ]
+
+
+def _allows_negative_loss(session: Session, study_id: int) -> bool:
+    """The study's ``allow_negative_loss``, read from its stored spec as it was created
+    (not re-validated: a spec whose options are refused today still records results)."""
+    return bool(repo.get_study(session, study_id=study_id).spec.get("allow_negative_loss"))
 
 
 def _trial_of(trials: dict[int, TrialRow], result: TrialResult, study_id: int) -> TrialRow:
@@ -83,7 +91,13 @@ def _trial_of(trials: dict[int, TrialRow], result: TrialResult, study_id: int) -
 
 
 def _ingest_one(
-    session: Session, *, trial: TrialRow, result: TrialResult, now: float, max_attempts: int
+    session: Session,
+    *,
+    trial: TrialRow,
+    result: TrialResult,
+    now: float,
+    max_attempts: int,
+    signed: bool,
 ) -> IngestOutcome:
     if TrialState(trial.state) in FINAL_TRIAL_STATES:
         return IngestOutcome.DUPLICATE
@@ -91,7 +105,7 @@ def _ingest_one(
         return _infrastructure_failure(
             session, trial=trial, result=result, now=now, max_attempts=max_attempts
         )
-    _finish(session, trial=trial, result=result, now=now)
+    _finish(session, trial=trial, result=result, now=now, signed=signed)
     return IngestOutcome.RECORDED
 
 
@@ -104,14 +118,29 @@ def _infrastructure_failure(
     if trial.attempt + 1 < max_attempts:
         repo.requeue_trial(session, trial=trial, now=now)
         return IngestOutcome.REQUEUED
-    _finish(session, trial=trial, result=result, now=now)
+    _finish(session, trial=trial, result=result, now=now, signed=True)  # failed: no loss
     return IngestOutcome.RECORDED
 
 
-def _finish(session: Session, *, trial: TrialRow, result: TrialResult, now: float) -> None:
+def _finish(
+    session: Session, *, trial: TrialRow, result: TrialResult, now: float, signed: bool
+) -> None:
+    """Record the result; a loss the study cannot use fails the trial, saying why.
+
+    A worker's objective is code, so a negative loss in a study that does not declare
+    its loss signed is most likely a sign error (a log-likelihood sent unnegated): it is
+    recorded as a failed trial with the value in its reason, never fed to the search.
+    External runners are refused earlier, with an HTTP 4xx (``service.studies.tell``).
+    """
     failed, kind, reason = result.status == "failed", result.failure_kind, result.failure_reason
     if not failed and (result.loss is None or not math.isfinite(result.loss)):
         failed, kind, reason = True, "config", f"non-finite loss reported: {result.loss}"
+    elif not failed and result.loss < 0 and not signed:
+        failed, kind = True, "config"
+        reason = (
+            f"negative loss reported: {result.loss}; a loss is minimised and >= 0 unless the "
+            "study is created with allow_negative_loss: true"
+        )
     if failed and kind is None:
         kind = "config"
     repo.finish_trial(

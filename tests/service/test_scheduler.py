@@ -212,6 +212,32 @@ def test_a_burst_of_results_is_recorded_in_one_step_idempotently(sqlite_sessions
     assert sorted(o.loss for o in scheduler.engine_for(study_id).observations) == [3.0, 4.0]
 
 
+@pytest.mark.parametrize("signed", [False, True])
+def test_a_workers_negative_loss_fails_the_trial_unless_the_study_is_signed(
+    sqlite_sessions, signed: bool
+) -> None:
+    """A worker's objective cannot be answered with a 4xx, so in a study whose loss is not
+    declared signed its negative loss fails the trial, with the value in the reason, and
+    the engine learns a failure, not a loss; a signed study records it as a loss."""
+    dispatcher = RecordingDispatcher()
+    scheduler = _scheduler(sqlite_sessions, dispatcher=dispatcher)
+    study_id = scheduler.create_study(make_spec(in_flight=1, allow_negative_loss=signed))
+    scheduler.step(study_id)
+    (request,) = dispatcher.take()
+    assert _record(sqlite_sessions, completed(request, loss=-2.5)) == IngestOutcome.RECORDED
+    scheduler.step(study_id, reclaim=False)
+    with transaction(sqlite_sessions) as session:
+        trial = repo.get_trial(session, trial_id=request.trial_id)
+        state, loss, kind = trial.state, trial.loss, trial.failure_kind
+        reason = trial.failure_reason
+    (observation,) = scheduler.engine_for(study_id).observations
+    if signed:
+        assert (state, loss, kind, observation.loss) == (TrialState.COMPLETE, -2.5, None, -2.5)
+    else:
+        assert (state, loss, kind, observation.failed) == (TrialState.FAILED, None, "config", True)
+        assert "negative loss reported: -2.5" in reason and "allow_negative_loss" in reason
+
+
 def test_a_burst_naming_another_studys_trial_records_nothing(sqlite_sessions) -> None:
     dispatcher = RecordingDispatcher()
     scheduler = _scheduler(sqlite_sessions, dispatcher=dispatcher)
