@@ -33,6 +33,7 @@ from sqlalchemy import case, func, select
 from sqlalchemy.orm import Session, sessionmaker
 
 from service.api.auth import metrics_access
+from service.api.refusals import refusals
 from service.api.routes.queues import list_queues
 from service.ask_latency import AskLatencyLog
 from service.domain import StudyState, TrialState
@@ -246,7 +247,12 @@ class ObservabilityMiddleware:
 router = APIRouter(tags=["observability"])
 
 
-@router.get("/metrics", response_class=Response, dependencies=[Depends(metrics_access)])
+@router.get(
+    "/metrics",
+    response_class=Response,
+    dependencies=[Depends(metrics_access)],
+    responses=refusals(401, 403, 503),
+)
 def metrics(request: Request) -> Response:
     """Prometheus exposition: trials, studies, queues, workers, durations, ask latency."""
     body = generate_latest(request.app.state.metrics_registry)

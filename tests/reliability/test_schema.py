@@ -1,5 +1,6 @@
 """Schemathesis against the OpenAPI spec, in process (ASGI) on SQLite: for a bounded
-number of generated requests per operation, no 5xx and every response matches the schema."""
+number of generated requests per operation, no 5xx, and every response's status is one the
+schema documents for that operation and its body matches that status's schema."""
 
 from __future__ import annotations
 
@@ -9,7 +10,10 @@ import pytest
 import schemathesis
 from hypothesis import HealthCheck, given, settings
 from schemathesis.checks import not_a_server_error
-from schemathesis.specs.openapi.checks import response_schema_conformance
+from schemathesis.specs.openapi.checks import (
+    response_schema_conformance,
+    status_code_conformance,
+)
 
 from service.config import Settings
 from service.main import create_app
@@ -63,7 +67,8 @@ def _fuzz(operation, headers: dict[str, str]) -> None:  # type: ignore[no-untype
     )
     def run(case) -> None:  # type: ignore[no-untyped-def]
         case.call_and_validate(
-            headers=headers, checks=[not_a_server_error, response_schema_conformance]
+            headers=headers,
+            checks=[not_a_server_error, response_schema_conformance, status_code_conformance],
         )
 
     run()

@@ -9,6 +9,7 @@ from fastapi import APIRouter, HTTPException, Path, Query, status
 
 from service.api.auth import AdminOnly
 from service.api.deps import MAX_ROW_ID, SessionDep
+from service.api.refusals import ADMIN_ONLY, refusals
 from service.schemas import (
     IssuedTokenPublic,
     TenantCreate,
@@ -21,13 +22,13 @@ from service.schemas import (
 from service.storage import tenants
 from service.tokens import issue_token, revoke_token
 
-router = APIRouter(prefix="/admin", tags=["admin"], dependencies=[AdminOnly])
+router = APIRouter(prefix="/admin", tags=["admin"], dependencies=[AdminOnly], responses=ADMIN_ONLY)
 
 TenantId = Annotated[int, Path(ge=1, le=MAX_ROW_ID, description="a tenant's id")]
 TokenId = Annotated[int, Path(ge=1, le=MAX_ROW_ID, description="an API token's id")]
 
 
-@router.post("/tenants", status_code=status.HTTP_201_CREATED)
+@router.post("/tenants", status_code=status.HTTP_201_CREATED, responses=refusals(409, 413))
 def create_tenant(body: TenantCreate, session: SessionDep) -> TenantPublic:
     """A new tenant (409 if the name is taken)."""
     try:
@@ -43,7 +44,11 @@ def list_tenants(session: SessionDep) -> TenantsPublic:
     return TenantsPublic(data=[TenantPublic.model_validate(r) for r in rows], count=len(rows))
 
 
-@router.post("/tenants/{tenant_id}/tokens", status_code=status.HTTP_201_CREATED)
+@router.post(
+    "/tenants/{tenant_id}/tokens",
+    status_code=status.HTTP_201_CREATED,
+    responses=refusals(404, 413),
+)
 def create_token(
     tenant_id: TenantId, session: SessionDep, body: TokenCreate | None = None
 ) -> IssuedTokenPublic:
@@ -70,7 +75,7 @@ def list_tokens(
     return TokensPublic(data=[TokenPublic.model_validate(r) for r in rows], count=len(rows))
 
 
-@router.post("/tokens/{token_id}/revoke")
+@router.post("/tokens/{token_id}/revoke", responses=refusals(404))
 def revoke(token_id: TokenId, session: SessionDep) -> TokenPublic:
     """Revoke a token: it is refused (401) from the next request on."""
     try:

@@ -10,12 +10,15 @@ from sqlalchemy import select
 
 from service.api.auth import AdminOnly
 from service.api.deps import HeartbeatsDep, SessionDep
+from service.api.refusals import ADMIN_ONLY
 from service.domain import TrialState
 from service.schemas import QueuePublic, QueuesPublic, WorkerPublic
 from service.storage.tables import TrialRow
 
 # Workers and queues are shared by all tenants (the view names their trials): admins only.
-router = APIRouter(prefix="/queues", tags=["queues"], dependencies=[AdminOnly])
+router = APIRouter(
+    prefix="/queues", tags=["queues"], dependencies=[AdminOnly], responses=ADMIN_ONLY
+)
 
 
 @router.get("")

@@ -12,6 +12,7 @@ from search.errors import SearchError
 from service import views
 from service.api.auth import OwnedStudy
 from service.api.deps import FrontsDep, SessionDep, SettingsDep, StudyId
+from service.api.refusals import AUTHENTICATED, OWNED, refusals
 from service.domain import TrialState
 from service.schemas import FrontPublic, TrialPublic, VerifyRequest
 from service.storage import repository as repo
@@ -23,7 +24,12 @@ from service.verification import (
 )
 
 # Every route here is about the study in the path: the owner check covers the router.
-router = APIRouter(prefix="/studies/{study_id}", tags=["results"], dependencies=[OwnedStudy])
+router = APIRouter(
+    prefix="/studies/{study_id}",
+    tags=["results"],
+    dependencies=[OwnedStudy],
+    responses=AUTHENTICATED | OWNED,
+)
 
 
 @router.get("/front")
@@ -78,7 +84,7 @@ def get_report_file(
     return FileResponse(path, media_type=media)
 
 
-@router.post("/verify", status_code=status.HTTP_201_CREATED)
+@router.post("/verify", status_code=status.HTTP_201_CREATED, responses=refusals(409, 413))
 def post_verify(study_id: StudyId, session: SessionDep, body: VerifyRequest | None = None) -> dict:
     """Add one trial the rules recommend at ``scale_factor`` x the largest observed
     compute; it runs like any trial, outside the (spent) budget."""

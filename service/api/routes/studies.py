@@ -10,6 +10,7 @@ from fastapi import APIRouter, HTTPException, Query, status
 from service import views
 from service.api.auth import Authenticated, OwnedStudy, PrincipalDep
 from service.api.deps import FrontsDep, ProposalsDep, SessionDep, StudyId
+from service.api.refusals import AUTHENTICATED, OWNED, refusals
 from service.domain import InvalidTransitionError, StudySpec, StudyState, TrialState
 from service.schemas import (
     CostBand,
@@ -27,10 +28,12 @@ from service.verification import NoRulesError
 from service.views import FrontCache
 from workers.objectives.registry import InvalidObjectiveOptionsError, InvalidParameterNamesError
 
-router = APIRouter(prefix="/studies", tags=["studies"], dependencies=[Authenticated])
+router = APIRouter(
+    prefix="/studies", tags=["studies"], dependencies=[Authenticated], responses=AUTHENTICATED
+)
 
 
-@router.post("", status_code=status.HTTP_201_CREATED)
+@router.post("", status_code=status.HTTP_201_CREATED, responses=refusals(400, 403, 404, 413))
 def create_study(
     body: StudyCreate,
     session: SessionDep,
@@ -78,19 +81,19 @@ def list_studies(
     return StudiesPublic(data=[StudyPublic.model_validate(r) for r in rows], count=total)
 
 
-@router.get("/{study_id}", dependencies=[OwnedStudy])
+@router.get("/{study_id}", dependencies=[OwnedStudy], responses=OWNED)
 def get_study(study_id: StudyId, session: SessionDep, fronts: FrontsDep) -> StudyDetail:
     """A study with its progress, trials by state, front and best loss per cost band."""
     return study_detail(session, study=repo.get_study(session, study_id=study_id), fronts=fronts)
 
 
-@router.post("/{study_id}/pause", dependencies=[OwnedStudy])
+@router.post("/{study_id}/pause", dependencies=[OwnedStudy], responses=OWNED | refusals(409))
 def pause_study(study_id: StudyId, session: SessionDep) -> StudyPublic:
     """Stop dispatching new trials; running ones finish and are recorded."""
     return _move(session, study_id, StudyState.PAUSED)
 
 
-@router.post("/{study_id}/resume", dependencies=[OwnedStudy])
+@router.post("/{study_id}/resume", dependencies=[OwnedStudy], responses=OWNED | refusals(409))
 def resume_study(study_id: StudyId, session: SessionDep, proposals: ProposalsDep) -> StudyPublic:
     """Dispatch again after a pause."""
     public = _move(session, study_id, StudyState.RUNNING)
@@ -99,7 +102,7 @@ def resume_study(study_id: StudyId, session: SessionDep, proposals: ProposalsDep
     return public
 
 
-@router.post("/{study_id}/stop", dependencies=[OwnedStudy])
+@router.post("/{study_id}/stop", dependencies=[OwnedStudy], responses=OWNED | refusals(409))
 def stop_study(study_id: StudyId, session: SessionDep) -> StudyPublic:
     """Stop for good: no new trials, buffered proposals cancelled."""
     study = repo.get_study(session, study_id=study_id, lock=True)

@@ -10,6 +10,7 @@ from fastapi import APIRouter, HTTPException, Query, status
 from service import studies
 from service.api.auth import Authenticated, OwnedStudy, OwnedTrial
 from service.api.deps import ProposalsDep, SessionDep, SettingsDep, StudyId, TrialId
+from service.api.refusals import AUTHENTICATED, OWNED, refusals
 from service.domain import StudyState, TrialState
 from service.schemas import (
     AskRequest,
@@ -25,10 +26,10 @@ from service.schemas import (
 from service.storage import repository as repo
 from service.verification import waiting_verifications
 
-router = APIRouter(tags=["trials"], dependencies=[Authenticated])
+router = APIRouter(tags=["trials"], dependencies=[Authenticated], responses=AUTHENTICATED)
 
 
-@router.get("/studies/{study_id}/trials", dependencies=[OwnedStudy])
+@router.get("/studies/{study_id}/trials", dependencies=[OwnedStudy], responses=OWNED)
 def list_trials(
     study_id: StudyId,
     session: SessionDep,
@@ -44,13 +45,15 @@ def list_trials(
     return TrialsPublic(data=[TrialPublic.model_validate(r) for r in rows], count=total)
 
 
-@router.get("/trials/{trial_id}", dependencies=[OwnedTrial])
+@router.get("/trials/{trial_id}", dependencies=[OwnedTrial], responses=OWNED)
 def get_trial(trial_id: TrialId, session: SessionDep) -> TrialDetail:
     """One trial with its learning curve and metrics."""
     return TrialDetail.model_validate(repo.get_trial(session, trial_id=trial_id))
 
 
-@router.post("/studies/{study_id}/ask", dependencies=[OwnedStudy])
+@router.post(
+    "/studies/{study_id}/ask", dependencies=[OwnedStudy], responses=OWNED | refusals(409, 413)
+)
 def ask(
     study_id: StudyId, body: AskRequest, session: SessionDep, proposals: ProposalsDep
 ) -> AskResponse:
@@ -76,7 +79,9 @@ def ask(
     return AskResponse(data=data, count=len(data))
 
 
-@router.post("/trials/{trial_id}/tell", dependencies=[OwnedTrial])
+@router.post(
+    "/trials/{trial_id}/tell", dependencies=[OwnedTrial], responses=OWNED | refusals(409, 413)
+)
 def tell(
     trial_id: TrialId,
     body: TellRequest,
@@ -108,7 +113,9 @@ def tell(
     return TellResponse(trial_id=trial_id, outcome=str(outcome), state=trial.state)
 
 
-@router.post("/trials/{trial_id}/heartbeat", dependencies=[OwnedTrial])
+@router.post(
+    "/trials/{trial_id}/heartbeat", dependencies=[OwnedTrial], responses=OWNED | refusals(409)
+)
 def heartbeat(trial_id: TrialId, session: SessionDep, settings: SettingsDep) -> HeartbeatResponse:
     """Renew an externally run trial's lease (call more often than ``lease_seconds``)."""
     try:
