@@ -51,13 +51,19 @@ def make_searcher(
 
 
 class EngineSearcher:
-    """Our engine, searching the bench box centred on the start point."""
+    """Our engine, searching the bench box centred on the start point.
+
+    The bench spends a compute budget, so the engine is told so (``budget="cost"``), as
+    the service tells it for a study whose budget is ``max_cost`` alone; ``settings``
+    may say otherwise.
+    """
 
     def __init__(self, *, seed: int, settings: dict[str, Any] | None = None) -> None:
         from search.engine import ParetoSearch
         from search.settings import SearchSettings
 
-        self.engine = ParetoSearch(bench_space(), SearchSettings(**(settings or {}), seed=seed))
+        fields = {"budget": "cost"} | (settings or {})
+        self.engine = ParetoSearch(bench_space(), SearchSettings(**fields, seed=seed))
 
     def ask(self, n: int) -> list[tuple[Any, dict[str, Any]]]:
         return [(s.suggestion_id, s.params) for s in self.engine.ask(n)]

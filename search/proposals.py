@@ -287,7 +287,15 @@ def _climb_target(
 
 
 def _target_log_cost(ctx: ProposalContext, front_log_cost: np.ndarray) -> tuple[float, float]:
-    """A target across the front's costs and a little beyond, with a window width.
+    """A target across the front's costs, one ``cost_overshoot`` beyond them, and a
+    window width.
+
+    Where the range reaches beyond depends on what limits the study (``budget``): with
+    a trial count, one step above the costliest front point, so the search walks up in
+    scale; with a compute budget, one step below the cheapest, where trials are nearly
+    free and the hyperparameters that transfer up are learnt, while the walk up is left
+    to the paced climb (``_climb_target``), whose trials are better tuned than those of
+    targets beyond the top.
 
     Successive targets follow the golden-ratio sequence (offset by the seed) rather than
     independent draws: any run of k suggestions covers the cost range evenly, so a
@@ -295,7 +303,10 @@ def _target_log_cost(ctx: ProposalContext, front_log_cost: np.ndarray) -> tuple[
     expensive end. The quantiles are bent towards the cheap end (``_CHEAP_BIAS``).
     """
     low, high = float(front_log_cost.min()), float(front_log_cost.max())
-    high += ctx.settings.cost_overshoot
+    if ctx.settings.budget == "cost":
+        low -= ctx.settings.cost_overshoot
+    else:
+        high += ctx.settings.cost_overshoot
     if ctx.settings.max_suggestion_cost is not None:
         high = min(high, math.log(ctx.settings.max_suggestion_cost))
         low = min(low, high)

@@ -66,8 +66,18 @@ class SearchSettings(BaseModel):
     cost_overshoot: float = Field(
         default=0.7,
         ge=0,
-        description="How far beyond the costliest front point (in log cost) target costs "
-        "reach, so the search walks up in scale.",
+        description="One step in log cost: how far beyond the front's costs target costs "
+        "reach (see budget), each climb's height above the costliest front point, and "
+        "how far above that point a suggestion may be predicted.",
+    )
+    budget: Literal["trials", "cost"] = Field(
+        default="trials",
+        description="What limits the study. 'trials' (a trial count; every trial takes a "
+        "slot): targets run across the front's costs and one cost_overshoot above its "
+        "costliest point. 'cost' (a compute budget; cheap trials are nearly free): "
+        "targets run from one cost_overshoot below the front's cheapest point to its "
+        "costliest, and the walk up in scale is left to the paced climb (climb_share). "
+        "The service sets 'cost' for a study whose budget is max_cost alone.",
     )
     climb_share: float = Field(
         default=0.15,

@@ -97,11 +97,15 @@ def load_spec(study: StudyRow) -> StudySpec:
 
 
 def search_settings(spec: StudySpec) -> SearchSettings:
+    """The engine's settings: the study's ``search`` fields, plus what the study itself
+    decides (its seed, trial-cost ceiling and, unless ``search`` says otherwise, whether
+    a compute budget alone limits it)."""
+    cost_only = spec.budget.max_cost is not None and spec.budget.max_trials is None
     return SearchSettings(
         seed=spec.seed,
         max_suggestion_cost=spec.max_trial_cost,
         lease_seconds=ENGINE_LEASE_SECONDS,
-        **spec.search,
+        **({"budget": "cost"} if cost_only else {}) | spec.search,
     )
 
 

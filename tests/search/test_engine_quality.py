@@ -64,6 +64,35 @@ def test_finds_the_optimal_learning_rate_ridge_of_a_sized_quadratic():
     assert np.mean(ours) < 0.5 * np.mean(rand), (ours, rand)
 
 
+def test_with_a_compute_budget_targets_reach_below_the_front_and_stop_at_its_top():
+    """``budget="cost"``: targets run from one ``cost_overshoot`` below the front's
+    cheapest point up to its costliest (only the paced climb goes beyond); with the same
+    history the trial-count default sets none below the cheapest point and some dearer
+    than any of those."""
+    problem = SizedQuadratic(loss_noise_std=0.01, cost_noise_sigma=0.05)
+    for seed in SEEDS:
+        engine = ParetoSearch(problem.space(), SearchSettings(seed=seed, budget="cost"))
+        run_rounds(engine, problem, rounds=3, batch=8, seed=seed)
+        low, high = engine.front()[0].cost, engine.front()[-1].cost
+        step = np.exp(engine.settings.cost_overshoot)
+        state = engine.state_dict()
+        targets = _target_costs(engine.ask(8))
+        assert low / step <= targets[0] < low
+        assert targets[-1] <= high
+        as_trials = ParetoSearch.from_state_dict(
+            {**state, "settings": state["settings"] | {"budget": "trials"}}
+        )
+        trial_targets = _target_costs(as_trials.ask(8))
+        assert low <= trial_targets[0] and trial_targets[-1] > targets[-1]
+
+
+def _target_costs(suggestions) -> list[float]:  # type: ignore[no-untyped-def]
+    """The target costs of the model suggestions that are not climbs, ascending."""
+    return sorted(
+        s.extra["target_cost"] for s in suggestions if s.reason == "model" and not s.extra["climb"]
+    )
+
+
 def bench_like_space() -> SearchSpace:
     """A practitioner's box around the testbed's start point."""
     s = START_PARAMS

@@ -9,7 +9,7 @@ import pytest
 from service.config import Settings
 from service.domain import Budget, StudyState, TrialState
 from service.results import IngestOutcome, ResultMismatchError, ingest_result
-from service.scheduler import Scheduler
+from service.scheduler import Scheduler, search_settings
 from service.storage import repository as repo
 from service.storage.db import transaction
 from tests.service.factories import (
@@ -46,6 +46,21 @@ def _record(sessions, result, now: float = 1_000.0) -> IngestOutcome:
 def _states(sessions, study_id: int) -> dict[TrialState, int]:
     with transaction(sessions) as session:
         return repo.count_by_state(session, study_id=study_id)
+
+
+@pytest.mark.parametrize(
+    ("budget", "search", "expected"),
+    [
+        (Budget(max_cost=1e4), {}, "cost"),
+        (Budget(max_trials=50), {}, "trials"),
+        (Budget(max_trials=50, max_cost=1e4), {}, "trials"),
+        (Budget(max_cost=1e4), {"budget": "trials"}, "trials"),
+    ],
+)
+def test_a_study_limited_by_cost_alone_tells_the_engine_so(budget, search, expected) -> None:
+    """The engine spends differently under a compute budget (``SearchSettings.budget``);
+    the study's budget decides it unless its ``search`` fields say otherwise."""
+    assert search_settings(make_spec(budget=budget, search=search)).budget == expected
 
 
 def test_keeps_in_flight_buffers_ahead_and_stops_at_budget(sqlite_sessions) -> None:
