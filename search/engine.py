@@ -4,10 +4,11 @@ The engine proposes training configurations along the loss-vs-cost Pareto front,
 manner of CARBS (Fetterman et al. 2023, arXiv 2306.08055):
 
 1. a random phase of ``n_startup`` trials around the search center;
-2. then, per suggestion, a target cost drawn across the front's costs and a little
-   beyond (so the search walks up in scale, one overshoot per step), or one step above
-   the front's costliest point once the spend so far pays for it (climb pacing,
-   ``climb_share``), candidates drawn
+2. then, per suggestion, a target cost drawn across the front's costs and one
+   overshoot beyond them (above the costliest point under a trial count, so the search
+   walks up in scale; below the cheapest under a compute budget, ``budget``), or one
+   step above the front's costliest point once the spend so far pays for it (climb
+   pacing, ``climb_share``), candidates drawn
    around the front points nearest that cost within a trust-region radius, and the
    candidate with the best ``log gain + log P(success)`` near the target, the gain
    being, on alternate suggestions, the expected improvement below the Pareto surface

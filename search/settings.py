@@ -88,7 +88,7 @@ class SearchSettings(BaseModel):
         "pending trial is predicted above that point, the next model suggestion climbs "
         "there. The front's top then grows with the spend, so the climb's cost stays a "
         "fixed share of the budget (0 disables; the climb is then left to the targets "
-        "beyond the top).",
+        "beyond the top, which budget='cost' does not set).",
     )
     gain: Literal["surface", "alternate"] = Field(
         default="alternate",

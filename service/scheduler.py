@@ -101,11 +101,12 @@ def search_settings(spec: StudySpec) -> SearchSettings:
     decides (its seed, trial-cost ceiling and, unless ``search`` says otherwise, whether
     a compute budget alone limits it)."""
     cost_only = spec.budget.max_cost is not None and spec.budget.max_trials is None
+    fields = ({"budget": "cost"} if cost_only else {}) | spec.search
     return SearchSettings(
         seed=spec.seed,
         max_suggestion_cost=spec.max_trial_cost,
         lease_seconds=ENGINE_LEASE_SECONDS,
-        **({"budget": "cost"} if cost_only else {}) | spec.search,
+        **fields,
     )
 
 
