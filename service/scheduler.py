@@ -398,10 +398,11 @@ class Scheduler:
         n = min(spec.in_flight - running, trials_left(session, study=study, tally=tally))
         if n <= 0:
             return []
-        now = self.clock()
         queue = self.settings.queue_name(spec.queue)
+        taken = self._take_or_ask(session, study, n, tally.by_state[TrialState.WAITING])
+        now = self.clock()  # after the ask, which may take a while and creates trials
         requests = []
-        for trial in self._take_or_ask(session, study, n, tally.by_state[TrialState.WAITING]):
+        for trial in taken:
             repo.start_trial(
                 session, trial=trial, now=now, queue=queue, lease_seconds=self._dispatch_lease(spec)
             )

@@ -314,10 +314,16 @@ def start_trial(
     lease_seconds: float,
     queue: str | None = None,
 ) -> None:
-    """WAITING -> RUNNING with a fresh lease; ``dispatched_at`` keeps the first dispatch."""
+    """WAITING -> RUNNING with a fresh lease; ``dispatched_at`` keeps the first dispatch.
+
+    Timestamps never run backwards along a trial's life (``created_at <= dispatched_at
+    <= finished_at``): each is at least the one before, whichever process's clock (the
+    API's, a control worker's) wrote that one.
+    """
     check_trial_transition(TrialState(trial.state), TrialState.RUNNING)
     trial.state = TrialState.RUNNING
-    trial.dispatched_at = trial.dispatched_at if trial.dispatched_at is not None else now
+    if trial.dispatched_at is None:
+        trial.dispatched_at = max(now, trial.created_at)
     trial.heartbeat_at = None
     trial.lease_expires_at = now + lease_seconds
     if queue is not None:
@@ -361,7 +367,7 @@ def finish_trial(
     target = TrialState.FAILED if failed else TrialState.COMPLETE
     check_trial_transition(TrialState(trial.state), target)
     trial.state = target
-    trial.finished_at = now
+    trial.finished_at = _not_before(now, trial)
     trial.loss = None if failed else loss
     trial.cost_seconds = cost_seconds
     trial.flops = flops
@@ -388,8 +394,13 @@ def requeue_trial(session: Session, *, trial: TrialRow, now: float) -> None:
 def cancel_trial(session: Session, *, trial: TrialRow, now: float) -> None:
     check_trial_transition(TrialState(trial.state), TrialState.CANCELLED)
     trial.state = TrialState.CANCELLED
-    trial.finished_at = now
+    trial.finished_at = _not_before(now, trial)
     trial.synced = False
+
+
+def _not_before(now: float, trial: TrialRow) -> float:
+    """``now``, or the trial's latest earlier stamp if another process's clock is ahead."""
+    return max(now, trial.dispatched_at or trial.created_at)
 
 
 def expired_trials(session: Session, *, study_id: int, now: float) -> list[TrialRow]:
