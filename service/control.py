@@ -31,6 +31,7 @@ from service.ask_latency import AskLatencyLog
 from service.config import Settings
 from service.control_batch import ControlQueueReader, TakenMessage
 from service.domain import StudyNotFoundError, StudyState
+from service.fleet import RedisFleet
 from service.messaging import (
     STEP_TASK,
     TICK_TASK,
@@ -42,23 +43,11 @@ from service.observability import configure_logging, log_context
 from service.scheduler import Scheduler
 from service.storage import repository as repo
 from service.storage.db import make_engine, make_sessionmaker, transaction
-from service.storage.tables import TrialRow
 from service.verification import studies_with_pending_verification
 from workers.contracts import RECORD_RESULT_TASK, TrialResult
 from workers.heartbeat import HeartbeatStore
 
 logger = logging.getLogger(__name__)
-
-
-class RedisHeartbeats:
-    """The scheduler's view of worker heartbeats (``workers.heartbeat`` keys in Redis)."""
-
-    def __init__(self, store: HeartbeatStore) -> None:
-        self.store = store
-
-    def __call__(self, trials: list[TrialRow]) -> dict[int, float]:
-        beats = self.store.trials([(t.study_id, t.id) for t in trials])
-        return {trial_id: beat.ts for (_, trial_id), beat in beats.items() if beat is not None}
 
 
 def create_control_celery(settings: Settings) -> Celery:
@@ -100,12 +89,14 @@ class _ProcessState:
             settings: Settings = app.scaletune_settings
             self.sessions = make_sessionmaker(make_engine(settings.database_url))
             store = HeartbeatStore.from_url(settings.broker_url, prefix=settings.heartbeat_prefix)
+            fleet = RedisFleet(store)
             asks = AskLatencyLog.from_url(settings.broker_url, prefix=settings.heartbeat_prefix)
             self.scheduler = Scheduler(
                 sessions=self.sessions,
                 settings=settings,
                 dispatcher=CeleryDispatcher(app),
-                heartbeats=RedisHeartbeats(store),
+                heartbeats=fleet,
+                fleet=fleet,
                 ask_timer=asks.record,
             )
             self.reader = ControlQueueReader(

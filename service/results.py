@@ -115,7 +115,7 @@ def _infrastructure_failure(
     """Retry the trial unless this attempt is stale or the attempts are used up."""
     if result.attempt != trial.attempt or trial.state != TrialState.RUNNING:
         return IngestOutcome.STALE
-    if trial.attempt + 1 < max_attempts:
+    if repo.attempts_used(trial) < max_attempts:
         repo.requeue_trial(session, trial=trial, now=now)
         return IngestOutcome.REQUEUED
     _finish(session, trial=trial, result=result, now=now, signed=True)  # failed: no loss

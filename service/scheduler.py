@@ -7,7 +7,12 @@ the budget by more than the trials already in flight.
 
 A step, in order:
 1. reclaim: RUNNING trials whose lease ran out are requeued (infrastructure: the worker
-   went silent) or failed (past their hard time limit: the configuration's fault);
+   went silent) or failed (past their hard time limit: the configuration's fault). A
+   trial no worker ever took is not silent but waiting: it keeps its place while its
+   queue's workers are busy or absent (a study whose queue no live worker consumes is
+   logged once), and is sent again, without counting an attempt, only when an idle
+   worker of its queue should have taken it (its message was lost). A reclaimed
+   attempt is retired (``service.fleet``), so a worker handed it later drops it;
 2. dispatch: WAITING trials (retries first, then the proposal buffer), up to
    ``in_flight`` running and the budget; the engine is touched only if the buffer is
    short; tasks are sent after the commit, so a freed worker never waits for a GP fit;
@@ -54,7 +59,8 @@ from service.storage.db import transaction
 from service.storage.tables import StudyRow, TrialRow
 from service.studies import create_study_row
 from service.verification import waiting_verifications
-from workers.contracts import TrialRequest, TrialResult
+from workers.contracts import TrialRequest, TrialResult, attempt_task_id
+from workers.heartbeat import QueueConsumers
 
 logger = logging.getLogger(__name__)
 
@@ -78,6 +84,17 @@ class BatchingDispatcher(Dispatcher, Protocol):
 
 
 HeartbeatSource = Callable[[list[TrialRow]], dict[int, float]]
+
+
+class Fleet(Protocol):
+    """What the scheduler learns of the trial workers besides heartbeats, and where it
+    retires reclaimed attempts (``service.fleet.RedisFleet``); None answers: unknown."""
+
+    def consumers(self) -> dict[str, QueueConsumers] | None: ...
+
+    def started(self, task_ids: list[str]) -> set[str] | None: ...
+
+    def retire(self, task_ids: list[str]) -> None: ...
 
 
 @dataclass
@@ -131,6 +148,7 @@ class Scheduler:
         clock: Callable[[], float] = time.time,
         heartbeats: HeartbeatSource | None = None,
         ask_timer: Callable[[float], None] | None = None,
+        fleet: Fleet | None = None,
     ) -> None:
         self.sessions = sessions
         self.settings = settings
@@ -138,7 +156,9 @@ class Scheduler:
         self.clock = clock
         self.heartbeats = heartbeats
         self.ask_timer = ask_timer  # told the wall seconds of every engine.ask
+        self.fleet = fleet  # None (embedded): every dispatched trial counts as taken
         self._engines: dict[int, tuple[int, ParetoSearch]] = {}
+        self._unserved: set[tuple[int, str]] = set()  # (study, queue) already warned of
 
     # -- studies ---------------------------------------------------------------------
 
@@ -200,6 +220,8 @@ class Scheduler:
         lease checks to the periodic tick (the path a recorded result takes).
         """
         requests: list[tuple[TrialRequest, str]] = []
+        retired: list[str] = []
+        consumers = self._consumers() if reclaim else None
         with self._locked(study_id) as (session, study):
             report = StepReport(study_id=study_id, state=StudyState(study.state))
             report.outcomes = ingest_results(
@@ -210,8 +232,12 @@ class Scheduler:
                 max_attempts=self.settings.max_attempts,
             )
             if reclaim:
-                report.requeued = self._reclaim(session, study)
+                report.requeued = self._reclaim(
+                    session, study, consumers=consumers, retired=retired
+                )
             tally = repo.tally(session, study_id=study.id)
+            if reclaim:
+                self._warn_if_unserved(study, tally, consumers)
             if study.state == StudyState.RUNNING and load_spec(study).executor == "workers":
                 requests = self._dispatch(session, study, tally)
             elif study.state == StudyState.COMPLETE and load_spec(study).executor == "workers":
@@ -219,6 +245,8 @@ class Scheduler:
             skip_sync = self._buffer_is_full_enough(
                 session, study, _after_dispatch(tally, [r for r, _ in requests])
             )
+        if retired and self.fleet is not None:
+            self.fleet.retire(retired)
         self._send(requests)
         report.dispatched = [request.trial_id for request, _ in requests]
         if not skip_sync:
@@ -282,7 +310,7 @@ class Scheduler:
         with self._locked(study_id) as (session, study):
             engine = self._engine(study)
             self._sync(session, study, engine)
-            self._reclaim(session, study)
+            self._reclaim(session, study, consumers=None, retired=[])
             if study.state == StudyState.COMPLETE:
                 trials = waiting_verifications(session, study_id=study.id)[: max(0, count)]
             elif study.state == StudyState.RUNNING:
@@ -334,15 +362,25 @@ class Scheduler:
             logger.warning("trial %s not learned from: %s", trial.id, exc)
             _forget(engine, trial.suggestion_id)
 
-    def _reclaim(self, session: Session, study: StudyRow) -> list[int]:
-        """Requeue or fail RUNNING trials whose lease ran out; returns requeued ids."""
+    def _reclaim(
+        self,
+        session: Session,
+        study: StudyRow,
+        *,
+        consumers: dict[str, QueueConsumers] | None,
+        retired: list[str],
+    ) -> list[int]:
+        """Requeue or fail RUNNING trials whose lease ran out; returns requeued ids and
+        adds the task ids of the attempts given up on to ``retired``."""
         now = self.clock()
         expired = repo.expired_trials(session, study_id=study.id, now=now)
         fresh = self.heartbeats(expired) if self.heartbeats and expired else {}
+        taken = self._taken(expired)
         spec = load_spec(study)
         requeued = []
         for trial in expired:
             beat = fresh.get(trial.id)
+            task_id = attempt_task_id(study.id, trial.id, trial.attempt)
             if beat is not None and now - beat < self.settings.heartbeat_grace_seconds:
                 repo.heartbeat(
                     session,
@@ -350,10 +388,17 @@ class Scheduler:
                     now=beat,
                     lease_seconds=self.settings.heartbeat_grace_seconds,
                 )
-            elif self._past_time_limit(trial, spec, now):
+                continue
+            if trial.id not in taken and not _worth_resending(trial, consumers):
+                # Still queued behind busy workers, or no live worker consumes its queue:
+                # resending would only queue it again. It waits, no attempt spent.
+                trial.lease_expires_at = now + self.settings.heartbeat_grace_seconds
+                continue
+            retired.append(task_id)
+            if self._past_time_limit(trial, spec, now):
                 self._fail_timed_out(session, trial, spec, now)
-            elif trial.attempt + 1 < self.settings.max_attempts:
-                repo.requeue_trial(session, trial=trial, now=now)
+            elif trial.id not in taken or repo.attempts_used(trial) < self.settings.max_attempts:
+                repo.requeue_trial(session, trial=trial, now=now, started=trial.id in taken)
                 requeued.append(trial.id)
             else:
                 repo.finish_trial(
@@ -365,9 +410,48 @@ class Scheduler:
                     cost_seconds=0.0,
                     result_key="reclaimed",
                     failure_kind="infrastructure",
-                    failure_reason=f"no heartbeat after {trial.attempt + 1} attempts",
+                    failure_reason=f"no heartbeat after {repo.attempts_used(trial)} attempts",
                 )
         return requeued
+
+    def _taken(self, trials: list[TrialRow]) -> set[int]:
+        """Ids of ``trials`` whose current attempt a worker (or an external runner) took;
+        every one of them when the fleet cannot say."""
+        by_task = {
+            attempt_task_id(t.study_id, t.id, t.attempt): t.id for t in trials if not t.external
+        }
+        started = self.fleet.started(list(by_task)) if self.fleet and by_task else None
+        if started is None:
+            return {t.id for t in trials}
+        return {t.id for t in trials if t.external} | {by_task[task] for task in started}
+
+    def _consumers(self) -> dict[str, QueueConsumers] | None:
+        return self.fleet.consumers() if self.fleet is not None else None
+
+    def _warn_if_unserved(
+        self, study: StudyRow, tally: repo.Tally, consumers: dict[str, QueueConsumers] | None
+    ) -> None:
+        """Log, once per study and queue (again after a worker came and went), that trials
+        were sent to a queue no live worker consumes."""
+        if consumers is None:
+            return
+        spec = load_spec(study)
+        queue = self.settings.queue_name(spec.queue)
+        key = (study.id, queue)
+        dispatched = tally.by_state[TrialState.RUNNING] if spec.executor == "workers" else 0
+        if not dispatched or queue in consumers:
+            self._unserved.discard(key)
+        elif key not in self._unserved:
+            self._unserved.add(key)
+            logger.warning(
+                "study %s: %d trial(s) wait on queue %r, which no live worker consumes; "
+                "start a trial worker with -Q %s (or set the study's queue to one that "
+                "has workers)",
+                study.id,
+                dispatched,
+                queue,
+                queue,
+            )
 
     @staticmethod
     def _past_time_limit(trial: TrialRow, spec: StudySpec, now: float) -> bool:
@@ -565,6 +649,15 @@ def _after_dispatch(tally: repo.Tally, requests: list[TrialRequest]) -> repo.Tal
     return repo.Tally(
         by_state=by_state, spent_cost=tally.spent_cost, dispatched=tally.dispatched + first
     )
+
+
+def _worth_resending(trial: TrialRow, consumers: dict[str, QueueConsumers] | None) -> bool:
+    """Whether a trial no worker took should be sent again: only when an idle worker of
+    its queue would have taken it (its message is gone); unknown consumers: yes."""
+    if consumers is None:
+        return True
+    serving = consumers.get(trial.queue or "")
+    return serving is not None and serving.idle > 0
 
 
 def _forget(engine: ParetoSearch, suggestion_id: str) -> None:

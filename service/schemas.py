@@ -81,6 +81,11 @@ class StudyDetail(StudyPublic):
     front: list[TrialPublic]
     best_per_cost_band: list[CostBand]
     has_rules: bool
+    queue_workers: int | None = Field(
+        None,
+        description="live trial workers consuming the study's queue (0: its trials wait "
+        "until one starts); null for an external study or when heartbeats are unreadable",
+    )
 
 
 class StudiesPublic(BaseModel):
@@ -159,6 +164,10 @@ class QueuePublic(BaseModel):
     name: str
     waiting: int = Field(description="trials dispatched and not yet started by a worker")
     running: int
+    consumers: int | None = Field(
+        description="live worker processes consuming this queue (0: nothing will run its "
+        "trials); null when heartbeats are unreadable"
+    )
 
 
 class QueuesPublic(BaseModel):

@@ -1,13 +1,24 @@
 """The Celery application: ``create_celery(settings)``, and ``app`` for the worker command.
 
+Queues: a study sends its trials to its ``queue`` field, ``trials`` unless it names
+another (``workers.contracts.DEFAULT_TRIAL_QUEUE``), and every trial worker consumes
+``trials`` (a worker started without ``-Q`` consumes only it). A pool that must be
+reachable on its own also consumes its own queue, which studies name to run only there.
 Start one worker process per GPU, bound to its device, with one trial at a time::
 
-    SCALETUNE_DEVICE=cuda:0 celery -A workers.celery_app worker -Q gpu -c 1 -P prefork -n gpu0@%h
+    SCALETUNE_DEVICE=cuda:0 celery -A workers.celery_app worker -Q trials,gpu -c 1 -n gpu0@%h
 
-CPU workers consume ``-Q cpu``, also with ``-c 1``: torch already uses every core for one
-trial, and several pool children would oversubscribe them. The prefork pool is needed for
-per-trial time limits and for revoke-with-terminate (cancellation); ``-P solo`` works but
-ignores both.
+CPU workers consume ``-Q trials,cpu``, also with ``-c 1``: torch already uses every core
+for one trial, and several pool children would oversubscribe them. (A site whose CPU
+workers should never take its default trials drops ``trials`` from their ``-Q``.) The
+prefork pool (the default) is needed for per-trial time limits and for revoke-with-terminate
+(cancellation); ``-P solo`` works but ignores both, and its heartbeat (with its queues)
+starts only with its first trial, so until then the service reports its queue unserved.
+
+Each worker process's heartbeat names the queues it consumes: the service reports a
+study whose queue no live worker consumes (``scaletune status``, the dashboard,
+``GET /queues``, a warning in the control worker's log) and leaves its trials waiting
+instead of reclaiming them.
 
 Delivery settings and why:
 - JSON only (``accept_content=["json"]``): no pickle crosses the broker.
@@ -49,7 +60,7 @@ def create_celery(settings: WorkerSettings | None = None) -> Celery:
         task_acks_late=True,
         task_reject_on_worker_lost=True,
         worker_prefetch_multiplier=1,
-        task_default_queue=settings.trial_queue,
+        task_default_queue=settings.default_queue,
         task_create_missing_queues=True,
         broker_transport_options=broker_transport_options(settings),
         broker_connection_retry_on_startup=True,
@@ -100,11 +111,11 @@ app = create_celery()
 @worker_process_init.connect
 def _start_heartbeat(**_: Any) -> None:
     # An idle worker beats too, so the service sees it online before its first trial.
-    from workers.tasks import process_publisher
+    from workers.tasks import consumed_queues, process_publisher
 
     settings = getattr(current_app, "scaletune_settings", None)
     if settings is not None:  # a worker of an app built by create_celery
-        process_publisher(settings)
+        process_publisher(settings, consumed_queues(current_app))
 
 
 @worker_process_shutdown.connect

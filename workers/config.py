@@ -13,7 +13,7 @@ from __future__ import annotations
 from pydantic import Field, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from workers.contracts import CONTROL_QUEUE
+from workers.contracts import CONTROL_QUEUE, DEFAULT_TRIAL_QUEUE
 
 
 class WorkerSettings(BaseSettings):
@@ -34,7 +34,11 @@ class WorkerSettings(BaseSettings):
         None, description="None: results travel as RECORD_RESULT_TASK messages, not a backend"
     )
     device: str = Field("cpu", description="the device this worker process trains on: cpu, cuda:0")
-    trial_queue: str = Field("cpu", description="default queue for trials sent without one")
+    trial_queue: str = Field(
+        DEFAULT_TRIAL_QUEUE,
+        description="the queue a worker started without -Q consumes (under queue_prefix): "
+        "the one studies use unless they name another",
+    )
     control_queue: str = CONTROL_QUEUE
     queue_prefix: str = Field("", description="prefix of queue names, as the service's setting")
     visibility_timeout_s: float = Field(12 * 3600.0, gt=0)
@@ -70,6 +74,11 @@ class WorkerSettings(BaseSettings):
     @property
     def heartbeat_url(self) -> str:
         return self.heartbeat_redis_url or self.broker_url
+
+    @property
+    def default_queue(self) -> str:
+        """The broker-level name of ``trial_queue`` (under the shared queue prefix)."""
+        return f"{self.queue_prefix}{self.trial_queue}"
 
     @property
     def results_queue(self) -> str:

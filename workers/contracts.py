@@ -13,6 +13,9 @@ from pydantic import BaseModel, ConfigDict, Field
 RUN_TRIAL_TASK = "scaletune.run_trial"
 RECORD_RESULT_TASK = "scaletune.record_result"
 CONTROL_QUEUE = "control"
+# Where a study's trials go unless it names a queue, and what a trial worker consumes
+# unless started with -Q: one name, so the defaults always meet (see workers.celery_app).
+DEFAULT_TRIAL_QUEUE = "trials"
 
 
 class TrialRequest(BaseModel):
@@ -57,7 +60,12 @@ class TrialResult(BaseModel):
 
 def trial_task_id(request: TrialRequest) -> str:
     """The Celery task id of one attempt: deterministic, so the sender can revoke it by id."""
-    return f"trial-{request.study_id}-{request.trial_id}-{request.attempt}"
+    return attempt_task_id(request.study_id, request.trial_id, request.attempt)
+
+
+def attempt_task_id(study_id: int, trial_id: int, attempt: int) -> str:
+    """``trial_task_id`` from the ids alone (the service names attempts it retires)."""
+    return f"trial-{study_id}-{trial_id}-{attempt}"
 
 
 def trial_send_options(request: TrialRequest, *, queue: str) -> dict[str, Any]:

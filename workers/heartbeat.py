@@ -7,11 +7,16 @@ and ``HeartbeatStore.trial()``, used by the service; this module imports neither
 nor Celery.
 
 Keys (``prefix`` defaults to "scaletune"):
-- ``{prefix}:workers``: hash, worker name -> JSON ``{worker, device, pid, ts, trial, ...}``;
-  an entry older than ``ttl_s`` is a worker that is gone (``prune`` deletes old ones);
+- ``{prefix}:workers``: hash, worker name -> JSON ``{worker, device, pid, ts, trial,
+  queues, ...}`` (``queues``: the broker queues the worker consumes); an entry older than
+  ``ttl_s`` is a worker that is gone (``prune`` deletes old ones);
 - ``{prefix}:trial:{study_id}:{trial_id}``: JSON of the running attempt's last beat and
   progress, expiring ``ttl_s`` after the last beat: no key means no live runner;
-- ``{prefix}:deliveries:{task_id}``: how often one attempt was delivered (worker lost).
+- ``{prefix}:deliveries:{task_id}``: how often one attempt was delivered (worker lost);
+- ``{prefix}:started:{task_id}``: a worker took this attempt (``claim_attempt``): the
+  service burns an attempt only for a trial that some worker started;
+- ``{prefix}:retired:{task_id}``: the service gave up on this attempt (reclaimed it): a
+  worker handed its message later (redelivered after the visibility timeout) drops it.
 
 Timestamps are ``time.time()`` of the writer; ages assume clocks synchronised by NTP.
 """
@@ -53,6 +58,15 @@ class WorkerBeat:
     age_s: float
     trial: TrialRef | None
     trial_started_at: float | None
+    queues: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class QueueConsumers:
+    """Online worker processes consuming one queue, and how many of them run nothing."""
+
+    live: int
+    idle: int
 
 
 @dataclass(frozen=True)
@@ -103,6 +117,7 @@ class HeartbeatStore:
         started_at: float | None,
         progress: dict[str, Any] | None = None,
         ended: TrialRef | None = None,
+        queues: tuple[str, ...] = (),
     ) -> None:
         """One heartbeat: the worker's entry and, while it runs one, its trial's key;
         ``ended``'s trial key is deleted in the same round trip."""
@@ -114,6 +129,7 @@ class HeartbeatStore:
             "ts": now,
             "trial": None if trial is None else asdict(trial),
             "trial_started_at": started_at,
+            "queues": list(queues),
         }
         pipe = self.client.pipeline(transaction=False)
         if ended is not None:
@@ -143,6 +159,36 @@ class HeartbeatStore:
         count, _ = pipe.execute()
         return int(count)
 
+    def claim_attempt(self, task_id: str, *, keep_s: float) -> bool:
+        """Mark ``task_id`` started; False when the service has retired it (do not run it)."""
+        pipe = self.client.pipeline(transaction=False)
+        pipe.exists(self._retired_key(task_id))
+        pipe.set(self._started_key(task_id), 1, ex=max(1, int(keep_s)))
+        retired, _ = pipe.execute()
+        return not retired
+
+    def retire_attempts(self, task_ids: list[str], *, keep_s: float) -> None:
+        """Mark attempts the service reclaimed, so no worker runs them later."""
+        if not task_ids:
+            return
+        pipe = self.client.pipeline(transaction=False)
+        for task_id in task_ids:
+            pipe.set(self._retired_key(task_id), 1, ex=max(1, int(keep_s)))
+        pipe.execute()
+
+    def attempts_started(self, task_ids: list[str]) -> set[str]:
+        """Those of ``task_ids`` that a worker has taken (``claim_attempt``)."""
+        if not task_ids:
+            return set()
+        found = self.client.mget([self._started_key(t) for t in task_ids])
+        return {task_id for task_id, raw in zip(task_ids, found, strict=True) if raw is not None}
+
+    def _started_key(self, task_id: str) -> str:
+        return f"{self.prefix}:started:{task_id}"
+
+    def _retired_key(self, task_id: str) -> str:
+        return f"{self.prefix}:retired:{task_id}"
+
     # -- reader side ---------------------------------------------------------------
 
     def workers(self, *, online_only: bool = True) -> list[WorkerBeat]:
@@ -152,6 +198,17 @@ class HeartbeatStore:
         if online_only:
             beats = [b for b in beats if b.age_s <= self.ttl_s]
         return sorted(beats, key=lambda b: b.worker)
+
+    def consumers(self) -> dict[str, QueueConsumers]:
+        """Per broker queue, the online worker processes that consume it."""
+        counts: dict[str, QueueConsumers] = {}
+        for beat in self.workers():
+            for queue in beat.queues:
+                seen = counts.get(queue, QueueConsumers(live=0, idle=0))
+                counts[queue] = QueueConsumers(
+                    live=seen.live + 1, idle=seen.idle + (beat.trial is None)
+                )
+        return counts
 
     def trial(self, study_id: int, trial_id: int) -> TrialBeat | None:
         """The trial's last heartbeat, or None when no live worker runs it."""
@@ -190,6 +247,7 @@ def _worker_beat(data: dict[str, Any], now: float) -> WorkerBeat:
         age_s=max(0.0, now - data["ts"]),
         trial=_trial_ref(data.get("trial")),
         trial_started_at=data.get("trial_started_at"),
+        queues=tuple(data.get("queues") or ()),
     )
 
 
@@ -212,11 +270,20 @@ class HeartbeatPublisher:
     (if it lasts, the trial's key expires and the service treats the runner as lost).
     """
 
-    def __init__(self, store: HeartbeatStore, *, worker: str, device: str, interval_s: float):
+    def __init__(
+        self,
+        store: HeartbeatStore,
+        *,
+        worker: str,
+        device: str,
+        interval_s: float,
+        queues: tuple[str, ...] = (),
+    ):
         self.store = store
         self.worker = worker
         self.device = device
         self.interval_s = interval_s
+        self.queues = queues  # what this worker consumes: the service counts consumers
         self._lock = threading.Lock()
         self._trial: TrialRef | None = None
         self._started_at: float | None = None
@@ -267,6 +334,7 @@ class HeartbeatPublisher:
             started_at=self._started_at,
             progress=dict(self._progress),
             ended=ended,
+            queues=self.queues,
         )
 
     def _loop(self) -> None:

@@ -12,7 +12,12 @@ Delivery semantics (see ``workers.celery_app`` for the settings behind them):
   an infrastructure failure instead of being run again (a trial that kills its worker
   every time must not loop forever);
 - a hard time limit kills the pool process; the worker's main process then reports the
-  trial as a configuration failure (it ran too long for its budget).
+  trial as a configuration failure (it ran too long for its budget);
+- an attempt the service has retired (reclaimed after its worker went silent, and sent
+  again as a new attempt) is dropped unrun: with ``acks_late`` its old message comes back
+  once the visibility timeout expires, and running it would repeat a trial that another
+  attempt ran. Each attempt a worker takes is marked started, which tells the service
+  whether a silent trial ever reached a worker.
 """
 
 from __future__ import annotations
@@ -38,8 +43,9 @@ logger = logging.getLogger(__name__)
 _publishers: dict[int, HeartbeatPublisher] = {}
 
 
-def process_publisher(settings: WorkerSettings) -> HeartbeatPublisher:
-    """This process's running heartbeat publisher, started on first use."""
+def process_publisher(settings: WorkerSettings, queues: tuple[str, ...] = ()) -> HeartbeatPublisher:
+    """This process's running heartbeat publisher, started on first use; ``queues``: the
+    broker queues this worker consumes (announced in its heartbeat)."""
     publisher = _publishers.get(os.getpid())
     if publisher is None:
         store = HeartbeatStore.from_url(
@@ -50,10 +56,17 @@ def process_publisher(settings: WorkerSettings) -> HeartbeatPublisher:
             worker=settings.worker_name or default_worker_name(),
             device=settings.device,
             interval_s=settings.heartbeat_interval_s,
+            queues=queues,
         )
         _publishers.clear()
         _publishers[os.getpid()] = publisher.start()
     return publisher
+
+
+def consumed_queues(app: Celery) -> tuple[str, ...]:
+    """The queues this worker consumes (chosen with -Q), announced in its heartbeat so the
+    service can tell a queue that no live worker consumes."""
+    return tuple(sorted(app.amqp.queues.consume_from or {}))
 
 
 def stop_process_publisher() -> None:
@@ -96,7 +109,16 @@ def run_trial(task: Task, request_data: dict[str, Any]) -> dict[str, Any]:
     """Body of the ``run_trial`` task; ``task`` is the bound Celery task."""
     settings = settings_of(task.app)
     request = TrialRequest.model_validate(request_data)
-    publisher = process_publisher(settings)
+    publisher = process_publisher(settings, consumed_queues(task.app))
+    if not _claim_attempt(publisher, task.request.id, settings):
+        logger.warning(
+            "trial %s/%s attempt %s: retired by the service (reclaimed and sent again); "
+            "this delivery is dropped unrun",
+            request.study_id,
+            request.trial_id,
+            request.attempt,
+        )
+        return {"study_id": request.study_id, "trial_id": request.trial_id, "retired": True}
     _warn_if_redelivered_while_running(request, settings)
     deliveries = _count_delivery(publisher, f"{task.request.id}:{task.request.retries}", settings)
     if deliveries > settings.max_deliveries:
@@ -154,6 +176,16 @@ def _warn_if_redelivered_while_running(request: TrialRequest, settings: WorkerSe
             request.time_limit_s,
             settings.visibility_timeout_s,
         )
+
+
+def _claim_attempt(publisher: HeartbeatPublisher, task_id: str, settings: WorkerSettings) -> bool:
+    """Whether to run this attempt (not retired); True when Redis cannot say (run it
+    rather than drop it: a stale result is recognised and ignored by the service)."""
+    try:
+        return publisher.store.claim_attempt(task_id, keep_s=2 * settings.visibility_timeout_s)
+    except redis.RedisError as exc:
+        logger.warning("could not check whether %s is retired: %s", task_id, exc)
+        return True
 
 
 def _count_delivery(publisher: HeartbeatPublisher, key: str, settings: WorkerSettings) -> int:

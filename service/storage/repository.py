@@ -176,6 +176,7 @@ def add_trials(
                 predicted_cost=suggestion.predicted_cost,
                 external=external,
                 attempt=0,
+                lost_dispatches=0,
                 queue=queue,
                 created_at=now,
                 curve=[],
@@ -381,14 +382,24 @@ def finish_trial(
     trial.synced = False
 
 
-def requeue_trial(session: Session, *, trial: TrialRow, now: float) -> None:
-    """RUNNING -> WAITING for another attempt (an infrastructure failure or a lost worker)."""
+def requeue_trial(session: Session, *, trial: TrialRow, now: float, started: bool = True) -> None:
+    """RUNNING -> WAITING for another attempt (an infrastructure failure or a lost worker);
+    ``started=False``: no worker ever took this attempt, which then does not count
+    against ``max_attempts`` (see ``attempts_used``)."""
     check_trial_transition(TrialState(trial.state), TrialState.WAITING)
     trial.state = TrialState.WAITING
     trial.attempt += 1
+    if not started:
+        trial.lost_dispatches += 1
     trial.lease_expires_at = None
     trial.heartbeat_at = None
     trial.worker = None
+
+
+def attempts_used(trial: TrialRow) -> int:
+    """Attempts that count against ``max_attempts``: those some worker (or external
+    runner) took, including the current one."""
+    return trial.attempt + 1 - trial.lost_dispatches
 
 
 def cancel_trial(session: Session, *, trial: TrialRow, now: float) -> None:

@@ -106,6 +106,9 @@ class TrialRow(Base):
     predicted_cost: Mapped[float | None] = mapped_column(Float, nullable=True)
     external: Mapped[bool] = mapped_column(Boolean, default=False)
     attempt: Mapped[int] = mapped_column(Integer, default=0)
+    # Dispatches reclaimed before any worker took them: not counted as attempts
+    # (``repository.attempts_used``).
+    lost_dispatches: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
     queue: Mapped[str | None] = mapped_column(String(200), nullable=True)
     worker: Mapped[str | None] = mapped_column(String(200), nullable=True)
     created_at: Mapped[float] = mapped_column(Float)

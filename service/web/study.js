@@ -103,6 +103,10 @@
         el("div", {}, ST.progressBar(d.progress.fraction, ST.budgetText(d.progress))),
         el("div", { class: "chips" }, chips),
         links),
+      d.queue_workers === 0
+        ? el("div", { class: "warning", id: "unserved" },
+            `No live worker consumes queue "${d.spec.queue}": its trials wait until one does.`)
+        : null,
     );
     renderBands(d.best_per_cost_band);
   }

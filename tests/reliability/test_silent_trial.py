@@ -1,6 +1,11 @@
-"""A trial that never reports (its worker vanished before any heartbeat): reclaimed after
-the heartbeat grace, retried up to max_attempts, then failed as an infrastructure fault,
-and its slot goes to the next trial; a result arriving after that changes nothing."""
+"""A trial that never reports (a worker took it and vanished before any heartbeat):
+reclaimed after the heartbeat grace, retried up to max_attempts, then failed as an
+infrastructure fault, and its slot goes to the next trial; a result arriving after that
+changes nothing.
+
+The vanishing worker is played by the test: it marks each attempt taken in Redis, as a
+worker does before it runs one (a trial no worker took is not silent but waiting, see
+test_unserved_queue.py), and never runs it."""
 
 from __future__ import annotations
 
@@ -10,6 +15,8 @@ from service.main import create_app
 from tests.auth import authorize
 from tests.e2e.conftest import wait_for
 from tests.reliability.faults import TestClient, cluster_settings, send_results, trial_rows
+from workers.contracts import attempt_task_id
+from workers.heartbeat import HeartbeatStore
 
 pytestmark = pytest.mark.integration
 
@@ -31,9 +38,18 @@ def test_a_silent_trial_is_reclaimed_failed_and_its_slot_reused(fast_reclaim_clu
     with TestClient(create_app(settings)) as client:
         authorize(client)
         study_id = client.post("/studies", json=STUDY).json()["id"]
+    store = HeartbeatStore.from_url(cluster.broker_url, prefix=settings.heartbeat_prefix)
+
+    def taken_and_abandoned():  # type: ignore[no-untyped-def]
+        rows = trial_rows(url, study_id)
+        for row in rows:
+            if row["state"] == "RUNNING":
+                store.claim_attempt(attempt_task_id(study_id, row["id"], row["attempt"]), keep_s=60)
+        return rows
+
     trials = wait_for(
         lambda: (
-            (rows := trial_rows(url, study_id))
+            (rows := taken_and_abandoned())
             and len(rows) == 2
             and rows[1]["state"] == "RUNNING"
             and rows

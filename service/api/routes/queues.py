@@ -23,7 +23,8 @@ router = APIRouter(
 
 @router.get("")
 def list_queues(session: SessionDep, heartbeats: HeartbeatsDep) -> QueuesPublic:
-    """Per queue: trials waiting for a worker and running; each worker's heartbeat."""
+    """Per queue (with trials, or consumed by a worker): trials waiting for a worker and
+    running, and the live workers consuming it; each worker's heartbeat."""
     rows = session.execute(
         select(TrialRow.id, TrialRow.study_id, TrialRow.queue).where(
             TrialRow.state == TrialState.RUNNING, TrialRow.external.is_(False)
@@ -31,19 +32,29 @@ def list_queues(session: SessionDep, heartbeats: HeartbeatsDep) -> QueuesPublic:
     ).all()
     beating: set[int] = set()
     workers: list[WorkerPublic] = []
+    consumers: dict[str, int] = {}
     available = heartbeats is not None
     if heartbeats is not None:
         try:
             beats = heartbeats.trials([(r.study_id, r.id) for r in rows])
             beating = {trial_id for (_, trial_id), beat in beats.items() if beat is not None}
             workers = [_worker(w) for w in heartbeats.workers()]
+            consumers = {name: c.live for name, c in heartbeats.consumers().items()}
         except redis.RedisError:
             available = False
     running, waiting = Counter(), Counter()
     for row in rows:
         (running if row.id in beating else waiting)[row.queue or "-"] += 1
-    names = sorted(set(running) | set(waiting))
-    queues = [QueuePublic(name=n, waiting=waiting[n], running=running[n]) for n in names]
+    names = sorted(set(running) | set(waiting) | set(consumers))
+    queues = [
+        QueuePublic(
+            name=n,
+            waiting=waiting[n],
+            running=running[n],
+            consumers=consumers.get(n, 0) if available else None,
+        )
+        for n in names
+    ]
     return QueuesPublic(queues=queues, workers=workers, heartbeats_available=available)
 
 

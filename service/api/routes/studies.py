@@ -5,12 +5,21 @@ from __future__ import annotations
 import time
 from typing import Annotated
 
+import redis
 from fastapi import APIRouter, HTTPException, Query, status
 
 from service import views
 from service.api.auth import Authenticated, OwnedStudy, PrincipalDep
-from service.api.deps import FrontsDep, ProposalsDep, SessionDep, StudyId
+from service.api.deps import (
+    FrontsDep,
+    HeartbeatsDep,
+    ProposalsDep,
+    SessionDep,
+    SettingsDep,
+    StudyId,
+)
 from service.api.refusals import AUTHENTICATED, OWNED, refusals
+from service.config import Settings
 from service.domain import InvalidTransitionError, StudySpec, StudyState, TrialState
 from service.schemas import (
     CostBand,
@@ -26,6 +35,7 @@ from service.storage.tables import StudyRow
 from service.studies import UnknownObjectiveNameError, create_study_row
 from service.verification import NoRulesError
 from service.views import FrontCache
+from workers.heartbeat import HeartbeatStore
 from workers.objectives.registry import InvalidObjectiveOptionsError, InvalidParameterNamesError
 
 router = APIRouter(
@@ -40,6 +50,8 @@ def create_study(
     proposals: ProposalsDep,
     principal: PrincipalDep,
     fronts: FrontsDep,
+    heartbeats: HeartbeatsDep,
+    settings: SettingsDep,
 ) -> StudyDetail:
     """Create a study of the token's tenant; trials start as soon as the scheduler steps it."""
     if principal.tenant_id is None:
@@ -59,7 +71,9 @@ def create_study(
         raise HTTPException(status.HTTP_400_BAD_REQUEST, str(exc)) from exc
     session.commit()
     proposals.kick(study.id)
-    return study_detail(session, study=repo.get_study(session, study_id=study.id), fronts=fronts)
+    study = repo.get_study(session, study_id=study.id)
+    workers = live_queue_workers(body, heartbeats, settings)
+    return study_detail(session, study=study, fronts=fronts, queue_workers=workers)
 
 
 @router.get("")
@@ -82,9 +96,18 @@ def list_studies(
 
 
 @router.get("/{study_id}", dependencies=[OwnedStudy], responses=OWNED)
-def get_study(study_id: StudyId, session: SessionDep, fronts: FrontsDep) -> StudyDetail:
-    """A study with its progress, trials by state, front and best loss per cost band."""
-    return study_detail(session, study=repo.get_study(session, study_id=study_id), fronts=fronts)
+def get_study(
+    study_id: StudyId,
+    session: SessionDep,
+    fronts: FrontsDep,
+    heartbeats: HeartbeatsDep,
+    settings: SettingsDep,
+) -> StudyDetail:
+    """A study with its progress, trials by state, front and best loss per cost band, and
+    how many live workers consume its queue."""
+    study = repo.get_study(session, study_id=study_id)
+    workers = live_queue_workers(StudySpec.model_validate(study.spec), heartbeats, settings)
+    return study_detail(session, study=study, fronts=fronts, queue_workers=workers)
 
 
 @router.post("/{study_id}/pause", dependencies=[OwnedStudy], responses=OWNED | refusals(409))
@@ -125,7 +148,24 @@ def _set_state(session, study: StudyRow, state: StudyState) -> None:  # type: ig
         raise HTTPException(status.HTTP_409_CONFLICT, str(exc)) from exc
 
 
-def study_detail(session, *, study: StudyRow, fronts: FrontCache) -> StudyDetail:  # type: ignore[no-untyped-def]
+def live_queue_workers(
+    spec: StudySpec, heartbeats: HeartbeatStore | None, settings: Settings
+) -> int | None:
+    """Live workers consuming the study's queue; None for an external study or when the
+    heartbeats cannot be read."""
+    if spec.executor != "workers" or heartbeats is None:
+        return None
+    try:
+        consumers = heartbeats.consumers()
+    except redis.RedisError:
+        return None
+    serving = consumers.get(settings.queue_name(spec.queue))
+    return 0 if serving is None else serving.live
+
+
+def study_detail(  # type: ignore[no-untyped-def]
+    session, *, study: StudyRow, fronts: FrontCache, queue_workers: int | None = None
+) -> StudyDetail:
     progress = views.progress(session, study=study)
     complete = progress.by_state[TrialState.COMPLETE]
     summary = fronts.summary(session, study=study, n_complete=complete)
@@ -143,4 +183,5 @@ def study_detail(session, *, study: StudyRow, fronts: FrontCache) -> StudyDetail
         front=[TrialPublic.model_validate(t) for t in views.front_trials(session, summary)],
         best_per_cost_band=[CostBand(**b) for b in summary.bands],
         has_rules=study.rules is not None,
+        queue_workers=queue_workers,
     )
