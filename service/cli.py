@@ -14,28 +14,69 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
-from rich.console import Console
+from rich.console import Console, Group
+from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from service.config import DEFAULT_HOME, Settings
 from service.domain import Budget, ScalingAxesSpec, StudySpec
 from service.studyfile import StudyFileError, load_study_file
+from service.terminal import plural, show_table, terminal_table
 
+# Plain help (rich_markup_mode=None): typer's rich help tags every option with its Python
+# type (`--help <bool>`); every option that takes a value names it with a metavar instead.
 app = typer.Typer(
-    add_completion=False, no_args_is_help=True, help="Cost-aware Bayesian hyperparameter scaling."
+    add_completion=False,
+    rich_markup_mode=None,
+    help="Cost-aware Bayesian hyperparameter scaling.",
 )
 console = Console()
 errors = Console(stderr=True)
 
+
+def _version(value: bool) -> None:
+    if value:
+        from importlib.metadata import version
+
+        print(f"scaletune {version('scaletune')}")
+        raise typer.Exit()
+
+
+@app.callback(invoke_without_command=True)
+def _main(
+    ctx: typer.Context,
+    version: Annotated[
+        bool,
+        typer.Option(
+            "--version", callback=_version, is_eager=True, help="print the version and exit"
+        ),
+    ] = False,
+) -> None:
+    """Cost-aware Bayesian hyperparameter scaling."""
+    if ctx.invoked_subcommand is None:  # no command: the help, and success
+        print(ctx.get_help())
+        raise typer.Exit()
+
+
 DbOption = Annotated[
     Path | None,
-    typer.Option("--db", help="SQLite file of the embedded store (default .scaletune/)"),
+    typer.Option(
+        "--db", metavar="FILE", help="SQLite file of the embedded store (default .scaletune/)"
+    ),
 ]
-WorkersOption = Annotated[int, typer.Option("--workers", min=1, help="in-process trial threads")]
+WorkersOption = Annotated[
+    int, typer.Option("--workers", min=1, metavar="N", help="in-process trial threads")
+]
 ReportOption = Annotated[
     Path | None,
-    typer.Option("--report", help="directory for the scaling report (Markdown + plots)"),
+    typer.Option(
+        "--report", metavar="DIR", help="directory for the scaling report (Markdown + plots)"
+    ),
 ]
+# Hidden from the option list (where they would carry a type tag): each command's own
+# help names its argument.
+StudyFileArgument = Annotated[Path, typer.Argument(metavar="STUDY_FILE", hidden=True)]
+StudyIdArgument = Annotated[int, typer.Argument(metavar="STUDY_ID", hidden=True)]
 
 
 def demo_spec(*, trials: int, in_flight: int, seed: int) -> StudySpec:
@@ -52,9 +93,17 @@ def demo_spec(*, trials: int, in_flight: int, seed: int) -> StudySpec:
 
 @app.command()
 def demo(
-    trials: Annotated[int, typer.Option(min=2, help="trials to run")] = 48,
-    in_flight: Annotated[int, typer.Option(min=1, help="trials in flight")] = 4,
-    seed: Annotated[int, typer.Option(min=0)] = 0,
+    trials: Annotated[int, typer.Option(min=2, metavar="N", help="trials to run")] = 48,
+    in_flight: Annotated[int, typer.Option(min=1, metavar="N", help="trials in flight")] = 4,
+    seed: Annotated[
+        int,
+        typer.Option(
+            min=0,
+            metavar="N",
+            help="the study's seed: the same seed gives the same start-up trials (see "
+            "'seed' in the README for what it does not fix)",
+        ),
+    ] = 0,
     db: DbOption = None,
     workers: WorkersOption = 4,
     report: ReportOption = None,
@@ -66,7 +115,7 @@ def demo(
 
 @app.command()
 def run(
-    study_file: Annotated[Path, typer.Argument(help="YAML study file")],
+    study_file: StudyFileArgument,
     db: DbOption = None,
     workers: WorkersOption = 4,
     report: ReportOption = None,
@@ -171,13 +220,17 @@ def _fail(message: str) -> None:
 # -- commands over the HTTP API -------------------------------------------------------
 
 ApiOption = Annotated[
-    str, typer.Option("--api", envvar="SCALETUNE_API_URL", help="base URL of the scaletune API")
+    str,
+    typer.Option(
+        "--api", envvar="SCALETUNE_API_URL", metavar="URL", help="base URL of the scaletune API"
+    ),
 ]
 TokenOption = Annotated[
     str | None,
     typer.Option(
         "--token",
         envvar="SCALETUNE_TOKEN",
+        metavar="TOKEN",
         help="API token (prefer the environment variable: a command line is visible to "
         "other users of the machine)",
         show_default=False,
@@ -212,7 +265,7 @@ def _api_call(fn, *args, tolerate: int | None = None, **kwargs):  # type: ignore
 
 @app.command()
 def submit(
-    study_file: Annotated[Path, typer.Argument(help="YAML study file")],
+    study_file: StudyFileArgument,
     api: ApiOption = "http://127.0.0.1:8000",
     token: TokenOption = None,
 ) -> None:
@@ -228,42 +281,50 @@ def submit(
 @app.command("list")
 def list_(api: ApiOption = "http://127.0.0.1:8000", token: TokenOption = None) -> None:
     """List the service's studies."""
-    from rich.table import Table
-
     studies = _api_call(_client(api, token).list_studies)
-    table = Table("id", "name", "objective", "state")
-    for s in studies["data"]:
-        table.add_row(str(s["id"]), s["name"], s["objective"], s["state"])
-    console.print(table)
+    rows = [[str(s["id"]), escape(s["name"]), s["objective"], s["state"]] for s in studies["data"]]
+    show_table(console, title="studies", headers=["id", "name", "objective", "state"], rows=rows)
 
 
 @app.command()
 def status(
-    study_id: int, api: ApiOption = "http://127.0.0.1:8000", token: TokenOption = None
+    study_id: StudyIdArgument, api: ApiOption = "http://127.0.0.1:8000", token: TokenOption = None
 ) -> None:
-    """A study's state, budget use and trials by state."""
-    console.print(_status_table(_api_call(_client(api, token).get_study, study_id)))
+    """Study STUDY_ID: its state, budget use, trials by state and queue."""
+    show_table(console, **_status_table(_api_call(_client(api, token).get_study, study_id)))
 
 
 @app.command()
 def watch(
-    study_id: int,
+    study_id: StudyIdArgument,
     api: ApiOption = "http://127.0.0.1:8000",
     token: TokenOption = None,
-    interval: Annotated[float, typer.Option(min=0.2)] = 2.0,
+    interval: Annotated[
+        float,
+        typer.Option(min=0.2, metavar="SECONDS", help="seconds between refreshes (at least 0.2)"),
+    ] = 2.0,
 ) -> None:
-    """Live view of a study, its queues and workers, until it finishes."""
+    """Live view of study STUDY_ID, its queues and workers, until it finishes."""
     import time
+    from contextlib import nullcontext
 
-    from rich.console import Group
     from rich.live import Live
 
     client = _client(api, token)
-    with Live(console=console, refresh_per_second=4) as live:
+    # Piped, a live display cannot redraw: each change is printed once, as plain rows.
+    live = Live(console=console, refresh_per_second=4) if console.is_terminal else None
+    shown = None
+    with live or nullcontext():
         while True:
             study = _api_call(client.get_study, study_id)
             queues = _api_call(client.queues, tolerate=403)  # the queue view is admin-only
-            live.update(Group(_status_table(study), _queues_table(queues)))
+            tables = [_status_table(study), _queues_table(queues)]
+            if live is not None:
+                live.update(Group(*(terminal_table(console, **t) for t in tables)))
+            elif tables != shown:
+                for table in tables:
+                    show_table(console, **table)
+                shown = tables
             if study["state"] in ("COMPLETE", "STOPPED"):
                 return
             time.sleep(interval)
@@ -271,30 +332,39 @@ def watch(
 
 @app.command()
 def stop(
-    study_id: int, api: ApiOption = "http://127.0.0.1:8000", token: TokenOption = None
+    study_id: StudyIdArgument, api: ApiOption = "http://127.0.0.1:8000", token: TokenOption = None
 ) -> None:
-    """Stop a study for good (running trials finish and are recorded)."""
+    """Stop study STUDY_ID for good (running trials finish and are recorded)."""
     study = _api_call(_client(api, token).set_state, study_id, "stop")
     console.print(f"study {study_id}: {study['state']}")
 
 
 @app.command()
 def export(
-    study_id: int,
+    study_id: StudyIdArgument,
     api: ApiOption = "http://127.0.0.1:8000",
     token: TokenOption = None,
-    fmt: Annotated[str, typer.Option("--format", help="json, yaml or report")] = "yaml",
-    out: Annotated[Path | None, typer.Option(help="file (json/yaml) or directory (report)")] = None,
+    fmt: Annotated[
+        str, typer.Option("--format", metavar="FORMAT", help="json, yaml or report")
+    ] = "yaml",
+    out: Annotated[
+        Path | None,
+        typer.Option(metavar="PATH", help="file (json/yaml) or directory (report)"),
+    ] = None,
     optuna_storage: Annotated[
         str | None,
-        typer.Option(help="instead: copy the study into this Optuna storage URL"),
+        typer.Option(metavar="URL", help="instead: copy the study into this Optuna storage URL"),
     ] = None,
-    optuna_study_name: Annotated[str | None, typer.Option(help="name in Optuna")] = None,
-    overwrite: Annotated[bool, typer.Option(help="replace an Optuna study of that name")] = False,
+    optuna_study_name: Annotated[
+        str | None, typer.Option(metavar="NAME", help="name in Optuna (default: the study's)")
+    ] = None,
+    overwrite: Annotated[
+        bool, typer.Option("--overwrite", help="replace an Optuna study of that name")
+    ] = False,
 ) -> None:
-    """Export a study's scaling rules (JSON or YAML), its report (Markdown + plots), or the
-    study itself into an Optuna storage (--optuna-storage) for optuna.load_study and
-    optuna-dashboard."""
+    """Export study STUDY_ID's scaling rules (JSON or YAML), its report (Markdown + plots),
+    or the study itself into an Optuna storage (--optuna-storage) for optuna.load_study
+    and optuna-dashboard."""
     import json
 
     if fmt not in ("json", "yaml", "report"):
@@ -316,7 +386,7 @@ def export(
 
 
 def _export_to_optuna(client, study_id: int, storage: str, name: str | None, overwrite: bool):  # type: ignore[no-untyped-def]
-    from service.optuna_export import OptunaExportError, export_from_api
+    from service.optuna_export import OptunaExportError, OptunaStudyExistsError, export_from_api
 
     try:
         exported = _api_call(
@@ -326,6 +396,11 @@ def _export_to_optuna(client, study_id: int, storage: str, name: str | None, ove
             storage=storage,
             study_name=name,
             overwrite=overwrite,
+        )
+    except OptunaStudyExistsError as exc:
+        _fail(
+            f"the Optuna storage already has a study named {exc.name!r}; pass --overwrite to "
+            "replace it, or choose another name with --optuna-study-name"
         )
     except OptunaExportError as exc:
         _fail(str(exc))
@@ -348,40 +423,74 @@ def _download_report(client, study_id: int, out: Path) -> None:  # type: ignore[
     console.print(f"wrote {out / 'scaling-report.md'}")
 
 
-def _status_table(study: dict):  # type: ignore[no-untyped-def]
-    from rich.table import Table
-
+def _status_table(study: dict) -> dict:  # type: ignore[type-arg]
+    """``show_table``'s arguments for a study's state, budget, trials and queue."""
     p = study["progress"]
-    table = Table(title=f"study {study['id']} {study['name']}: {study['state']}")
-    table.add_column("field")
-    table.add_column("value")
-    table.add_row("spent / budget cost", f"{p['spent_cost']:.4g} / {p['max_cost']}")
-    table.add_row("trials / budget", f"{p['dispatched']} / {p['max_trials']}")
-    for state, n in study["trials_by_state"].items():
-        table.add_row(f"trials {state}", str(n))
-    table.add_row("front size", str(len(study["front"])))
-    return table
+    rows = [
+        ["spent / budget cost", f"{p['spent_cost']:.4g} / {_or_none(p['max_cost'])}"],
+        ["trials / budget", f"{p['dispatched']} / {_or_none(p['max_trials'])}"],
+        *([f"trials {state}", str(n)] for state, n in study["trials_by_state"].items()),
+        ["front size", str(len(study["front"]))],
+    ]
+    queue = _queue_line(study)
+    if queue is not None:
+        rows.append(["queue", queue])
+    title = f"study {study['id']} {escape(study['name'])}: {study['state']}"
+    return {"title": title, "headers": ["field", "value"], "rows": rows, "wrap": ["value"]}
 
 
-def _queues_table(queues: dict | None):  # type: ignore[no-untyped-def]
-    from rich.table import Table
-    from rich.text import Text
+def _or_none(value: float | None) -> str:
+    return "none" if value is None else f"{value:.4g}"
 
+
+def _queue_line(study: dict) -> str | None:  # type: ignore[type-arg]
+    """The study's queue and its live workers; a warning when none consumes it."""
+    workers = study.get("queue_workers")
+    if workers is None:  # an external study, or heartbeats unreadable
+        return None
+    name = escape(study["spec"]["queue"])
+    if workers == 0:
+        return f"[bold red]{name}: no live worker consumes it; its trials wait until one does[/]"
+    return f"{name}: {plural(workers, 'live worker')}"
+
+
+def _queues_table(queues: dict | None) -> dict:  # type: ignore[type-arg]
+    """``show_table``'s arguments for the queue view (admins only)."""
     if queues is None:
-        return Text("queues and workers: shown to an admin token only")
+        return {
+            "title": "queues and workers: shown to an admin token only",
+            "headers": [],
+            "rows": [],
+        }
+    rows = [
+        [
+            "queue",
+            escape(q["name"]),
+            f"{q['waiting']} waiting, {q['running']} running",
+            _consumers(q.get("consumers")),
+        ]
+        for q in queues["queues"]
+    ]
+    rows += [
+        [
+            "worker",
+            escape(w["worker"]),
+            f"{escape(w['device'])}, trial {w['trial_id'] or '-'}",
+            f"beat {w['age_s']:.1f} s ago",
+        ]
+        for w in queues["workers"]
+    ]
+    return {
+        "title": "queues and workers",
+        "headers": ["kind", "name", "trials", "workers / heartbeat"],
+        "rows": rows,
+    }
 
-    table = Table(
-        "queue / worker",
-        "waiting / device",
-        "running / trial",
-        "heartbeat age s",
-        title="queues and workers",
-    )
-    for q in queues["queues"]:
-        table.add_row(q["name"], str(q["waiting"]), str(q["running"]), "")
-    for w in queues["workers"]:
-        table.add_row(w["worker"], w["device"], str(w["trial_id"] or "-"), f"{w['age_s']:.1f}")
-    return table
+
+def _consumers(n: int | None) -> str:
+    if n is None:
+        return "unknown"
+    return "[bold red]no live worker[/]" if n == 0 else plural(n, "live worker")
 
 
 # -- server-side administration: tenants and API tokens ---------------------------------
@@ -434,8 +543,8 @@ def _admin_write(action):  # type: ignore[no-untyped-def]
 
 
 @admin.command("create-tenant")
-def create_tenant(name: Annotated[str, typer.Argument(help="the tenant's name")]) -> None:
-    """Create a tenant (its studies are reachable with its tokens only)."""
+def create_tenant(name: Annotated[str, typer.Argument(metavar="NAME", hidden=True)]) -> None:
+    """Create the tenant NAME (its studies are reachable with its tokens only)."""
     import re
     import time
 
@@ -450,13 +559,14 @@ def create_tenant(name: Annotated[str, typer.Argument(help="the tenant's name")]
 
 @admin.command("issue-token")
 def issue_token(
-    tenant: Annotated[str | None, typer.Argument(help="the tenant's name")] = None,
-    name: Annotated[str, typer.Option(help="what the token is for")] = "cli",
+    tenant: Annotated[str | None, typer.Argument(metavar="TENANT", hidden=True)] = None,
+    name: Annotated[str, typer.Option(metavar="NAME", help="what the token is for")] = "cli",
     admin_token: Annotated[
         bool, typer.Option("--admin", help="an admin token (no tenant) instead")
     ] = False,
 ) -> None:
-    """Issue an API token; it is printed once and only its hash is stored."""
+    """Issue an API token of the tenant TENANT (or, with --admin, an admin token); it is
+    printed once and only its hash is stored."""
     import time
 
     from service import tokens
@@ -483,8 +593,9 @@ def issue_token(
 
 
 @admin.command("revoke")
-def revoke(ref: Annotated[str, typer.Argument(help="the token's id or prefix (st_...)")]) -> None:
-    """Revoke an API token: refused from the next request on."""
+def revoke(ref: Annotated[str, typer.Argument(metavar="TOKEN", hidden=True)]) -> None:
+    """Revoke the API token TOKEN, named by its id or prefix (st_...): refused from the
+    next request on."""
     import time
 
     from service.tokens import revoke_token
@@ -496,21 +607,30 @@ def revoke(ref: Annotated[str, typer.Argument(help="the token's id or prefix (st
 @admin.command("tokens")
 def list_tokens() -> None:
     """Tenants and their tokens (prefix, name, revoked or not); never the secrets."""
-    from rich.table import Table
-
     from service.storage import tenants
 
     def read(session):  # type: ignore[no-untyped-def]
         names = {t.id: t.name for t in tenants.list_tenants(session)}
         return names, tenants.list_tokens(session)
 
-    names, rows = _admin_write(read)
-    table = Table("id", "prefix", "name", "tenant", "revoked")
-    for row in rows:
-        owner = "(admin)" if row.tenant_id is None else names.get(row.tenant_id, "?")
-        table.add_row(str(row.id), row.prefix, row.name, owner, "yes" if row.revoked_at else "")
+    names, tokens = _admin_write(read)
+    rows = [
+        [
+            str(row.id),
+            row.prefix,
+            escape(row.name),
+            escape("(admin)" if row.tenant_id is None else names.get(row.tenant_id, "?")),
+            "yes" if row.revoked_at else "",
+        ]
+        for row in tokens
+    ]
     console.print(f"tenants: {', '.join(names.values())}", highlight=False)
-    console.print(table)
+    show_table(
+        console,
+        title="API tokens",
+        headers=["id", "prefix", "name", "tenant", "revoked"],
+        rows=rows,
+    )
 
 
 def main() -> None:

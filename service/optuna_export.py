@@ -56,6 +56,17 @@ class OptunaExportError(ValueError):
     """The snapshot cannot be written (a study of that name exists, a bad storage URL)."""
 
 
+class OptunaStudyExistsError(OptunaExportError):
+    """The storage already holds a study of that name (``overwrite`` replaces it)."""
+
+    def __init__(self, name: str) -> None:
+        super().__init__(
+            f"the Optuna storage already has a study named {name!r}; pass overwrite=True to "
+            "replace the earlier snapshot, or choose another study name"
+        )
+        self.name = name
+
+
 @dataclass(frozen=True)
 class ExportTrial:
     """One finished trial, as read from the database (``from_row``) or the HTTP API
@@ -290,10 +301,7 @@ def _create(optuna: Any, *, name: str, storage: Any, overwrite: bool) -> Any:
             study_name=name, storage=storage, directions=["minimize", "minimize"]
         )
     except optuna.exceptions.DuplicatedStudyError:
-        raise OptunaExportError(
-            f"the Optuna storage already has a study named {name!r}; pass overwrite=True to "
-            "replace the earlier snapshot, or choose another study name"
-        ) from None
+        raise OptunaStudyExistsError(name) from None
 
 
 def _study_public(study: StudyRow) -> dict[str, Any]:

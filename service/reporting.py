@@ -1,4 +1,4 @@
-"""Terminal output of a study's outcome: the front and the scaling rules (rich)."""
+"""Terminal output of a study's outcome: the front and the scaling rules."""
 
 from __future__ import annotations
 
@@ -6,11 +6,12 @@ import math
 from typing import Any
 
 from rich.console import Console
-from rich.table import Table
+from rich.markup import escape
 from sqlalchemy.orm import Session, sessionmaker
 
 from service.storage import repository as repo
 from service.storage.db import transaction
+from service.terminal import plural, show_table
 from service.views import front_trials, summarise
 
 
@@ -20,42 +21,43 @@ def print_study_result(console: Console, *, sessions: sessionmaker[Session], stu
         outcomes = repo.completed_outcomes(session, study_id=study_id)
         trials = front_trials(session, summarise(outcomes))
         rules, message = study.rules, study.message
-    console.print(front_table(trials))
+    print_front(console, trials)
     if rules is None:
-        console.print(f"scaling rules: none ({message or 'not fitted'})")
+        console.print(f"scaling rules: none ({message or 'not fitted'})", highlight=False)
     else:
-        console.print(rules_table(rules))
-        console.print("full rules: GET /studies/{id}/rules (JSON) or rules.yaml")
+        print_rules(console, rules)
+        console.print("full rules: GET /studies/{id}/rules (JSON) or rules.yaml", highlight=False)
 
 
-def front_table(trials: list[Any]) -> Table:
-    table = Table(title="Pareto front (loss vs cost)")
-    table.add_column("trial", justify="right")
-    table.add_column("cost", justify="right")
-    table.add_column("loss", justify="right")
+def print_front(console: Console, trials: list[Any]) -> None:
+    """The front's trials, cheapest first: cost, loss and every hyperparameter."""
     names = sorted({name for t in trials for name in t.params})
-    for name in names:
-        table.add_column(name, justify="right", overflow="fold")
-    for t in trials:
-        table.add_row(
-            str(t.number),
-            _fmt(t.cost_seconds),
-            _fmt(t.loss),
-            *(_fmt(t.params.get(name)) for name in names),
-        )
-    return table
+    rows = [
+        [str(t.number), _fmt(t.cost_seconds), _fmt(t.loss), *(_fmt(t.params.get(n)) for n in names)]
+        for t in trials
+    ]
+    show_table(
+        console,
+        title=f"Pareto front (loss vs cost): {plural(len(trials), 'point')}",
+        headers=["trial", "cost", "loss", *names],
+        rows=rows,
+    )
 
 
-def rules_table(rules: dict[str, Any]) -> Table:
+def print_rules(console: Console, rules: dict[str, Any]) -> None:
     """One row per hyperparameter: whether a scaling rule was learned, and its fallback."""
-    table = Table(title="Scaling rules (optimum vs compute / size and tokens)")
-    for column in ("hyperparameter", "rule", "fallback", "note"):
-        table.add_column(column, overflow="fold")
+    rows = []
     for rule in rules.get("hyperparameters", []):
         kind = "fitted" if rule.get("supported") else "none"
         note = rule.get("reason") or rule.get("note") or rule.get("size_tokens_reason") or ""
-        table.add_row(rule["name"], kind, _fmt(rule.get("fallback")), note)
-    return table
+        rows.append([escape(rule["name"]), kind, _fmt(rule.get("fallback")), escape(note)])
+    show_table(
+        console,
+        title="Scaling rules (optimum vs compute / size and tokens)",
+        headers=["hyperparameter", "rule", "fallback", "note"],
+        rows=rows,
+        wrap=["note"],
+    )
 
 
 def _fmt(value: Any) -> str:

@@ -24,6 +24,10 @@ def load_study_file(path: Path) -> StudySpec:
         data = yaml.safe_load(text)
     except yaml.YAMLError as exc:
         raise StudyFileError(f"{path} is not valid YAML: {exc}") from exc
+    if data is None:
+        raise StudyFileError(
+            f"{path}: the file is empty; a study needs at least name, objective and budget"
+        )
     if not isinstance(data, dict):
         raise StudyFileError(
             f"{path} must hold a mapping with at least name, objective and budget; "

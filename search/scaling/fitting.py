@@ -401,7 +401,7 @@ def _allocation_through_runs(table: _Table, members: np.ndarray, options: _Optio
 
 def _fit_frontier(table: _Table, front: np.ndarray, options: _Options):
     if len(front) < 2:
-        return None, f"the front has {len(front)} points"
+        return None, f"the front has {len(front)} point{'' if len(front) == 1 else 's'}"
     try:
         return fit_loss_frontier(table.compute[front], table.loss[front], **vars(options)), None
     except NotEnoughDataError as exc:

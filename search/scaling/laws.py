@@ -120,7 +120,7 @@ def check_fit_inputs(features: np.ndarray, y: np.ndarray, names: list[str]) -> N
     needed = MIN_POINTS_PER_COEF * (k + 1)
     if n < needed:
         raise NotEnoughDataError(
-            f"{n} points cannot support a law with {k + 1} coefficients; "
+            f"{n} point{'' if n == 1 else 's'} cannot support a law with {k + 1} coefficients; "
             f"need at least {needed} ({MIN_POINTS_PER_COEF} per coefficient)"
         )
     for j, name in enumerate(names):

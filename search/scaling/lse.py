@@ -124,7 +124,8 @@ def check_lse_inputs(log_x: np.ndarray, loss: np.ndarray, *, points_per_param: i
     needed = points_per_param * (2 * k + 1)
     if n < needed:
         raise NotEnoughDataError(
-            f"{n} points cannot support a {2 * k + 1}-parameter law; need at least {needed}"
+            f"{n} point{'' if n == 1 else 's'} cannot support a {2 * k + 1}-parameter law; "
+            f"need at least {needed}"
         )
 
 

@@ -327,7 +327,14 @@ def test_cli_export_copies_a_study_into_an_optuna_storage(
         args = ["export", str(study["id"]), "--optuna-storage", storage]
         first = CliRunner().invoke(cli.app, [*args, "--optuna-study-name", "from-cli"])
         again = CliRunner().invoke(cli.app, [*args, "--optuna-study-name", "from-cli"])
+        replaced = CliRunner().invoke(
+            cli.app, [*args, "--optuna-study-name", "from-cli", "--overwrite"]
+        )
     assert first.exit_code == 0, first.output
     assert "optuna-dashboard" in first.output
     assert len(optuna.load_study(study_name="from-cli", storage=storage).trials) == 2
     assert again.exit_code == 2 and "Traceback" not in again.output  # needs --overwrite
+    message = " ".join(again.output.split())
+    assert "pass --overwrite" in message and "overwrite=True" not in message  # the real flag
+    assert replaced.exit_code == 0, replaced.output
+    assert len(optuna.load_study(study_name="from-cli", storage=storage).trials) == 2
