@@ -444,11 +444,10 @@ class Scheduler:
         elif key not in self._unserved:
             self._unserved.add(key)
             logger.warning(
-                "study %s: %d trial(s) wait on queue %r, which no live worker consumes; "
-                "start a trial worker with -Q %s (or set the study's queue to one that "
-                "has workers)",
+                "study %s: %s on queue %r, which no live worker consumes; start a trial "
+                "worker with -Q %s (or give the study a queue that has workers)",
                 study.id,
-                dispatched,
+                "1 trial waits" if dispatched == 1 else f"{dispatched} trials wait",
                 queue,
                 queue,
             )

@@ -97,7 +97,7 @@ def test_trials_on_a_queue_without_workers_wait_unspent_and_say_so(
         assert status.exit_code == 0, status.output
         assert "nobody: no live worker consumes it" in status.output
         log = (tmp_path / "control.log").read_text()
-        assert log.count(f"study {study_id}: 2 trial(s) wait on queue") == 1, log
+        assert log.count(f"study {study_id}: 2 trials wait on queue") == 1, log
 
         stopped = runner.invoke(cli.app, ["stop", str(study_id)])
         assert stopped.exit_code == 0, stopped.output

@@ -19,6 +19,7 @@ from tests.service.factories import (
     infra_failure,
     make_spec,
 )
+from workers.heartbeat import QueueConsumers
 
 SETTINGS = Settings(
     database_url="sqlite://",
@@ -117,6 +118,63 @@ def test_silent_trial_is_requeued_and_a_late_first_result_still_wins(sqlite_sess
     with transaction(sqlite_sessions) as session:
         trial = repo.get_trial(session, trial_id=attempt0.trial_id)
         assert (trial.loss, trial.result_key, trial.attempt) == (2.5, "0", 1)
+
+
+class FakeFleet:
+    """Workers as Redis would describe them: the attempts taken, the queues' consumers."""
+
+    def __init__(self, consumers: dict[str, QueueConsumers]) -> None:
+        self.taken: set[str] = set()
+        self.retired: list[str] = []
+        self._consumers = consumers
+
+    def consumers(self) -> dict[str, QueueConsumers]:
+        return self._consumers
+
+    def started(self, task_ids: list[str]) -> set[str]:
+        return self.taken & set(task_ids)
+
+    def retire(self, task_ids: list[str]) -> None:
+        self.retired += task_ids
+
+
+@pytest.mark.parametrize(
+    ("consumers", "resent"),
+    [
+        ({}, False),  # nobody consumes the queue: the message waits there
+        ({"trials": QueueConsumers(live=1, idle=0)}, False),  # queued behind a busy worker
+        ({"trials": QueueConsumers(live=1, idle=1)}, True),  # an idle worker missed it: lost
+    ],
+)
+def test_a_trial_no_worker_took_spends_no_attempt(sqlite_sessions, consumers, resent) -> None:
+    clock, dispatcher, fleet = FakeClock(), RecordingDispatcher(), FakeFleet(consumers)
+    scheduler = Scheduler(
+        sessions=sqlite_sessions,
+        settings=SETTINGS,  # two attempts at most
+        clock=clock,
+        dispatcher=dispatcher,
+        fleet=fleet,
+    )
+    study_id = scheduler.create_study(make_spec(in_flight=1))
+    scheduler.step(study_id)
+    (first,) = dispatcher.take()
+    for _ in range(3):  # more reclaim periods than attempts allowed
+        clock.advance(61.0)
+        scheduler.step(study_id)
+    with transaction(sqlite_sessions) as session:
+        trial = repo.get_trial(session, trial_id=first.trial_id)
+        assert trial.state != TrialState.FAILED
+        assert repo.attempts_used(trial) == 1
+        assert trial.attempt == (3 if resent else 0)
+    assert fleet.retired == [f"trial-{study_id}-{first.trial_id}-{a}" for a in range(trial.attempt)]
+    # A worker takes the current attempt and goes silent: now attempts count.
+    fleet.taken.add(f"trial-{study_id}-{first.trial_id}-{trial.attempt}")
+    clock.advance(61.0)
+    scheduler.step(study_id)
+    with transaction(sqlite_sessions) as session:
+        trial = repo.get_trial(session, trial_id=first.trial_id)
+        # reclaimed as the first spent attempt, and sent again at once as the second
+        assert (trial.state, repo.attempts_used(trial)) == (TrialState.RUNNING, 2)
 
 
 def test_infrastructure_failures_retry_then_fail_without_blaming_the_config(

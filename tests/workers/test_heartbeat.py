@@ -51,3 +51,26 @@ def test_a_publisher_keeps_a_slow_trial_alive(redis_url: str) -> None:
         assert store.trial(1, 2) is None
     finally:
         publisher.stop()
+
+
+def test_attempts_are_claimed_until_retired(store: HeartbeatStore) -> None:
+    assert store.attempts_started(["trial-1-2-0", "trial-1-2-1"]) == set()
+    assert store.claim_attempt("trial-1-2-0", keep_s=60) is True  # taken: run it
+    assert store.attempts_started(["trial-1-2-0", "trial-1-2-1"]) == {"trial-1-2-0"}
+    store.retire_attempts(["trial-1-2-0"], keep_s=60)
+    assert store.claim_attempt("trial-1-2-0", keep_s=60) is False  # redelivered: drop it
+    assert store.claim_attempt("trial-1-2-1", keep_s=60) is True  # the next attempt runs
+
+
+def test_consumers_count_live_and_idle_workers_per_queue(store: HeartbeatStore) -> None:
+    busy = TrialRef(study_id=1, trial_id=2)
+    store.write(worker="a", device="cpu", trial=None, started_at=None, queues=("trials", "cpu"))
+    store.write(worker="b", device="cuda:0", trial=busy, started_at=1.0, queues=("trials", "gpu"))
+    counts = store.consumers()
+    assert {name: (c.live, c.idle) for name, c in counts.items()} == {
+        "trials": (2, 1),
+        "cpu": (1, 1),
+        "gpu": (1, 0),
+    }
+    time.sleep(0.7)  # both silent past the TTL: nobody consumes anything
+    assert store.consumers() == {}
