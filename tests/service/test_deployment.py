@@ -117,3 +117,19 @@ def test_docker_compose_config_accepts_the_file(tmp_path: Path) -> None:
         ],
         check=True,
     )
+
+
+def test_every_compose_trial_worker_consumes_the_queue_a_study_uses_by_default() -> None:
+    """A study without a `queue` field (the README's example) reaches the shipped workers."""
+    from service.domain import StudySpec
+
+    default = StudySpec.model_fields["queue"].default
+    assert default == WorkerSettings().trial_queue  # a worker started without -Q serves it
+    workers = {
+        name: service["command"]
+        for name, service in SERVICES.items()
+        if {"workers.celery_app", "worker"} <= set(service.get("command", []))
+    }
+    assert {"gpu-worker", "cpu-worker"} <= set(workers)
+    for name, command in workers.items():
+        assert default in command[command.index("-Q") + 1].split(","), name
