@@ -274,7 +274,10 @@ class Scheduler:
                 session, study, engine, waiting=tally.by_state[TrialState.WAITING], left=left
             )
             self._maybe_complete(
-                session, study, left=left, running=tally.by_state[TrialState.RUNNING]
+                session,
+                study,
+                left=left,
+                unfinished=tally.by_state[TrialState.RUNNING] + tally.requeued,
             )
             if fresh or told or asked or study.state == StudyState.COMPLETE:
                 self._save(session, study, engine)
@@ -289,7 +292,7 @@ class Scheduler:
         waiting = tally.by_state[TrialState.WAITING]
         left = trials_left(session, study=study, tally=tally)
         if left == 0:
-            return tally.by_state[TrialState.RUNNING] > 0
+            return tally.by_state[TrialState.RUNNING] + tally.requeued > 0
         return waiting > min(self.settings.proposal_buffer // 2, left - 1)
 
     def _refill(
@@ -314,7 +317,8 @@ class Scheduler:
             if study.state == StudyState.COMPLETE:
                 trials = waiting_verifications(session, study_id=study.id)[: max(0, count)]
             elif study.state == StudyState.RUNNING:
-                n = min(count, self._trials_left(session, study))
+                tally = repo.tally(session, study_id=study.id)
+                n = min(count, trials_left(session, study=study, tally=tally) + tally.requeued)
                 trials = self._take(session, study, engine, n)
             else:
                 return []
@@ -478,7 +482,9 @@ class Scheduler:
     ) -> list[tuple[TrialRequest, str]]:
         spec = load_spec(study)
         running = tally.by_state[TrialState.RUNNING]
-        n = min(spec.in_flight - running, trials_left(session, study=study, tally=tally))
+        # Requeued trials run again on the budget they already spent.
+        left = trials_left(session, study=study, tally=tally) + tally.requeued
+        n = min(spec.in_flight - running, left)
         if n <= 0:
             return []
         queue = self.settings.queue_name(spec.queue)
@@ -552,16 +558,12 @@ class Scheduler:
             self.ask_timer(time.perf_counter() - started)
         return repo.add_trials(session, study=study, suggestions=suggestions, now=self.clock())
 
-    @staticmethod
-    def _trials_left(session: Session, study: StudyRow) -> int:
-        return trials_left(session, study=study)
-
     def _maybe_complete(
-        self, session: Session, study: StudyRow, *, left: int, running: int
+        self, session: Session, study: StudyRow, *, left: int, unfinished: int
     ) -> None:
-        """A study whose budget is spent (``left`` 0) and whose last trial finished
-        (``running`` 0) is COMPLETE."""
-        if study.state != StudyState.RUNNING or left > 0 or running > 0:
+        """A study whose budget is spent (``left`` 0) and whose last dispatched trial
+        finished (``unfinished`` 0: none running or requeued) is COMPLETE."""
+        if study.state != StudyState.RUNNING or left > 0 or unfinished > 0:
             return
         self._cancel_waiting(session, study)
         self._sync(session, study, self._engine(study))
@@ -646,7 +648,10 @@ def _after_dispatch(tally: repo.Tally, requests: list[TrialRequest]) -> repo.Tal
     by_state[TrialState.RUNNING] += len(requests)
     first = sum(1 for request in requests if request.attempt == 0)
     return repo.Tally(
-        by_state=by_state, spent_cost=tally.spent_cost, dispatched=tally.dispatched + first
+        by_state=by_state,
+        spent_cost=tally.spent_cost,
+        dispatched=tally.dispatched + first,
+        requeued=max(0, tally.requeued - (len(requests) - first)),
     )
 
 

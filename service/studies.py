@@ -83,7 +83,8 @@ def take_buffered(
         return _hand_out(session, waiting[: max(0, count)], now=now, lease_seconds=lease_seconds)
     if study.state != StudyState.RUNNING:
         return []
-    n = min(count, trials_left(session, study=study))
+    tally = repo.tally(session, study_id=study_id)
+    n = min(count, trials_left(session, study=study, tally=tally) + tally.requeued)
     waiting = repo.trials_in_state(session, study_id=study_id, states=[TrialState.WAITING])
     return _hand_out(session, waiting[: max(0, n)], now=now, lease_seconds=lease_seconds)
 

@@ -283,11 +283,17 @@ def count_by_state(session: Session, *, study_id: int) -> dict[TrialState, int]:
 
 @dataclass(frozen=True)
 class Tally:
-    """A study's trials by state, the cost spent and the trials dispatched, in one query."""
+    """A study's trials by state, the cost spent and the trials dispatched, in one query.
+
+    ``requeued``: WAITING trials dispatched before (reclaimed for another attempt). They
+    count in ``dispatched`` (the budget paid for them once) and run again without
+    spending more of it.
+    """
 
     by_state: dict[TrialState, int]
     spent_cost: float
     dispatched: int
+    requeued: int = 0
 
 
 def tally(session: Session, *, study_id: int) -> Tally:
@@ -304,7 +310,13 @@ def tally(session: Session, *, study_id: int) -> Tally:
     by_state = {state: 0 for state in TrialState}
     by_state.update({TrialState(state): n for state, n, _, _ in rows})
     spent = sum(float(cost or 0.0) for _, _, cost, _ in rows)
-    return Tally(by_state=by_state, spent_cost=spent, dispatched=sum(d for *_, d in rows))
+    requeued = sum(d for state, _, _, d in rows if state == TrialState.WAITING)
+    return Tally(
+        by_state=by_state,
+        spent_cost=spent,
+        dispatched=sum(d for *_, d in rows),
+        requeued=requeued,
+    )
 
 
 def start_trial(

@@ -347,3 +347,22 @@ def test_a_study_whose_stored_spec_no_longer_validates_is_stopped_and_the_others
         assert repo.get_study(session, study_id=healthy).state == StudyState.RUNNING
     assert {request.study_id for request, _ in dispatcher.sent} == {healthy}
     assert _states(sqlite_sessions, broken).get(TrialState.WAITING, 0) == 0
+
+
+def test_the_budgets_last_trial_requeued_runs_again_instead_of_being_cancelled(
+    sqlite_sessions,
+) -> None:
+    clock, dispatcher = FakeClock(), RecordingDispatcher()
+    scheduler = _scheduler(sqlite_sessions, clock=clock, dispatcher=dispatcher)
+    study_id = scheduler.create_study(make_spec(in_flight=1, budget=Budget(max_trials=1)))
+    scheduler.step(study_id)
+    (attempt0,) = dispatcher.take()
+    clock.advance(61.0)  # its worker went silent: requeued, and the budget is all dispatched
+    report = scheduler.step(study_id)
+    assert report.requeued == [attempt0.trial_id]
+    (attempt1,) = dispatcher.take()  # sent again, although no trial is left in the budget
+    assert (attempt1.trial_id, attempt1.attempt) == (attempt0.trial_id, 1)
+    assert report.state == StudyState.RUNNING
+    _record(sqlite_sessions, completed(attempt1, loss=3.0))
+    assert scheduler.step(study_id).state == StudyState.COMPLETE
+    assert _states(sqlite_sessions, study_id)[TrialState.COMPLETE] == 1
