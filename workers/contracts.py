@@ -71,7 +71,7 @@ def attempt_task_id(study_id: int, trial_id: int, attempt: int) -> str:
 def trial_send_options(request: TrialRequest, *, queue: str) -> dict[str, Any]:
     """Keyword arguments for ``send_task(RUN_TRIAL_TASK, args=[request_json], **options)``.
 
-    Puts the trial on ``queue`` (a device pool: "gpu", "cpu") under its deterministic
+    Puts the trial on ``queue`` ("trials", or a device pool: "gpu") under its deterministic
     task id, with the request's soft and hard time limits as Celery's per-task limits.
     """
     options: dict[str, Any] = {"task_id": trial_task_id(request), "queue": queue}

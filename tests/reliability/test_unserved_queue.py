@@ -96,6 +96,11 @@ def test_trials_on_a_queue_without_workers_wait_unspent_and_say_so(
         status = runner.invoke(cli.app, ["status", str(study_id)], env={"COLUMNS": "200"})
         assert status.exit_code == 0, status.output
         assert "nobody: no live worker consumes it" in status.output
+        listed = runner.invoke(cli.app, ["list"], env={"COLUMNS": "80"})
+        assert listed.exit_code == 0, listed.output
+        assert [str(study_id), "unserved", "testbed", "RUNNING"] in [
+            line.split() for line in listed.output.splitlines()
+        ]
         log = (tmp_path / "control.log").read_text()
         assert log.count(f"study {study_id}: 2 trials wait on queue") == 1, log
 

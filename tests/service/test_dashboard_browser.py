@@ -467,3 +467,20 @@ def test_queues_page_shows_queues_workers_and_heartbeat_ages(server, browser, st
     assert "idle" in idle.text and idle.find_element("css selector", ".age-ok").text.endswith("s")
     _no_page_errors(browser)
     _screenshot(browser, shots / "dashboard-queues.png")
+
+
+def test_study_page_warns_while_no_live_worker_consumes_its_queue(server, browser, store) -> None:
+    """The running study's queue is ``trials`` (its default); the workers of the other
+    tests' heartbeats consume nothing, then one that consumes ``trials`` appears."""
+    _open(browser, f"{server}/ui/study.html?id={store['running_id']}&poll=0.5")
+    _wait(browser, lambda d: _count(d, "#unserved") == 1, "the unserved-queue warning")
+    assert 'queue "trials"' in browser.find_element("id", "unserved").text
+    beats = HeartbeatStore.from_url(store["redis_url"], prefix=store["prefix"])
+    try:
+        worker = {"worker": "cpu0@node2", "device": "cpu", "trial": None, "started_at": None}
+        beats.write(**worker, queues=("trials",))
+        _wait(browser, lambda d: _count(d, "#unserved") == 0, "the warning to go")
+    finally:
+        beats.remove_worker("cpu0@node2")
+        beats.client.close()
+    assert browser.find_element("id", "error").text == ""
