@@ -15,7 +15,6 @@ import numpy as np
 from sqlalchemy.orm import Session
 
 from search.pareto import best_loss_within_cost, front_indices
-from service.domain import StudySpec
 from service.storage import repository as repo
 from service.storage.tables import StudyRow, TrialRow
 
@@ -42,15 +41,32 @@ class Progress:
 
 
 def progress(session: Session, *, study: StudyRow) -> Progress:
-    budget = StudySpec.model_validate(study.spec).budget
+    """Spent vs budget; the budget is read as stored, so a study whose spec no longer
+    loads (``domain.spec_error``) still shows its progress."""
+    max_cost, max_trials = _stored_budget(study.spec)
     tally = repo.tally(session, study_id=study.id)
     return Progress(
         spent_cost=tally.spent_cost,
-        max_cost=budget.max_cost,
+        max_cost=max_cost,
         dispatched=tally.dispatched,
-        max_trials=budget.max_trials,
+        max_trials=max_trials,
         by_state={str(k): v for k, v in tally.by_state.items()},
     )
+
+
+def _stored_budget(spec: Any) -> tuple[float | None, int | None]:
+    """(max_cost, max_trials) of a stored spec; None where absent or not a number."""
+    budget = spec.get("budget") if isinstance(spec, dict) else None
+    budget = budget if isinstance(budget, dict) else {}
+    max_cost, max_trials = budget.get("max_cost"), budget.get("max_trials")
+    return (
+        float(max_cost) if _finite_number(max_cost) else None,
+        int(max_trials) if _finite_number(max_trials) else None,
+    )
+
+
+def _finite_number(value: Any) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
 
 
 @dataclass(frozen=True)

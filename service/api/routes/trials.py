@@ -9,7 +9,7 @@ from fastapi import APIRouter, HTTPException, Query, status
 
 from service import studies
 from service.api.auth import Authenticated, OwnedStudy, OwnedTrial
-from service.api.deps import ProposalsDep, SessionDep, SettingsDep, StudyId, TrialId
+from service.api.deps import Offset, ProposalsDep, SessionDep, SettingsDep, StudyId, TrialId
 from service.api.refusals import AUTHENTICATED, OWNED, refusals
 from service.domain import StudyState, TrialState
 from service.schemas import (
@@ -34,7 +34,7 @@ def list_trials(
     study_id: StudyId,
     session: SessionDep,
     state: Annotated[list[TrialState] | None, Query()] = None,
-    offset: Annotated[int, Query(ge=0)] = 0,
+    offset: Offset = 0,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
 ) -> TrialsPublic:
     """A study's trials by number, filtered by state, paged."""
