@@ -233,7 +233,8 @@ def list_(api: ApiOption = "http://127.0.0.1:8000", token: TokenOption = None) -
     studies = _api_call(_client(api, token).list_studies)
     table = Table("id", "name", "objective", "state")
     for s in studies["data"]:
-        table.add_row(str(s["id"]), s["name"], s["objective"], s["state"])
+        state = s["state"] + (" (spec no longer loads)" if s.get("error") else "")
+        table.add_row(str(s["id"]), s["name"], s["objective"], state)
     console.print(table)
 
 
@@ -355,6 +356,8 @@ def _status_table(study: dict):  # type: ignore[no-untyped-def]
     table = Table(title=f"study {study['id']} {study['name']}: {study['state']}")
     table.add_column("field")
     table.add_column("value")
+    if study.get("error"):  # its stored spec no longer loads: it cannot run
+        table.add_row("error", study["error"])
     table.add_row("spent / budget cost", f"{p['spent_cost']:.4g} / {p['max_cost']}")
     table.add_row("trials / budget", f"{p['dispatched']} / {p['max_trials']}")
     for state, n in study["trials_by_state"].items():
