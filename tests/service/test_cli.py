@@ -145,23 +145,27 @@ def test_status_and_list_show_a_study_whose_stored_spec_no_longer_loads(
 
     settings = Settings(database_url=database_url, broker_url=redis_url, proposals="inline")
     app_ = create_app(settings)
-    with TestClient(app_) as http:
-        authorize(http)
-        spec = {"name": "s", "objective": "testbed", "budget": {"max_trials": 3}}
-        good = http.post("/studies", json={**spec, "name": "good", "executor": "external"})
-        bad = http.post("/studies", json={**spec, "name": "poisoned", "executor": "external"})
-        with transaction(app_.state.sessions) as session:
-            poisoned = {**spec, "search": {"cost_overshoot": None}}
-            session.execute(
-                update(StudyRow).where(StudyRow.id == bad.json()["id"]).values(spec=poisoned)
+    try:
+        with TestClient(app_) as http:
+            authorize(http)
+            spec = {"name": "s", "objective": "testbed", "budget": {"max_trials": 3}}
+            good = http.post("/studies", json={**spec, "name": "good", "executor": "external"})
+            bad = http.post("/studies", json={**spec, "name": "poisoned", "executor": "external"})
+            with transaction(app_.state.sessions) as session:
+                poisoned = {**spec, "search": {"cost_overshoot": None}}
+                session.execute(
+                    update(StudyRow).where(StudyRow.id == bad.json()["id"]).values(spec=poisoned)
+                )
+            monkeypatch.setattr(
+                "service.cli._client", lambda api, token: ScaletuneClient(http=http)
             )
-        monkeypatch.setattr("service.cli._client", lambda api, token: ScaletuneClient(http=http))
-        listed = runner.invoke(app, ["list"])
-        assert listed.exit_code == 0, listed.output
-        assert "good" in listed.output and "poisoned" in listed.output
-        assert "spec no longer loads" in _flat(listed.output)
-        status = runner.invoke(app, ["status", str(bad.json()["id"])])
-        assert status.exit_code == 0, status.output
-        assert "search.cost_overshoot" in _flat(status.output), status.output
-        assert runner.invoke(app, ["status", str(good.json()["id"])]).exit_code == 0
-    app_.state.sessions.kw["bind"].dispose()
+            listed = runner.invoke(app, ["list"])
+            assert listed.exit_code == 0, listed.output
+            assert "good" in listed.output and "poisoned" in listed.output
+            assert "spec no longer loads" in _flat(listed.output)
+            status = runner.invoke(app, ["status", str(bad.json()["id"])])
+            assert status.exit_code == 0, status.output
+            assert "search.cost_overshoot" in _flat(status.output), status.output
+            assert runner.invoke(app, ["status", str(good.json()["id"])]).exit_code == 0
+    finally:
+        app_.state.sessions.kw["bind"].dispose()  # before its database is dropped
