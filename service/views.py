@@ -12,11 +12,14 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
+import redis
 from sqlalchemy.orm import Session
 
 from search.pareto import best_loss_within_cost, front_indices
+from service.domain import TrialState
 from service.storage import repository as repo
 from service.storage.tables import StudyRow, TrialRow
+from workers.heartbeat import HeartbeatStore
 
 
 @dataclass(frozen=True)
@@ -143,3 +146,24 @@ def best_per_cost_band(
         {"max_cost": float(c), "best_loss": None if math.isinf(b) else float(b)}
         for c, b in zip(limits, best, strict=True)
     ]
+
+
+def running_workers(heartbeats: HeartbeatStore | None, trials: list[TrialRow]) -> dict[int, str]:
+    """The worker that runs each RUNNING trial, by trial id, as its heartbeat names it.
+
+    A trial's row records its worker with its result; until then only the worker's
+    heartbeat (Redis) says who runs it. A trial without a beat of its current attempt is
+    left out (dispatched, not yet started), as is everything when Redis does not answer.
+    """
+    running = [t for t in trials if t.state == TrialState.RUNNING and not t.external]
+    if heartbeats is None or not running:
+        return {}
+    try:
+        beats = heartbeats.trials([(t.study_id, t.id) for t in running])
+    except redis.RedisError:
+        return {}
+    return {
+        t.id: beat.worker
+        for t in running
+        if (beat := beats.get((t.study_id, t.id))) is not None and beat.trial.attempt == t.attempt
+    }

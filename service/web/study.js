@@ -99,6 +99,7 @@
       "summary",
       el("h1", {}, `${d.name} `, ST.badge(d.state)),
       el("div", { class: "subtitle" }, `study ${d.id} · objective ${d.objective} · created ${new Date(d.created_at * 1000).toLocaleString()}`),
+      d.error ? el("div", { class: "error", id: "study-error" }, `This study cannot run: ${d.error}`) : null,
       el("div", { class: "row" },
         el("div", {}, ST.progressBar(d.progress.fraction, ST.budgetText(d.progress))),
         el("div", { class: "chips" }, chips),
@@ -327,7 +328,8 @@
     }
     cols.push(
       { key: "reason", label: "reason", get: (t) => t.reason },
-      { key: "worker", label: "worker", get: (t) => t.worker || t.queue || "" },
+      // a running trial's worker comes from its heartbeat: "—" until one names it
+      { key: "worker", label: "worker", get: (t) => t.worker || (t.external ? "external" : "—") },
       { key: "duration", label: "wall time", num: true, get: (t) => (t.finished_at && t.dispatched_at ? t.finished_at - t.dispatched_at : null), text: (v) => fmt.seconds(v) },
     );
     return cols;
