@@ -150,14 +150,15 @@ ST.replace = function replace(id, ...children) {
 // -- polling -----------------------------------------------------------------------------
 
 // What the #live indicator says when a refresh failed: the HTTP status and its meaning,
-// or that the API did not answer at all.
+// that the API did not answer at all (fetch rejects with a TypeError), or a page error.
 ST.failureText = function failureText(error) {
   const what = { 401: "not signed in", 403: "not allowed", 404: "not found", 503: "database unavailable" };
   if (error instanceof ApiError) {
     const meaning = what[error.status] || (error.status >= 500 ? "server error" : "refused");
     return `failed · HTTP ${error.status} ${meaning}`;
   }
-  return "failed · no answer from the API";
+  if (error instanceof TypeError && /fetch/i.test(error.message)) return "failed · no answer from the API";
+  return "failed · page error (see the browser console)";
 };
 
 // Run `refresh` now and every ST.POLL_SECONDS; the #live indicator says when data last
