@@ -17,7 +17,7 @@ import typer
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-from service.config import DEFAULT_HOME, Settings
+from service.config import Settings
 from service.domain import Budget, ScalingAxesSpec, StudySpec
 from service.studyfile import StudyFileError, load_study_file
 
@@ -35,6 +35,10 @@ WorkersOption = Annotated[int, typer.Option("--workers", min=1, help="in-process
 ReportOption = Annotated[
     Path | None,
     typer.Option("--report", help="directory for the scaling report (Markdown + plots)"),
+]
+RulesOutOption = Annotated[
+    Path | None,
+    typer.Option("--rules-out", help="write the fitted scaling rules here (.yaml, .yml or .json)"),
 ]
 
 
@@ -58,10 +62,11 @@ def demo(
     db: DbOption = None,
     workers: WorkersOption = 4,
     report: ReportOption = None,
+    rules_out: RulesOutOption = None,
 ) -> None:
     """Run a demo study on the synthetic scaling testbed, embedded; print front and rules."""
     spec = demo_spec(trials=trials, in_flight=in_flight, seed=seed)
-    _run_embedded(spec, db=db, workers=workers, report=report)
+    _run_embedded(spec, db=db, workers=workers, report=report, rules_out=rules_out)
 
 
 @app.command()
@@ -70,28 +75,36 @@ def run(
     db: DbOption = None,
     workers: WorkersOption = 4,
     report: ReportOption = None,
+    rules_out: RulesOutOption = None,
 ) -> None:
     """Run the study described in STUDY_FILE, embedded (no services)."""
     try:
         spec = load_study_file(study_file)
     except StudyFileError as exc:
         _fail(str(exc))
-    _run_embedded(spec, db=db, workers=workers, report=report)
+    _run_embedded(spec, db=db, workers=workers, report=report, rules_out=rules_out)
 
 
 def _run_embedded(
-    spec: StudySpec, *, db: Path | None, workers: int, report: Path | None = None
+    spec: StudySpec,
+    *,
+    db: Path | None,
+    workers: int,
+    report: Path | None = None,
+    rules_out: Path | None = None,
 ) -> None:
     from service.embedded import run_embedded
+    from service.local_store import check_rules_path, open_store
     from service.scheduler import Scheduler
-    from service.storage.db import make_engine, make_sessionmaker, migrate
     from service.verification import NoRulesError
 
-    path = db or DEFAULT_HOME / "scaletune.db"
+    if rules_out is not None:
+        try:
+            check_rules_path(rules_out)
+        except ValueError as exc:
+            _fail(f"--rules-out: {exc}")
+    path, sessions = open_store(db)
     settings = Settings(database_url=f"sqlite:///{path}")
-    engine = make_engine(settings.database_url)
-    migrate(engine)
-    sessions = make_sessionmaker(engine)
     try:
         study_id = Scheduler(sessions=sessions, settings=settings).create_study(spec)
     except (ValueError, NoRulesError) as exc:  # a bad objective name or options, a warm start
@@ -113,28 +126,34 @@ def _run_embedded(
     console.print(f"study {study_id} finished: {state}")
     from service.reporting import print_study_result
 
-    print_study_result(console, sessions=sessions, study_id=study_id)
+    print_study_result(console, sessions=sessions, study_id=study_id, store=path)
+    _write_local_outputs(sessions, study_id, report=report, rules_out=rules_out)
+
+
+def _write_local_outputs(  # type: ignore[no-untyped-def]
+    sessions, study_id: int, *, report: Path | None, rules_out: Path | None
+) -> None:
+    """The report and the rules file an embedded command was asked for; without rules,
+    each says why and the command exits with code 1 once both were tried."""
+    from service.local_store import study_rules, write_report, write_rules
+    from service.report_files import NoReportError
+
+    missing = False
     if report is not None:
-        _write_local_report(sessions, study_id, report)
-
-
-def _write_local_report(sessions, study_id: int, base: Path) -> None:  # type: ignore[no-untyped-def]
-    from service.domain import TrialState
-    from service.report_files import REPORT_NAME, NoReportError, report_dir
-    from service.storage import repository as repo
-    from service.storage.db import transaction
-
-    with transaction(sessions) as session:
-        study = repo.get_study(session, study_id=study_id)
-        trials = repo.trials_in_state(
-            session, study_id=study_id, states=[TrialState.COMPLETE, TrialState.FAILED]
-        )
         try:
-            directory = report_dir(study=study, trials=trials, base=base)
+            console.print(f"report: {write_report(sessions, study_id, report)}", highlight=False)
         except NoReportError as exc:
-            console.print(f"no report: {exc}")
-            return
-    console.print(f"report: {directory / REPORT_NAME}")
+            errors.print(f"no report: {exc}", highlight=False)
+            missing = True
+    if rules_out is not None:
+        try:
+            write_rules(study_rules(sessions, study_id), rules_out)
+            console.print(f"rules: {rules_out}", highlight=False)
+        except NoReportError as exc:
+            errors.print(f"no rules file: {exc}", highlight=False)
+            missing = True
+    if missing:
+        raise typer.Exit(code=1)
 
 
 def _progress_bar() -> Progress:
@@ -291,6 +310,14 @@ def export(
     ] = None,
     optuna_study_name: Annotated[str | None, typer.Option(help="name in Optuna")] = None,
     overwrite: Annotated[bool, typer.Option(help="replace an Optuna study of that name")] = False,
+    db: Annotated[
+        Path | None,
+        typer.Option(
+            "--db",
+            help="read this embedded store (the SQLite file of `scaletune run`, "
+            ".scaletune/scaletune.db by default there) instead of the API",
+        ),
+    ] = None,
 ) -> None:
     """Export a study's scaling rules (JSON or YAML), its report (Markdown + plots), or the
     study itself into an Optuna storage (--optuna-storage) for optuna.load_study and
@@ -299,6 +326,11 @@ def export(
 
     if fmt not in ("json", "yaml", "report"):
         _fail("--format must be json, yaml or report")
+    if db is not None:
+        if optuna_storage is not None:
+            _fail("--optuna-storage reads a study through the API; leave out --db")
+        _export_local(db, study_id, fmt, out)
+        return
     client = _client(api, token)
     if optuna_storage is not None:
         _export_to_optuna(client, study_id, optuna_storage, optuna_study_name, overwrite)
@@ -313,6 +345,29 @@ def export(
     else:
         out.write_text(text)
         console.print(f"wrote {out}")
+
+
+def _export_local(db: Path, study_id: int, fmt: str, out: Path | None) -> None:
+    """``export`` from the embedded store: the rules (JSON/YAML) or the report."""
+    from service.domain import StudyNotFoundError
+    from service.local_store import NoStoreError, open_store, study_rules, write_report
+    from service.report_files import NoReportError
+
+    try:
+        _, sessions = open_store(db, create=False)
+        if fmt == "report":
+            path = write_report(sessions, study_id, out or Path(f"scaletune-report-{study_id}"))
+            console.print(f"wrote {path}", highlight=False)
+            return
+        rules = study_rules(sessions, study_id)
+    except (NoStoreError, NoReportError, StudyNotFoundError) as exc:
+        _fail(str(exc))
+    text = rules.to_json() if fmt == "json" else rules.to_yaml()
+    if out is None:
+        typer.echo(text)  # unwrapped, so it parses
+    else:
+        out.write_text(text)
+        console.print(f"wrote {out}", highlight=False)
 
 
 def _export_to_optuna(client, study_id: int, storage: str, name: str | None, overwrite: bool):  # type: ignore[no-untyped-def]
