@@ -302,7 +302,12 @@ def export(
     study_id: int,
     api: ApiOption = "http://127.0.0.1:8000",
     token: TokenOption = None,
-    fmt: Annotated[str, typer.Option("--format", help="json, yaml or report")] = "yaml",
+    fmt: Annotated[
+        str | None,
+        typer.Option(
+            "--format", help="json, yaml or report (default: by --out's suffix, else yaml)"
+        ),
+    ] = None,
     out: Annotated[Path | None, typer.Option(help="file (json/yaml) or directory (report)")] = None,
     optuna_storage: Annotated[
         str | None,
@@ -324,6 +329,8 @@ def export(
     optuna-dashboard."""
     import json
 
+    if fmt is None:
+        fmt = "json" if out is not None and out.suffix == ".json" else "yaml"
     if fmt not in ("json", "yaml", "report"):
         _fail("--format must be json, yaml or report")
     if db is not None:
@@ -437,6 +444,138 @@ def _queues_table(queues: dict | None):  # type: ignore[no-untyped-def]
     for w in queues["workers"]:
         table.add_row(w["worker"], w["device"], str(w["trial_id"] or "-"), f"{w['age_s']:.1f}")
     return table
+
+
+# -- past runs as a study --------------------------------------------------------------
+
+ColumnOption = Annotated[str | None, typer.Option(help="column name", show_default=False)]
+
+
+@app.command("import")
+def import_runs(
+    runs_file: Annotated[Path, typer.Argument(help="runs as .csv (plain or W&B export) or .jsonl")],
+    params: Annotated[
+        str | None,
+        typer.Option(
+            help="hyperparameter columns, comma-separated (NAME=COLUMN renames); default: "
+            "the params.* or config.* columns",
+            show_default=False,
+        ),
+    ] = None,
+    loss: ColumnOption = None,
+    cost: Annotated[
+        str | None, typer.Option(help="cost column (GPU-seconds)", show_default=False)
+    ] = None,
+    flops: Annotated[str | None, typer.Option(help="FLOPs column", show_default=False)] = None,
+    failed: Annotated[
+        str | None,
+        typer.Option(help="failed flag column (default: failed, or W&B's State)"),
+    ] = None,
+    n_params: Annotated[
+        str | None, typer.Option("--n-params", help="model size column (scaling axis N)")
+    ] = None,
+    tokens: Annotated[
+        str | None, typer.Option(help="training tokens column (scaling axis D)")
+    ] = None,
+    compute: Annotated[
+        str | None, typer.Option(help="compute column (a single scaling axis)")
+    ] = None,
+    mapping: Annotated[
+        Path | None, typer.Option(help="YAML mapping file (the same keys; flags win)")
+    ] = None,
+    name: Annotated[str | None, typer.Option(help="study name (default: the file's)")] = None,
+    seed: Annotated[int, typer.Option(min=0, help="seed of the rules' bootstrap")] = 0,
+    db: DbOption = None,
+    report: ReportOption = None,
+    rules_out: RulesOutOption = None,
+    api: Annotated[
+        str | None, typer.Option(help="import into this service instead of the embedded store")
+    ] = None,
+    token: TokenOption = None,
+) -> None:
+    """Turn past runs into a finished study (rules, report, dashboard, verification and
+    warm start then work on it). Diverged runs (loss empty, NaN or inf) and failed ones
+    become failed trials; a bad file is refused whole, naming the row and column."""
+    from service.runs_file import RunsFileError, load_mapping, read_runs, study_import
+
+    flags = {
+        "loss": loss,
+        "cost": cost,
+        "flops": flops,
+        "failed": failed,
+        "n_params": n_params,
+        "tokens": tokens,
+        "compute": compute,
+    }
+    try:
+        base = load_mapping(mapping) if mapping is not None else None
+        chosen = _column_mapping(base, params, flags)
+        runs = read_runs(runs_file, chosen)
+        body, constant = study_import(runs, chosen, name=name or runs_file.stem, seed=seed)
+    except (RunsFileError, ValueError) as exc:
+        _fail(str(exc))
+    n_failed = sum(run.failed for run in body.runs)
+    console.print(
+        f"read {len(body.runs)} runs ({n_failed} failed) from {runs_file}"
+        + (f"; {runs.skipped} still running, skipped" if runs.skipped else "")
+        + (f"; constant, left out: {', '.join(constant)}" if constant else ""),
+        highlight=False,
+    )
+    if api is not None:
+        if report is not None or rules_out is not None:
+            _fail("with --api, get the rules and report with: scaletune export ID --api ...")
+        study = _api_call(_client(api, token).import_study, body.model_dump(mode="json"))
+        console.print(f"imported as study {study['id']} ({study['state']})", highlight=False)
+        return
+    _import_embedded(body, db=db, report=report, rules_out=rules_out)
+
+
+def _column_mapping(base, params: str | None, flags: dict):  # type: ignore[no-untyped-def]
+    """The mapping file's columns with the flags given on top."""
+    from service.runs_file import ColumnMapping
+
+    data = base.model_dump(exclude_unset=True) if base is not None else {}
+    data.update({key: value for key, value in flags.items() if value is not None})
+    if params is not None:
+        items = [item.strip() for item in params.split(",") if item.strip()]
+        if all("=" in item for item in items):
+            data["params"] = dict(item.split("=", 1) for item in items)
+        elif any("=" in item for item in items):
+            raise ValueError("--params: rename every column (NAME=COLUMN) or none")
+        else:
+            data["params"] = items
+    return ColumnMapping.model_validate(data)
+
+
+def _import_embedded(body, *, db: Path | None, report: Path | None, rules_out: Path | None):  # type: ignore[no-untyped-def]
+    import time
+
+    from service.imports import ImportRefusedError, create_imported_study
+    from service.local_store import check_rules_path, open_store
+    from service.reporting import print_study_result
+    from service.scheduler import Scheduler
+    from service.storage.db import transaction
+
+    if rules_out is not None:
+        try:
+            check_rules_path(rules_out)
+        except ValueError as exc:
+            _fail(f"--rules-out: {exc}")
+    path, sessions = open_store(db)
+    try:
+        with transaction(sessions) as session:
+            study, _ = create_imported_study(session, body=body, now=time.time())
+            study_id = study.id
+    except ImportRefusedError as exc:
+        _fail(str(exc))
+    settings = Settings(database_url=f"sqlite:///{path}")
+    console.print(
+        f"imported as study {study_id} in {path}; fitting the scaling rules", highlight=False
+    )
+    state = Scheduler(sessions=sessions, settings=settings).step(study_id).state
+    console.print(f"study {study_id}: {state}")
+    print_study_result(console, sessions=sessions, study_id=study_id, store=path)
+    _write_local_outputs(sessions, study_id, report=report, rules_out=rules_out)
 
 
 # -- server-side administration: tenants and API tokens ---------------------------------
