@@ -28,7 +28,6 @@ from search.scaling.optima import (
     outside_fraction,
     size_bounds,
 )
-from search.scaling.rules import forward
 from search.scaling.surface import (
     ResponseSurface,
     Structure,
@@ -38,6 +37,7 @@ from search.scaling.surface import (
     fit_surface,
     flat_hyperparameters,
 )
+from search.scaling.transforms import forward
 
 # Runs losing more than this log-loss to their optimal hyperparameters stay out of the
 # L(N, D) fit: far up a bowl's wall the surface's correction is least accurate.

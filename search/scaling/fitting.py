@@ -45,8 +45,8 @@ from search.scaling.rules import (
     ObservedRange,
     ScalingAxes,
     ScalingRules,
-    compute_of,
 )
+from search.scaling.transforms import compute_of
 from search.space import SearchSpace
 from search.types import Observation
 
@@ -232,6 +232,19 @@ def _best_value(param: Any, table: _Table, members: np.ndarray) -> Any:
     return table.params[int(top[np.argmin(table.loss[top])])][param.name]
 
 
+def _described(param: Any, table: _Table, members: np.ndarray) -> dict[str, Any]:
+    """The rule fields every continuous parameter gets: its declared limits (a logit
+    parameter's are inside (0, 1) anyway) and the range of its values over the near-best
+    runs ``members``, reported when it has no law."""
+    values = [float(table.params[i][param.name]) for i in members]
+    return {
+        "limit_min": None if param.min is None else float(param.min),
+        "limit_max": None if param.max is None else float(param.max),
+        "observed_low": min(values),
+        "observed_high": max(values),
+    }
+
+
 def _fit_rules(table, members, space, axes, stage: SurfaceStage, est: Estimates, options):
     rules = []
     for param in space.params:
@@ -239,6 +252,8 @@ def _fit_rules(table, members, space, axes, stage: SurfaceStage, est: Estimates,
             continue
         common = {"name": param.name, "kind": param.kind}
         fallback = _best_value(param, table, members)
+        if param.kind != "choice":
+            common |= _described(param, table, members)
         if param.kind == "choice":
             rules.append(_choice_rule(param, table, members, stage, common, fallback))
         else:
