@@ -94,7 +94,7 @@ def log_axes(table: Any) -> np.ndarray:
     return np.log(table.compute)[:, None]
 
 
-def _surface_data(table: Any, params: list[Any]) -> tuple[SurfaceData, list, list]:
+def surface_data(table: Any, params: list[Any]) -> tuple[SurfaceData, list, list]:
     hp_params = [p for p in params if p.kind != "choice"]
     n = len(table.loss)
     columns = [forward(transform_of(p), [row[p.name] for row in table.params]) for p in hp_params]
@@ -113,7 +113,7 @@ def _surface_data(table: Any, params: list[Any]) -> tuple[SurfaceData, list, lis
 
 def fit_stage(table: Any, params: list[Any], *, level: float) -> SurfaceStage:
     """The surface over ``table``'s runs for hyperparameters ``params`` (space order)."""
-    data, hp_params, levels = _surface_data(table, params)
+    data, hp_params, levels = surface_data(table, params)
     try:
         structure, bends = choose_structure(data, level=level)
     except NotEnoughDataError as exc:
