@@ -27,7 +27,12 @@ from search.scaling.allocation import (
     fit_loss_frontier,
 )
 from search.scaling.chinchilla import fit_chinchilla
-from search.scaling.efficient_set import EfficientSet, efficient_set, tolerant_front
+from search.scaling.efficient_set import (
+    EfficientSet,
+    efficient_set,
+    estimate_front_noise,
+    tolerant_front,
+)
 from search.scaling.estimates import (
     Estimates,
     SurfaceStage,
@@ -45,8 +50,9 @@ from search.scaling.rules import (
     ObservedRange,
     ScalingAxes,
     ScalingRules,
-    compute_of,
 )
+from search.scaling.sweep import SweepFit, fit_sweep
+from search.scaling.transforms import compute_of
 from search.space import SearchSpace
 from search.types import Observation
 
@@ -113,6 +119,17 @@ def _fit(observations, space: SearchSpace, axes: ScalingAxes, options: _Options,
     table = _read_table(observations, space, axes)
     front = tolerant_front(table.loss, table.compute)
     frontier, frontier_reason = _fit_frontier(table, front, options)
+    if axes.has_size_and_tokens and axes.compute is None:
+        sweep = fit_sweep(
+            table,
+            [p for p in space.params if p.name not in axes.names],
+            level=options.level,
+            n_bootstrap=options.n_bootstrap,
+            seed=options.seed,
+        )
+        if sweep is not None:
+            fitted = (frontier, frontier_reason)
+            return _sweep_rules(table, front, space, axes, sweep, options, fitted)
     eff = efficient_set(
         table.loss,
         table.compute,
@@ -152,6 +169,76 @@ def _fit(observations, space: SearchSpace, axes: ScalingAxes, options: _Options,
         loss_frontier_reason=frontier_reason,
         parametric=parametric,
         parametric_reason=parametric_reason,
+    )
+
+
+def _sweep_rules(table, front, space, axes, sweep: SweepFit, options, fitted):
+    """ScalingRules of a designed sweep (``search.scaling.sweep``)."""
+    members = sweep.near_best
+    rules = []
+    for param in space.params:
+        if param.name in axes.names:
+            continue
+        common = {"name": param.name, "kind": param.kind}
+        fallback = _best_value(param, table, members)
+        if param.kind == "choice":
+            counts = Counter(table.params[i][param.name] for i in members).most_common()
+            summary = ChoiceSummary(
+                value=counts[0][0], frequency=counts[0][1] / len(members), counts=counts
+            )
+            rules.append(
+                HyperparameterRule(
+                    **common, transform="none", supported=True, fallback=fallback, choice=summary
+                )
+            )
+            continue
+        common |= _described(param, table, members) | {
+            "transform": transform_of(param),
+            "multiple_of": getattr(param, "multiple_of", 1),
+            "fallback": fallback,
+        }
+        size_law = sweep.size_laws.get(param.name)
+        if size_law is None:
+            rules.append(
+                HyperparameterRule(**common, supported=False, reason=sweep.reasons[param.name])
+            )
+            continue
+        vs_compute = sweep.compute_laws.get(param.name)
+        note = None
+        if vs_compute is not None:
+            low, high = vs_compute.slope_interval()
+            note = "no significant trend with compute" if low <= 0 <= high else None
+        rules.append(
+            HyperparameterRule(
+                **common,
+                supported=True,
+                note=note,
+                vs_compute=vs_compute,
+                vs_size_tokens=size_law,
+                size_tokens_reason=None,
+            )
+        )
+    reason = sweep.allocation_reason
+    eff_noise = estimate_front_noise(table.loss[front], None)
+    observed = _observed(
+        table, EfficientSet(front, members, eff_noise, np.zeros(len(members))), axes
+    )
+    return ScalingRules(
+        axes=axes,
+        level=options.level,
+        optima_from="cells",
+        observed=observed.model_copy(update={"n_cells": len(sweep.cells.runs)}),
+        hyperparameters=rules,
+        allocation=AllocationRules(
+            n_params=sweep.n_params_law,
+            n_params_reason=reason,
+            tokens=sweep.tokens_law,
+            tokens_reason=reason,
+        ),
+        loss_frontier=fitted[0],
+        loss_frontier_reason=fitted[1],
+        parametric=sweep.parametric,
+        parametric_reason=sweep.parametric_reason,
     )
 
 
@@ -232,6 +319,19 @@ def _best_value(param: Any, table: _Table, members: np.ndarray) -> Any:
     return table.params[int(top[np.argmin(table.loss[top])])][param.name]
 
 
+def _described(param: Any, table: _Table, members: np.ndarray) -> dict[str, Any]:
+    """The rule fields every continuous parameter gets: its declared limits (a logit
+    parameter's are inside (0, 1) anyway) and the range of its values over the near-best
+    runs ``members``, reported when it has no law."""
+    values = [float(table.params[i][param.name]) for i in members]
+    return {
+        "limit_min": None if param.min is None else float(param.min),
+        "limit_max": None if param.max is None else float(param.max),
+        "observed_low": min(values),
+        "observed_high": max(values),
+    }
+
+
 def _fit_rules(table, members, space, axes, stage: SurfaceStage, est: Estimates, options):
     rules = []
     for param in space.params:
@@ -239,6 +339,8 @@ def _fit_rules(table, members, space, axes, stage: SurfaceStage, est: Estimates,
             continue
         common = {"name": param.name, "kind": param.kind}
         fallback = _best_value(param, table, members)
+        if param.kind != "choice":
+            common |= _described(param, table, members)
         if param.kind == "choice":
             rules.append(_choice_rule(param, table, members, stage, common, fallback))
         else:
