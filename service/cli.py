@@ -18,7 +18,8 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from service.config import Settings
-from service.domain import Budget, ScalingAxesSpec, StudySpec
+from service.demo import DEMO_IN_FLIGHT, DEMO_TRIALS, demo_spec
+from service.domain import StudySpec
 from service.studyfile import StudyFileError, load_study_file
 
 app = typer.Typer(
@@ -42,22 +43,10 @@ RulesOutOption = Annotated[
 ]
 
 
-def demo_spec(*, trials: int, in_flight: int, seed: int) -> StudySpec:
-    """The demo study: the synthetic scaling testbed with its default space."""
-    return StudySpec(
-        name="demo",
-        objective="testbed",
-        budget=Budget(max_trials=trials),
-        in_flight=in_flight,
-        seed=seed,
-        scaling=ScalingAxesSpec(n_params="n_params", tokens="tokens"),
-    )
-
-
 @app.command()
 def demo(
-    trials: Annotated[int, typer.Option(min=2, help="trials to run")] = 48,
-    in_flight: Annotated[int, typer.Option(min=1, help="trials in flight")] = 4,
+    trials: Annotated[int, typer.Option(min=2, help="trials to run")] = DEMO_TRIALS,
+    in_flight: Annotated[int, typer.Option(min=1, help="trials in flight")] = DEMO_IN_FLIGHT,
     seed: Annotated[int, typer.Option(min=0)] = 0,
     db: DbOption = None,
     workers: WorkersOption = 4,
