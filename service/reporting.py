@@ -72,7 +72,9 @@ def rules_table(rules: dict[str, Any]) -> Table:
 
 def _rule_cells(rule: HyperparameterRule) -> tuple[str, str]:
     if not rule.supported:
-        return f"none; uses {_fmt(rule.fallback)}", rule.reason or ""
+        seen = rule.observed_low is not None and rule.observed_high is not None
+        span = f" (near-best runs {_fmt(rule.observed_low)}-{_fmt(rule.observed_high)})"
+        return f"none; uses {_fmt(rule.fallback)}" + (span if seen else ""), rule.reason or ""
     if rule.choice is not None:
         return f"{rule.choice.value} (most frequent)", ""
     laws = rule_laws(rule)
