@@ -505,7 +505,8 @@ def import_runs(
         _fail(str(exc))
     n_failed = sum(run.failed for run in body.runs)
     console.print(
-        f"read {len(body.runs)} runs ({n_failed} failed) from {runs_file}"
+        f"read {len(body.runs)} runs ({n_failed} failed) from {runs_file}, cost in "
+        f"{runs.cost_unit}"
         + (f"; {runs.skipped} still running, skipped" if runs.skipped else "")
         + (f"; constant, left out: {', '.join(constant)}" if constant else ""),
         highlight=False,
@@ -514,7 +515,11 @@ def import_runs(
         if report is not None or rules_out is not None:
             _fail("with --api, get the rules and report with: scaletune export ID --api ...")
         study = _api_call(_client(api, token).import_study, body.model_dump(mode="json"))
-        console.print(f"imported as study {study['id']} ({study['state']})", highlight=False)
+        console.print(
+            f"imported as study {study['id']} ({study['state']}); the control worker fits its "
+            f"rules: scaletune status {study['id']}, then scaletune export {study['id']}",
+            highlight=False,
+        )
         return
     _import_embedded(body, db=db, report=report, rules_out=rules_out)
 

@@ -245,8 +245,8 @@ def _map_rows(rows: list[_Row], mapping: ColumnMapping) -> RunsFile:
             _positive(row, column, values[name])
         loss = _number(row, loss_column, required=False)
         if loss is None or not math.isfinite(loss):
-            failed, reason = True, reason or f"diverged: loss {row.cells.get(loss_column)!r}"
-            loss = None
+            why = "no loss recorded" if loss is None else f"diverged: loss {loss}"
+            failed, reason, loss = True, reason or why, None
         elif loss < 0:
             raise RunsFileError(f"{row.where(loss_column)}: loss {loss} is negative")
         flops = _number(row, flops_column, required=False) if flops_column else None

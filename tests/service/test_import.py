@@ -64,7 +64,8 @@ def test_a_plain_csv_maps_columns_and_diverged_runs_fail(tmp_path) -> None:
     assert [run.failed for run in runs] == [False, True, True, True, True]
     assert runs[0].params == {"learning_rate": 0.001, "batch": 32, "optimizer": "adam"}
     assert (runs[0].loss, runs[0].cost) == (3.5, 10.0)
-    assert "diverged" in runs[1].reason and runs[3].reason == "failed column"
+    assert runs[1].reason == "diverged: loss nan" and runs[2].reason == "no loss recorded"
+    assert runs[3].reason == "failed column"
 
 
 def test_a_wandb_export_with_dict_columns_and_state(tmp_path) -> None:
@@ -344,3 +345,57 @@ def test_cli_import_of_a_bad_file_fails_without_a_traceback_and_stores_nothing(t
         with sqlite3.connect(db) as conn:
             assert conn.execute("select count(*) from studies").fetchone() == (0,)
         conn.close()
+
+
+def test_cli_import_with_flops_a_compute_axis_and_a_name(tmp_path) -> None:
+    lines = [
+        {
+            "config": {"lr": 10 ** (-4 + i / 4)},
+            "summary": {"loss": 3.0 - i / 20, "flops": 1e15 * 2**i},
+        }
+        for i in range(6)
+    ]
+    path = _write(tmp_path / "runs.jsonl", "\n".join(json.dumps(line) for line in lines))
+    db = tmp_path / "s.db"
+    args = ["import", str(path), "--flops", "flops", "--compute", "flops", "--name", "past"]
+    result = runner.invoke(app, [*args, "--seed", "3", "--db", str(db)])
+    assert result.exit_code == 0, result.output
+    assert "read 6 runs (0 failed)" in result.output and "cost in FLOPs" in _flat(result.output)
+    assert "study 1: COMPLETE" in result.output
+    _, sessions = open_store(db)
+    with transaction(sessions) as session:
+        study = repo.get_study(session, study_id=1)
+        spec = StudySpec.model_validate(study.spec)
+        (trial, *_) = repo.trials_in_state(session, study_id=1, states=[TrialState.COMPLETE])
+    assert (study.name, spec.seed, spec.scaling.compute) == ("past", 3, "flops")
+    assert trial.flops == trial.cost_seconds == 1e15 and trial.metrics == {"flops": 1e15}
+
+
+@pytest.mark.integration
+def test_cli_import_into_a_service_with_a_mapping_file(
+    tmp_path, sqlite_url, redis_url, monkeypatch
+):
+    from service.client import ScaletuneClient
+
+    rows = "".join(
+        f"{10 ** (-4 + i / 3)},{'adam' if i % 2 else 'sgd'},{3 - i / 10},{i + 1}\n"
+        for i in range(8)
+    )
+    path = _write(tmp_path / "runs.csv", "lr,opt,val,secs\n" + rows)
+    mapping = _write(tmp_path / "map.yaml", "params: [lr, opt]\nloss: val\ncost: secs\n")
+    settings = Settings(database_url=sqlite_url, broker_url=redis_url, proposals="inline")
+    with TestClient(create_app(settings)) as http:
+        authorize(http)
+        monkeypatch.setattr("service.cli._client", lambda api, token: ScaletuneClient(http=http))
+        args = ["import", str(path), "--mapping", str(mapping), "--api", "http://api"]
+        result = runner.invoke(app, args)
+        assert result.exit_code == 0, result.output
+        assert "imported as study 1 (COMPLETE)" in _flat(result.output)
+        assert http.get("/studies/1").json()["trials_by_state"]["COMPLETE"] == 8
+        refused = runner.invoke(app, [*args, "--rules-out", str(tmp_path / "r.yaml")])
+        assert refused.exit_code == 2 and "scaletune export ID --api" in _flat(refused.output)
+        assert http.get("/studies").json()["count"] == 1
+
+
+def _flat(output: str) -> str:
+    return " ".join(output.split())
