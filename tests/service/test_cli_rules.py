@@ -65,8 +65,11 @@ def test_the_readme_study_writes_its_report_and_rules_and_exports_them(tmp_path)
     exported = runner.invoke(app, ["export", "1", "--db", str(db), "--format", "json"])
     assert exported.exit_code == 0, exported.output
     assert json.loads(exported.output) == json.loads(json.dumps(written))
-    again = runner.invoke(app, ["export", "1", "--db", str(db), "--format", "report"])
-    assert again.exit_code == 0 and "scaling-report.md" in again.output
+    out = tmp_path / "exported"
+    args = ["export", "1", "--db", str(db), "--format", "report", "--out", str(out)]
+    again = runner.invoke(app, args)
+    assert again.exit_code == 0, again.output
+    assert list(out.glob("*/scaling-report.md"))
 
 
 def test_a_rules_file_of_another_kind_is_refused_before_the_study_runs(tmp_path) -> None:
