@@ -124,13 +124,13 @@ def _write_local_outputs(  # type: ignore[no-untyped-def]
 ) -> None:
     """The report and the rules file an embedded command was asked for; without rules,
     each says why and the command exits with code 1 once both were tried."""
-    from service.local_store import study_rules, write_report, write_rules
+    from service.local_store import export_report, study_rules, write_rules
     from service.report_files import NoReportError
 
     missing = False
     if report is not None:
         try:
-            console.print(f"report: {write_report(sessions, study_id, report)}", highlight=False)
+            console.print(f"report: {export_report(sessions, study_id, report)}", highlight=False)
         except NoReportError as exc:
             errors.print(f"no report: {exc}", highlight=False)
             missing = True
@@ -346,13 +346,13 @@ def export(
 def _export_local(db: Path, study_id: int, fmt: str, out: Path | None) -> None:
     """``export`` from the embedded store: the rules (JSON/YAML) or the report."""
     from service.domain import StudyNotFoundError
-    from service.local_store import NoStoreError, open_store, study_rules, write_report
+    from service.local_store import NoStoreError, export_report, open_store, study_rules
     from service.report_files import NoReportError
 
     try:
         _, sessions = open_store(db, create=False)
         if fmt == "report":
-            path = write_report(sessions, study_id, out or Path(f"scaletune-report-{study_id}"))
+            path = export_report(sessions, study_id, out or Path(f"scaletune-report-{study_id}"))
             console.print(f"wrote {path}", highlight=False)
             return
         rules = study_rules(sessions, study_id)

@@ -14,7 +14,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from search.scaling import ScalingRules
 from service.config import DEFAULT_HOME
 from service.domain import TrialState
-from service.report_files import NoReportError, report_dir
+from service.report_files import NoReportError
 from service.storage import repository as repo
 from service.storage.db import make_engine, make_sessionmaker, migrate, transaction
 
@@ -64,14 +64,15 @@ def check_rules_path(path: Path) -> None:
         raise ValueError(f"a rules file ends in .json, .yaml or .yml, not {path.name!r}")
 
 
-def write_report(sessions: sessionmaker[Session], study_id: int, base: Path) -> Path:
-    """The study's scaling report under ``base`` (written once per rules version); the
-    Markdown file's path. NoReportError without rules; StudyNotFoundError."""
-    from service.report_files import REPORT_NAME
+def export_report(sessions: sessionmaker[Session], study_id: int, out: Path) -> Path:
+    """The study's scaling report written straight into ``out`` (as ``export`` does
+    from the API); the Markdown file's path. NoReportError without rules."""
+    from service.reports import write_scaling_report
+    from service.rules import observations
 
+    rules = study_rules(sessions, study_id)
     with transaction(sessions) as session:
-        study = repo.get_study(session, study_id=study_id)
         trials = repo.trials_in_state(
             session, study_id=study_id, states=[TrialState.COMPLETE, TrialState.FAILED]
         )
-        return report_dir(study=study, trials=trials, base=base) / REPORT_NAME
+        return write_scaling_report(rules, observations(trials), out)
