@@ -41,7 +41,7 @@ from search.scaling.estimates import (
     fit_stage,
     transform_of,
 )
-from search.scaling.laws import MIN_DECADES, curved_inside, fit_law_to_optima
+from search.scaling.laws import MAX_SLOPE_SE, MIN_DECADES, curved_inside, fit_law_to_optima
 from search.scaling.optima import LN6, Optima
 from search.scaling.rules import (
     AllocationRules,
@@ -370,6 +370,15 @@ def _hp_rule(param, table, members, stage, est: Estimates, common: dict, fallbac
         )
     except NotEnoughDataError as exc:
         return HyperparameterRule(**common, supported=False, reason=str(exc))
+    slope_se = math.sqrt(vs_compute.coef_cov[1][1])
+    if slope_se > MAX_SLOPE_SE:
+        decades = np.ptp(log_c) / math.log(10.0)
+        reason = (
+            f"the slope in ln_compute is not identified: standard error {slope_se:.2f} (at "
+            f"most {MAX_SLOPE_SE:g}) with compute spanning {decades:.2f} decades over "
+            f"{len(log_c)} efficient runs"
+        )
+        return HyperparameterRule(**common, supported=False, reason=reason)
     low, high = vs_compute.slope_interval()
     size_law, size_reason = _fit_size_tokens(table, members, optima, j, options)
     return HyperparameterRule(
