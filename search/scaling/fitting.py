@@ -66,6 +66,10 @@ MAX_EDGE_FRACTION = 0.2
 # of the budget at most of the efficient runs is refused: the surface would be
 # extrapolating its bowl rather than locating a bottom the runs bracket.
 MAX_OUTSIDE_FRACTION = 0.5
+SWEEP_FRONTIER_REASON = (
+    "a designed sweep's front is a few cells: the loss at a compute comes from L(N, D) "
+    "at the compute-optimal allocation"
+)
 
 
 @dataclass(frozen=True)
@@ -118,7 +122,6 @@ def fit_scaling_rules(
 def _fit(observations, space: SearchSpace, axes: ScalingAxes, options: _Options, band: dict):
     table = _read_table(observations, space, axes)
     front = tolerant_front(table.loss, table.compute)
-    frontier, frontier_reason = _fit_frontier(table, front, options)
     if axes.has_size_and_tokens and axes.compute is None:
         sweep = fit_sweep(
             table,
@@ -128,8 +131,8 @@ def _fit(observations, space: SearchSpace, axes: ScalingAxes, options: _Options,
             seed=options.seed,
         )
         if sweep is not None:
-            fitted = (frontier, frontier_reason)
-            return _sweep_rules(table, front, space, axes, sweep, options, fitted)
+            return _sweep_rules(table, front, space, axes, sweep, options)
+    frontier, frontier_reason = _fit_frontier(table, front, options)
     eff = efficient_set(
         table.loss,
         table.compute,
@@ -172,8 +175,10 @@ def _fit(observations, space: SearchSpace, axes: ScalingAxes, options: _Options,
     )
 
 
-def _sweep_rules(table, front, space, axes, sweep: SweepFit, options, fitted):
-    """ScalingRules of a designed sweep (``search.scaling.sweep``)."""
+def _sweep_rules(table, front, space, axes, sweep: SweepFit, options):
+    """ScalingRules of a designed sweep (``search.scaling.sweep``). No loss frontier:
+    a sweep's front is a few cells, and the loss at a compute comes from ``L(N, D)`` at
+    the compute-optimal allocation."""
     members = sweep.near_best
     rules = []
     for param in space.params:
@@ -235,8 +240,8 @@ def _sweep_rules(table, front, space, axes, sweep: SweepFit, options, fitted):
             tokens=sweep.tokens_law,
             tokens_reason=reason,
         ),
-        loss_frontier=fitted[0],
-        loss_frontier_reason=fitted[1],
+        loss_frontier=None,
+        loss_frontier_reason=SWEEP_FRONTIER_REASON,
         parametric=sweep.parametric,
         parametric_reason=sweep.parametric_reason,
     )
