@@ -1,5 +1,10 @@
 """fit_scaling_rules: from a study's observations to ScalingRules.
 
+A designed sweep (runs repeating (N, D) cells, each a grid of the other
+hyperparameters; ``search.scaling.cells``) is fitted through each cell's own optimum
+(``search.scaling.sweep``, ``_sweep_rules`` here). Any other study takes the steps
+below.
+
 Steps: read the axes (N, D, C) of every successful observation; take the
 compute-efficient set (``search.scaling.efficient_set``) and the loss frontier L*(C);
 fit the response surface over every run and estimate the optima at the efficient runs
