@@ -24,6 +24,7 @@ published step law, whose lr optimum falls with N and rises with D) and ``held-o
 whose exponents were never used while developing the fit.
 
 Run:  nice -n 10 .venv/bin/python -m bench.designed_sweeps [--seeds 0,1,2,3]
+      [--fit-share 0.1] [--truths chinchilla-steplaw,held-out]
 Prints Markdown tables; writes bench/results/designed_sweeps_<UTC time>.json.
 """
 
@@ -227,10 +228,10 @@ def coverage_at_100x(config: TestbedConfig, rules) -> dict:
     return out
 
 
-def one_study(truth: str, noise_share: float, seed: int) -> dict:
+def one_study(truth: str, noise_share: float, seed: int, fit_share: float = FIT_SHARE) -> dict:
     config = TestbedConfig(**SWEEP_TRUTHS[truth])
     cells = sweep_cells()
-    fit_cells = smallest_cells(cells)
+    fit_cells = smallest_cells(cells, fit_share)
     observations = run_sweep(config, fit_cells, noise_share=noise_share, seed=seed)
     space = TestbedObjective(config).default_space()
     row = {"truth": truth, "noise_share": noise_share, "seed": seed, "fit_cells": len(fit_cells)}
@@ -300,20 +301,27 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seeds", default="0,1,2,3")
     parser.add_argument("--truths", default=",".join(SWEEP_TRUTHS))
+    parser.add_argument("--fit-share", type=float, default=FIT_SHARE)
     args = parser.parse_args()
     seeds = [int(s) for s in args.seeds.split(",")]
-    rows = [
-        one_study(truth, noise, seed)
-        for truth in args.truths.split(",")
-        for noise in NOISE_SHARES
-        for seed in seeds
-    ]
+    rows = []
+    for truth in args.truths.split(","):
+        for noise in NOISE_SHARES:
+            for seed in seeds:
+                rows.append(one_study(truth, noise, seed, args.fit_share))
+                print(truth, noise, seed, f"{rows[-1].get('fit_seconds', 0):.1f} s", flush=True)
+    print(f"fit cells: {rows[0]['fit_cells']} of {len(sweep_cells())}")
     print(tables(rows))
     RESULTS.mkdir(exist_ok=True)
     commit = subprocess.run(
         ["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, check=False
     ).stdout.strip()
-    meta = {"machine": platform.platform(), "date": datetime.now(UTC).isoformat(), "commit": commit}
+    meta = {
+        "machine": platform.platform(),
+        "date": datetime.now(UTC).isoformat(),
+        "commit": commit,
+        "fit_share": args.fit_share,
+    }
     stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
     path = RESULTS / f"designed_sweeps_{stamp}.json"
     path.write_text(json.dumps({"meta": meta, "rows": rows}, indent=1))

@@ -1,5 +1,10 @@
 """fit_scaling_rules: from a study's observations to ScalingRules.
 
+A designed sweep (runs repeating (N, D) cells, each a grid of the other
+hyperparameters; ``search.scaling.cells``) is fitted through each cell's own optimum
+(``search.scaling.sweep``, ``_sweep_rules`` here). Any other study takes the steps
+below.
+
 Steps: read the axes (N, D, C) of every successful observation; take the
 compute-efficient set (``search.scaling.efficient_set``) and the loss frontier L*(C);
 fit the response surface over every run and estimate the optima at the efficient runs
@@ -41,7 +46,7 @@ from search.scaling.estimates import (
     fit_stage,
     transform_of,
 )
-from search.scaling.laws import MIN_DECADES, curved_inside, fit_law_to_optima
+from search.scaling.laws import MAX_SLOPE_SE, MIN_DECADES, curved_inside, fit_law_to_optima
 from search.scaling.optima import LN6, Optima
 from search.scaling.rules import (
     AllocationRules,
@@ -66,6 +71,10 @@ MAX_EDGE_FRACTION = 0.2
 # of the budget at most of the efficient runs is refused: the surface would be
 # extrapolating its bowl rather than locating a bottom the runs bracket.
 MAX_OUTSIDE_FRACTION = 0.5
+SWEEP_FRONTIER_REASON = (
+    "a designed sweep's front is a few cells: the loss at a compute comes from L(N, D) "
+    "at the compute-optimal allocation"
+)
 
 
 @dataclass(frozen=True)
@@ -118,7 +127,6 @@ def fit_scaling_rules(
 def _fit(observations, space: SearchSpace, axes: ScalingAxes, options: _Options, band: dict):
     table = _read_table(observations, space, axes)
     front = tolerant_front(table.loss, table.compute)
-    frontier, frontier_reason = _fit_frontier(table, front, options)
     if axes.has_size_and_tokens and axes.compute is None:
         sweep = fit_sweep(
             table,
@@ -128,8 +136,8 @@ def _fit(observations, space: SearchSpace, axes: ScalingAxes, options: _Options,
             seed=options.seed,
         )
         if sweep is not None:
-            fitted = (frontier, frontier_reason)
-            return _sweep_rules(table, front, space, axes, sweep, options, fitted)
+            return _sweep_rules(table, front, space, axes, sweep, options)
+    frontier, frontier_reason = _fit_frontier(table, front, options)
     eff = efficient_set(
         table.loss,
         table.compute,
@@ -172,8 +180,10 @@ def _fit(observations, space: SearchSpace, axes: ScalingAxes, options: _Options,
     )
 
 
-def _sweep_rules(table, front, space, axes, sweep: SweepFit, options, fitted):
-    """ScalingRules of a designed sweep (``search.scaling.sweep``)."""
+def _sweep_rules(table, front, space, axes, sweep: SweepFit, options):
+    """ScalingRules of a designed sweep (``search.scaling.sweep``). No loss frontier:
+    a sweep's front is a few cells, and the loss at a compute comes from ``L(N, D)`` at
+    the compute-optimal allocation."""
     members = sweep.near_best
     rules = []
     for param in space.params:
@@ -235,8 +245,8 @@ def _sweep_rules(table, front, space, axes, sweep: SweepFit, options, fitted):
             tokens=sweep.tokens_law,
             tokens_reason=reason,
         ),
-        loss_frontier=fitted[0],
-        loss_frontier_reason=fitted[1],
+        loss_frontier=None,
+        loss_frontier_reason=SWEEP_FRONTIER_REASON,
         parametric=sweep.parametric,
         parametric_reason=sweep.parametric_reason,
     )
@@ -370,6 +380,15 @@ def _hp_rule(param, table, members, stage, est: Estimates, common: dict, fallbac
         )
     except NotEnoughDataError as exc:
         return HyperparameterRule(**common, supported=False, reason=str(exc))
+    slope_se = math.sqrt(vs_compute.coef_cov[1][1])
+    if slope_se > MAX_SLOPE_SE:
+        decades = np.ptp(log_c) / math.log(10.0)
+        reason = (
+            f"the slope in ln_compute is not identified: standard error {slope_se:.2f} (at "
+            f"most {MAX_SLOPE_SE:g}) with compute spanning {decades:.2f} decades over "
+            f"{len(log_c)} efficient runs"
+        )
+        return HyperparameterRule(**common, supported=False, reason=reason)
     low, high = vs_compute.slope_interval()
     size_law, size_reason = _fit_size_tokens(table, members, optima, j, options)
     return HyperparameterRule(

@@ -4,8 +4,9 @@
 2. Per hyperparameter, ``T(x*) = a + p ln N + q ln D`` by precision-weighted least
    squares through the cells that bracket its optimum (``fit_law_to_estimates``). A law
    is refused only when the cells cannot identify a slope, with the numbers.
-3. ``L(N, D)`` through every run within ``CORRECTION_LIMIT`` of its cell's optimum, its
-   loss corrected by what it loses there; the allocation ``N*(C)``, ``D*(C)`` follows
+3. ``L(N, D)`` through the runs within ``CORRECTION_LIMIT`` of their cell's optimum
+   (at most ``MAX_CORRECTED_PER_CELL`` per cell, the least corrected), each loss
+   corrected by what it loses there; the allocation ``N*(C)``, ``D*(C)`` follows
    from it in closed form, with the bootstrap of ``L(N, D)`` as its uncertainty (the
    bootstrap resamples whole cells: a cell's runs share one local fit's correction).
 4. The law against compute is the ``(N, D)`` law read along that allocation:
@@ -34,6 +35,7 @@ from search.scaling.optima import LN6
 
 SIZE_TOKENS = ["ln_n_params", "ln_tokens"]
 _PROPAGATION_DRAWS = 4000
+MAX_CORRECTED_PER_CELL = 30
 
 
 @dataclass(frozen=True)
@@ -122,7 +124,7 @@ def _size_law(cells: CellOptima, j: int, level: float) -> LinearLaw:
 
 
 def _parametric(table: Any, cells: CellOptima, level: float, n_bootstrap: int, seed: int):
-    rows = np.flatnonzero(np.isfinite(cells.excess) & (cells.excess < CORRECTION_LIMIT))
+    rows = np.concatenate([_nearest(runs, cells.excess[runs]) for runs in cells.runs])
     loss = np.exp(np.log(table.loss[rows]) - cells.excess[rows])
     cell_of = np.full(len(table.loss), -1)
     for c, runs in enumerate(cells.runs):
@@ -140,6 +142,14 @@ def _parametric(table: Any, cells: CellOptima, level: float, n_bootstrap: int, s
     except NotEnoughDataError as exc:
         return None, str(exc)
     return fit, None
+
+
+def _nearest(runs: np.ndarray, excess: np.ndarray) -> np.ndarray:
+    """A cell's runs within ``CORRECTION_LIMIT`` of its optimum, at most
+    ``MAX_CORRECTED_PER_CELL`` of them (the least corrected): more runs of one cell add
+    little (they share its correction) and cost fitting time."""
+    order = np.argsort(excess)[:MAX_CORRECTED_PER_CELL]
+    return runs[order[excess[order] < CORRECTION_LIMIT]]
 
 
 def allocation_laws(fit: ChinchillaFit, log_compute: np.ndarray, level: float):

@@ -27,8 +27,6 @@ _INVERSE = {
     "logit": lambda y: 1.0 / (1.0 + np.exp(-np.asarray(y, dtype=float))),
     "log2": np.exp2,
 }
-# Natural-log units per unit of each transform, so a scatter reads in decades (dex).
-DEX_PER_UNIT = {"ln": 1.0 / math.log(10.0), "log2": math.log10(2.0)}
 
 
 def forward(transform: str, values: Any) -> np.ndarray:
