@@ -56,7 +56,9 @@ def plot_front(rules: ScalingRules, data: RunData, path: Path) -> None:
     ax.scatter(
         data.compute[data.front], data.loss[data.front], s=22, color="tab:blue", label="front"
     )
-    bottom, top = float(np.min(data.loss)), float(np.quantile(data.loss, 0.9))
+    # The front whole; of the other runs, the best 90% (a few far-off runs would squash it).
+    top = max(float(np.quantile(data.loss, 0.9)), float(np.max(data.loss[data.front])))
+    bottom = float(np.min(data.loss))
     if rules.loss_frontier is not None:
         grid = compute_grid(rules)
         estimate, low, high = rules.loss_frontier.predict(grid)
