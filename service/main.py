@@ -16,7 +16,7 @@ from fastapi.responses import JSONResponse
 from pydantic import ValidationError
 from sqlalchemy.exc import OperationalError
 
-from service.api.routes import admin, health, queues, results, studies, trials
+from service.api.routes import admin, health, imports, queues, results, studies, trials
 from service.api.routes.dashboard import mount_dashboard
 from service.ask_latency import AskLatencyLog
 from service.config import Settings, get_settings
@@ -65,7 +65,7 @@ def create_app(settings: Settings | None = None, *, run_migrations: bool = True)
     app.state.ask_log = AskLatencyLog.from_url(
         settings.broker_url, prefix=settings.heartbeat_prefix
     )
-    for module in (health, studies, trials, queues, results, admin):
+    for module in (health, imports, studies, trials, queues, results, admin):
         app.include_router(module.router)
     _add_error_handlers(app)
     _document_string_422(app)

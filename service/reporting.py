@@ -3,18 +3,24 @@
 from __future__ import annotations
 
 import math
+from pathlib import Path
 from typing import Any
 
 from rich.console import Console
 from rich.table import Table
 from sqlalchemy.orm import Session, sessionmaker
 
+from search.scaling.rules import HyperparameterRule, ScalingRules
+from service.rules_text import allocation_texts, rule_laws
 from service.storage import repository as repo
 from service.storage.db import transaction
 from service.views import front_trials, summarise
 
 
-def print_study_result(console: Console, *, sessions: sessionmaker[Session], study_id: int) -> None:
+def print_study_result(
+    console: Console, *, sessions: sessionmaker[Session], study_id: int, store: Path
+) -> None:
+    """The front and the rules of an embedded study (kept in the SQLite file ``store``)."""
     with transaction(sessions) as session:
         study = repo.get_study(session, study_id=study_id)
         outcomes = repo.completed_outcomes(session, study_id=study_id)
@@ -25,7 +31,10 @@ def print_study_result(console: Console, *, sessions: sessionmaker[Session], stu
         console.print(f"scaling rules: none ({message or 'not fitted'})")
     else:
         console.print(rules_table(rules))
-        console.print("full rules: GET /studies/{id}/rules (JSON) or rules.yaml")
+        console.print(
+            f"full rules: scaletune export {study_id} --db {store} --out rules.yaml (or .json)",
+            highlight=False,
+        )
 
 
 def front_table(trials: list[Any]) -> Table:
@@ -47,15 +56,30 @@ def front_table(trials: list[Any]) -> Table:
 
 
 def rules_table(rules: dict[str, Any]) -> Table:
-    """One row per hyperparameter: whether a scaling rule was learned, and its fallback."""
-    table = Table(title="Scaling rules (optimum vs compute / size and tokens)")
-    for column in ("hyperparameter", "rule", "fallback", "note"):
+    """One row per hyperparameter: its laws with exponents and intervals (or why none,
+    and the value used instead), then the allocation N*(C), D*(C)."""
+    model = ScalingRules.model_validate(rules)
+    title = f"Scaling rules ({model.level:.0%} intervals; C compute, N params, D tokens)"
+    table = Table(title=title)
+    for column in ("hyperparameter", "law", "note"):
         table.add_column(column, overflow="fold")
-    for rule in rules.get("hyperparameters", []):
-        kind = "fitted" if rule.get("supported") else "none"
-        note = rule.get("reason") or rule.get("note") or rule.get("size_tokens_reason") or ""
-        table.add_row(rule["name"], kind, _fmt(rule.get("fallback")), note)
+    for rule in model.hyperparameters:
+        table.add_row(rule.name, *_rule_cells(rule))
+    for name, text in allocation_texts(model):
+        table.add_row(name, text, "")
     return table
+
+
+def _rule_cells(rule: HyperparameterRule) -> tuple[str, str]:
+    if not rule.supported:
+        seen = rule.observed_low is not None and rule.observed_high is not None
+        span = f" (near-best runs {_fmt(rule.observed_low)}-{_fmt(rule.observed_high)})"
+        return f"none; uses {_fmt(rule.fallback)}" + (span if seen else ""), rule.reason or ""
+    if rule.choice is not None:
+        return f"{rule.choice.value} (most frequent)", ""
+    laws = rule_laws(rule)
+    note = rule.note or ("" if len(laws) > 1 else rule.size_tokens_reason or "")
+    return "\n".join(laws), note
 
 
 def _fmt(value: Any) -> str:
