@@ -18,8 +18,9 @@ from rich.console import Console, Group
 from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-from service.config import DEFAULT_HOME, Settings
-from service.domain import Budget, ScalingAxesSpec, StudySpec
+from service.config import Settings
+from service.demo import DEMO_IN_FLIGHT, DEMO_TRIALS, demo_spec
+from service.domain import StudySpec
 from service.studyfile import StudyFileError, load_study_file
 from service.terminal import plural, show_table, terminal_table
 
@@ -77,24 +78,22 @@ ReportOption = Annotated[
 # help names its argument.
 StudyFileArgument = Annotated[Path, typer.Argument(metavar="STUDY_FILE", hidden=True)]
 StudyIdArgument = Annotated[int, typer.Argument(metavar="STUDY_ID", hidden=True)]
-
-
-def demo_spec(*, trials: int, in_flight: int, seed: int) -> StudySpec:
-    """The demo study: the synthetic scaling testbed with its default space."""
-    return StudySpec(
-        name="demo",
-        objective="testbed",
-        budget=Budget(max_trials=trials),
-        in_flight=in_flight,
-        seed=seed,
-        scaling=ScalingAxesSpec(n_params="n_params", tokens="tokens"),
-    )
+RulesOutOption = Annotated[
+    Path | None,
+    typer.Option(
+        "--rules-out",
+        metavar="FILE",
+        help="write the fitted scaling rules here (.yaml, .yml or .json)",
+    ),
+]
 
 
 @app.command()
 def demo(
-    trials: Annotated[int, typer.Option(min=2, metavar="N", help="trials to run")] = 48,
-    in_flight: Annotated[int, typer.Option(min=1, metavar="N", help="trials in flight")] = 4,
+    trials: Annotated[int, typer.Option(min=2, metavar="N", help="trials to run")] = DEMO_TRIALS,
+    in_flight: Annotated[
+        int, typer.Option(min=1, metavar="N", help="trials in flight")
+    ] = DEMO_IN_FLIGHT,
     seed: Annotated[
         int,
         typer.Option(
@@ -107,10 +106,11 @@ def demo(
     db: DbOption = None,
     workers: WorkersOption = 4,
     report: ReportOption = None,
+    rules_out: RulesOutOption = None,
 ) -> None:
     """Run a demo study on the synthetic scaling testbed, embedded; print front and rules."""
     spec = demo_spec(trials=trials, in_flight=in_flight, seed=seed)
-    _run_embedded(spec, db=db, workers=workers, report=report)
+    _run_embedded(spec, db=db, workers=workers, report=report, rules_out=rules_out)
 
 
 @app.command()
@@ -119,28 +119,36 @@ def run(
     db: DbOption = None,
     workers: WorkersOption = 4,
     report: ReportOption = None,
+    rules_out: RulesOutOption = None,
 ) -> None:
     """Run the study described in STUDY_FILE, embedded (no services)."""
     try:
         spec = load_study_file(study_file)
     except StudyFileError as exc:
         _fail(str(exc))
-    _run_embedded(spec, db=db, workers=workers, report=report)
+    _run_embedded(spec, db=db, workers=workers, report=report, rules_out=rules_out)
 
 
 def _run_embedded(
-    spec: StudySpec, *, db: Path | None, workers: int, report: Path | None = None
+    spec: StudySpec,
+    *,
+    db: Path | None,
+    workers: int,
+    report: Path | None = None,
+    rules_out: Path | None = None,
 ) -> None:
     from service.embedded import run_embedded
+    from service.local_store import check_rules_path, open_store
     from service.scheduler import Scheduler
-    from service.storage.db import make_engine, make_sessionmaker, migrate
     from service.verification import NoRulesError
 
-    path = db or DEFAULT_HOME / "scaletune.db"
+    if rules_out is not None:
+        try:
+            check_rules_path(rules_out)
+        except ValueError as exc:
+            _fail(f"--rules-out: {exc}")
+    path, sessions = open_store(db)
     settings = Settings(database_url=f"sqlite:///{path}")
-    engine = make_engine(settings.database_url)
-    migrate(engine)
-    sessions = make_sessionmaker(engine)
     try:
         study_id = Scheduler(sessions=sessions, settings=settings).create_study(spec)
     except (ValueError, NoRulesError) as exc:  # a bad objective name or options, a warm start
@@ -162,28 +170,34 @@ def _run_embedded(
     console.print(f"study {study_id} finished: {state}")
     from service.reporting import print_study_result
 
-    print_study_result(console, sessions=sessions, study_id=study_id)
+    print_study_result(console, sessions=sessions, study_id=study_id, store=path)
+    _write_local_outputs(sessions, study_id, report=report, rules_out=rules_out)
+
+
+def _write_local_outputs(  # type: ignore[no-untyped-def]
+    sessions, study_id: int, *, report: Path | None, rules_out: Path | None
+) -> None:
+    """The report and the rules file an embedded command was asked for; without rules,
+    each says why and the command exits with code 1 once both were tried."""
+    from service.local_store import export_report, study_rules, write_rules
+    from service.report_files import NoReportError
+
+    missing = False
     if report is not None:
-        _write_local_report(sessions, study_id, report)
-
-
-def _write_local_report(sessions, study_id: int, base: Path) -> None:  # type: ignore[no-untyped-def]
-    from service.domain import TrialState
-    from service.report_files import REPORT_NAME, NoReportError, report_dir
-    from service.storage import repository as repo
-    from service.storage.db import transaction
-
-    with transaction(sessions) as session:
-        study = repo.get_study(session, study_id=study_id)
-        trials = repo.trials_in_state(
-            session, study_id=study_id, states=[TrialState.COMPLETE, TrialState.FAILED]
-        )
         try:
-            directory = report_dir(study=study, trials=trials, base=base)
+            console.print(f"report: {export_report(sessions, study_id, report)}", highlight=False)
         except NoReportError as exc:
-            console.print(f"no report: {exc}")
-            return
-    console.print(f"report: {directory / REPORT_NAME}")
+            errors.print(f"no report: {exc}", highlight=False)
+            missing = True
+    if rules_out is not None:
+        try:
+            write_rules(study_rules(sessions, study_id), rules_out)
+            console.print(f"rules: {rules_out}", highlight=False)
+        except NoReportError as exc:
+            errors.print(f"no rules file: {exc}", highlight=False)
+            missing = True
+    if missing:
+        raise typer.Exit(code=1)
 
 
 def _progress_bar() -> Progress:
@@ -282,7 +296,15 @@ def submit(
 def list_(api: ApiOption = "http://127.0.0.1:8000", token: TokenOption = None) -> None:
     """List the service's studies."""
     studies = _api_call(_client(api, token).list_studies)
-    rows = [[str(s["id"]), escape(s["name"]), s["objective"], s["state"]] for s in studies["data"]]
+    rows = [
+        [
+            str(s["id"]),
+            escape(s["name"]),
+            s["objective"],
+            s["state"] + (" (spec no longer loads)" if s.get("error") else ""),
+        ]
+        for s in studies["data"]
+    ]
     show_table(console, title="studies", headers=["id", "name", "objective", "state"], rows=rows)
 
 
@@ -345,8 +367,13 @@ def export(
     api: ApiOption = "http://127.0.0.1:8000",
     token: TokenOption = None,
     fmt: Annotated[
-        str, typer.Option("--format", metavar="FORMAT", help="json, yaml or report")
-    ] = "yaml",
+        str | None,
+        typer.Option(
+            "--format",
+            metavar="FORMAT",
+            help="json, yaml or report (default: by --out's suffix, else yaml)",
+        ),
+    ] = None,
     out: Annotated[
         Path | None,
         typer.Option(metavar="PATH", help="file (json/yaml) or directory (report)"),
@@ -361,14 +388,30 @@ def export(
     overwrite: Annotated[
         bool, typer.Option("--overwrite", help="replace an Optuna study of that name")
     ] = False,
+    db: Annotated[
+        Path | None,
+        typer.Option(
+            "--db",
+            metavar="FILE",
+            help="read this embedded store (the SQLite file of `scaletune run`, "
+            ".scaletune/scaletune.db by default there) instead of the API",
+        ),
+    ] = None,
 ) -> None:
     """Export study STUDY_ID's scaling rules (JSON or YAML), its report (Markdown + plots),
     or the study itself into an Optuna storage (--optuna-storage) for optuna.load_study
     and optuna-dashboard."""
     import json
 
+    if fmt is None:
+        fmt = "json" if out is not None and out.suffix == ".json" else "yaml"
     if fmt not in ("json", "yaml", "report"):
         _fail("--format must be json, yaml or report")
+    if db is not None:
+        if optuna_storage is not None:
+            _fail("--optuna-storage reads a study through the API; leave out --db")
+        _export_local(db, study_id, fmt, out)
+        return
     client = _client(api, token)
     if optuna_storage is not None:
         _export_to_optuna(client, study_id, optuna_storage, optuna_study_name, overwrite)
@@ -383,6 +426,29 @@ def export(
     else:
         out.write_text(text)
         console.print(f"wrote {out}")
+
+
+def _export_local(db: Path, study_id: int, fmt: str, out: Path | None) -> None:
+    """``export`` from the embedded store: the rules (JSON/YAML) or the report."""
+    from service.domain import StudyNotFoundError
+    from service.local_store import NoStoreError, export_report, open_store, study_rules
+    from service.report_files import NoReportError
+
+    try:
+        _, sessions = open_store(db, create=False)
+        if fmt == "report":
+            path = export_report(sessions, study_id, out or Path(f"scaletune-report-{study_id}"))
+            console.print(f"wrote {path}", highlight=False)
+            return
+        rules = study_rules(sessions, study_id)
+    except (NoStoreError, NoReportError, StudyNotFoundError) as exc:
+        _fail(str(exc))
+    text = rules.to_json() if fmt == "json" else rules.to_yaml()
+    if out is None:
+        typer.echo(text)  # unwrapped, so it parses
+    else:
+        out.write_text(text)
+        console.print(f"wrote {out}", highlight=False)
 
 
 def _export_to_optuna(client, study_id: int, storage: str, name: str | None, overwrite: bool):  # type: ignore[no-untyped-def]
@@ -432,6 +498,8 @@ def _status_table(study: dict) -> dict:  # type: ignore[type-arg]
         *([f"trials {state}", str(n)] for state, n in study["trials_by_state"].items()),
         ["front size", str(len(study["front"]))],
     ]
+    if study.get("error"):  # its stored spec no longer loads: it cannot run
+        rows.insert(0, ["error", escape(study["error"])])
     queue = _queue_line(study)
     if queue is not None:
         rows.append(["queue", queue])
@@ -491,6 +559,155 @@ def _consumers(n: int | None) -> str:
     if n is None:
         return "unknown"
     return "[bold red]no live worker[/]" if n == 0 else plural(n, "live worker")
+
+
+# -- past runs as a study --------------------------------------------------------------
+
+ColumnOption = Annotated[
+    str | None, typer.Option(metavar="COLUMN", help="column name", show_default=False)
+]
+
+
+@app.command("import")
+def import_runs(
+    runs_file: Annotated[Path, typer.Argument(metavar="RUNS_FILE", hidden=True)],
+    params: Annotated[
+        str | None,
+        typer.Option(
+            metavar="COLUMNS",
+            help="hyperparameter columns, comma-separated (NAME=COLUMN renames); default: "
+            "the params.* or config.* columns",
+            show_default=False,
+        ),
+    ] = None,
+    loss: ColumnOption = None,
+    cost: Annotated[
+        str | None,
+        typer.Option(metavar="COLUMN", help="cost column (GPU-seconds)", show_default=False),
+    ] = None,
+    flops: Annotated[
+        str | None, typer.Option(metavar="COLUMN", help="FLOPs column", show_default=False)
+    ] = None,
+    failed: Annotated[
+        str | None,
+        typer.Option(metavar="COLUMN", help="failed flag column (default: failed, or W&B's State)"),
+    ] = None,
+    n_params: Annotated[
+        str | None,
+        typer.Option("--n-params", metavar="COLUMN", help="model size column (scaling axis N)"),
+    ] = None,
+    tokens: Annotated[
+        str | None, typer.Option(metavar="COLUMN", help="training tokens column (scaling axis D)")
+    ] = None,
+    compute: Annotated[
+        str | None, typer.Option(metavar="COLUMN", help="compute column (a single scaling axis)")
+    ] = None,
+    mapping: Annotated[
+        Path | None,
+        typer.Option(metavar="FILE", help="YAML mapping file (the same keys; flags win)"),
+    ] = None,
+    name: Annotated[
+        str | None, typer.Option(metavar="NAME", help="study name (default: the file's)")
+    ] = None,
+    seed: Annotated[int, typer.Option(min=0, metavar="N", help="seed of the rules' bootstrap")] = 0,
+    db: DbOption = None,
+    report: ReportOption = None,
+    rules_out: RulesOutOption = None,
+    api: Annotated[
+        str | None,
+        typer.Option(metavar="URL", help="import into this service instead of the embedded store"),
+    ] = None,
+    token: TokenOption = None,
+) -> None:
+    """Turn the past runs in RUNS_FILE (.csv, plain or a W&B export, or .jsonl) into a
+    finished study (rules, report, dashboard, verification and warm start then work on
+    it). Diverged runs (loss empty, NaN or inf) and failed ones become failed trials; a
+    bad file is refused whole, naming the row and column."""
+    from service.runs_file import RunsFileError, load_mapping, read_runs, study_import
+
+    flags = {
+        "loss": loss,
+        "cost": cost,
+        "flops": flops,
+        "failed": failed,
+        "n_params": n_params,
+        "tokens": tokens,
+        "compute": compute,
+    }
+    try:
+        base = load_mapping(mapping) if mapping is not None else None
+        chosen = _column_mapping(base, params, flags)
+        runs = read_runs(runs_file, chosen)
+        body, constant = study_import(runs, chosen, name=name or runs_file.stem, seed=seed)
+    except (RunsFileError, ValueError) as exc:
+        _fail(str(exc))
+    n_failed = sum(run.failed for run in body.runs)
+    console.print(
+        f"read {len(body.runs)} runs ({n_failed} failed) from {runs_file}, cost in "
+        f"{runs.cost_unit}"
+        + (f"; {runs.skipped} still running, skipped" if runs.skipped else "")
+        + (f"; constant, left out: {', '.join(constant)}" if constant else ""),
+        highlight=False,
+    )
+    if api is not None:
+        if report is not None or rules_out is not None:
+            _fail("with --api, get the rules and report with: scaletune export ID --api ...")
+        study = _api_call(_client(api, token).import_study, body.model_dump(mode="json"))
+        console.print(
+            f"imported as study {study['id']} ({study['state']}); the control worker fits its "
+            f"rules: scaletune status {study['id']}, then scaletune export {study['id']}",
+            highlight=False,
+        )
+        return
+    _import_embedded(body, db=db, report=report, rules_out=rules_out)
+
+
+def _column_mapping(base, params: str | None, flags: dict):  # type: ignore[no-untyped-def]
+    """The mapping file's columns with the flags given on top."""
+    from service.runs_file import ColumnMapping
+
+    data = base.model_dump(exclude_unset=True) if base is not None else {}
+    data.update({key: value for key, value in flags.items() if value is not None})
+    if params is not None:
+        items = [item.strip() for item in params.split(",") if item.strip()]
+        if all("=" in item for item in items):
+            data["params"] = dict(item.split("=", 1) for item in items)
+        elif any("=" in item for item in items):
+            raise ValueError("--params: rename every column (NAME=COLUMN) or none")
+        else:
+            data["params"] = items
+    return ColumnMapping.model_validate(data)
+
+
+def _import_embedded(body, *, db: Path | None, report: Path | None, rules_out: Path | None):  # type: ignore[no-untyped-def]
+    import time
+
+    from service.imports import ImportRefusedError, create_imported_study
+    from service.local_store import check_rules_path, open_store
+    from service.reporting import print_study_result
+    from service.scheduler import Scheduler
+    from service.storage.db import transaction
+
+    if rules_out is not None:
+        try:
+            check_rules_path(rules_out)
+        except ValueError as exc:
+            _fail(f"--rules-out: {exc}")
+    path, sessions = open_store(db)
+    try:
+        with transaction(sessions) as session:
+            study, _ = create_imported_study(session, body=body, now=time.time())
+            study_id = study.id
+    except ImportRefusedError as exc:
+        _fail(str(exc))
+    settings = Settings(database_url=f"sqlite:///{path}")
+    console.print(
+        f"imported as study {study_id} in {path}; fitting the scaling rules", highlight=False
+    )
+    state = Scheduler(sessions=sessions, settings=settings).step(study_id).state
+    console.print(f"study {study_id}: {state}")
+    print_study_result(console, sessions=sessions, study_id=study_id, store=path)
+    _write_local_outputs(sessions, study_id, report=report, rules_out=rules_out)
 
 
 # -- server-side administration: tenants and API tokens ---------------------------------

@@ -54,6 +54,10 @@ class ScaletuneClient:
     def create_study(self, spec: dict[str, Any]) -> dict[str, Any]:
         return self._call("POST", "/studies", json=spec)
 
+    def import_study(self, body: dict[str, Any]) -> dict[str, Any]:
+        """Past runs as a finished study (``service.imports.StudyImport``)."""
+        return self._call("POST", "/studies/import", json=body)
+
     def list_studies(self, *, offset: int = 0, limit: int = 50) -> dict[str, Any]:
         return self._call("GET", "/studies", params={"offset": offset, "limit": limit})
 

@@ -14,6 +14,8 @@ COMPLETE, FAILED and CANCELLED are final: a late or duplicate result changes not
 from __future__ import annotations
 
 import enum
+import functools
+import json
 import math
 from typing import Any, Literal, Self
 
@@ -21,7 +23,9 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from search.settings import SearchSettings
 from search.space import SearchSpace
-from search.types import Observation
+from search.types import MAX_ABS_LOSS, MAX_COST, MIN_COST, Observation
+from service.storable import StorableBody
+from service.storage.tables import MAX_ROW_ID
 
 
 class TrialState(enum.StrEnum):
@@ -84,14 +88,30 @@ def check_study_transition(current: StudyState, target: StudyState) -> None:
         raise InvalidTransitionError(f"a {current} study cannot become {target}")
 
 
+# Upper limits of a study's values (docs/reliability.md, "Limits"). Each keeps a value
+# the service must act on finite and storable: a trial's lease is its time limit, so an
+# unbounded one could never be reclaimed; a seed is a 64-bit integer; a budget of 1e23
+# trials or 10 000 in flight is a typo, not a plan.
+MAX_TRIALS = 1_000_000
+MAX_IN_FLIGHT = 1024
+MAX_SEED = 2**63 - 1
+MAX_TIME_LIMIT_S = 30 * 24 * 3600.0  # 30 days
+MAX_NAME_LENGTH = 200  # the width of the name, objective and queue columns
+
+
 class Budget(BaseModel):
     """When a study stops asking for trials: a trial count, a total cost, or both."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
-    max_trials: int | None = Field(None, ge=1, description="trials dispatched, at most")
+    max_trials: int | None = Field(
+        None, ge=1, le=MAX_TRIALS, description="trials dispatched, at most"
+    )
     max_cost: float | None = Field(
-        None, gt=0, description="total cost (cost unit: GPU-seconds) spent, at most"
+        None,
+        gt=0,
+        le=MAX_COST,
+        description="total cost (cost unit: GPU-seconds) spent, at most",
     )
 
     @model_validator(mode="after")
@@ -116,31 +136,37 @@ class WarmStartSpec(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    study_id: int = Field(ge=1, description="a finished study with scaling rules")
+    study_id: int = Field(ge=1, le=MAX_ROW_ID, description="a finished study with scaling rules")
     compute: float | None = Field(
         None, gt=0, description="centre at this compute; None: 10x the source's largest"
     )
 
 
-class StudySpec(BaseModel):
+class StudySpec(StorableBody):
     """Everything a study is created from: the API body and the CLI's study file."""
 
-    model_config = ConfigDict(extra="forbid")
-
-    name: str = Field(min_length=1, max_length=200)
-    objective: str = Field(min_length=1, description="registered objective name")
+    name: str = Field(min_length=1, max_length=MAX_NAME_LENGTH)
+    objective: str = Field(
+        min_length=1, max_length=MAX_NAME_LENGTH, description="registered objective name"
+    )
     space: SearchSpace | None = Field(None, description="None: the objective's default")
     scaling: ScalingAxesSpec = Field(default_factory=ScalingAxesSpec)
     budget: Budget
-    in_flight: int = Field(4, ge=1, le=10_000, description="trials running at once, at most")
+    in_flight: int = Field(4, ge=1, le=MAX_IN_FLIGHT, description="trials running at once, at most")
     executor: Literal["workers", "external"] = Field(
         "workers", description="workers: dispatched to Celery; external: ask/tell only"
     )
-    queue: str = Field("trials", min_length=1, pattern=r"^[A-Za-z0-9_.\-]+$")
-    seed: int = Field(0, ge=0)
-    max_trial_cost: float | None = Field(None, gt=0, description="per-trial cost ceiling")
-    soft_time_limit_s: float | None = Field(None, gt=0)
-    time_limit_s: float | None = Field(None, gt=0)
+    queue: str = Field(
+        "trials", min_length=1, max_length=MAX_NAME_LENGTH, pattern=r"^[A-Za-z0-9_.\-]+$"
+    )
+    seed: int = Field(0, ge=0, le=MAX_SEED)
+    max_trial_cost: float | None = Field(
+        None, gt=0, le=MAX_COST, description="per-trial cost ceiling"
+    )
+    soft_time_limit_s: float | None = Field(None, gt=0, le=MAX_TIME_LIMIT_S)
+    time_limit_s: float | None = Field(
+        None, gt=0, le=MAX_TIME_LIMIT_S, description="a trial's hard limit, and its lease"
+    )
     objective_options: dict[str, Any] = Field(default_factory=dict)
     allow_negative_loss: bool = Field(
         False,
@@ -175,6 +201,70 @@ class StudySpec(BaseModel):
                 )
             ) from exc
         return search
+
+
+def spec_error(raw: dict[str, Any]) -> str | None:
+    """Why a stored spec no longer loads as a ``StudySpec`` (a rule added since the study
+    was stored, or a row written by hand), or None. Such a study cannot run (the
+    scheduler stops it); the read routes still show it, with this as its ``error``.
+
+    Memoised on the spec's JSON text: a list of hundreds of studies, polled by
+    dashboards, would otherwise validate every spec on every poll (~0.5 ms each)."""
+    return _spec_error(json.dumps(raw, sort_keys=True))
+
+
+@functools.lru_cache(maxsize=4096)
+def _spec_error(text: str) -> str | None:
+    try:
+        StudySpec.model_validate(json.loads(text))
+    except ValidationError as exc:
+        return "the stored spec no longer loads: " + describe_errors(exc)
+    return None
+
+
+def describe_errors(exc: ValidationError) -> str:
+    """A validation error in one line: ``field.path: message; ...``."""
+    return "; ".join(
+        f"{'.'.join(str(part) for part in error['loc']) or '(spec)'}: {error['msg']}"
+        for error in exc.errors(include_url=False)
+    )
+
+
+def result_problem(
+    *, failed: bool, loss: float | None, cost: float, signed: bool = True
+) -> str | None:
+    """Why a trial's reported result cannot be recorded as it stands, or None.
+
+    The one rule for results, wherever they come from: ``tell`` refuses such a result
+    (422) and a worker's is recorded as a FAILED trial with this reason
+    (``service.results``). A completed trial needs a finite loss within +-``MAX_ABS_LOSS``
+    (and >= 0 unless the study's loss is ``signed``) and a cost within [``MIN_COST``,
+    ``MAX_COST``]: the engine refuses anything else, so a trial recorded COMPLETE with it
+    would sit on the front without ever being learned from. A failed trial's cost may be
+    0 (it crashed at once) but not negative or past ``MAX_COST``.
+    """
+    if not math.isfinite(cost) or cost < 0:
+        return f"cost {cost} is not a finite cost >= 0"
+    if cost > MAX_COST:
+        return f"a cost beyond {MAX_COST:g} cannot be modelled: report it in a larger unit"
+    if failed:
+        return None
+    if loss is None or not math.isfinite(loss):
+        return f"a completed trial needs a finite loss, got {loss}; send failed=true otherwise"
+    if abs(loss) > MAX_ABS_LOSS:
+        return f"a loss beyond +-{MAX_ABS_LOSS:g} cannot be modelled: rescale it"
+    if cost < MIN_COST:
+        return (
+            f"cost {cost:g} of a completed trial is below {MIN_COST:g}: the engine needs what "
+            "it cost; report it in a smaller unit"
+        )
+    if loss < 0 and not signed:
+        return (
+            f"negative loss reported: {loss}; a loss is minimised and, unless the study "
+            "declares it signed, >= 0 (a log-likelihood is sent negated); if this metric is "
+            "signed (a negated reward), create the study with allow_negative_loss: true"
+        )
+    return None
 
 
 def trial_observation(

@@ -13,13 +13,19 @@ from fastapi import FastAPI, HTTPException, Request, status
 from fastapi.encoders import jsonable_encoder
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from pydantic import ValidationError
 from sqlalchemy.exc import OperationalError
 
-from service.api.routes import admin, health, queues, results, studies, trials
+from service.api.routes import admin, health, imports, queues, results, studies, trials
 from service.api.routes.dashboard import mount_dashboard
 from service.ask_latency import AskLatencyLog
 from service.config import Settings, get_settings
-from service.domain import InvalidTransitionError, StudyNotFoundError, TrialNotFoundError
+from service.domain import (
+    InvalidTransitionError,
+    StudyNotFoundError,
+    TrialNotFoundError,
+    describe_errors,
+)
 from service.observability import configure_logging, install_observability
 from service.proposals import ControlProposals, InlineProposals
 from service.storage import tenants
@@ -59,7 +65,7 @@ def create_app(settings: Settings | None = None, *, run_migrations: bool = True)
     app.state.ask_log = AskLatencyLog.from_url(
         settings.broker_url, prefix=settings.heartbeat_prefix
     )
-    for module in (health, studies, trials, queues, results, admin):
+    for module in (health, imports, studies, trials, queues, results, admin):
         app.include_router(module.router)
     _add_error_handlers(app)
     _document_string_422(app)
@@ -81,6 +87,7 @@ def _add_error_handlers(app: FastAPI) -> None:
     app.add_exception_handler(TrialNotFoundError, handler(status.HTTP_404_NOT_FOUND))
     app.add_exception_handler(InvalidTransitionError, handler(status.HTTP_409_CONFLICT))
     app.add_exception_handler(OperationalError, _unavailable)
+    app.add_exception_handler(ValidationError, _unloadable)
     app.add_exception_handler(RequestValidationError, _invalid_request)
 
 
@@ -121,6 +128,16 @@ def _json_safe(value: Any) -> Any:
     if isinstance(value, list | tuple):
         return [_json_safe(item) for item in value]
     return value
+
+
+async def _unloadable(_: Request, exc: Exception) -> JSONResponse:
+    """A pydantic ValidationError that escapes a route is stored data that no longer
+    loads (a request's own are RequestValidationError): a study whose spec a rule added
+    since refuses. Its state, not the request, is at fault: 409, saying why."""
+    why = describe_errors(exc)  # type: ignore[arg-type]
+    return JSONResponse(
+        {"detail": f"stored data no longer loads: {why}"}, status_code=status.HTTP_409_CONFLICT
+    )
 
 
 RETRY_AFTER_SECONDS = 5

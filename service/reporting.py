@@ -3,19 +3,25 @@
 from __future__ import annotations
 
 import math
+from pathlib import Path
 from typing import Any
 
 from rich.console import Console
 from rich.markup import escape
 from sqlalchemy.orm import Session, sessionmaker
 
+from search.scaling.rules import HyperparameterRule, ScalingRules
+from service.rules_text import allocation_texts, rule_laws
 from service.storage import repository as repo
 from service.storage.db import transaction
 from service.terminal import plural, show_table
 from service.views import front_trials, summarise
 
 
-def print_study_result(console: Console, *, sessions: sessionmaker[Session], study_id: int) -> None:
+def print_study_result(
+    console: Console, *, sessions: sessionmaker[Session], study_id: int, store: Path
+) -> None:
+    """The front and the rules of an embedded study (kept in the SQLite file ``store``)."""
     with transaction(sessions) as session:
         study = repo.get_study(session, study_id=study_id)
         outcomes = repo.completed_outcomes(session, study_id=study_id)
@@ -26,7 +32,10 @@ def print_study_result(console: Console, *, sessions: sessionmaker[Session], stu
         console.print(f"scaling rules: none ({message or 'not fitted'})", highlight=False)
     else:
         print_rules(console, rules)
-        console.print("full rules: GET /studies/{id}/rules (JSON) or rules.yaml", highlight=False)
+        console.print(
+            f"full rules: scaletune export {study_id} --db {store} --out rules.yaml (or .json)",
+            highlight=False,
+        )
 
 
 def print_front(console: Console, trials: list[Any]) -> None:
@@ -45,19 +54,30 @@ def print_front(console: Console, trials: list[Any]) -> None:
 
 
 def print_rules(console: Console, rules: dict[str, Any]) -> None:
-    """One row per hyperparameter: whether a scaling rule was learned, and its fallback."""
-    rows = []
-    for rule in rules.get("hyperparameters", []):
-        kind = "fitted" if rule.get("supported") else "none"
-        note = rule.get("reason") or rule.get("note") or rule.get("size_tokens_reason") or ""
-        rows.append([escape(rule["name"]), kind, _fmt(rule.get("fallback")), escape(note)])
+    """One row per hyperparameter: its laws with exponents and intervals (or why none,
+    and the value used instead), then the allocation N*(C), D*(C)."""
+    model = ScalingRules.model_validate(rules)
+    rows = [[rule.name, *_rule_cells(rule)] for rule in model.hyperparameters]
+    rows += [[name, text, ""] for name, text in allocation_texts(model)]
     show_table(
         console,
-        title="Scaling rules (optimum vs compute / size and tokens)",
-        headers=["hyperparameter", "rule", "fallback", "note"],
-        rows=rows,
-        wrap=["note"],
+        title=f"Scaling rules ({model.level:.0%} intervals; C compute, N params, D tokens)",
+        headers=["hyperparameter", "law", "note"],
+        rows=[[escape(cell) for cell in row] for row in rows],
+        wrap=["law", "note"],
     )
+
+
+def _rule_cells(rule: HyperparameterRule) -> tuple[str, str]:
+    if not rule.supported:
+        seen = rule.observed_low is not None and rule.observed_high is not None
+        span = f" (near-best runs {_fmt(rule.observed_low)}-{_fmt(rule.observed_high)})"
+        return f"none; uses {_fmt(rule.fallback)}" + (span if seen else ""), rule.reason or ""
+    if rule.choice is not None:
+        return f"{rule.choice.value} (most frequent)", ""
+    laws = rule_laws(rule)
+    note = rule.note or ("" if len(laws) > 1 else rule.size_tokens_reason or "")
+    return "; ".join(laws), note
 
 
 def _fmt(value: Any) -> str:

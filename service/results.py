@@ -10,12 +10,11 @@ that is no longer current changes nothing; the engine is told afterwards by the 
 from __future__ import annotations
 
 import enum
-import math
 from collections.abc import Sequence
 
 from sqlalchemy.orm import Session
 
-from service.domain import FINAL_TRIAL_STATES, TrialNotFoundError, TrialState
+from service.domain import FINAL_TRIAL_STATES, TrialNotFoundError, TrialState, result_problem
 from service.storage import repository as repo
 from service.storage.tables import TrialRow
 from workers.contracts import TrialResult
@@ -125,22 +124,20 @@ def _infrastructure_failure(
 def _finish(
     session: Session, *, trial: TrialRow, result: TrialResult, now: float, signed: bool
 ) -> None:
-    """Record the result; a loss the study cannot use fails the trial, saying why.
+    """Record the result; one the study cannot use fails the trial, saying why.
 
-    A worker's objective is code, so a negative loss in a study that does not declare
-    its loss signed is most likely a sign error (a log-likelihood sent unnegated): it is
-    recorded as a failed trial with the value in its reason, never fed to the search.
-    External runners are refused earlier, with an HTTP 4xx (``service.studies.tell``).
+    ``domain.result_problem`` is the rule (the one ``tell`` answers 422 with): a worker's
+    objective is code, so a non-finite or negative loss (in a study that does not declare
+    its loss signed: most likely a sign error, a log-likelihood sent unnegated) or a cost
+    the engine cannot model is recorded as a failed trial with the reason, never fed to
+    the search nor shown on the front.
     """
     failed, kind, reason = result.status == "failed", result.failure_kind, result.failure_reason
-    if not failed and (result.loss is None or not math.isfinite(result.loss)):
-        failed, kind, reason = True, "config", f"non-finite loss reported: {result.loss}"
-    elif not failed and result.loss < 0 and not signed:
-        failed, kind = True, "config"
-        reason = (
-            f"negative loss reported: {result.loss}; a loss is minimised and >= 0 unless the "
-            "study is created with allow_negative_loss: true"
-        )
+    problem = result_problem(
+        failed=failed, loss=result.loss, cost=result.cost_seconds, signed=signed
+    )
+    if problem is not None and not failed:
+        failed, kind, reason = True, "config", problem
     if failed and kind is None:
         kind = "config"
     repo.finish_trial(

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Self
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from search.types import MAX_ABS_LOSS, MAX_COST
-from service.domain import StudySpec, StudyState, TrialState
+from search.types import MAX_COST, MIN_COST
+from service.domain import StudySpec, StudyState, TrialState, result_problem
+from service.storable import StorableBody
 
 StudyCreate = StudySpec
 
@@ -72,6 +73,11 @@ class StudyPublic(_Out):
     created_at: float
     updated_at: float
     message: str | None
+    error: str | None = Field(
+        None,
+        description="why the study's stored spec no longer loads (it cannot run, and "
+        "its detail shows the spec as stored); null when it loads",
+    )
 
 
 class StudyDetail(StudyPublic):
@@ -93,9 +99,7 @@ class StudiesPublic(BaseModel):
     count: int
 
 
-class AskRequest(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
+class AskRequest(StorableBody):
     count: int = Field(1, ge=1, le=100, description="trials wanted")
 
 
@@ -113,31 +117,25 @@ class AskResponse(BaseModel):
     count: int
 
 
-class TellRequest(BaseModel):
-    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
-
+class TellRequest(StorableBody):
     loss: float | None = Field(None, description="required unless failed")
-    cost: float = Field(ge=0, description="what the trial cost (GPU-seconds)")
+    cost: float = Field(
+        ge=0,
+        description=f"what the trial cost (GPU-seconds): in [{MIN_COST:g}, {MAX_COST:g}], "
+        "or 0 for a failed trial",
+    )
     failed: bool = False
     failure_reason: str | None = Field(None, max_length=2000)
     metrics: dict[str, float | int | str | bool | None] = Field(default_factory=dict)
     curve: list[dict[str, float]] = Field(default_factory=list, max_length=100_000)
 
-    @field_validator("loss")
-    @classmethod
-    def _loss_the_engine_can_model(cls, loss: float | None) -> float | None:
-        if loss is not None and abs(loss) > MAX_ABS_LOSS:
-            raise ValueError(f"a loss beyond +-{MAX_ABS_LOSS:g} cannot be modelled: rescale it")
-        return loss
-
-    @field_validator("cost")
-    @classmethod
-    def _cost_the_engine_can_model(cls, cost: float) -> float:
-        if cost > MAX_COST:
-            raise ValueError(
-                f"a cost beyond {MAX_COST:g} cannot be modelled: report it in a larger unit"
-            )
-        return cost
+    @model_validator(mode="after")
+    def _a_result_the_engine_can_model(self) -> Self:
+        # the sign of the loss is the study's business: checked by service.studies.tell
+        problem = result_problem(failed=self.failed, loss=self.loss, cost=self.cost)
+        if problem is not None:
+            raise ValueError(problem)
+        return self
 
 
 class TellResponse(BaseModel):
@@ -187,10 +185,8 @@ class Health(BaseModel):
     detail: dict[str, str] = Field(default_factory=dict)
 
 
-class VerifyRequest(BaseModel):
+class VerifyRequest(StorableBody):
     """Body of POST /studies/{id}/verify (optional)."""
-
-    model_config = ConfigDict(extra="forbid")
 
     scale_factor: float = Field(
         10.0, gt=1.0, le=1000.0, description="x the largest compute the rules observed"
@@ -200,9 +196,7 @@ class VerifyRequest(BaseModel):
 TENANT_NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,99}$"
 
 
-class TenantCreate(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
+class TenantCreate(StorableBody):
     name: str = Field(
         pattern=TENANT_NAME_PATTERN,
         description="letters, digits, '_', '.', '-'; at most 100 characters",
@@ -220,9 +214,7 @@ class TenantsPublic(BaseModel):
     count: int
 
 
-class TokenCreate(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
+class TokenCreate(StorableBody):
     name: str = Field("api", min_length=1, max_length=200, description="what the token is for")
 
 

@@ -7,12 +7,10 @@ one out is a database update under the study's lock.
 
 from __future__ import annotations
 
-import math
-
 from sqlalchemy.orm import Session
 
 from service.budget import trials_left
-from service.domain import StudySpec, StudyState, TrialState
+from service.domain import StudySpec, StudyState, TrialState, result_problem
 from service.results import IngestOutcome, ingest_result
 from service.storage import repository as repo
 from service.storage import tenants
@@ -23,6 +21,7 @@ from workers.objectives.registry import (
     available_objectives,
     check_options,
     check_parameter_names,
+    check_scaling_axes,
 )
 
 
@@ -34,8 +33,8 @@ class NotExternalTrialError(ValueError):
     """tell/heartbeat through the API on a trial that a worker runs."""
 
 
-class NegativeLossError(ValueError):
-    """A negative loss told to a study that did not declare its loss signed."""
+class UnusableResultError(ValueError):
+    """A told result the study cannot record (``domain.result_problem`` says why)."""
 
 
 def create_study_row(
@@ -47,9 +46,12 @@ def create_study_row(
     StudyNotFoundError, as a missing one is).
 
     The objective's name and options, and (for a study its workers run) that the space's
-    parameters are the objective's, are checked here before anything is stored
-    (InvalidObjectiveOptionsError, InvalidParameterNamesError): found by the first step or
-    by every trial, they would leave a study that can never run.
+    parameters are the objective's and that each scaling axis names one of them or a
+    metric the objective reports, are checked here before anything is stored
+    (InvalidObjectiveOptionsError, InvalidParameterNamesError, InvalidScalingAxesError):
+    found by the first step, by every trial or by the fit after the last, they would
+    leave a study that can never run or never give rules. An external study's runner
+    reports its own metrics: its axes are not checked.
     """
     names = available_objectives()
     if spec.objective not in names:
@@ -60,8 +62,12 @@ def create_study_row(
     if spec.warm_start is not None and tenant_id is not None:  # only from its own studies
         tenants.check_study_owner(session, study_id=spec.warm_start.study_id, tenant_id=tenant_id)
     spec = apply_warm_start(session, spec=spec)
-    if spec.executor == "workers" and spec.space is not None:
-        check_parameter_names(spec.objective, spec.space.names)
+    if spec.executor == "workers":
+        space_names = None if spec.space is None else spec.space.names
+        if spec.space is not None:
+            check_parameter_names(spec.objective, space_names)
+        axes = spec.scaling.model_dump(exclude_none=True).values()
+        check_scaling_axes(spec.objective, axes, space_names)
     return repo.create_study(
         session,
         name=spec.name,
@@ -113,19 +119,17 @@ def tell(
 ) -> IngestOutcome:
     """Record an external runner's result exactly like a worker's (idempotent).
 
-    A negative loss is refused unless the study sets ``allow_negative_loss``: a loss
-    (cross-entropy, error rate) is >= 0, so a negative one is most likely a sign error (a
-    log-likelihood sent unnegated) that would steer the search the wrong way unseen.
+    A result ``domain.result_problem`` refuses is an UnusableResultError (a 422), the
+    study's own rule on the loss's sign included: a loss (cross-entropy, error rate) is
+    >= 0 unless the study sets ``allow_negative_loss``, so a negative one is most likely
+    a sign error (a log-likelihood sent unnegated) that would steer the search the wrong
+    way unseen.
     """
     trial = _external(session, trial_id=trial_id)
-    if not failed and (loss is None or not math.isfinite(loss)):
-        raise ValueError("a completed trial needs a finite loss; send failed=true otherwise")
-    if not failed and loss < 0 and not _spec(session, trial.study_id).allow_negative_loss:
-        raise NegativeLossError(
-            f"loss {loss} is negative: a loss is minimised and, unless the study declares it "
-            "signed, >= 0 (a log-likelihood is sent negated); if this metric is signed (a "
-            "negated reward), create the study with allow_negative_loss: true"
-        )
+    signed = _spec(session, trial.study_id).allow_negative_loss
+    problem = result_problem(failed=failed, loss=loss, cost=cost, signed=signed)
+    if problem is not None:
+        raise UnusableResultError(problem)
     result = TrialResult(
         study_id=trial.study_id,
         trial_id=trial.id,

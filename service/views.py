@@ -12,12 +12,14 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
+import redis
 from sqlalchemy.orm import Session
 
 from search.pareto import best_loss_within_cost, front_indices
-from service.domain import StudySpec
+from service.domain import TrialState
 from service.storage import repository as repo
 from service.storage.tables import StudyRow, TrialRow
+from workers.heartbeat import HeartbeatStore
 
 
 @dataclass(frozen=True)
@@ -42,15 +44,32 @@ class Progress:
 
 
 def progress(session: Session, *, study: StudyRow) -> Progress:
-    budget = StudySpec.model_validate(study.spec).budget
+    """Spent vs budget; the budget is read as stored, so a study whose spec no longer
+    loads (``domain.spec_error``) still shows its progress."""
+    max_cost, max_trials = _stored_budget(study.spec)
     tally = repo.tally(session, study_id=study.id)
     return Progress(
         spent_cost=tally.spent_cost,
-        max_cost=budget.max_cost,
+        max_cost=max_cost,
         dispatched=tally.dispatched,
-        max_trials=budget.max_trials,
+        max_trials=max_trials,
         by_state={str(k): v for k, v in tally.by_state.items()},
     )
+
+
+def _stored_budget(spec: Any) -> tuple[float | None, int | None]:
+    """(max_cost, max_trials) of a stored spec; None where absent or not a number."""
+    budget = spec.get("budget") if isinstance(spec, dict) else None
+    budget = budget if isinstance(budget, dict) else {}
+    max_cost, max_trials = budget.get("max_cost"), budget.get("max_trials")
+    return (
+        float(max_cost) if _finite_number(max_cost) else None,
+        int(max_trials) if _finite_number(max_trials) else None,
+    )
+
+
+def _finite_number(value: Any) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
 
 
 @dataclass(frozen=True)
@@ -127,3 +146,24 @@ def best_per_cost_band(
         {"max_cost": float(c), "best_loss": None if math.isinf(b) else float(b)}
         for c, b in zip(limits, best, strict=True)
     ]
+
+
+def running_workers(heartbeats: HeartbeatStore | None, trials: list[TrialRow]) -> dict[int, str]:
+    """The worker that runs each RUNNING trial, by trial id, as its heartbeat names it.
+
+    A trial's row records its worker with its result; until then only the worker's
+    heartbeat (Redis) says who runs it. A trial without a beat of its current attempt is
+    left out (dispatched, not yet started), as is everything when Redis does not answer.
+    """
+    running = [t for t in trials if t.state == TrialState.RUNNING and not t.external]
+    if heartbeats is None or not running:
+        return {}
+    try:
+        beats = heartbeats.trials([(t.study_id, t.id) for t in running])
+    except redis.RedisError:
+        return {}
+    return {
+        t.id: beat.worker
+        for t in running
+        if (beat := beats.get((t.study_id, t.id))) is not None and beat.trial.attempt == t.attempt
+    }

@@ -39,6 +39,8 @@ class LossFrontier(BaseModel):
     compute_min: float
     compute_max: float
     bootstrap: list[list[float]]
+    # Why E is not identified (None when it is): see fit_loss_frontier.
+    E_reason: str | None = None
 
     def predict(self, compute: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Loss estimate and interval at each compute; arrays ``(m,)``."""
@@ -52,6 +54,10 @@ class LossFrontier(BaseModel):
 
 def _theta(rows: np.ndarray) -> np.ndarray:
     return np.column_stack([np.log(rows[:, 0]), np.log(rows[:, 1]), rows[:, 2]])
+
+
+# A fitted E below this share of the lowest loss is read as "no floor in the data".
+UNIDENTIFIED_FLOOR = 1e-6
 
 
 def fit_loss_frontier(
@@ -81,8 +87,20 @@ def fit_loss_frontier(
             f"loss does not fall significantly with compute along the front (gamma = "
             f"{theta[2]:.3g}, {level:.0%} interval [{gamma_low:.3g}, {gamma_high:.3g}])"
         )
+    E = float(np.exp(theta[0]))
+    E_reason = None
+    if UNIDENTIFIED_FLOOR * float(loss.min()) > E:
+        # The optimiser drove E to zero: over these budgets the front is a pure power law
+        # (no curvature in log-log shows a floor). Every bootstrap refit starts there,
+        # where the gradient in ln E vanishes, so the draws keep the same E.
+        E_reason = (
+            f"not identified: the front shows no loss floor over {np.ptp(np.log10(compute)):.1f} "
+            f"decades of compute (E fitted at {E:.2g}); L*(C) is a pure power law here and "
+            "its extrapolation ignores any irreducible loss"
+        )
     return LossFrontier(
-        E=float(np.exp(theta[0])),
+        E=E,
+        E_reason=E_reason,
         A=float(np.exp(theta[1])),
         gamma=float(theta[2]),
         gamma_low=float(gamma_low),
@@ -118,7 +136,7 @@ def fit_allocation_law(
         n_bootstrap=n_bootstrap,
         level=level,
     )
-    return _growing(law, name, level)
+    return growing(law, name, level)
 
 
 def allocation_law_from_optima(
@@ -139,10 +157,10 @@ def allocation_law_from_optima(
         names=["ln_compute"],
         level=level,
     )
-    return _growing(law, name, level)
+    return growing(law, name, level)
 
 
-def _growing(law: LinearLaw, name: str, level: float) -> LinearLaw:
+def growing(law: LinearLaw, name: str, level: float) -> LinearLaw:
     low, high = law.slope_interval()
     if not low > 0:
         raise NotEnoughDataError(

@@ -97,8 +97,12 @@ def fit_chinchilla(
     n_bootstrap: int = 200,
     level: float = 0.9,
     huber_delta: float = HUBER_DELTA,
+    groups: np.ndarray | None = None,
 ) -> ChinchillaFit:
     """Fit ``L = E + A / N^alpha + B / D^beta`` to runs ``(n_params, tokens, loss)``.
+
+    ``groups`` (n,) labels runs whose errors are shared; the bootstrap then resamples
+    whole groups (see ``search.scaling.lse.fit_lse``).
 
     Raises NotEnoughDataError when fewer than 15 runs are given, when N or D spans
     less than a decade, or when the fitted exponents are not both positive (a loss
@@ -115,7 +119,9 @@ def fit_chinchilla(
                 f"{name} spans {np.ptp(np.log10(values)):.2f} decades; L(N, D) needs at least 1"
             )
     log_x = np.column_stack([np.log(n_params), np.log(tokens)])
-    theta, boot = fit_lse(log_x, loss, seed=seed, n_bootstrap=n_bootstrap, delta=huber_delta)
+    theta, boot = fit_lse(
+        log_x, loss, seed=seed, n_bootstrap=n_bootstrap, delta=huber_delta, groups=groups
+    )
     point = derived_quantities(_to_params(theta[None, :]))
     if not (point["alpha"][0] > 0 and point["beta"][0] > 0):
         raise NotEnoughDataError(

@@ -28,7 +28,6 @@ from search.scaling.optima import (
     outside_fraction,
     size_bounds,
 )
-from search.scaling.rules import forward
 from search.scaling.surface import (
     ResponseSurface,
     Structure,
@@ -38,6 +37,7 @@ from search.scaling.surface import (
     fit_surface,
     flat_hyperparameters,
 )
+from search.scaling.transforms import forward
 
 # Runs losing more than this log-loss to their optimal hyperparameters stay out of the
 # L(N, D) fit: far up a bowl's wall the surface's correction is least accurate.
@@ -94,7 +94,7 @@ def log_axes(table: Any) -> np.ndarray:
     return np.log(table.compute)[:, None]
 
 
-def _surface_data(table: Any, params: list[Any]) -> tuple[SurfaceData, list, list]:
+def surface_data(table: Any, params: list[Any]) -> tuple[SurfaceData, list, list]:
     hp_params = [p for p in params if p.kind != "choice"]
     n = len(table.loss)
     columns = [forward(transform_of(p), [row[p.name] for row in table.params]) for p in hp_params]
@@ -113,7 +113,7 @@ def _surface_data(table: Any, params: list[Any]) -> tuple[SurfaceData, list, lis
 
 def fit_stage(table: Any, params: list[Any], *, level: float) -> SurfaceStage:
     """The surface over ``table``'s runs for hyperparameters ``params`` (space order)."""
-    data, hp_params, levels = _surface_data(table, params)
+    data, hp_params, levels = surface_data(table, params)
     try:
         structure, bends = choose_structure(data, level=level)
     except NotEnoughDataError as exc:

@@ -1,5 +1,10 @@
 """fit_scaling_rules: from a study's observations to ScalingRules.
 
+A designed sweep (runs repeating (N, D) cells, each a grid of the other
+hyperparameters; ``search.scaling.cells``) is fitted through each cell's own optimum
+(``search.scaling.sweep``, ``_sweep_rules`` here). Any other study takes the steps
+below.
+
 Steps: read the axes (N, D, C) of every successful observation; take the
 compute-efficient set (``search.scaling.efficient_set``) and the loss frontier L*(C);
 fit the response surface over every run and estimate the optima at the efficient runs
@@ -27,7 +32,12 @@ from search.scaling.allocation import (
     fit_loss_frontier,
 )
 from search.scaling.chinchilla import fit_chinchilla
-from search.scaling.efficient_set import EfficientSet, efficient_set, tolerant_front
+from search.scaling.efficient_set import (
+    EfficientSet,
+    efficient_set,
+    estimate_front_noise,
+    tolerant_front,
+)
 from search.scaling.estimates import (
     Estimates,
     SurfaceStage,
@@ -36,7 +46,7 @@ from search.scaling.estimates import (
     fit_stage,
     transform_of,
 )
-from search.scaling.laws import MIN_DECADES, curved_inside, fit_law_to_optima
+from search.scaling.laws import MAX_SLOPE_SE, MIN_DECADES, curved_inside, fit_law_to_optima
 from search.scaling.optima import LN6, Optima
 from search.scaling.rules import (
     AllocationRules,
@@ -45,8 +55,9 @@ from search.scaling.rules import (
     ObservedRange,
     ScalingAxes,
     ScalingRules,
-    compute_of,
 )
+from search.scaling.sweep import SweepFit, fit_sweep
+from search.scaling.transforms import compute_of
 from search.space import SearchSpace
 from search.types import Observation
 
@@ -60,6 +71,10 @@ MAX_EDGE_FRACTION = 0.2
 # of the budget at most of the efficient runs is refused: the surface would be
 # extrapolating its bowl rather than locating a bottom the runs bracket.
 MAX_OUTSIDE_FRACTION = 0.5
+SWEEP_FRONTIER_REASON = (
+    "a designed sweep's front is a few cells: the loss at a compute comes from L(N, D) "
+    "at the compute-optimal allocation"
+)
 
 
 @dataclass(frozen=True)
@@ -112,6 +127,16 @@ def fit_scaling_rules(
 def _fit(observations, space: SearchSpace, axes: ScalingAxes, options: _Options, band: dict):
     table = _read_table(observations, space, axes)
     front = tolerant_front(table.loss, table.compute)
+    if axes.has_size_and_tokens and axes.compute is None:
+        sweep = fit_sweep(
+            table,
+            [p for p in space.params if p.name not in axes.names],
+            level=options.level,
+            n_bootstrap=options.n_bootstrap,
+            seed=options.seed,
+        )
+        if sweep is not None:
+            return _sweep_rules(table, front, space, axes, sweep, options)
     frontier, frontier_reason = _fit_frontier(table, front, options)
     eff = efficient_set(
         table.loss,
@@ -152,6 +177,78 @@ def _fit(observations, space: SearchSpace, axes: ScalingAxes, options: _Options,
         loss_frontier_reason=frontier_reason,
         parametric=parametric,
         parametric_reason=parametric_reason,
+    )
+
+
+def _sweep_rules(table, front, space, axes, sweep: SweepFit, options):
+    """ScalingRules of a designed sweep (``search.scaling.sweep``). No loss frontier:
+    a sweep's front is a few cells, and the loss at a compute comes from ``L(N, D)`` at
+    the compute-optimal allocation."""
+    members = sweep.near_best
+    rules = []
+    for param in space.params:
+        if param.name in axes.names:
+            continue
+        common = {"name": param.name, "kind": param.kind}
+        fallback = _best_value(param, table, members)
+        if param.kind == "choice":
+            counts = Counter(table.params[i][param.name] for i in members).most_common()
+            summary = ChoiceSummary(
+                value=counts[0][0], frequency=counts[0][1] / len(members), counts=counts
+            )
+            rules.append(
+                HyperparameterRule(
+                    **common, transform="none", supported=True, fallback=fallback, choice=summary
+                )
+            )
+            continue
+        common |= _described(param, table, members) | {
+            "transform": transform_of(param),
+            "multiple_of": getattr(param, "multiple_of", 1),
+            "fallback": fallback,
+        }
+        size_law = sweep.size_laws.get(param.name)
+        if size_law is None:
+            rules.append(
+                HyperparameterRule(**common, supported=False, reason=sweep.reasons[param.name])
+            )
+            continue
+        vs_compute = sweep.compute_laws.get(param.name)
+        note = None
+        if vs_compute is not None:
+            low, high = vs_compute.slope_interval()
+            note = "no significant trend with compute" if low <= 0 <= high else None
+        rules.append(
+            HyperparameterRule(
+                **common,
+                supported=True,
+                note=note,
+                vs_compute=vs_compute,
+                vs_size_tokens=size_law,
+                size_tokens_reason=None,
+            )
+        )
+    reason = sweep.allocation_reason
+    eff_noise = estimate_front_noise(table.loss[front], None)
+    observed = _observed(
+        table, EfficientSet(front, members, eff_noise, np.zeros(len(members))), axes
+    )
+    return ScalingRules(
+        axes=axes,
+        level=options.level,
+        optima_from="cells",
+        observed=observed.model_copy(update={"n_cells": len(sweep.cells.runs)}),
+        hyperparameters=rules,
+        allocation=AllocationRules(
+            n_params=sweep.n_params_law,
+            n_params_reason=reason,
+            tokens=sweep.tokens_law,
+            tokens_reason=reason,
+        ),
+        loss_frontier=None,
+        loss_frontier_reason=SWEEP_FRONTIER_REASON,
+        parametric=sweep.parametric,
+        parametric_reason=sweep.parametric_reason,
     )
 
 
@@ -232,6 +329,19 @@ def _best_value(param: Any, table: _Table, members: np.ndarray) -> Any:
     return table.params[int(top[np.argmin(table.loss[top])])][param.name]
 
 
+def _described(param: Any, table: _Table, members: np.ndarray) -> dict[str, Any]:
+    """The rule fields every continuous parameter gets: its declared limits (a logit
+    parameter's are inside (0, 1) anyway) and the range of its values over the near-best
+    runs ``members``, reported when it has no law."""
+    values = [float(table.params[i][param.name]) for i in members]
+    return {
+        "limit_min": None if param.min is None else float(param.min),
+        "limit_max": None if param.max is None else float(param.max),
+        "observed_low": min(values),
+        "observed_high": max(values),
+    }
+
+
 def _fit_rules(table, members, space, axes, stage: SurfaceStage, est: Estimates, options):
     rules = []
     for param in space.params:
@@ -239,6 +349,8 @@ def _fit_rules(table, members, space, axes, stage: SurfaceStage, est: Estimates,
             continue
         common = {"name": param.name, "kind": param.kind}
         fallback = _best_value(param, table, members)
+        if param.kind != "choice":
+            common |= _described(param, table, members)
         if param.kind == "choice":
             rules.append(_choice_rule(param, table, members, stage, common, fallback))
         else:
@@ -268,6 +380,15 @@ def _hp_rule(param, table, members, stage, est: Estimates, common: dict, fallbac
         )
     except NotEnoughDataError as exc:
         return HyperparameterRule(**common, supported=False, reason=str(exc))
+    slope_se = math.sqrt(vs_compute.coef_cov[1][1])
+    if slope_se > MAX_SLOPE_SE:
+        decades = np.ptp(log_c) / math.log(10.0)
+        reason = (
+            f"the slope in ln_compute is not identified: standard error {slope_se:.2f} (at "
+            f"most {MAX_SLOPE_SE:g}) with compute spanning {decades:.2f} decades over "
+            f"{len(log_c)} efficient runs"
+        )
+        return HyperparameterRule(**common, supported=False, reason=reason)
     low, high = vs_compute.slope_interval()
     size_law, size_reason = _fit_size_tokens(table, members, optima, j, options)
     return HyperparameterRule(

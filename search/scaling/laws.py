@@ -54,6 +54,9 @@ class LinearLaw(BaseModel):
     n_points: int
     feature_min: list[float]
     feature_max: list[float]
+    # Scatter of the points around the law beyond their own uncertainty (variance, in
+    # the law's units): a new point's optimum departs from the law by this much too.
+    extra_variance: float = 0.0
 
     @property
     def dof(self) -> int:
@@ -64,8 +67,9 @@ class LinearLaw(BaseModel):
         design = _design(np.atleast_2d(np.asarray(features, dtype=float)))
         estimate = design @ np.asarray(self.coef)
         cov = np.asarray(self.coef_cov)
-        se = np.sqrt(np.maximum(np.einsum("mi,ij,mj->m", design, cov, design), 0.0))
-        half = _t_quantile(self.level, self.dof) * se
+        spread = np.einsum("mi,ij,mj->m", design, cov, design) + self.extra_variance
+        se = np.sqrt(np.maximum(spread, 0.0))
+        half = t_quantile(self.level, self.dof) * se
         return estimate, estimate - half, estimate + half
 
     def slope_interval(self, j: int = 0) -> tuple[float, float]:
@@ -78,7 +82,7 @@ def _design(features: np.ndarray) -> np.ndarray:
     return np.column_stack([np.ones(features.shape[0]), features])
 
 
-def _t_quantile(level: float, dof: int) -> float:
+def t_quantile(level: float, dof: int) -> float:
     return float(stats.t.ppf(0.5 + level / 2.0, dof))
 
 
@@ -187,7 +191,7 @@ def _law(features, y, design, coef, cov, names, level) -> LinearLaw:
     residual = y - design @ coef
     total = float(np.sum((y - y.mean()) ** 2))
     dof = max(len(y) - design.shape[1], 1)
-    half = _t_quantile(level, dof) * np.sqrt(np.diag(cov))
+    half = t_quantile(level, dof) * np.sqrt(np.diag(cov))
     return LinearLaw(
         features=list(names),
         coef=coef.tolist(),
@@ -222,3 +226,81 @@ def curved_inside(x: np.ndarray, y: np.ndarray, y_draws: np.ndarray, *, level: f
     vertex = -coef[1] / (2.0 * coef[2]) + x.mean()
     q_low, q_high = np.quantile(x, [0.1, 0.9])
     return float(vertex) if q_low < vertex < q_high else None
+
+
+# A slope whose standard error exceeds this is not identified by the points: its 90%
+# interval would be wider than +/-0.4, more than the exponents of published laws.
+MAX_SLOPE_SE = 0.25
+# Degrees of freedom a law through estimated optima keeps for its scatter.
+MIN_RESIDUAL_DOF = 2
+
+
+def fit_law_to_estimates(
+    features: np.ndarray,
+    y: np.ndarray,
+    variance: np.ndarray,
+    *,
+    names: list[str],
+    level: float = 0.9,
+) -> LinearLaw:
+    """Precision-weighted least squares through optima ``y`` (n,) estimated with
+    ``variance`` (n,) at ``features`` (n, k): a random-effects meta-regression.
+
+    The points scatter around any law more than their own uncertainty says (a cell's
+    grid, the law's form): the extra variance ``tau^2`` is the method-of-moments
+    (DerSimonian-Laird) estimate, each point is weighted ``1 / (variance + tau^2)``, and
+    the coefficients' covariance is scaled by the weighted residual variance when that
+    exceeds 1 (Knapp-Hartung), with Student's t at ``n - k - 1`` degrees of freedom.
+    ``tau^2`` is kept as ``extra_variance``, so a prediction's interval includes the
+    scatter a new point has around the law.
+
+    Raises NotEnoughDataError, with the numbers, when a slope is not identified: fewer
+    than ``MIN_RESIDUAL_DOF`` residual degrees of freedom, a feature that does not vary,
+    or a slope whose standard error exceeds ``MAX_SLOPE_SE``.
+    """
+    features = np.asarray(features, dtype=float)
+    y = np.asarray(y, dtype=float)
+    n, k = features.shape
+    if n < k + 1 + MIN_RESIDUAL_DOF:
+        raise NotEnoughDataError(
+            f"{n} estimated optima cannot support a law with {k + 1} coefficients; "
+            f"need at least {k + 1 + MIN_RESIDUAL_DOF}"
+        )
+    spans = np.ptp(features, axis=0) / LN10
+    for j, name in enumerate(names):
+        if spans[j] < 1e-6:
+            raise NotEnoughDataError(
+                f"{name.removeprefix('ln_')} does not vary over the {n} points "
+                f"(spans {spans[j]:.2f} decades): its slope is not identified"
+            )
+    design = _design(features)
+    variance = np.maximum(np.asarray(variance, dtype=float), 1e-12)
+    weights = 1.0 / variance
+    coef, _ = _weighted(design, y, weights)
+    residual = y - design @ coef
+    q = float(np.sum(weights * residual**2))
+    wx = design * weights[:, None]
+    hat = np.linalg.pinv(design.T @ wx) @ (wx.T @ wx)
+    denominator = float(np.sum(weights) - np.trace(hat))
+    tau2 = max(0.0, (q - (n - k - 1)) / denominator) if denominator > 0 else 0.0
+    weights = 1.0 / (variance + tau2)
+    coef, cov = _weighted(design, y, weights)
+    residual = y - design @ coef
+    scale = float(np.sum(weights * residual**2)) / (n - k - 1)
+    cov = cov * max(1.0, scale)
+    se = np.sqrt(np.diag(cov))
+    for j, name in enumerate(names):
+        if se[j + 1] > MAX_SLOPE_SE:
+            raise NotEnoughDataError(
+                f"the slope in {name} is not identified: standard error {se[j + 1]:.2f} "
+                f"(at most {MAX_SLOPE_SE:g}) with {name.removeprefix('ln_')} spanning "
+                f"{spans[j]:.2f} decades over {n} points"
+            )
+    law = _law(features, y, design, coef, cov, names, level)
+    return law.model_copy(update={"extra_variance": tau2})
+
+
+def _weighted(design: np.ndarray, y: np.ndarray, weights: np.ndarray):
+    """Weighted least squares: coefficients and their covariance ``(X'WX)^-1``."""
+    cov = np.linalg.pinv(design.T @ (design * weights[:, None]))
+    return cov @ (design.T @ (weights * y)), cov

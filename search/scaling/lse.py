@@ -138,9 +138,13 @@ def fit_lse(
     n_starts: int = 20,
     delta: float = HUBER_DELTA,
     points_per_param: int = 3,
+    groups: np.ndarray | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Fit ``ln L = LSE(e, a_j - alpha_j ln X_j)``: the best theta ``(p,)`` and the
     bootstrap thetas ``(n_bootstrap, p)``, both in the raw parametrisation.
+
+    ``groups`` (n,), when given, labels points whose errors are shared (the runs of
+    one sweep cell, corrected by one local fit): the bootstrap resamples whole groups.
 
     ``log_x`` is ``(n, k)`` natural logs of the axes, ``loss`` ``(n,)`` positive.
     The point fit runs BFGS from the ``n_starts`` best grid points; each bootstrap
@@ -159,9 +163,15 @@ def fit_lse(
     if not (np.all(np.isfinite(theta_hat)) and math.isfinite(objective)):
         raise ModelFittingError("the power-law fit did not converge from any start")
     rng = np.random.default_rng(seed)
+    if groups is not None:
+        members = [np.flatnonzero(groups == g) for g in np.unique(groups)]
     boot = []
     for _ in range(n_bootstrap):
-        rows = rng.integers(0, len(loss), size=len(loss))
+        if groups is None:
+            rows = rng.integers(0, len(loss), size=len(loss))
+        else:
+            picked = rng.integers(0, len(members), size=len(members))
+            rows = np.concatenate([members[i] for i in picked])
         boot.append(_quasi_newton(theta_hat, log_x_centred[rows], log_loss[rows], delta)[0])
     return _to_raw(theta_hat, centre), _to_raw(np.array(boot), centre)
 

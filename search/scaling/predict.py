@@ -4,22 +4,18 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from search.errors import InvalidParamsError
 from search.scaling.chinchilla import FLOPS_PER_PARAM_TOKEN, derived_quantities
 from search.scaling.laws import LinearLaw
-from search.scaling.rules import (
-    HyperparameterRule,
-    Interval,
-    ParamPrediction,
-    Prediction,
-    ScalingRules,
-    compute_of,
-    inverse,
-    snap,
-)
+from search.scaling.prediction import Interval, ParamPrediction, Prediction
+from search.scaling.transforms import compute_of, inverse, snap
+
+if TYPE_CHECKING:  # the rules model calls this module; only its types are needed here
+    from search.scaling.rules import HyperparameterRule, ScalingRules
 
 
 @dataclass
@@ -133,11 +129,7 @@ def _parametric_allocation(rules: ScalingRules, compute: float) -> tuple[Interva
 
 def _predict_param(rule: HyperparameterRule, target: _Target) -> ParamPrediction:
     if not rule.supported:
-        return ParamPrediction(
-            value=rule.fallback,
-            supported=False,
-            source=f"unsupported ({rule.reason}); best observed value used",
-        )
+        return _best_observed(rule, f"unsupported ({rule.reason}); best observed value used")
     if rule.choice is not None:
         share = f"{rule.choice.frequency:.0%}"
         return ParamPrediction(
@@ -145,11 +137,43 @@ def _predict_param(rule: HyperparameterRule, target: _Target) -> ParamPrediction
         )
     law, features, source = _pick_law(rule, target)
     if law is None:
-        return ParamPrediction(value=rule.fallback, supported=False, source=source)
-    estimate, low, high = (float(inverse(rule.transform, v[0])) for v in law.predict([features]))
+        return _best_observed(rule, source)
+    raw = [float(inverse(rule.transform, v[0])) for v in law.predict([features])]
+    estimate, low, high = (_within_limits(rule, v) for v in raw)
+    clipped = [a != b for a, b in zip(raw, (estimate, low, high), strict=True)]
+    if clipped[0]:
+        source += f" (clipped to the declared limit {estimate:.4g}; the law says {raw[0]:.4g})"
+    elif any(clipped):
+        source += " (interval clipped to the declared limits)"
     return ParamPrediction(
-        value=snap(rule, estimate), estimate=estimate, low=low, high=high, source=source
+        value=snap(rule.kind, rule.multiple_of, estimate),
+        estimate=estimate,
+        low=low,
+        high=high,
+        clipped=any(clipped),
+        source=source,
     )
+
+
+def _best_observed(rule: HyperparameterRule, source: str) -> ParamPrediction:
+    """No law: the best observed value, with the near-best runs' range as its interval."""
+    return ParamPrediction(
+        value=rule.fallback,
+        low=rule.observed_low,
+        high=rule.observed_high,
+        supported=False,
+        source=source,
+    )
+
+
+def _within_limits(rule: HyperparameterRule, value: float) -> float:
+    """``value`` inside the parameter's declared limits (and (0, 1) for a logit one)."""
+    low, high = rule.limit_min, rule.limit_max
+    if low is not None and value < low:
+        return float(low)
+    if high is not None and value > high:
+        return float(high)
+    return float(value)
 
 
 def _pick_law(rule: HyperparameterRule, target: _Target):
@@ -171,6 +195,9 @@ def _predict_loss(rules: ScalingRules, target: _Target) -> tuple[Interval | None
         return interval, "parametric L(N, D)"
 
     if target.explicit_size and rules.parametric is not None:
+        return from_parametric()
+    if rules.optima_from == "cells" and target.n_params is not None and rules.parametric:
+        # A sweep's front is a handful of cells; L(N, D) uses every well-tuned run.
         return from_parametric()
     if target.compute is not None and rules.loss_frontier is not None:
         estimate, low, high = rules.loss_frontier.predict(np.array([target.compute]))

@@ -19,35 +19,40 @@ writing and reading the file is the one piece of I/O in ``search``.
 
 from __future__ import annotations
 
-import math
 from pathlib import Path
 from typing import Any, Literal
 
-import numpy as np
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from search.errors import InvalidParamsError
 from search.scaling.allocation import LossFrontier
-from search.scaling.chinchilla import FLOPS_PER_PARAM_TOKEN, ChinchillaFit
+from search.scaling.chinchilla import ChinchillaFit
 from search.scaling.laws import LinearLaw
+from search.scaling.predict import predict_rules
+from search.scaling.prediction import Interval, ParamPrediction, Prediction
+from search.scaling.transforms import compute_of, forward, inverse
+
+# Re-exported: callers read the prediction models and transforms from here.
+__all__ = [
+    "SCHEMA_VERSION",
+    "AllocationRules",
+    "ChoiceSummary",
+    "HyperparameterRule",
+    "Interval",
+    "ObservedRange",
+    "ParamPrediction",
+    "Prediction",
+    "ScalingAxes",
+    "ScalingRules",
+    "compute_of",
+    "forward",
+    "inverse",
+]
 
 SCHEMA_VERSION = 1
 Kind = Literal["log", "linear", "logit", "int", "pow2", "choice"]
 Transform = Literal["ln", "identity", "logit", "log2", "none"]
-
-_FORWARD = {
-    "ln": np.log,
-    "identity": lambda v: np.asarray(v, dtype=float),
-    "logit": lambda v: np.log(v) - np.log1p(-np.asarray(v, dtype=float)),
-    "log2": np.log2,
-}
-_INVERSE = {
-    "ln": np.exp,
-    "identity": lambda y: np.asarray(y, dtype=float),
-    "logit": lambda y: 1.0 / (1.0 + np.exp(-np.asarray(y, dtype=float))),
-    "log2": np.exp2,
-}
 
 
 class ScalingAxes(BaseModel):
@@ -99,7 +104,12 @@ class ChoiceSummary(BaseModel):
 
 
 class HyperparameterRule(BaseModel):
-    """How one hyperparameter's optimum scales; ``reason`` says why when unsupported."""
+    """How one hyperparameter's optimum scales; ``reason`` says why when unsupported.
+
+    ``limit_min``/``limit_max`` are the parameter's declared limits in the space (a
+    prediction never leaves them); ``observed_low``/``observed_high`` the range of its
+    values over the near-best runs, reported with ``fallback`` when there is no law.
+    """
 
     model_config = ConfigDict(frozen=True, extra="forbid")
 
@@ -111,6 +121,10 @@ class HyperparameterRule(BaseModel):
     reason: str | None = None
     note: str | None = None
     fallback: str | int | float | bool
+    limit_min: float | None = None
+    limit_max: float | None = None
+    observed_low: float | None = None
+    observed_high: float | None = None
     vs_compute: LinearLaw | None = None
     vs_size_tokens: LinearLaw | None = None
     size_tokens_reason: str | None = None
@@ -144,48 +158,7 @@ class ObservedRange(BaseModel):
     n_params_max: float | None = None
     tokens_min: float | None = None
     tokens_max: float | None = None
-
-
-class Interval(BaseModel):
-    """An estimate with its interval (at the rules' level)."""
-
-    model_config = ConfigDict(frozen=True, extra="forbid")
-
-    estimate: float
-    low: float
-    high: float
-
-
-class ParamPrediction(BaseModel):
-    """One recommended value: ``value`` is ready to use (ints and powers of two snapped,
-    a choice's value); ``estimate``/``low``/``high`` are the continuous optimum and its
-    interval (None for choices and unsupported rules); ``source`` says where it came from.
-    """
-
-    model_config = ConfigDict(frozen=True, extra="forbid")
-
-    value: str | int | float | bool
-    estimate: float | None = None
-    low: float | None = None
-    high: float | None = None
-    supported: bool = True
-    source: str
-
-
-class Prediction(BaseModel):
-    """A full recommended configuration at a target scale."""
-
-    model_config = ConfigDict(frozen=True, extra="forbid")
-
-    compute: float | None
-    n_params: Interval | None = None
-    tokens: Interval | None = None
-    params: dict[str, Any]
-    values: dict[str, ParamPrediction]
-    loss: Interval | None = None
-    loss_source: str | None = None
-    extrapolation_decades: float
-    warnings: list[str] = Field(default_factory=list)
+    n_cells: int | None = None
 
 
 class ScalingRules(BaseModel):
@@ -195,6 +168,7 @@ class ScalingRules(BaseModel):
 
     schema_version: Literal[1] = SCHEMA_VERSION
     axes: ScalingAxes
+    optima_from: Literal["surface", "cells"] = "surface"
     level: float = Field(gt=0.0, lt=1.0)
     observed: ObservedRange
     hyperparameters: list[HyperparameterRule]
@@ -230,8 +204,6 @@ class ScalingRules(BaseModel):
         distance from the observed range; ``extrapolation_decades`` says how far
         beyond the largest observed compute the target lies.
         """
-        from search.scaling.predict import predict_rules
-
         return predict_rules(self, compute=compute, n_params=n_params, tokens=tokens)
 
     # -- file format ----------------------------------------------------------------------
@@ -273,26 +245,3 @@ class ScalingRules(BaseModel):
                 f"(it reads version {SCHEMA_VERSION}); refit the rules or upgrade scaletune"
             )
         return data
-
-
-def forward(transform: str, values: Any) -> np.ndarray:
-    """Map values into the transformed space a law is fitted in."""
-    return _FORWARD[transform](np.asarray(values, dtype=float))
-
-
-def inverse(transform: str, y: Any) -> np.ndarray:
-    return _INVERSE[transform](np.asarray(y, dtype=float))
-
-
-def snap(rule: HyperparameterRule, value: float) -> int | float:
-    """A continuous value onto its parameter's grid (ints, powers of two)."""
-    if rule.kind == "pow2":
-        return int(2 ** round(math.log2(max(value, 1.0))))
-    if rule.kind == "int":
-        return int(round(value / rule.multiple_of) * rule.multiple_of)
-    return float(value)
-
-
-def compute_of(n_params: float, tokens: float) -> float:
-    """``C = 6 N D`` FLOPs (Kaplan et al. 2020; Hoffmann et al. 2022)."""
-    return FLOPS_PER_PARAM_TOKEN * n_params * tokens

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from typing import Annotated
 
-from fastapi import Depends, Path, Request
+from fastapi import Depends, Path, Query, Request
 from sqlalchemy.orm import Session
 
 from service.config import Settings
@@ -55,6 +55,10 @@ def get_heartbeats(request: Request) -> HeartbeatStore | None:
 # A larger id in a path is refused (422) before it reaches the driver.
 StudyId = Annotated[int, Path(ge=1, le=MAX_ROW_ID, description="a study's id")]
 TrialId = Annotated[int, Path(ge=1, le=MAX_ROW_ID, description="a trial's id")]
+# OFFSET is a 64-bit integer on both backends; past it the driver fails (a 500), below
+# it the page is just empty.
+MAX_OFFSET = 2**63 - 1
+Offset = Annotated[int, Query(ge=0, le=MAX_OFFSET, description="rows to skip")]
 
 SettingsDep = Annotated[Settings, Depends(get_settings)]
 SessionDep = Annotated[Session, Depends(get_session)]

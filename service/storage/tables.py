@@ -21,8 +21,10 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
-# Row ids are 64-bit integers on both backends.
-MAX_ROW_ID = 2**63 - 1
+# Row ids are INTEGER columns: 32-bit on PostgreSQL (64-bit on SQLite). A larger id in a
+# request names no row on either backend and is refused (422) before it reaches the
+# driver, which on PostgreSQL would fail on it ("integer out of range").
+MAX_ROW_ID = 2**31 - 1
 
 
 class Base(DeclarativeBase):

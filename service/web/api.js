@@ -149,8 +149,21 @@ ST.replace = function replace(id, ...children) {
 
 // -- polling -----------------------------------------------------------------------------
 
+// What the #live indicator says when a refresh failed: the HTTP status and its meaning,
+// that the API did not answer at all (fetch rejects with a TypeError), or a page error.
+ST.failureText = function failureText(error) {
+  const what = { 401: "not signed in", 403: "not allowed", 404: "not found", 503: "database unavailable" };
+  if (error instanceof ApiError) {
+    const meaning = what[error.status] || (error.status >= 500 ? "server error" : "refused");
+    return `failed · HTTP ${error.status} ${meaning}`;
+  }
+  if (error instanceof TypeError && /fetch/i.test(error.message)) return "failed · no answer from the API";
+  return "failed · page error (see the browser console)";
+};
+
 // Run `refresh` now and every ST.POLL_SECONDS; the #live indicator says when data last
-// arrived, and #error shows the last failure until a refresh succeeds.
+// arrived or why the last refresh failed, and #error shows that failure's message until
+// a refresh succeeds.
 ST.poll = function poll(refresh) {
   const live = document.getElementById("live");
   const tick = async () => {
@@ -161,6 +174,7 @@ ST.poll = function poll(refresh) {
       live.className = "live ok";
     } catch (error) {
       ST.replace("error", ST.el("div", { class: "error" }, String(error.message || error)));
+      live.textContent = ST.failureText(error);
       live.className = "live stale";
       console.error(error);
     } finally {

@@ -99,6 +99,7 @@
       "summary",
       el("h1", {}, `${d.name} `, ST.badge(d.state)),
       el("div", { class: "subtitle" }, `study ${d.id} · objective ${d.objective} · created ${new Date(d.created_at * 1000).toLocaleString()}`),
+      d.error ? el("div", { class: "error", id: "study-error" }, `This study cannot run: ${d.error}`) : null,
       el("div", { class: "row" },
         el("div", {}, ST.progressBar(d.progress.fraction, ST.budgetText(d.progress))),
         el("div", { class: "chips" }, chips),
@@ -207,11 +208,29 @@
 
   // -- hyperparameters vs compute ----------------------------------------------------------
 
+  // A law through estimated optima passes through them almost exactly (R² ~ 1 says
+  // nothing): show what a user can act on instead, the slope's interval and how far the
+  // optimum is known at the largest run (in decades for log-scale parameters), plus, for
+  // a designed sweep, how far the cells' own optima scatter around the law.
   function lawText(rule) {
     const law = rule.vs_compute;
     const b = law.coef[1];
     const y = rule.transform === "identity" ? "x*" : `${rule.transform}(x*)`;
-    return `${y} = ${fmt.num(law.coef[0], 3)} ${b < 0 ? "−" : "+"} ${fmt.num(Math.abs(b), 3)} ln C · slope [${fmt.num(law.coef_low[1], 3)}, ${fmt.num(law.coef_high[1], 3)}] · R² ${law.r2.toFixed(2)}`;
+    const perUnit = { ln: 1 / Math.LN10, log2: Math.log10(2) }[rule.transform];
+    const unit = perUnit ? " dex" : "";
+    const scale = perUnit || 1;
+    const x = Math.log(view.rules.observed.compute_max);
+    const cov = law.coef_cov;
+    const variance = cov[0][0] + 2 * x * cov[0][1] + x * x * cov[1][1] + (law.extra_variance || 0);
+    const parts = [
+      `${y} = ${fmt.num(law.coef[0], 3)} ${b < 0 ? "−" : "+"} ${fmt.num(Math.abs(b), 3)} ln C`,
+      `slope [${fmt.num(law.coef_low[1], 3)}, ${fmt.num(law.coef_high[1], 3)}]`,
+      `optimum ±${fmt.num(1.645 * Math.sqrt(Math.max(variance, 0)) * scale, 2)}${unit} at the largest run`,
+    ];
+    if (view.rules.optima_from === "cells") {
+      parts.push(`cell optima scatter ${fmt.num(law.residual_sd * scale, 2)}${unit} around the law`);
+    }
+    return parts.join(" · ");
   }
 
   function hpChart(name, rule) {
@@ -331,7 +350,8 @@
     }
     cols.push(
       { key: "reason", label: "reason", get: (t) => t.reason },
-      { key: "worker", label: "worker", get: (t) => t.worker || t.queue || "" },
+      // a running trial's worker comes from its heartbeat: "—" until one names it
+      { key: "worker", label: "worker", get: (t) => t.worker || (t.external ? "external" : "—") },
       { key: "duration", label: "wall time", num: true, get: (t) => (t.finished_at && t.dispatched_at ? t.finished_at - t.dispatched_at : null), text: (v) => fmt.seconds(v) },
     );
     return cols;

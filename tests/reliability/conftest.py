@@ -12,7 +12,7 @@ import pytest
 from sqlalchemy.engine import make_url
 
 from tests.e2e.conftest import cluster  # noqa: F401 (fixture)
-from tests.service.conftest import pg_database_url, sqlite_url  # noqa: F401 (fixtures)
+from tests.service.conftest import database_url, pg_database_url, sqlite_url  # noqa: F401 (fixtures)
 
 
 def free_port() -> int:

@@ -8,7 +8,13 @@ import numpy as np
 import pytest
 
 from search.errors import NotEnoughDataError
-from search.scaling.laws import curved_inside, fit_law_to_optima, fit_linear_law
+from search.scaling.allocation import fit_loss_frontier
+from search.scaling.laws import (
+    curved_inside,
+    fit_law_to_estimates,
+    fit_law_to_optima,
+    fit_linear_law,
+)
 
 
 def _log_axes(rng: np.random.Generator, n: int, decades: float = 3.0) -> np.ndarray:
@@ -106,3 +112,38 @@ def test_a_turning_point_of_the_optima_inside_the_data_is_found():
     # curved, but turning outside the data: still one power law's worth of monotone
     x, y, draws = _optima_with_draws(lambda x: 0.05 * (x + 3.0) ** 2, seed=9)
     assert curved_inside(x, y, draws, level=0.9) is None
+
+
+def test_precision_weighted_law_recovers_slopes_and_covers_them():
+    """Through noisy estimates with known variances (and extra scatter), the 90%
+    intervals of the slopes cover the truth at about their level over 60 seeds."""
+    covered = 0
+    for seed in range(60):
+        rng = np.random.default_rng(seed)
+        features = _log_axes(rng, 8, decades=2.0)
+        variance = rng.uniform(0.001, 0.02, size=8)
+        truth = np.array([-3.0, -0.7, 0.3])
+        y = truth[0] + features @ truth[1:] + rng.normal(0, np.sqrt(variance + 0.005))
+        law = fit_law_to_estimates(features, y, variance, names=["ln_n", "ln_d"])
+        covered += all(law.coef_low[j] <= truth[j] <= law.coef_high[j] for j in (1, 2))
+    assert 0.8 * 60 <= covered <= 60
+
+
+def test_precision_weighted_law_refuses_an_unidentified_slope_with_numbers():
+    rng = np.random.default_rng(0)
+    features = np.column_stack([np.full(6, math.log(1e8)), np.log(np.geomspace(1e9, 1e11, 6))])
+    with pytest.raises(NotEnoughDataError, match=r"n does not vary over the 6 points"):
+        fit_law_to_estimates(features, rng.normal(size=6), np.full(6, 0.01), names=["ln_n", "ln_d"])
+    narrow = np.column_stack([np.log(np.geomspace(1e8, 1.1e8, 6)), features[:, 1]])
+    with pytest.raises(NotEnoughDataError, match=r"standard error .* spanning 0\.04 decades"):
+        fit_law_to_estimates(narrow, rng.normal(size=6), np.full(6, 0.01), names=["ln_n", "ln_d"])
+
+
+def test_the_loss_frontier_says_when_its_floor_is_not_identified():
+    compute = np.geomspace(1e15, 1e18, 10)
+    pure = fit_loss_frontier(compute, 50.0 * compute**-0.08, n_bootstrap=10)
+    assert pure.E_reason is not None and "not identified" in pure.E_reason
+    floored = fit_loss_frontier(compute, 1.7 + 4e3 * compute**-0.2, n_bootstrap=10)
+    assert floored.E_reason is None
+    floor = floored.E
+    assert floor == pytest.approx(1.7, rel=0.05)

@@ -228,3 +228,20 @@ def test_warm_start_recentres_the_space_on_the_rules(study):
     assert warm.names == space.names
     with pytest.raises(InvalidParamsError):
         verification_trial(rules, space, scale_factor=0.5)
+
+
+def test_an_unidentified_slope_is_refused_and_predicts_the_best_observed_value(monkeypatch):
+    """A slope whose standard error exceeds the limit (here set to 0) is refused with the
+    numbers, and the prediction is the best observed value with the near-best runs'
+    range, inside the declared limits, rather than a band from the law."""
+    monkeypatch.setattr("search.scaling.fitting.MAX_SLOPE_SE", 0.0)
+    space, observations = _compute_only_study(lambda log_c: -5.0 - 0.3 * log_c)
+    rules = fit_scaling_rules(observations, space, ScalingAxes(compute="budget"))
+    rule = rules.rule("lr")
+    assert not rule.supported
+    assert "not identified: standard error" in rule.reason and "decades" in rule.reason
+    value = rules.predict(compute=1e6).values["lr"]
+    assert value.estimate is None and value.value == rule.fallback
+    assert value.low == rule.observed_low < rule.observed_high == value.high
+    lrs = [o.params["lr"] for o in observations]
+    assert min(lrs) <= value.low and value.high <= max(lrs)

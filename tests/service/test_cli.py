@@ -118,3 +118,54 @@ def test_submit_shows_the_apis_refusal_without_a_traceback(
 def _flat(output: str) -> str:
     """The output with the console's line wrapping undone."""
     return " ".join(output.split())
+
+
+def test_an_axis_that_names_nothing_is_a_cli_error_and_stores_nothing(tmp_path) -> None:
+    study = tmp_path / "s.yaml"
+    study.write_text(f"{HEAD}scaling: {{n_params: n_param}}\n")
+    db = tmp_path / "s.db"
+    result = runner.invoke(app, ["run", str(study), "--db", str(db)])
+    assert result.exit_code == 2, result.output
+    assert "scaling axes ['n_param'] name no parameter" in _flat(result.output)
+    assert "Traceback" not in result.output
+    with sqlite3.connect(db) as conn:
+        assert conn.execute("select count(*) from studies").fetchone() == (0,)
+
+
+@pytest.mark.integration
+def test_status_and_list_show_a_study_whose_stored_spec_no_longer_loads(
+    database_url, redis_url, monkeypatch
+) -> None:
+    """Its row written as a rule added later finds it (SQLite and PostgreSQL): ``list``
+    still lists every study and ``status`` prints the study with the error, exit 0."""
+    from sqlalchemy import update
+
+    from service.storage.db import transaction
+    from service.storage.tables import StudyRow
+
+    settings = Settings(database_url=database_url, broker_url=redis_url, proposals="inline")
+    app_ = create_app(settings)
+    try:
+        with TestClient(app_) as http:
+            authorize(http)
+            spec = {"name": "s", "objective": "testbed", "budget": {"max_trials": 3}}
+            good = http.post("/studies", json={**spec, "name": "good", "executor": "external"})
+            bad = http.post("/studies", json={**spec, "name": "poisoned", "executor": "external"})
+            with transaction(app_.state.sessions) as session:
+                poisoned = {**spec, "search": {"cost_overshoot": None}}
+                session.execute(
+                    update(StudyRow).where(StudyRow.id == bad.json()["id"]).values(spec=poisoned)
+                )
+            monkeypatch.setattr(
+                "service.cli._client", lambda api, token: ScaletuneClient(http=http)
+            )
+            listed = runner.invoke(app, ["list"])
+            assert listed.exit_code == 0, listed.output
+            assert "good" in listed.output and "poisoned" in listed.output
+            assert "spec no longer loads" in _flat(listed.output)
+            status = runner.invoke(app, ["status", str(bad.json()["id"])])
+            assert status.exit_code == 0, status.output
+            assert "search.cost_overshoot" in _flat(status.output), status.output
+            assert runner.invoke(app, ["status", str(good.json()["id"])]).exit_code == 0
+    finally:
+        app_.state.sessions.kw["bind"].dispose()  # before its database is dropped

@@ -28,6 +28,7 @@ from selenium import webdriver
 from selenium.common.exceptions import TimeoutException
 from selenium.webdriver.chrome.service import Service
 from selenium.webdriver.support.ui import Select, WebDriverWait
+from sqlalchemy import update
 
 from search.scaling.laws import LinearLaw
 from search.scaling.rules import inverse
@@ -35,6 +36,7 @@ from search.types import Observation, Suggestion
 from service.domain import Budget, ScalingAxesSpec, StudySpec, StudyState
 from service.rules import fit_rules
 from service.storage import repository as repo
+from service.storage import tenants
 from service.storage.db import make_engine, make_sessionmaker, migrate, transaction
 from service.storage.tables import StudyRow
 from service.studies import create_study_row
@@ -403,6 +405,83 @@ def test_study_page_of_a_study_without_trials_or_axes(server, browser, store) ->
 def test_an_unknown_study_says_so(server, browser) -> None:
     _open(browser, f"{server}/ui/study.html?id=999")
     _wait(browser, lambda d: "no study with id 999" in d.find_element("id", "error").text, "404")
+    assert _live(browser) == "failed · HTTP 404 not found"
+
+
+def _live(driver) -> str:
+    return driver.find_element("id", "live").text
+
+
+def test_the_status_dot_says_what_failed_after_a_401(server, browser) -> None:
+    """It leaves "loading…" and names the failure, on every page; a token brings it back."""
+    _use_token(browser, server, None)
+    for page in ("", "study.html?id=1", "queues.html"):
+        _open(browser, f"{server}/ui/{page}")
+        _wait(browser, lambda d: _live(d) != "loading…", f"the status of /ui/{page}")
+        assert _live(browser) == "failed · HTTP 401 not signed in"
+        assert "stale" in browser.find_element("id", "live").get_attribute("class")
+    _use_token(browser, server, "st_00000000_not-a-token")
+    _open(browser, f"{server}/ui/")
+    _wait(browser, lambda d: _live(d) == "failed · HTTP 401 not signed in", "an unknown token")
+
+
+def _poisoned_tenant(store: dict) -> tuple[str, int, int]:
+    """A tenant of its own with a study and one whose stored spec no longer loads (as a
+    rule added later finds it): (its token, the good study's id, the poisoned one's)."""
+    sessions = store["sessions"]
+    token = issue_tenant_token(sessions, tenant="poisoned")
+    spec = StudySpec(name="healthy", objective="testbed", budget=Budget(max_trials=8))
+    with transaction(sessions) as session:
+        tenant_id = tenants.find_tenant(session, name="poisoned").id
+        good = create_study_row(session, spec=spec, now=time.time(), tenant_id=tenant_id)
+        bad = create_study_row(
+            session,
+            spec=spec.model_copy(update={"name": "poisoned"}),
+            now=time.time(),
+            tenant_id=tenant_id,
+        )
+        broken = {**bad.spec, "search": {"cost_overshoot": None}}
+        session.execute(update(StudyRow).where(StudyRow.id == bad.id).values(spec=broken))
+        return token, good.id, bad.id
+
+
+def test_a_study_whose_spec_no_longer_loads_leaves_the_studies_page_working(
+    server, browser, store
+) -> None:
+    token, good, bad = _poisoned_tenant(store)
+    _use_token(browser, server, token)
+    _open(browser, f"{server}/ui/")
+    _wait(browser, lambda d: _count(d, "#studies tbody tr") == 2, "both of the tenant's studies")
+    healthy = browser.find_element("css selector", f"tr[data-study='{good}']")
+    assert "healthy" in healthy.text and "0 / 8 trials" in healthy.text
+    poisoned = browser.find_element("css selector", f"tr[data-study='{bad}']")
+    assert "spec no longer loads" in poisoned.text and "RUNNING" in poisoned.text
+    assert _live(browser).startswith("live · updated")
+    _no_page_errors(browser)
+    _open(browser, f"{server}/ui/study.html?id={bad}")
+    _wait(browser, lambda d: _count(d, "#study-error") == 1, "the study page's error")
+    assert "search.cost_overshoot" in browser.find_element("id", "study-error").text
+
+
+def _worker_cell(driver, trial_id: int) -> str:
+    return driver.execute_script(
+        "const heads = [...document.querySelectorAll('#trials thead th')];"
+        "const i = heads.findIndex((th) => th.textContent.startsWith('worker'));"
+        "return document.getElementById('trial-' + arguments[0]).children[i].textContent;",
+        trial_id,
+    )
+
+
+def test_a_running_trial_shows_its_worker_from_its_heartbeat_never_the_queue(
+    server, browser, store
+) -> None:
+    """The trials were dispatched to queue ``gpu``; only the first has a worker's beat."""
+    _beat(store)
+    beating, silent = store["running_trials"]
+    _open(browser, f"{server}/ui/study.html?id={store['running_id']}")
+    _wait(browser, lambda d: _count(d, f"#trial-{silent}") == 1, "the running trials' rows")
+    assert _worker_cell(browser, beating) == "gpu0@node1"
+    assert _worker_cell(browser, silent) == "—"
 
 
 def test_front_colours_by_a_hyperparameter(server, browser, store) -> None:

@@ -28,7 +28,9 @@ def test_report_has_every_plot_and_the_rules(fitted, tmp_path):
         image = path.parent / name
         assert image.read_bytes()[:8] == PNG_MAGIC, name
         assert f"]({name})" in text
-    assert "| learning_rate | ln(x*) = a + b ln C |" in text
+    law = rules.rule("learning_rate").vs_compute
+    exponent = f"{law.coef[1]:+.3f} [{law.coef_low[1]:+.3f}, {law.coef_high[1]:+.3f}]"
+    assert f"| learning_rate | learning_rate* ~ C^{exponent} |" in text
     assert "most frequent: `wsd`" in text
     largest = rules.observed.compute_max
     for factor in (1.0, 10.0, 100.0):  # predictions at 1x, 10x and 100x the largest run
@@ -45,5 +47,35 @@ def test_unsupported_rules_are_reported_with_their_reason(fitted, tmp_path):
     others = [r for r in rules.hyperparameters if r.name != "weight_decay"]
     rules = rules.model_copy(update={"hyperparameters": [*others, refused]})
     text = write_scaling_report(rules, observations, tmp_path).read_text()
-    assert "| weight_decay | unsupported | | | too narrow |" in text
+    assert "| weight_decay | unsupported | | too narrow |" in text
     assert not (tmp_path / "hp-weight_decay.png").exists()
+
+
+def test_a_logit_band_reaching_0_and_1_is_clipped_not_a_crash(fitted, tmp_path):
+    """A band so wide that it reaches 0 and 1 (logit +-inf) used to make matplotlib's
+    transform singular (LinAlgError) half-way through the report."""
+    rules, observations = fitted
+    rule = rules.rule("warmup_fraction")
+    law = rule.vs_compute.model_copy(update={"coef_cov": [[100.0, 0.0], [0.0, 1.0]]})
+    wide = rule.model_copy(update={"supported": True, "vs_compute": law})
+    others = [r for r in rules.hyperparameters if r.name != "warmup_fraction"]
+    rules = rules.model_copy(update={"hyperparameters": [*others, wide]})
+    path = write_scaling_report(rules, observations, tmp_path)
+    assert (tmp_path / "hp-warmup_fraction.png").read_bytes()[:8] == PNG_MAGIC
+    assert "](hp-warmup_fraction.png)" in path.read_text()
+
+
+def test_a_failing_plot_leaves_no_partial_report(fitted, tmp_path, monkeypatch):
+    rules, observations = fitted
+    out = tmp_path / "report"
+    out.mkdir()
+    (out / "keep.txt").write_text("mine")
+
+    def broken(*_args, **_kwargs):
+        raise RuntimeError("plot failed")
+
+    monkeypatch.setattr("service.reports.scaling.plot_rule", broken)
+    with pytest.raises(RuntimeError, match="plot failed"):
+        write_scaling_report(rules, observations, out)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["report"]  # no scratch left
+    assert sorted(p.name for p in out.iterdir()) == ["keep.txt"]

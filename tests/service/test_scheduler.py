@@ -311,6 +311,28 @@ def test_a_workers_negative_loss_fails_the_trial_unless_the_study_is_signed(
         assert "negative loss reported: -2.5" in reason and "allow_negative_loss" in reason
 
 
+@pytest.mark.parametrize("cost", [0.0, 1e-40])
+def test_a_workers_result_with_a_cost_tell_refuses_fails_the_trial(sessions, cost) -> None:
+    """The worker path keeps tell's rule (``domain.result_problem``): a completed result
+    whose cost the engine cannot model is a FAILED trial saying why, learned as a
+    failure; it never sits COMPLETE on the front unlearned (SQLite and PostgreSQL)."""
+    dispatcher = RecordingDispatcher()
+    scheduler = _scheduler(sessions, dispatcher=dispatcher)
+    study_id = scheduler.create_study(make_spec(in_flight=1))
+    scheduler.step(study_id)
+    (request,) = dispatcher.take()
+    assert _record(sessions, completed(request, cost=cost)) == IngestOutcome.RECORDED
+    scheduler.step(study_id, reclaim=False)
+    with transaction(sessions) as session:
+        trial = repo.get_trial(session, trial_id=request.trial_id)
+        state, kind, reason = trial.state, trial.failure_kind, trial.failure_reason
+        complete = repo.completed_outcomes(session, study_id=study_id)
+    assert (state, kind, complete) == (TrialState.FAILED, "config", [])
+    assert f"cost {cost:g} of a completed trial is below 1e-30" in reason
+    (observation,) = scheduler.engine_for(study_id).observations
+    assert observation.failed
+
+
 def test_a_burst_naming_another_studys_trial_records_nothing(sqlite_sessions) -> None:
     dispatcher = RecordingDispatcher()
     scheduler = _scheduler(sqlite_sessions, dispatcher=dispatcher)

@@ -44,7 +44,7 @@ ADMIN_ONLY = {
     ("GET", "/admin/tokens"),
     ("POST", "/admin/tokens/{token_id}/revoke"),
 }
-TENANT_COLLECTIONS = {("GET", "/studies"), ("POST", "/studies")}
+TENANT_COLLECTIONS = {("GET", "/studies"), ("POST", "/studies"), ("POST", "/studies/import")}
 OBJECT_PARAMS = ("{study_id}", "{trial_id}")
 
 # Bodies for routes that need one to reach their work (absent: no body).
@@ -54,6 +54,10 @@ BODIES: dict[tuple[str, str], Any] = {
     ("POST", "/studies/{study_id}/verify"): {"scale_factor": 10},
     ("POST", "/studies"): {"name": "s", "objective": "testbed", "budget": {"max_trials": 2}},
     ("POST", "/admin/tenants"): {"name": "x"},
+    ("POST", "/studies/import"): {
+        "name": "i",
+        "runs": [{"params": {"x": 1.0}, "loss": 1.0, "cost": 1.0}],
+    },
 }
 MISSING_ID = 10**9
 

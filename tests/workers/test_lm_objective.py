@@ -12,6 +12,7 @@ from search.errors import InvalidParamsError
 from workers.contracts import TrialRequest
 from workers.objectives.base import InfrastructureError
 from workers.objectives.lm import LMObjective, train_config
+from workers.objectives.options import LMOptions
 from workers.runner import run_trial_request
 from workers.training.cost import non_embedding_params, training_flops_per_token
 
@@ -55,6 +56,7 @@ def test_an_lm_trial_reports_loss_cost_and_scaling_metrics() -> None:
     assert result.metrics["tokens"] == 20 * 2048
     assert result.flops == training_flops_per_token(config.model) * 20 * 2048
     assert result.metrics["mfu"] is None  # no peak for a CPU
+    assert set(result.metrics) == LMOptions.metrics  # what scaling axes may name
     assert result.cost_seconds >= result.metrics["train_seconds"] > 0
     assert [p["step"] for p in result.curve] == [0, 10, 20]
     assert result.loss == result.curve[-1]["loss"] < math.log(256) - 1.0

@@ -11,7 +11,9 @@ import pytest
 from scipy.optimize import minimize, minimize_scalar
 
 from workers.objectives.base import NullContext
+from workers.objectives.options import TestbedOptions
 from workers.objectives.testbed import (
+    METRIC_NAMES,
     PARAM_NAMES,
     START_PARAMS,
     Testbed,
@@ -213,6 +215,8 @@ def test_run_reports_a_learning_curve_and_metrics():
     assert ctx.curve[0]["loss"] > ctx.curve[-1]["loss"] == outcome.loss
     assert outcome.flops == pytest.approx(6 * 1e7 * 2e8)
     assert outcome.metrics["steps"] == pytest.approx(2e8 / (64 * DEFAULT.seq_len))
+    # the metrics a study's scaling axes may name (checked when the study is created)
+    assert set(outcome.metrics) == set(METRIC_NAMES) == TestbedOptions.metrics
     json.dumps(outcome.metrics)
     json.dumps(outcome.curve)
 

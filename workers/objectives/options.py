@@ -13,20 +13,36 @@ from typing import Any, ClassVar, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from workers.objectives.testbed import PARAM_NAMES, TestbedConfig
+from workers.objectives.testbed import METRIC_NAMES, PARAM_NAMES, TestbedConfig
+
+# What LMObjective reports on every trial (workers.objectives.lm imports torch).
+LM_METRICS = (
+    "n_params",
+    "n_params_total",
+    "tokens",
+    "steps",
+    "flops_per_token",
+    "tokens_per_second",
+    "mfu",
+    "train_seconds",
+    "device_name",
+)
 
 
 class ObjectiveOptions(BaseModel):
     """An objective's options (fields) and the parameter names it takes (class variables).
 
     ``parameters``: every name a trial's params may hold (None: not declared, nothing is
-    checked); ``required_parameters``: those it must hold.
+    checked); ``required_parameters``: those it must hold; ``metrics``: the metrics every
+    successful trial reports, which a study's scaling axes may name besides its
+    parameters (None: not declared, axes are not checked).
     """
 
     model_config = ConfigDict(extra="forbid")
 
     parameters: ClassVar[frozenset[str] | None] = None
     required_parameters: ClassVar[frozenset[str]] = frozenset()
+    metrics: ClassVar[frozenset[str] | None] = None
 
 
 class LMOptions(ObjectiveOptions):
@@ -37,6 +53,7 @@ class LMOptions(ObjectiveOptions):
         {"d_model", "n_layers", "n_heads", "head_dim", "seq_len", "tokens", "batch_size"}
         | {"learning_rate", "warmup_fraction", "weight_decay", "schedule"}
     )
+    metrics: ClassVar[frozenset[str] | None] = frozenset(LM_METRICS)
 
     data: str | None = Field(
         None, description="None: the standard-library corpus; or a text/.npy/.bin path"
@@ -58,6 +75,7 @@ class TestbedOptions(ObjectiveOptions):
     __test__ = False
     parameters: ClassVar[frozenset[str] | None] = frozenset(PARAM_NAMES)
     required_parameters: ClassVar[frozenset[str]] = frozenset(PARAM_NAMES)
+    metrics: ClassVar[frozenset[str] | None] = frozenset(METRIC_NAMES)
 
     config: dict[str, Any] | None = Field(None, description="TestbedConfig fields to replace")
 

@@ -60,6 +60,10 @@ class InvalidParameterNamesError(ValueError):
     """A search space whose parameter names the objective does not take, or lacks some."""
 
 
+class InvalidScalingAxesError(ValueError):
+    """A scaling axis that names neither a parameter nor a metric of the objective."""
+
+
 def _plugin_entry_points(group: str = ENTRY_POINT_GROUP) -> dict[str, EntryPoint]:
     return {ep.name: ep for ep in entry_points(group=group)}
 
@@ -147,6 +151,26 @@ def check_parameter_names(name: str, names: Iterable[str]) -> None:
         raise InvalidParameterNamesError(
             f"objective {name!r} cannot run this space's parameters: {'; '.join(problems)} "
             f"(it takes: {', '.join(sorted(known))})"
+        )
+
+
+def check_scaling_axes(name: str, axes: Iterable[str], space_names: Iterable[str] | None) -> None:
+    """InvalidScalingAxesError unless each axis names a parameter of the space (None: the
+    objective's ``parameters``), a metric objective ``name`` reports, or ``cost``: an axis
+    that names nothing is otherwise found only when the rules are fitted, after the whole
+    budget was spent. Nothing is checked where the options model declares no metrics."""
+    model = options_model(name)
+    metrics = getattr(model, "metrics", None)
+    params = getattr(model, "parameters", None) if space_names is None else space_names
+    if metrics is None or params is None:
+        return
+    known = set(params) | set(metrics) | {"cost"}
+    unknown = [axis for axis in axes if axis not in known]
+    if unknown:
+        raise InvalidScalingAxesError(
+            f"scaling axes {unknown} name no parameter of the space and no metric objective "
+            f"{name!r} reports (parameters: {', '.join(sorted(params))}; metrics: "
+            f"{', '.join(sorted(metrics))}; or cost)"
         )
 
 

@@ -65,6 +65,17 @@ PARAM_NAMES = (
     "weight_decay",
     "schedule",
 )
+# The metrics every trial reports (``TestbedObjective._metrics``): scaling axes may name them.
+METRIC_NAMES = (
+    "n_params",
+    "tokens",
+    "flops",
+    "batch_tokens",
+    "steps",
+    "utilisation",
+    "expected_cost_seconds",
+    "cost_seconds",
+)
 
 # Where a practitioner would start at small scale: a ~10M-parameter model on 20 tokens per
 # parameter with common defaults. Deliberately off the optimum (the learning rate is ~6x

@@ -101,8 +101,9 @@ def post_verify(study_id: StudyId, session: SessionDep, body: VerifyRequest | No
         raise HTTPException(status.HTTP_409_CONFLICT, str(exc)) from exc
     except SearchError as exc:  # the rules cannot set a parameter at this compute
         raise HTTPException(status.HTTP_409_CONFLICT, str(exc)) from exc
+    answer = verification_status(session, study_id=study_id)  # built before the commit
     session.commit()
-    return verification_status(session, study_id=study_id)
+    return answer
 
 
 @router.get("/verification")

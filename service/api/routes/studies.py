@@ -13,6 +13,7 @@ from service.api.auth import Authenticated, OwnedStudy, PrincipalDep
 from service.api.deps import (
     FrontsDep,
     HeartbeatsDep,
+    Offset,
     ProposalsDep,
     SessionDep,
     SettingsDep,
@@ -20,7 +21,13 @@ from service.api.deps import (
 )
 from service.api.refusals import AUTHENTICATED, OWNED, refusals
 from service.config import Settings
-from service.domain import InvalidTransitionError, StudySpec, StudyState, TrialState
+from service.domain import (
+    InvalidTransitionError,
+    StudySpec,
+    StudyState,
+    TrialState,
+    spec_error,
+)
 from service.schemas import (
     CostBand,
     Progress,
@@ -36,7 +43,11 @@ from service.studies import UnknownObjectiveNameError, create_study_row
 from service.verification import NoRulesError
 from service.views import FrontCache
 from workers.heartbeat import HeartbeatStore
-from workers.objectives.registry import InvalidObjectiveOptionsError, InvalidParameterNamesError
+from workers.objectives.registry import (
+    InvalidObjectiveOptionsError,
+    InvalidParameterNamesError,
+    InvalidScalingAxesError,
+)
 
 router = APIRouter(
     prefix="/studies", tags=["studies"], dependencies=[Authenticated], responses=AUTHENTICATED
@@ -65,15 +76,17 @@ def create_study(
         UnknownObjectiveNameError,
         InvalidObjectiveOptionsError,
         InvalidParameterNamesError,
+        InvalidScalingAxesError,
     ) as exc:
         raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, str(exc)) from exc
     except NoRulesError as exc:  # a warm start from a study without rules
         raise HTTPException(status.HTTP_400_BAD_REQUEST, str(exc)) from exc
+    # The answer is built before the commit: if building it fails, nothing was stored.
+    workers = live_queue_workers(body, heartbeats, settings)
+    detail = study_detail(session, study=study, fronts=fronts, queue_workers=workers)
     session.commit()
     proposals.kick(study.id)
-    study = repo.get_study(session, study_id=study.id)
-    workers = live_queue_workers(body, heartbeats, settings)
-    return study_detail(session, study=study, fronts=fronts, queue_workers=workers)
+    return detail
 
 
 @router.get("")
@@ -81,7 +94,7 @@ def list_studies(
     session: SessionDep,
     principal: PrincipalDep,
     state: StudyState | None = None,
-    offset: Annotated[int, Query(ge=0)] = 0,
+    offset: Offset = 0,
     limit: Annotated[int, Query(ge=1, le=500)] = 50,
 ) -> StudiesPublic:
     """List the tenant's studies (an admin: all studies), oldest first."""
@@ -92,7 +105,7 @@ def list_studies(
         limit=limit,
         tenant_id=principal.tenant_id,
     )
-    return StudiesPublic(data=[StudyPublic.model_validate(r) for r in rows], count=total)
+    return StudiesPublic(data=[study_public(r) for r in rows], count=total)
 
 
 @router.get("/{study_id}", dependencies=[OwnedStudy], responses=OWNED)
@@ -106,7 +119,8 @@ def get_study(
     """A study with its progress, trials by state, front and best loss per cost band, and
     how many live workers consume its queue."""
     study = repo.get_study(session, study_id=study_id)
-    workers = live_queue_workers(StudySpec.model_validate(study.spec), heartbeats, settings)
+    spec = None if spec_error(study.spec) else StudySpec.model_validate(study.spec)
+    workers = live_queue_workers(spec, heartbeats, settings)
     return study_detail(session, study=study, fronts=fronts, queue_workers=workers)
 
 
@@ -132,13 +146,13 @@ def stop_study(study_id: StudyId, session: SessionDep) -> StudyPublic:
     _set_state(session, study, StudyState.STOPPED)
     for trial in repo.trials_in_state(session, study_id=study_id, states=["WAITING"]):
         repo.cancel_trial(session, trial=trial, now=time.time())
-    return StudyPublic.model_validate(study)
+    return study_public(study)
 
 
 def _move(session, study_id: int, state: StudyState) -> StudyPublic:  # type: ignore[no-untyped-def]
     study = repo.get_study(session, study_id=study_id, lock=True)
     _set_state(session, study, state)
-    return StudyPublic.model_validate(study)
+    return study_public(study)
 
 
 def _set_state(session, study: StudyRow, state: StudyState) -> None:  # type: ignore[no-untyped-def]
@@ -149,11 +163,11 @@ def _set_state(session, study: StudyRow, state: StudyState) -> None:  # type: ig
 
 
 def live_queue_workers(
-    spec: StudySpec, heartbeats: HeartbeatStore | None, settings: Settings
+    spec: StudySpec | None, heartbeats: HeartbeatStore | None, settings: Settings
 ) -> int | None:
-    """Live workers consuming the study's queue; None for an external study or when the
-    heartbeats cannot be read."""
-    if spec.executor != "workers" or heartbeats is None:
+    """Live workers consuming the study's queue; None for an external study, a study
+    whose stored spec no longer loads (``spec`` None) or when heartbeats are unreadable."""
+    if spec is None or spec.executor != "workers" or heartbeats is None:
         return None
     try:
         consumers = heartbeats.consumers()
@@ -163,15 +177,25 @@ def live_queue_workers(
     return 0 if serving is None else serving.live
 
 
+def study_public(study: StudyRow) -> StudyPublic:
+    """The study's row, with ``error`` saying why its stored spec no longer loads."""
+    public = StudyPublic.model_validate(study)
+    return public.model_copy(update={"error": spec_error(study.spec)})
+
+
 def study_detail(  # type: ignore[no-untyped-def]
     session, *, study: StudyRow, fronts: FrontCache, queue_workers: int | None = None
 ) -> StudyDetail:
+    """The detail of a study; one whose stored spec no longer loads is shown as stored,
+    with its ``error``, never a 500 (it must not break a list or a dashboard)."""
+    public = study_public(study)
+    spec = study.spec if public.error else StudySpec.model_validate(study.spec)
     progress = views.progress(session, study=study)
     complete = progress.by_state[TrialState.COMPLETE]
     summary = fronts.summary(session, study=study, n_complete=complete)
     return StudyDetail(
-        **StudyPublic.model_validate(study).model_dump(),
-        spec=StudySpec.model_validate(study.spec).model_dump(mode="json"),
+        **public.model_dump(),
+        spec=spec if isinstance(spec, dict) else spec.model_dump(mode="json"),
         progress=Progress(
             spent_cost=progress.spent_cost,
             max_cost=progress.max_cost,

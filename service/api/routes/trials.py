@@ -7,9 +7,17 @@ from typing import Annotated
 
 from fastapi import APIRouter, HTTPException, Query, status
 
-from service import studies
+from service import studies, views
 from service.api.auth import Authenticated, OwnedStudy, OwnedTrial
-from service.api.deps import ProposalsDep, SessionDep, SettingsDep, StudyId, TrialId
+from service.api.deps import (
+    HeartbeatsDep,
+    Offset,
+    ProposalsDep,
+    SessionDep,
+    SettingsDep,
+    StudyId,
+    TrialId,
+)
 from service.api.refusals import AUTHENTICATED, OWNED, refusals
 from service.domain import StudyState, TrialState
 from service.schemas import (
@@ -33,8 +41,9 @@ router = APIRouter(tags=["trials"], dependencies=[Authenticated], responses=AUTH
 def list_trials(
     study_id: StudyId,
     session: SessionDep,
+    heartbeats: HeartbeatsDep,
     state: Annotated[list[TrialState] | None, Query()] = None,
-    offset: Annotated[int, Query(ge=0)] = 0,
+    offset: Offset = 0,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
 ) -> TrialsPublic:
     """A study's trials by number, filtered by state, paged."""
@@ -42,7 +51,15 @@ def list_trials(
     rows, total = repo.list_trials(
         session, study_id=study_id, states=state, offset=offset, limit=limit
     )
-    return TrialsPublic(data=[TrialPublic.model_validate(r) for r in rows], count=total)
+    workers = views.running_workers(heartbeats, rows)
+    data = [_public(r, workers.get(r.id)) for r in rows]
+    return TrialsPublic(data=data, count=total)
+
+
+def _public(trial, worker: str | None) -> TrialPublic:  # type: ignore[no-untyped-def]
+    """The trial; a running one's worker (recorded with its result) from its heartbeat."""
+    public = TrialPublic.model_validate(trial)
+    return public if worker is None else public.model_copy(update={"worker": worker})
 
 
 @router.get("/trials/{trial_id}", dependencies=[OwnedTrial], responses=OWNED)

@@ -1,0 +1,196 @@
+"""Optima of a designed sweep: one local quadratic per (N, D) cell.
+
+Most teams tune, and published sweeps are laid out, as cells: a few (N, D) pairs, each
+with a grid of learning rates, batch sizes and so on. There the natural estimate of a
+cell's optimum is the bottom of that cell's own loss surface, which knows nothing of
+how loss or bowl width change from cell to cell:
+
+    ln L = c + h'b + h'Q h / 2        (over the runs of one cell)
+
+with ``h`` the hyperparameters swept in the cell, in their natural spaces (``ln lr``,
+``log2 batch``, ...). As in the study-wide surface (``search.scaling.surface``), runs
+far up the bowl's walls are down-weighted ``1 / (1 + (excess / BOWL_SCALE)^2)`` by the
+log-loss they lose to the cell's optimum (starting from their loss above the cell's
+best run), in ``1 + REWEIGHT_PASSES`` fits. The optimum's uncertainty comes from
+resampling the cell's runs. A cell whose optimum of a hyperparameter lies outside the
+values its successful runs tried does not bracket it and gives that hyperparameter no
+point: failed (diverged) runs are no observations of the loss, so they cannot pull the
+optimum, and since they lie beyond the last successful learning rate they bound it.
+
+The laws are then fitted through the cell optima, weighted by their precision
+(``search.scaling.laws.fit_law_to_estimates``).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from search.scaling.surface import BOWL_SCALE, REWEIGHT_PASSES
+
+MIN_CELLS = 3
+# A hyperparameter is swept in a cell when the cell tried at least this many values.
+MIN_VALUES = 3
+# Runs per local-quadratic coefficient a cell needs.
+MIN_RUNS_PER_COEF = 1.5
+# A sweep: qualifying cells hold at least this share of the successful runs.
+MIN_SHARE_IN_CELLS = 0.5
+# Bootstrap draws of a cell that may fail (bowl not convex) before the cell is dropped.
+MAX_FAILED_DRAWS = 0.5
+_KEY_DECIMALS = 4  # ln N and ln D equal to 1e-4 (0.01%) are one cell
+
+
+@dataclass(frozen=True)
+class CellOptima:
+    """Per-cell optima of the swept hyperparameters.
+
+    ``columns``: the columns of the caller's ``hp`` that are swept (and estimated);
+    ``log_axes`` (K, 2) each cell's ``ln N, ln D``; ``optimum`` (K, m) in transformed
+    units, NaN where the cell does not bracket it; ``variance`` (K, m) from the
+    bootstrap; ``runs`` the row indices of each cell; ``excess`` (n,) the log-loss each
+    run loses to its cell's optimum (NaN outside the cells); ``dropped`` the number of
+    cells whose bowl was not convex.
+    """
+
+    columns: list[int]
+    log_axes: np.ndarray
+    optimum: np.ndarray
+    variance: np.ndarray
+    runs: list[np.ndarray]
+    excess: np.ndarray
+    dropped: int
+
+
+def _n_coef(m: int) -> int:
+    return 1 + m + m * (m + 1) // 2
+
+
+def group_cells(log_axes: np.ndarray) -> list[np.ndarray]:
+    """Row indices (n,) grouped by equal ``(ln N, ln D)``."""
+    keys = np.round(log_axes, _KEY_DECIMALS)
+    _, inverse = np.unique(keys, axis=0, return_inverse=True)
+    return [np.flatnonzero(inverse.ravel() == c) for c in range(inverse.max() + 1)]
+
+
+def _swept(values: np.ndarray) -> bool:
+    return len(np.unique(np.round(values, 9))) >= MIN_VALUES
+
+
+def sweep_layout(log_axes: np.ndarray, hp: np.ndarray) -> tuple[list[np.ndarray], list[int]]:
+    """The cells of a designed sweep and the swept columns of ``hp``, or ``([], [])``
+    when the runs are not laid out as one (too few cells with enough runs)."""
+    groups = [g for g in group_cells(log_axes) if len(g) >= MIN_VALUES]
+    if len(groups) < MIN_CELLS:
+        return [], []
+    m = hp.shape[1]
+    swept_in = np.array([[_swept(hp[g, j]) for j in range(m)] for g in groups]).reshape(-1, m)
+    columns = [j for j in range(m) if swept_in[:, j].mean() >= 0.5]
+    if not columns:
+        return [], []
+    needed = MIN_RUNS_PER_COEF * _n_coef(len(columns))
+    cells = [
+        g
+        for g, row in zip(groups, swept_in, strict=True)
+        if len(g) >= needed and row[columns].all()
+    ]
+    if len(cells) < MIN_CELLS or sum(map(len, cells)) < MIN_SHARE_IN_CELLS * len(hp):
+        return [], []
+    return cells, columns
+
+
+def _pairs(m: int) -> list[tuple[int, int]]:
+    return [(i, j) for i in range(m) for j in range(i, m)]
+
+
+def _quadratic_design(h: np.ndarray) -> np.ndarray:
+    m = h.shape[1]
+    return np.column_stack([np.ones(len(h)), h, *[h[:, i] * h[:, j] for i, j in _pairs(m)]])
+
+
+def _bowl(h: np.ndarray, y: np.ndarray, weights: np.ndarray):
+    """Weighted quadratic fit in standardised ``h``: (optimum, Q, min log-loss), or None
+    when the fitted bowl is not convex."""
+    m = h.shape[1]
+    root = np.sqrt(weights)
+    coef, *_ = np.linalg.lstsq(_quadratic_design(h) * root[:, None], y * root, rcond=None)
+    b = coef[1 : 1 + m]
+    q = np.zeros((m, m))
+    for (i, j), c in zip(_pairs(m), coef[1 + m :], strict=True):
+        q[i, j] = q[j, i] = 2.0 * c if i == j else c
+    if np.linalg.eigvalsh(q).min() <= 0:
+        return None
+    optimum = -np.linalg.solve(q, b)
+    return optimum, q, float(coef[0] + 0.5 * b @ optimum)
+
+
+def cell_optimum(h: np.ndarray, y: np.ndarray):
+    """One cell's optimum ``h*`` (m,) and each run's excess log-loss (n,), or None
+    (see the module docstring for the weighting)."""
+    mean, scale = h.mean(axis=0), h.std(axis=0)
+    scale = np.where(scale > 0, scale, 1.0)
+    z = (h - mean) / scale
+    weights = 1.0 / (1.0 + ((y - y.min()) / BOWL_SCALE) ** 2)
+    for _ in range(1 + REWEIGHT_PASSES):
+        fit = _bowl(z, y, weights)
+        if fit is None:
+            return None
+        optimum, q, _ = fit
+        offset = z - optimum
+        excess = 0.5 * np.einsum("ni,ij,nj->n", offset, q, offset)
+        weights = 1.0 / (1.0 + (excess / BOWL_SCALE) ** 2)
+    return optimum * scale + mean, excess
+
+
+def _robust_variance(draws: np.ndarray) -> np.ndarray:
+    """Variance (m,) of bootstrap draws (b, m) from their interquartile range: a few
+    resamples with a nearly flat bowl would otherwise dominate it."""
+    q25, q75 = np.percentile(draws, [25, 75], axis=0)
+    return ((q75 - q25) / 1.349) ** 2
+
+
+def estimate_cells(
+    log_axes: np.ndarray,
+    hp: np.ndarray,
+    log_loss: np.ndarray,
+    cells: list[np.ndarray],
+    columns: list[int],
+    *,
+    n_bootstrap: int,
+    seed: int,
+) -> CellOptima:
+    """Each cell's optimum of the ``columns`` of ``hp`` (transformed units) with its
+    bootstrap variance; rows of ``log_axes``, ``hp``, ``log_loss`` are successful runs."""
+    rng = np.random.default_rng(seed)
+    kept, optima, variances = [], [], []
+    excess = np.full(len(log_loss), np.nan)
+    dropped = 0
+    for rows in cells:
+        h, y = hp[np.ix_(rows, columns)], log_loss[rows]
+        point = cell_optimum(h, y)
+        draws = []
+        for _ in range(n_bootstrap):
+            pick = rng.integers(0, len(rows), size=len(rows))
+            if all(_swept(h[pick, j]) for j in range(h.shape[1])):
+                fit = cell_optimum(h[pick], y[pick])
+                if fit is not None:
+                    draws.append(fit[0])
+        if point is None or len(draws) < (1.0 - MAX_FAILED_DRAWS) * n_bootstrap:
+            dropped += 1
+            continue
+        optimum, lost = point
+        inside = (optimum >= h.min(axis=0)) & (optimum <= h.max(axis=0))
+        kept.append(rows)
+        optima.append(np.where(inside, optimum, np.nan))
+        variances.append(_robust_variance(np.array(draws)))
+        excess[rows] = lost
+    m = len(columns)
+    return CellOptima(
+        columns=columns,
+        log_axes=np.array([log_axes[rows[0]] for rows in kept]).reshape(-1, 2),
+        optimum=np.array(optima).reshape(-1, m),
+        variance=np.array(variances).reshape(-1, m),
+        runs=kept,
+        excess=excess,
+        dropped=dropped,
+    )

@@ -1,0 +1,201 @@
+"""Past runs as a finished study: ``scaletune import`` and ``POST /studies/import``.
+
+An imported study is stored exactly like one scaletune ran: one trial per run (COMPLETE,
+or FAILED for a diverged or failed run), all in one transaction with the study, so a
+refused import leaves nothing behind. Its spec is ``executor: external`` with a budget
+of as many trials as runs, objective ``imported`` (a label: no worker ever runs it),
+and the space given or inferred from the runs. The scheduler's next step then does
+what it does to any study whose budget is spent: tells the engine every run, fits the
+scaling rules and marks it COMPLETE. So rules, report, dashboard, verification (a
+verification trial is handed out through ask/tell) and warm start all work on it.
+
+Space inference, per parameter (``infer_space``): numbers spanning more than a decade
+and all positive are searched in log space (powers of two as ``pow2``, other integers as
+log ``int``), other numbers linearly; anything else is a choice. No min/max is set, so
+the rules may extrapolate past the values tried; a parameter with a single value in
+every run is left out (it carries no information) and named in ``constant``.
+"""
+
+from __future__ import annotations
+
+import math
+import statistics
+from collections import Counter
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from sqlalchemy.orm import Session
+
+from search.errors import InvalidParamsError
+from search.space import (
+    ChoiceParam,
+    IntParam,
+    LinearParam,
+    LogParam,
+    Pow2Param,
+    SearchSpace,
+)
+from search.types import Suggestion
+from service.domain import Budget, ScalingAxesSpec, StudySpec
+from service.storage import repository as repo
+from service.storage.tables import StudyRow
+
+IMPORTED_OBJECTIVE = "imported"
+IMPORTED_REASON = "imported"
+MAX_CHOICES = 50  # more distinct non-numeric values than this is an id, not a parameter
+MAX_RUNS = 100_000
+
+
+class ImportRefusedError(ValueError):
+    """Runs that cannot make a study; the message names the run and the field."""
+
+
+class ImportedRun(BaseModel):
+    """One past run (the API's body and what ``service.runs_file`` reads from a file)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    params: dict[str, Any] = Field(min_length=1)
+    loss: float | None = Field(None, description="final loss; null, NaN or inf: diverged")
+    cost: float = Field(0.0, ge=0.0, lt=1e30, description="GPU-seconds (or FLOPs)")
+    flops: float | None = Field(None, ge=0.0)
+    failed: bool = False
+    reason: str | None = Field(None, max_length=2000)
+    metrics: dict[str, float] = Field(default_factory=dict)
+
+
+class StudyImport(BaseModel):
+    """``POST /studies/import``: past runs that become a finished study."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    name: str = Field(min_length=1, max_length=200)
+    runs: list[ImportedRun] = Field(min_length=1, max_length=MAX_RUNS)
+    scaling: ScalingAxesSpec = Field(default_factory=ScalingAxesSpec)
+    space: SearchSpace | None = Field(None, description="None: inferred from the runs")
+    seed: int = Field(0, ge=0)
+
+
+def infer_space(params: list[dict[str, Any]]) -> tuple[SearchSpace, list[str]]:
+    """A space for the runs' parameters, and the names left out as constant."""
+    names = list(dict.fromkeys(name for p in params for name in p))
+    specs, constant = [], []
+    for name in names:
+        values = [p[name] for p in params if name in p]
+        if len({_key(v) for v in values}) < 2:
+            constant.append(name)
+        else:
+            specs.append(_infer_param(name, values))
+    if not specs:
+        raise ImportRefusedError("every parameter has one value in all runs: nothing to fit")
+    return SearchSpace(params=specs), constant
+
+
+def _key(value: Any) -> tuple[str, Any]:
+    return (type(value).__name__ if isinstance(value, bool | str) else "number", value)
+
+
+def _infer_param(name: str, values: list[Any]) -> Any:
+    numbers = all(isinstance(v, int | float) and not isinstance(v, bool) for v in values)
+    if not numbers:
+        distinct = list(dict.fromkeys(values))
+        if len(distinct) > MAX_CHOICES:
+            raise ImportRefusedError(
+                f"parameter {name!r} has {len(distinct)} distinct non-numeric values: "
+                "an identifier, not a hyperparameter; leave it out of the params"
+            )
+        center = Counter(values).most_common(1)[0][0]
+        return ChoiceParam(name=name, choices=distinct, center=center)
+    low, high = min(values), max(values)
+    logarithmic = low > 0 and high / low >= 10.0
+    if all(isinstance(v, int) for v in values):
+        if low >= 1 and all(v & (v - 1) == 0 for v in values):
+            center = 2 ** round(statistics.median(math.log2(v) for v in values))
+            return Pow2Param(name=name, center=center)
+        if logarithmic:
+            center = round(math.exp(statistics.median(math.log(v) for v in values)))
+            return IntParam(name=name, center=center, log=True)
+        spread = max((high - low) / 4.0, 1.0)
+        return IntParam(name=name, center=round(statistics.median(values)), log=False, scale=spread)
+    if logarithmic:
+        return LogParam(name=name, center=math.exp(statistics.median(math.log(v) for v in values)))
+    return LinearParam(name=name, center=statistics.median(values), scale=(high - low) / 4.0)
+
+
+def import_spec(body: StudyImport) -> tuple[StudySpec, list[str]]:
+    """The study's spec (space given, or inferred) and the constant parameters dropped."""
+    constant: list[str] = []
+    space = body.space
+    if space is None:
+        space, constant = infer_space([run.params for run in body.runs])
+    try:
+        spec = StudySpec(
+            name=body.name,
+            objective=IMPORTED_OBJECTIVE,
+            space=space,
+            scaling=body.scaling,
+            budget=Budget(max_trials=len(body.runs)),
+            in_flight=1,
+            executor="external",
+            seed=body.seed,
+        )
+    except ValidationError as exc:
+        raise ImportRefusedError(str(exc)) from exc
+    return spec, constant
+
+
+def create_imported_study(
+    session: Session, *, body: StudyImport, now: float, tenant_id: int | None = None
+) -> tuple[StudyRow, list[str]]:
+    """The study and its finished trials (one flush; the caller's transaction commits or
+    rolls back all of it), and the constant parameters left out. ImportRefusedError
+    names the first run whose params do not fit the space."""
+    spec, constant = import_spec(body)
+    space = spec.space
+    assert space is not None
+    runs = []
+    for number, run in enumerate(body.runs, start=1):
+        params = {k: v for k, v in run.params.items() if k not in constant}
+        try:
+            params = space.validate_params(params)
+        except InvalidParamsError as exc:
+            raise ImportRefusedError(f"run {number}: {exc}") from exc
+        if not run.failed and (run.loss is None or not math.isfinite(run.loss)):
+            run = run.model_copy(update={"failed": True, "reason": f"diverged: loss {run.loss}"})
+        if not run.failed and run.cost <= 0:
+            raise ImportRefusedError(f"run {number}: cost must be > 0 for a completed run")
+        if not run.failed and run.loss is not None and run.loss < 0:
+            raise ImportRefusedError(f"run {number}: loss {run.loss} is negative")
+        runs.append((params, run))
+    study = repo.create_study(
+        session,
+        name=spec.name,
+        objective=spec.objective,
+        spec=spec.model_dump(mode="json"),
+        engine_state="",
+        now=now,
+        tenant_id=tenant_id,
+    )
+    suggestions = [
+        Suggestion(suggestion_id=f"imported-{i}", params=params, reason=IMPORTED_REASON)
+        for i, (params, _) in enumerate(runs)
+    ]
+    trials = repo.add_trials(session, study=study, suggestions=suggestions, now=now, external=True)
+    for trial, (_, run) in zip(trials, runs, strict=True):
+        repo.start_trial(session, trial=trial, now=now, lease_seconds=0.0)
+        repo.finish_trial(
+            session,
+            trial=trial,
+            now=now,
+            failed=run.failed,
+            loss=None if run.failed else run.loss,
+            cost_seconds=run.cost,
+            result_key=IMPORTED_REASON,
+            failure_kind="config" if run.failed else None,
+            failure_reason=(run.reason or "failed") if run.failed else None,
+            flops=run.flops,
+            metrics=run.metrics,
+            worker=IMPORTED_REASON,
+        )
+    session.flush()
+    return study, constant

@@ -1,0 +1,113 @@
+"""Scaling rules from designed sweeps: (N, D) cells, each a grid of lr x batch.
+
+The sweeps are the benchmark's (``bench.designed_sweeps``) on a coarser grid, so each
+fit takes well under a second.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+
+from bench.designed_sweeps import SWEEP_TRUTHS, baseline_laws, run_sweep
+from search.scaling import ScalingAxes, fit_scaling_rules
+from search.space import LogParam
+from workers.objectives.testbed import TestbedConfig, TestbedObjective
+
+AXES = ScalingAxes(n_params="n_params", tokens="tokens")
+LR_GRID = np.geomspace(1e-4, 0.2, 8)
+BATCH_GRID = 2 ** np.arange(2, 12, 2)
+SMALL_CELLS = [(n, n * r) for n in (1e7, 3e7, 1e8) for r in (5.0, 40.0)]
+
+
+@pytest.fixture(autouse=True)
+def _coarse_grid(monkeypatch):
+    monkeypatch.setattr("bench.designed_sweeps.LR_GRID", LR_GRID)
+    monkeypatch.setattr("bench.designed_sweeps.BATCH_GRID", BATCH_GRID)
+
+
+def _fit(truth: str, cells, *, seed: int = 0, noise_share: float = 0.01, space=None):
+    config = TestbedConfig(**SWEEP_TRUTHS[truth])
+    observations = run_sweep(config, cells, noise_share=noise_share, seed=seed)
+    space = space or TestbedObjective(config).default_space()
+    rules = fit_scaling_rules(observations, space, AXES, seed=seed, n_bootstrap=20)
+    return config, observations, rules
+
+
+@pytest.fixture(scope="module")
+def small_sweep():
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr("bench.designed_sweeps.LR_GRID", LR_GRID)
+        patch.setattr("bench.designed_sweeps.BATCH_GRID", BATCH_GRID)
+        return _fit("chinchilla-steplaw", SMALL_CELLS)
+
+
+def test_six_small_cells_give_supported_laws_in_n_and_d(small_sweep):
+    config, _, rules = small_sweep
+    assert rules.optima_from == "cells" and rules.observed.n_cells == 6
+    for name in ("learning_rate", "batch_size"):
+        rule = rules.rule(name)
+        assert rule.supported, rule.reason
+        assert rule.vs_size_tokens.features == ["ln_n_params", "ln_tokens"]
+        assert rule.vs_compute is not None
+    # the published step law: the optimal lr falls with N and rises with D
+    lr = rules.rule("learning_rate").vs_size_tokens
+    assert lr.coef_high[1] < 0 < lr.coef_low[2]
+    assert lr.coef_low[1] <= config.lr_n_exp <= lr.coef_high[1]
+    assert lr.coef_low[2] <= config.lr_d_exp <= lr.coef_high[2]
+
+
+@pytest.mark.parametrize("truth", ["chinchilla-steplaw", "held-out"])
+def test_exponents_beat_the_per_cell_optimum_baseline(truth):
+    """Over fixed seeds, the lr exponents (p on ln N, q on ln D) are at least as close to
+    the truth as least squares through each cell's grid-best run, by a margin."""
+    ours, baseline = [], []
+    for seed in range(2):
+        config, observations, rules = _fit(truth, SMALL_CELLS, seed=seed)
+        exact = np.array([config.lr_n_exp, config.lr_d_exp])
+        ours.append(np.abs(np.array(rules.rule("learning_rate").vs_size_tokens.coef[1:]) - exact))
+        baseline.append(np.abs(baseline_laws(observations)[0][1:] - exact))
+    assert np.mean(ours) < 0.5 * np.mean(baseline), (np.mean(ours), np.mean(baseline))
+    assert np.max(ours) < 0.1
+
+
+def test_a_sweep_whose_model_size_does_not_vary_is_refused_with_the_numbers():
+    cells = [(3e7, 3e7 * r) for r in (2.0, 5.0, 10.0, 20.0, 40.0, 80.0)]
+    _, _, rules = _fit("chinchilla-steplaw", cells)
+    rule = rules.rule("learning_rate")
+    assert not rule.supported
+    assert "n_params does not vary over the 6 points (spans 0.00 decades)" in rule.reason
+    prediction = rules.predict(n_params=1e8, tokens=2e9)
+    assert not prediction.values["learning_rate"].supported
+    assert prediction.values["learning_rate"].value == rule.fallback
+
+
+def test_a_parameter_not_swept_gets_the_best_observed_value_and_its_range(small_sweep):
+    _, _, rules = small_sweep
+    rule = rules.rule("warmup_fraction")
+    assert not rule.supported and rule.reason.startswith("not swept")
+    value = rules.predict(compute=100 * rules.observed.compute_max).values["warmup_fraction"]
+    assert value.value == pytest.approx(0.05) and value.estimate is None
+    assert value.low == pytest.approx(0.05) and value.high == pytest.approx(0.05)
+
+
+def test_predictions_stay_inside_the_declared_limits_and_say_so():
+    config = TestbedConfig(**SWEEP_TRUTHS["chinchilla-steplaw"])
+    space = TestbedObjective(config).default_space()
+    params = [
+        LogParam(name="learning_rate", center=1e-3, min=1e-4, max=2e-3)
+        if p.name == "learning_rate"
+        else p
+        for p in space.params
+    ]
+    narrow = space.model_copy(update={"params": params})
+    _, _, rules = _fit("chinchilla-steplaw", SMALL_CELLS, space=narrow)
+    prediction = rules.predict(n_params=1e7, tokens=4e8)  # the optimum there is ~1e-2
+    value = prediction.values["learning_rate"]
+    assert value.clipped and value.estimate == pytest.approx(2e-3) and value.high <= 2e-3
+    assert value.value == pytest.approx(2e-3) and "clipped" in value.source
+    law = rules.rule("learning_rate").vs_size_tokens
+    unclipped = math.exp(law.predict([[math.log(1e7), math.log(4e8)]])[0][0])
+    assert unclipped > 4e-3
