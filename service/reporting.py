@@ -29,7 +29,8 @@ def print_study_result(
         rules, message = study.rules, study.message
     print_front(console, trials)
     if rules is None:
-        console.print(f"scaling rules: none ({message or 'not fitted'})", highlight=False)
+        why = message or "not fitted"
+        console.print(f"scaling rules: none ({why})", highlight=False, markup=False)
     else:
         print_rules(console, rules)
         console.print(
