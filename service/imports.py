@@ -21,9 +21,9 @@ from __future__ import annotations
 import math
 import statistics
 from collections import Counter
-from typing import Any
+from typing import Annotated, Any
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import Field, StringConstraints, ValidationError
 from sqlalchemy.orm import Session
 
 from search.errors import InvalidParamsError
@@ -37,6 +37,7 @@ from search.space import (
 )
 from search.types import Suggestion
 from service.domain import Budget, ScalingAxesSpec, StudySpec
+from service.storable import StorableBody
 from service.storage import repository as repo
 from service.storage.tables import StudyRow
 
@@ -50,13 +51,14 @@ class ImportRefusedError(ValueError):
     """Runs that cannot make a study; the message names the run and the field."""
 
 
-class ImportedRun(BaseModel):
+ParamName = Annotated[str, StringConstraints(min_length=1, max_length=200)]
+
+
+class ImportedRun(StorableBody):
     """One past run (the API's body and what ``service.runs_file`` reads from a file)."""
 
-    model_config = ConfigDict(extra="forbid")
-
-    params: dict[str, Any] = Field(min_length=1)
-    loss: float | None = Field(None, description="final loss; null, NaN or inf: diverged")
+    params: dict[ParamName, bool | int | float | str] = Field(min_length=1)
+    loss: float | None = Field(None, description="final loss; null: diverged")
     cost: float = Field(0.0, ge=0.0, lt=1e30, description="GPU-seconds (or FLOPs)")
     flops: float | None = Field(None, ge=0.0)
     failed: bool = False
@@ -64,10 +66,8 @@ class ImportedRun(BaseModel):
     metrics: dict[str, float] = Field(default_factory=dict)
 
 
-class StudyImport(BaseModel):
+class StudyImport(StorableBody):
     """``POST /studies/import``: past runs that become a finished study."""
-
-    model_config = ConfigDict(extra="forbid")
 
     name: str = Field(min_length=1, max_length=200)
     runs: list[ImportedRun] = Field(min_length=1, max_length=MAX_RUNS)

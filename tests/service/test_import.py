@@ -259,11 +259,19 @@ def test_the_api_imports_runs_into_a_finished_study_of_the_tenant(api) -> None:
             422,
             "run 1: cost must be > 0",
         ),
+        # what PostgreSQL cannot store, or a parameter no space can hold
+        ({"name": "a\x00b"}, 422, "NUL character"),
+        ({"runs": [{"params": {"lr": 1.0}, "loss": math.inf, "cost": 1.0}]}, 422, "finite"),
+        ({"runs": [{"params": {"lr": [1.0]}, "loss": 1.0, "cost": 1.0}]}, 422, "valid string"),
+        ({"runs": [{"params": {"": 1.0}, "loss": 1.0, "cost": 1.0}]}, 422, "at least 1"),
     ],
 )
 def test_the_api_refuses_bad_runs_and_stores_nothing(api, change, status, fragment) -> None:
     authorize(api)
-    response = api.post("/studies/import", json={**_body().model_dump(mode="json"), **change})
+    body = json.dumps({**_body().model_dump(mode="json"), **change})  # Infinity as Python writes it
+    response = api.post(
+        "/studies/import", content=body, headers={"content-type": "application/json"}
+    )
     assert response.status_code == status, response.text
     assert fragment in response.text
     assert api.get("/studies").json()["count"] == 0
