@@ -9,8 +9,8 @@ is 0.3% instead of 1%. With those, 160 trials (seed 0) give a learning-rate law 
 exponent interval excludes 0, a batch law and N*(C), in about 22 s of CPU. Two runs (the
 embedded threads finish in varying order) gave C^-0.162 [-0.181, -0.143] and C^-0.150
 [-0.173, -0.127], with N^-0.74/-0.72 D^+0.32/+0.33, against the truth C^-0.157 along
-N*(C) and N^-0.713 D^+0.307; N*(C) ~ C^0.456 and C^0.455. With the full seven-parameter space and the
-default noise, 48 trials (seed 0) identified none of them: the loss was flat in each
+N*(C) and N^-0.713 D^+0.307; N*(C) ~ C^0.456 and C^0.455. With the full seven-parameter
+space and the default noise, 48 trials (seed 0) identified none of them: the loss was flat in each
 hyperparameter, to within the noise, over the runs a short search makes.
 """
 
