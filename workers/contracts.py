@@ -6,9 +6,10 @@ without loading the training stack. Payloads are plain JSON (Celery's serializer
 
 from __future__ import annotations
 
+import math
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 RUN_TRIAL_TASK = "scaletune.run_trial"
 RECORD_RESULT_TASK = "scaletune.record_result"
@@ -56,6 +57,50 @@ class TrialResult(BaseModel):
     curve: list[dict[str, float]] = Field(default_factory=list)
     metrics: dict[str, Any] = Field(default_factory=dict)
     worker: str | None = None
+
+    @model_validator(mode="before")
+    @classmethod
+    def _storable(cls, data: Any) -> Any:
+        """Make a result storable on every backend instead of refusing it: a result
+        carries a finished trial's work, so it is cleaned, never dropped. PostgreSQL
+        refuses NUL characters in text and non-finite numbers in JSON, which an
+        objective's exception text or metrics can hold."""
+        return storable_result(data) if isinstance(data, dict) else data
+
+
+def storable_result(value: Any) -> Any:
+    """``value`` with NUL characters replaced (U+FFFD) in every string and key, curve
+    points with a non-finite value dropped, and other non-finite numbers turned into
+    None. Top-level ``loss`` is left alone: the service judges it (a completed trial
+    with a non-finite loss is refused by the result rule, not silently nulled)."""
+    cleaned = {
+        _clean_text(key): (val if key == "loss" else _clean(val)) for key, val in value.items()
+    }
+    if isinstance(cleaned.get("curve"), list):
+        cleaned["curve"] = [point for point in cleaned["curve"] if _finite_point(point)]
+    return cleaned
+
+
+def _clean(value: Any) -> Any:
+    if isinstance(value, str):
+        return _clean_text(value)
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {_clean_text(k): _clean(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_clean(v) for v in value]
+    return value
+
+
+def _clean_text(value: Any) -> Any:
+    return value.replace("\x00", "\ufffd") if isinstance(value, str) else value
+
+
+def _finite_point(point: Any) -> bool:
+    return not isinstance(point, dict) or all(
+        v is not None and (not isinstance(v, float) or math.isfinite(v)) for v in point.values()
+    )
 
 
 def trial_task_id(request: TrialRequest) -> str:

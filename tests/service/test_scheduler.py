@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import threading
 
 import pytest
@@ -19,6 +20,7 @@ from tests.service.factories import (
     infra_failure,
     make_spec,
 )
+from workers.contracts import TrialResult
 from workers.heartbeat import QueueConsumers
 
 SETTINGS = Settings(
@@ -331,6 +333,33 @@ def test_a_workers_result_with_a_cost_tell_refuses_fails_the_trial(sessions, cos
     assert f"cost {cost:g} of a completed trial is below 1e-30" in reason
     (observation,) = scheduler.engine_for(study_id).observations
     assert observation.failed
+
+
+def test_a_workers_result_with_nul_text_and_non_finite_numbers_is_stored(sessions) -> None:
+    """PostgreSQL refuses NUL in text and NaN/inf in JSON; a worker's result holding them
+    (an objective's exception text, a diverged metric) is cleaned and recorded, never
+    lost, on both backends."""
+    dispatcher = RecordingDispatcher()
+    scheduler = _scheduler(sessions, dispatcher=dispatcher)
+    study_id = scheduler.create_study(make_spec(in_flight=1))
+    scheduler.step(study_id)
+    (request,) = dispatcher.take()
+    result = TrialResult(
+        study_id=request.study_id,
+        trial_id=request.trial_id,
+        attempt=request.attempt,
+        status="failed",
+        cost_seconds=1.0,
+        failure_kind="config",
+        failure_reason="bad\x00byte",
+        metrics={"grad_norm": math.inf, "tokens": 1e6},
+        curve=[{"step": 1.0, "loss": math.nan}, {"step": 2.0, "loss": 3.0}],
+    )
+    assert _record(sessions, result) == IngestOutcome.RECORDED
+    with transaction(sessions) as session:
+        trial = repo.get_trial(session, trial_id=request.trial_id)
+        stored = (trial.state, trial.failure_reason, trial.metrics["grad_norm"], trial.curve)
+    assert stored == (TrialState.FAILED, "bad\ufffdbyte", None, [{"step": 2.0, "loss": 3.0}])
 
 
 def test_a_burst_naming_another_studys_trial_records_nothing(sqlite_sessions) -> None:
