@@ -54,7 +54,8 @@ class CellOptima:
     ``log_axes`` (K, 2) each cell's ``ln N, ln D``; ``optimum`` (K, m) in transformed
     units, NaN where the cell does not bracket it; ``variance`` (K, m) from the
     bootstrap; ``runs`` the row indices of each cell; ``excess`` (n,) the log-loss each
-    run loses to its cell's optimum (NaN outside the cells); ``dropped`` the number of
+    run loses to its cell's optimum (NaN outside the cells and for runs the cell's bowl
+    gives no weight); ``dropped`` the number of
     cells whose bowl was not convex.
     """
 
@@ -130,8 +131,8 @@ def _bowl(h: np.ndarray, y: np.ndarray, weights: np.ndarray):
 
 
 def cell_optimum(h: np.ndarray, y: np.ndarray):
-    """One cell's optimum ``h*`` (m,) and each run's excess log-loss (n,), or None
-    (see the module docstring for the weighting)."""
+    """One cell's optimum ``h*`` (m,) and each run's excess log-loss (n,; NaN for runs
+    the bowl gives no weight), or None (see the module docstring for the weighting)."""
     mean, scale = h.mean(axis=0), h.std(axis=0)
     scale = np.where(scale > 0, scale, 1.0)
     z = (h - mean) / scale
@@ -144,7 +145,8 @@ def cell_optimum(h: np.ndarray, y: np.ndarray):
         offset = z - optimum
         excess = 0.5 * np.einsum("ni,ij,nj->n", offset, q, offset)
         weights = _bowl_weights(excess, y - bottom, h.shape[1])
-    return optimum * scale + mean, excess
+    # Runs the bowl gave no weight (far above its bottom) have no trustworthy excess.
+    return optimum * scale + mean, np.where(weights > 0, excess, np.nan)
 
 
 def _bowl_weights(excess: np.ndarray, above: np.ndarray, m: int) -> np.ndarray:
