@@ -14,10 +14,10 @@ log-loss they lose to the cell's optimum (starting from their loss above the cel
 best run), in ``1 + REWEIGHT_PASSES`` fits; a run whose loss lies more than
 ``WALL_CUTOFF`` (10%) above the bowl's bottom gets no weight. The optimum's
 uncertainty comes from resampling the cell's runs. A cell whose optimum of a
-hyperparameter lies outside the values its successful runs tried does not bracket it
-and gives that hyperparameter no point: failed (diverged) runs are no observations of
-the loss, so they cannot pull the optimum, and since they lie beyond the last
-successful learning rate they bound it.
+hyperparameter lies beyond the second-lowest or second-highest value its successful
+runs tried does not bracket it and gives that hyperparameter no point: failed
+(diverged) runs are no observations of the loss, so they cannot pull the optimum, and
+since they lie beyond the last successful learning rate they bound it.
 
 The laws are then fitted through the cell optima, weighted by their precision
 (``search.scaling.laws.fit_law_to_estimates``).
@@ -161,6 +161,15 @@ def _bowl_weights(excess: np.ndarray, above: np.ndarray, m: int) -> np.ndarray:
     return np.where(above <= cutoff, 1.0 / (1.0 + (excess / BOWL_SCALE) ** 2), 0.0)
 
 
+def _inner_range(h: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Per column of ``h`` (n, m), the second-lowest and second-highest value tried: an
+    optimum beyond them has at most one tried value on its far side, where the bowl's
+    quadratic extrapolates (a grid whose smallest batch is already too large puts the
+    fitted optimum just inside its edge)."""
+    values = [np.unique(h[:, j]) for j in range(h.shape[1])]
+    return np.array([v[1] for v in values]), np.array([v[-2] for v in values])
+
+
 def _robust_variance(draws: np.ndarray) -> np.ndarray:
     """Variance (m,) of bootstrap draws (b, m) from their interquartile range: a few
     resamples with a nearly flat bowl would otherwise dominate it."""
@@ -198,7 +207,8 @@ def estimate_cells(
             dropped += 1
             continue
         optimum, lost = point
-        inside = (optimum >= h.min(axis=0)) & (optimum <= h.max(axis=0))
+        low, high = _inner_range(h)
+        inside = (optimum >= low) & (optimum <= high)
         kept.append(rows)
         optima.append(np.where(inside, optimum, np.nan))
         variances.append(_robust_variance(np.array(draws)))
