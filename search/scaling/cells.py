@@ -11,11 +11,13 @@ with ``h`` the hyperparameters swept in the cell, in their natural spaces (``ln 
 ``log2 batch``, ...). As in the study-wide surface (``search.scaling.surface``), runs
 far up the bowl's walls are down-weighted ``1 / (1 + (excess / BOWL_SCALE)^2)`` by the
 log-loss they lose to the cell's optimum (starting from their loss above the cell's
-best run), in ``1 + REWEIGHT_PASSES`` fits. The optimum's uncertainty comes from
-resampling the cell's runs. A cell whose optimum of a hyperparameter lies outside the
-values its successful runs tried does not bracket it and gives that hyperparameter no
-point: failed (diverged) runs are no observations of the loss, so they cannot pull the
-optimum, and since they lie beyond the last successful learning rate they bound it.
+best run), in ``1 + REWEIGHT_PASSES`` fits; a run whose loss lies more than
+``WALL_CUTOFF`` (10%) above the bowl's bottom gets no weight. The optimum's
+uncertainty comes from resampling the cell's runs. A cell whose optimum of a
+hyperparameter lies beyond the second-lowest or second-highest value its successful
+runs tried does not bracket it and gives that hyperparameter no point: failed
+(diverged) runs are no observations of the loss, so they cannot pull the optimum, and
+since they lie beyond the last successful learning rate they bound it.
 
 The laws are then fitted through the cell optima, weighted by their precision
 (``search.scaling.laws.fit_law_to_estimates``).
@@ -38,6 +40,9 @@ MIN_RUNS_PER_COEF = 1.5
 MIN_SHARE_IN_CELLS = 0.5
 # Bootstrap draws of a cell that may fail (bowl not convex) before the cell is dropped.
 MAX_FAILED_DRAWS = 0.5
+# Runs losing more log-loss than this to the cell's optimum get no weight (see
+# _bowl_weights): 10% of the loss, a learning rate about a decade off on the testbed.
+WALL_CUTOFF = 0.1
 _KEY_DECIMALS = 4  # ln N and ln D equal to 1e-4 (0.01%) are one cell
 
 
@@ -49,7 +54,8 @@ class CellOptima:
     ``log_axes`` (K, 2) each cell's ``ln N, ln D``; ``optimum`` (K, m) in transformed
     units, NaN where the cell does not bracket it; ``variance`` (K, m) from the
     bootstrap; ``runs`` the row indices of each cell; ``excess`` (n,) the log-loss each
-    run loses to its cell's optimum (NaN outside the cells); ``dropped`` the number of
+    run loses to its cell's optimum (NaN outside the cells and for runs the cell's bowl
+    gives no weight); ``dropped`` the number of
     cells whose bowl was not convex.
     """
 
@@ -125,21 +131,43 @@ def _bowl(h: np.ndarray, y: np.ndarray, weights: np.ndarray):
 
 
 def cell_optimum(h: np.ndarray, y: np.ndarray):
-    """One cell's optimum ``h*`` (m,) and each run's excess log-loss (n,), or None
-    (see the module docstring for the weighting)."""
+    """One cell's optimum ``h*`` (m,) and each run's excess log-loss (n,; NaN for runs
+    the bowl gives no weight), or None (see the module docstring for the weighting)."""
     mean, scale = h.mean(axis=0), h.std(axis=0)
     scale = np.where(scale > 0, scale, 1.0)
     z = (h - mean) / scale
-    weights = 1.0 / (1.0 + ((y - y.min()) / BOWL_SCALE) ** 2)
+    weights = _bowl_weights(y - y.min(), y - y.min(), h.shape[1])
     for _ in range(1 + REWEIGHT_PASSES):
         fit = _bowl(z, y, weights)
         if fit is None:
             return None
-        optimum, q, _ = fit
+        optimum, q, bottom = fit
         offset = z - optimum
         excess = 0.5 * np.einsum("ni,ij,nj->n", offset, q, offset)
-        weights = 1.0 / (1.0 + (excess / BOWL_SCALE) ** 2)
-    return optimum * scale + mean, excess
+        weights = _bowl_weights(excess, y - bottom, h.shape[1])
+    # Runs the bowl gave no weight (far above its bottom) have no trustworthy excess.
+    return optimum * scale + mean, np.where(weights > 0, excess, np.nan)
+
+
+def _bowl_weights(excess: np.ndarray, above: np.ndarray, m: int) -> np.ndarray:
+    """``1 / (1 + (excess / BOWL_SCALE)^2)`` by the fitted ``excess``, and 0 for runs
+    whose observed log-loss lies more than ``WALL_CUTOFF`` ``above`` the bowl's bottom
+    (or beyond the ``2 x coefficients`` lowest, when fewer lie within it): a grid's far
+    corners (a learning rate a decade off, a diverging run reported with a huge loss)
+    each keep a bounded but non-zero pull under the smooth weight alone, and a grid has
+    many of them."""
+    nearest = min(len(above), 2 * _n_coef(m))
+    cutoff = max(WALL_CUTOFF, float(np.sort(above)[nearest - 1]))
+    return np.where(above <= cutoff, 1.0 / (1.0 + (excess / BOWL_SCALE) ** 2), 0.0)
+
+
+def _inner_range(h: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Per column of ``h`` (n, m), the second-lowest and second-highest value tried: an
+    optimum beyond them has at most one tried value on its far side, where the bowl's
+    quadratic extrapolates (a grid whose smallest batch is already too large puts the
+    fitted optimum just inside its edge)."""
+    values = [np.unique(h[:, j]) for j in range(h.shape[1])]
+    return np.array([v[1] for v in values]), np.array([v[-2] for v in values])
 
 
 def _robust_variance(draws: np.ndarray) -> np.ndarray:
@@ -179,7 +207,8 @@ def estimate_cells(
             dropped += 1
             continue
         optimum, lost = point
-        inside = (optimum >= h.min(axis=0)) & (optimum <= h.max(axis=0))
+        low, high = _inner_range(h)
+        inside = (optimum >= low) & (optimum <= high)
         kept.append(rows)
         optima.append(np.where(inside, optimum, np.nan))
         variances.append(_robust_variance(np.array(draws)))

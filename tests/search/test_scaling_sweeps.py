@@ -14,6 +14,7 @@ import pytest
 from bench.designed_sweeps import SWEEP_TRUTHS, baseline_laws, run_sweep
 from search.scaling import ScalingAxes, fit_scaling_rules
 from search.space import LogParam
+from search.types import Observation
 from workers.objectives.testbed import TestbedConfig, TestbedObjective
 
 AXES = ScalingAxes(n_params="n_params", tokens="tokens")
@@ -111,3 +112,17 @@ def test_predictions_stay_inside_the_declared_limits_and_say_so():
     law = rules.rule("learning_rate").vs_size_tokens
     unclipped = math.exp(law.predict([[math.log(1e7), math.log(4e8)]])[0][0])
     assert unclipped > 4e-3
+
+
+def test_diverged_runs_do_not_pull_the_optimum(small_sweep):
+    """Reported as huge finite losses instead of failures, the diverged runs sit far up
+    the bowl's wall, get no weight, and leave the lr law where it was."""
+    config, observations, rules = small_sweep
+    diverged = [o for o in observations if o.failed]
+    assert len(diverged) > 20
+    as_losses = [Observation(o.params, 10.0, o.cost) if o.failed else o for o in observations]
+    space = TestbedObjective(config).default_space()
+    loud = fit_scaling_rules(as_losses, space, AXES, seed=0, n_bootstrap=20)
+    before = np.array(rules.rule("learning_rate").vs_size_tokens.coef)
+    after = np.array(loud.rule("learning_rate").vs_size_tokens.coef)
+    assert np.max(np.abs(after[1:] - before[1:])) < 0.02, (before, after)
