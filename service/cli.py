@@ -227,7 +227,9 @@ def _done(sessions, study_id: int) -> int:  # type: ignore[no-untyped-def]
 
 
 def _fail(message: str) -> None:
-    errors.print(f"[red]error:[/] {message}", highlight=False)
+    # soft_wrap: one line per message, so a long path is never cut in two (the terminal
+    # wraps it for display; a pipe or log keeps it whole)
+    errors.print(f"[red]error:[/] {message}", highlight=False, soft_wrap=True)
     raise typer.Exit(code=2)
 
 
