@@ -120,6 +120,8 @@ def test_wsd_schedule_is_stable_then_decays_linearly_to_zero() -> None:
 
 def test_eval_steps_run_from_untrained_to_the_last_step() -> None:
     assert eval_steps(_config(eval_points=4)) == [0, 25, 50, 75, 100]
+    assert eval_steps(_config(eval_points=4, eval_at_start=False)) == [25, 50, 75, 100]
+    assert eval_steps(_config(eval_points=1, eval_at_start=False)) == [100]
 
 
 def test_text_directories_split_by_file_deterministically(tmp_path: Path) -> None:
