@@ -21,7 +21,7 @@ from workers.training.cost import (
 )
 from workers.training.data import DataError, load_data, sample_batch, stdlib_files
 from workers.training.model import DecoderLM, ModelConfig
-from workers.training.trainer import TrainConfig, eval_steps, lr_at, train
+from workers.training.trainer import TrainConfig, eval_steps, lr_at, train, warm_up
 
 SMALL = ModelConfig(vocab_size=256, seq_len=32, d_model=16, n_layers=2, n_heads=2)
 
@@ -212,3 +212,7 @@ def test_should_stop_ends_the_run(stdlib_data) -> None:
         should_stop=lambda: calls.append(1) or len(calls) > 3,
     )
     assert report.stopped and report.steps == 3 and report.val_loss is None
+
+
+def test_warm_up_trains_a_tiny_model_on_the_cpu() -> None:
+    assert warm_up(device="cpu") > 0

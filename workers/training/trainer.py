@@ -379,3 +379,18 @@ def train(
         step_seconds=throughput.seconds,
         eval_seconds=eval_seconds,
     )
+
+
+def warm_up(*, device: str = "cpu") -> float:
+    """Train a tiny model for a few steps on random tokens (evaluation included), so that
+    this process's first real run does not pay torch's one-time start-up: lazy imports,
+    thread pools, the first kernels. Returns the seconds it took."""
+    started = time.perf_counter()
+    tokens = np.random.default_rng(0).integers(0, 256, 8192, dtype=np.uint8)
+    data = TokenData(train=tokens, val=tokens, vocab_size=256, source="warm-up")
+    model = ModelConfig(vocab_size=256, seq_len=32, d_model=32, n_layers=1, n_heads=1)
+    config = TrainConfig(
+        model=model, tokens=3 * 256, batch_tokens=256, learning_rate=1e-3, eval_tokens=256
+    )
+    train(config, data, device=device)
+    return time.perf_counter() - started
