@@ -20,7 +20,7 @@ finished one only redraws the report::
     createdb -h 127.0.0.1 -U postgres realscale
     nice -n 10 python bench/real_scaling.py --preset full \\
         --database-url postgresql+psycopg://postgres@127.0.0.1:5432/realscale \\
-        --broker-url redis://127.0.0.1:6379/7 --out results/real-scaling
+        --broker-url redis://127.0.0.1:6379/7
     python bench/real_scaling.py --preset gpu ...     # one CUDA worker; reports MFU
 
 The corpus is the default byte-level one (the Python standard library's source).
@@ -226,7 +226,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--name", help="the study's name (default real-scaling-<preset>)")
     parser.add_argument("--database-url", required=True, help="PostgreSQL URL of the study")
     parser.add_argument("--broker-url", required=True, help="Redis URL (a database of its own)")
-    parser.add_argument("--out", default="results/real-scaling", help="report directory")
+    parser.add_argument("--out", default="bench/results/real-scaling", help="report directory")
     parser.add_argument("--port", type=int, default=None, help="API port (default: a free one)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--admin-token", help="the API's admin token (default: a fresh one)")

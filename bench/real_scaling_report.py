@@ -298,7 +298,7 @@ def markdown(summary: dict[str, Any]) -> str:
         f"({summary['decades']:.2f} decades).",
         "",
         f"Predicted at 10x: compute {summary['prediction']['compute']:.3g}, lr "
-        f"{lr[0]:.3g} [{lr[1]:.3g}, {lr[2]:.3g}]; params `{summary['prediction']['params']}`.",
+        f"{_interval_text(lr)}; params `{summary['prediction']['params']}`.",
         "",
         f"Verification: {(summary.get('verification') or {}).get('message')}",
         "",
@@ -340,6 +340,13 @@ def markdown(summary: dict[str, Any]) -> str:
             + f" | {r['share']:.1%} | {mfu} |"
         )
     return "\n".join(lines) + "\n"
+
+
+def _interval_text(values: list[float | None]) -> str:
+    estimate, low, high = values
+    if estimate is None:
+        return "not predicted (no supported law; the best observed value is used)"
+    return f"{estimate:.3g} [{low:.3g}, {high:.3g}]"
 
 
 def _share(value: float | None) -> str:
