@@ -121,19 +121,31 @@ def _interval(value) -> list[float | None] | None:
 
 
 def _overhead_rows(trials: list[dict[str, Any]]) -> dict[str, Any]:
+    """Every finished trial's split; the statistics leave out trials delivered more than
+    once (their wall time holds a lost worker's recovery, e.g. the resume check's crash)."""
     rows = []
     for trial in trials:
         parts = overheads(trial)
         if parts is not None:
-            mfu = (trial.get("metrics") or {}).get("mfu")
-            rows.append({"trial_id": trial["id"], **parts, "mfu": mfu})
-    long = [r["share"] for r in rows if r["wall"] >= LONG_TRIAL_S]
+            metrics = trial.get("metrics") or {}
+            deliveries = metrics.get("deliveries", 1) + trial.get("attempt", 0)
+            rows.append(
+                {
+                    "trial_id": trial["id"],
+                    **parts,
+                    "mfu": metrics.get("mfu"),
+                    "deliveries": deliveries,
+                }
+            )
+    clean = [r for r in rows if r["deliveries"] == 1]
+    long = [r["share"] for r in clean if r["wall"] >= LONG_TRIAL_S]
     return {
         "rows": rows,
+        "redelivered": len(rows) - len(clean),
         "long_trials": len(long),
         "long_share_median": float(np.median(long)) if long else None,
         "long_share_max": max(long) if long else None,
-        "all_share_median": float(np.median([r["share"] for r in rows])) if rows else None,
+        "all_share_median": float(np.median([r["share"] for r in clean])) if clean else None,
     }
 
 
@@ -326,10 +338,12 @@ def markdown(summary: dict[str, Any]) -> str:
         f"Overhead (share of wall time not in steady optimizer steps): median "
         f"{_share(o['all_share_median'])} over all trials; trials >= {LONG_TRIAL_S:g} s: "
         f"{o['long_trials']}, median {_share(o['long_share_median'])}, max "
-        f"{_share(o['long_share_max'])}.",
+        f"{_share(o['long_share_max'])} ({o['redelivered']} trials delivered twice, "
+        "through a lost worker, left out of these figures; their rows say so).",
         "",
-        "| trial | wall s | train | dispatch | data | setup | eval | warm-up | overhead | MFU |",
-        "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |",
+        "| trial | wall s | train | dispatch | data | setup | eval | warm-up | overhead | MFU "
+        "| deliveries |",
+        "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |",
     ]
     for r in sorted(o["rows"], key=lambda r: -r["wall"]):
         mfu = "-" if r["mfu"] is None else f"{r['mfu']:.1%}"
@@ -337,7 +351,7 @@ def markdown(summary: dict[str, Any]) -> str:
         lines.append(
             f"| {r['trial_id']} | "
             + " | ".join(f"{c:.2f}" for c in cells)
-            + f" | {r['share']:.1%} | {mfu} |"
+            + f" | {r['share']:.1%} | {mfu} | {r['deliveries']} |"
         )
     return "\n".join(lines) + "\n"
 

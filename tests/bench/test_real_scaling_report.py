@@ -99,6 +99,7 @@ def data() -> dict:
         for k, f in enumerate((0.5, 0.7, 1.0, 1.4, 2.0))
     }
     scaled["naive"] = _trial(110, {**predicted, "learning_rate": 0.02})
+    scaled["naive"]["metrics"]["deliveries"] = 2  # its first worker was lost
     scaled["carbs"] = {**_trial(111, predicted), "state": "FAILED", "loss": None}
     return {
         "study": {"id": 7, "progress": {"spent_cost": 12.5}},
@@ -123,7 +124,8 @@ def test_the_summary_compares_the_rules_config_with_its_sweep_and_baselines(data
     inside = low is not None and low <= best_lr <= high
     assert summary["best_lr_in_interval"] == inside
     overheads = summary["overheads"]
-    assert overheads["long_trials"] == len(overheads["rows"]) == 48 + 7  # all 40 s long
+    assert len(overheads["rows"]) == 48 + 7 and overheads["redelivered"] == 1
+    assert overheads["long_trials"] == 48 + 6  # all 40 s long; the redelivered one left out
     assert overheads["long_share_max"] == pytest.approx(1 - 36 / 40)
 
 
