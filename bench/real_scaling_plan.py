@@ -74,13 +74,13 @@ _CPU_OPTIONS = {"cost_unit": "tflop", "num_threads": 1, "eval_points": 1, "eval_
 
 PRESETS: dict[str, Preset] = {
     "full": Preset(
-        space=_space(d_model=(64, 32, 512), n_layers=(2, 1, 8), tokens=(262144, 65536, 2**25)),
+        space=_space(d_model=(64, 16, 512), n_layers=(2, 1, 8), tokens=(262144, 65536, 2**25)),
         max_cost=400.0,
         max_trial_cost=8.0,
         objective_options=_CPU_OPTIONS,
     ),
     "short": Preset(
-        space=_space(d_model=(64, 32, 256), n_layers=(2, 1, 4), tokens=(262144, 65536, 2**22)),
+        space=_space(d_model=(32, 8, 256), n_layers=(2, 1, 4), tokens=(262144, 65536, 2**22)),
         max_cost=10.0,
         max_trial_cost=0.6,
         objective_options=_CPU_OPTIONS,
@@ -93,12 +93,19 @@ PRESETS: dict[str, Preset] = {
         scale_factor=2.0,
         search={"n_startup": 4},
     ),
-    # One CUDA worker; 1-30M parameters, a few minutes of study (bf16, torch.compile).
+    # One CUDA worker, 1-30M parameters: a study of a few minutes and its 10x trials in
+    # about ten minutes of an H100. Eager bf16: torch.compile's tens of seconds per new
+    # shape would be most of every trial here.
     "gpu": Preset(
         space=_space(d_model=(256, 128, 1024), n_layers=(4, 2, 12), tokens=(2**22, 2**20, 2**28)),
-        max_cost=4000.0,
-        max_trial_cost=400.0,
-        objective_options={"cost_unit": "tflop", "eval_points": 1, "eval_at_start": False},
+        max_cost=6000.0,
+        max_trial_cost=300.0,
+        objective_options={
+            "cost_unit": "tflop",
+            "eval_points": 1,
+            "eval_at_start": False,
+            "compile": False,
+        },
         workers=1,
         device="cuda",
         queue="gpu",

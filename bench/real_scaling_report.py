@@ -78,6 +78,7 @@ def summarise(data: dict[str, Any], *, scale_factor: float) -> dict[str, Any]:
     lr = prediction.values["learning_rate"]
     summary: dict[str, Any] = {
         "study_id": data["study"]["id"],
+        "scale_factor": scale_factor,
         "trials": len(data["trials"]),
         "completed": sum(t["state"] == "COMPLETE" for t in data["trials"]),
         "spent_tflop": data["study"]["progress"]["spent_cost"],
@@ -85,12 +86,12 @@ def summarise(data: dict[str, Any], *, scale_factor: float) -> dict[str, Any]:
         "decades": math.log10(rules.observed.compute_max / rules.observed.compute_min),
         "prediction": {
             "compute": prediction.compute,
-            "params": data["verification"]["params"],
+            "params": (data["verification"] or {}).get("params"),
             "learning_rate": [lr.estimate, lr.low, lr.high],
             "batch_size": _interval(prediction.values.get("batch_size")),
             "warnings": prediction.warnings,
         },
-        "verification": data["verification"].get("report"),
+        "verification": (data["verification"] or {}).get("report"),
         "sweep": sweep,
         "sweep_best": best_label,
     }
@@ -273,16 +274,21 @@ def write_report(
     client: ScaletuneClient,
     *,
     study_id: int,
-    at_scale: dict[str, int],
+    at_scale: dict[str, int] | None,
     out: Path,
     scale_factor: float = 10.0,
+    refused: str | None = None,
 ) -> dict[str, Any]:
+    """The report; ``at_scale`` None and ``refused`` (the API's reason) when the rules
+    could not propose a 10x configuration: then the study's part alone."""
     out.mkdir(parents=True, exist_ok=True)
     data = collect(client, study_id=study_id, at_scale=at_scale)
     summary = summarise(data, scale_factor=scale_factor)
+    summary["verification_refused"] = refused
     plot_front(data, out / "front.png")
     plot_optima(data, out / "optima-vs-n-d.png", scale_factor=scale_factor)
-    plot_verification(data, summary, out / "verification.png")
+    if at_scale is not None:
+        plot_verification(data, summary, out / "verification.png")
     observations = [
         trial_observation(
             params=t["params"], loss=t["loss"], cost=t["cost_seconds"] or 0.0,
@@ -309,10 +315,16 @@ def markdown(summary: dict[str, Any]) -> str:
         f"{summary['observed_compute'][0]:.3g}-{summary['observed_compute'][1]:.3g} FLOPs "
         f"({summary['decades']:.2f} decades).",
         "",
-        f"Predicted at 10x: compute {summary['prediction']['compute']:.3g}, lr "
+        f"Predicted at {summary['scale_factor']:g}x: compute "
+        f"{summary['prediction']['compute']:.3g}, lr "
         f"{_interval_text(lr)}; params `{summary['prediction']['params']}`.",
         "",
         f"Verification: {(summary.get('verification') or {}).get('message')}",
+        *(
+            [f"Verification refused by the API: {summary['verification_refused']}"]
+            if summary.get("verification_refused")
+            else []
+        ),
         "",
         "| 10x trial | learning rate | loss |",
         "| --- | --- | --- |",

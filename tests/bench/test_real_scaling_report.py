@@ -139,3 +139,12 @@ def test_the_markdown_and_plots_are_written(data, tmp_path) -> None:
     plot_verification(data, summary, tmp_path / "verification.png")
     assert all((tmp_path / n).stat().st_size > 10_000 for n in ("front.png", "optima.png"))
     assert (tmp_path / "verification.png").stat().st_size > 10_000
+
+
+def test_a_study_without_a_10x_check_still_gets_its_numbers(data) -> None:
+    alone = {**data, "verification": None, "scaled": {}}
+    summary = summarise(alone, scale_factor=10.0)
+    assert summary["sweep"] == {} and summary["sweep_best"] is None
+    assert "gap_to_sweep_best" not in summary and summary["baselines"] == {}
+    summary["verification_refused"] = "the rules cannot set ['tokens'] at this compute"
+    assert "Verification refused by the API: the rules cannot set" in markdown(summary)
