@@ -47,12 +47,17 @@ def _loss(trial: dict[str, Any] | None) -> float | None:
     return None if trial is None or trial["state"] != "COMPLETE" else trial["loss"]
 
 
-def collect(client: ScaletuneClient, *, study_id: int, at_scale: dict[str, int]) -> dict[str, Any]:
-    """Everything the report needs, read through the API."""
-    verification = client.verification(study_id)
+def collect(
+    client: ScaletuneClient, *, study_id: int, at_scale: dict[str, int] | None
+) -> dict[str, Any]:
+    """Everything the report needs, read through the API; ``at_scale`` None: the study
+    alone (no verification was run)."""
     trials = _trials(client, study_id)
-    scaled = {label: (_trials(client, sid) or [None])[0] for label, sid in at_scale.items()}
-    scaled["lr-x1"] = next(t for t in trials if t["id"] == verification["trial_id"])
+    verification, scaled = None, {}
+    if at_scale is not None:
+        verification = client.verification(study_id)
+        scaled = {label: (_trials(client, sid) or [None])[0] for label, sid in at_scale.items()}
+        scaled["lr-x1"] = next(t for t in trials if t["id"] == verification["trial_id"])
     return {
         "study": client.get_study(study_id),
         "rules": ScalingRules.model_validate(client.rules(study_id)),
