@@ -161,6 +161,14 @@ def test_the_default_corpus_is_the_standard_library_without_site_packages() -> N
     assert any(f.name == "os.py" for f in files)
 
 
+def test_the_default_corpus_is_found_once_per_process_and_cache(tmp_path: Path) -> None:
+    first = load_data(cache_dir=tmp_path / "a")
+    assert load_data("stdlib", cache_dir=tmp_path / "a") is first  # no second walk
+    other = load_data(cache_dir=tmp_path / "b")
+    assert other is not first and (tmp_path / "b").is_dir()
+    assert np.array_equal(other.val, first.val)
+
+
 @pytest.fixture(scope="session")
 def stdlib_data(tmp_path_factory: pytest.TempPathFactory):
     return load_data(cache_dir=tmp_path_factory.mktemp("data"))
