@@ -195,7 +195,7 @@ def plot_front(data: dict[str, Any], path: Path) -> None:
 def plot_optima(data: dict[str, Any], path: Path, *, scale_factor: float) -> None:
     rules: ScalingRules = data["rules"]
     done = [t for t in data["trials"] if t["state"] == "COMPLETE"]
-    n = np.array([t["metrics"]["n_params"] for t in done], dtype=float)
+    n = np.array([t["metrics"][rules.axes.n_params] for t in done], dtype=float)
     d = np.array([t["params"]["tokens"] for t in done], dtype=float)
     loss = np.array([t["loss"] for t in done])
     front = pareto_mask(loss, np.array([t["cost_seconds"] for t in done]))
