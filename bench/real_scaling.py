@@ -29,6 +29,7 @@ The corpus is the default byte-level one (the Python standard library's source).
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import secrets
 import signal
@@ -185,6 +186,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     from bench.real_scaling_report import write_report
 
     preset = PRESETS[args.preset]
+    if args.scale_factor is not None:
+        preset = dataclasses.replace(preset, scale_factor=args.scale_factor)
     name = args.name or f"real-scaling-{args.preset}"
     out = Path(args.out) / name
     admin_token = args.admin_token or secrets.token_hex(32)
@@ -239,6 +242,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--out", default="bench/results/real-scaling", help="report directory")
     parser.add_argument("--port", type=int, default=None, help="API port (default: a free one)")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument(
+        "--scale-factor",
+        type=float,
+        default=None,
+        help="verify at this multiple of the largest compute (default: the preset's, 10)",
+    )
     parser.add_argument("--admin-token", help="the API's admin token (default: a fresh one)")
     parser.add_argument(
         "--until", choices=("study", "all"), default="all", help="stop after the study"

@@ -68,7 +68,8 @@ def collect(
 
 
 def summarise(data: dict[str, Any], *, scale_factor: float) -> dict[str, Any]:
-    """The headline numbers: the rules' prediction at 10x against the sweep and baselines."""
+    """The headline numbers: the rules' prediction at ``scale_factor`` x the largest
+    compute, against the sweep and the baselines there."""
     rules: ScalingRules = data["rules"]
     prediction = rules.predict(compute=scale_factor * rules.observed.compute_max)
     scaled = data["scaled"]
@@ -163,7 +164,7 @@ def _figure(ncols: int = 1, nrows: int = 1, size=(6.4, 4.2)) -> tuple[Figure, np
     return figure, np.atleast_1d(figure.subplots(nrows, ncols)).ravel()
 
 
-def plot_front(data: dict[str, Any], path: Path) -> None:
+def plot_front(data: dict[str, Any], path: Path, *, scale_factor: float = 10.0) -> None:
     done = [t for t in data["trials"] if t["state"] == "COMPLETE"]
     cost = np.array([t["cost_seconds"] for t in done])
     loss = np.array([t["loss"] for t in done])
@@ -178,16 +179,17 @@ def plot_front(data: dict[str, Any], path: Path) -> None:
     for label, trial in data["scaled"].items():
         if _loss(trial) is not None:
             marker, color, size = styles.get(label, ("o", "tab:green", 25))
-            name = {"lr-x1": "10x: rules", "naive": "10x: naive", "carbs": "10x: CARBS"}
+            x = f"{scale_factor:g}x"
+            name = {"lr-x1": f"{x}: rules", "naive": f"{x}: naive", "carbs": f"{x}: CARBS"}
             ax.scatter(
                 trial["cost_seconds"], trial["loss"], marker=marker, color=color, s=size,
-                label=name.get(label, "10x: lr sweep"), zorder=3,
+                label=name.get(label, f"{x}: lr sweep"), zorder=3,
             )  # fmt: skip
     handles, labels = ax.get_legend_handles_labels()
     unique = dict(zip(labels, handles, strict=True))
     ax.legend(unique.values(), unique.keys(), fontsize=8)
     ax.set(xlabel="cost (training TFLOP)", ylabel="validation loss (nats/byte)")
-    ax.set_title("Trials, front, and the 10x trials")
+    ax.set_title(f"Trials, front, and the trials at {scale_factor:g}x the largest compute")
     ax.set_ylim(top=float(np.quantile(loss, 0.9)))
     figure.savefig(path)
 
@@ -219,7 +221,7 @@ def plot_optima(data: dict[str, Any], path: Path, *, scale_factor: float) -> Non
                 ax.plot(path_x, estimate, color="tab:red", label=f"law ({source})")
                 ax.fill_between(path_x, low, high, color="tab:red", alpha=0.2)
             ax.legend(fontsize=7)
-    figure.suptitle("Optima vs N and D; laws along N*(C), D*(C) up to 10x")
+    figure.suptitle(f"Optima vs N and D; laws along N*(C), D*(C) up to {scale_factor:g}x")
     figure.savefig(path)
 
 
@@ -239,10 +241,11 @@ def _law_along(rule, grid, path_n, path_d):
 
 
 def plot_verification(data: dict[str, Any], summary: dict[str, Any], path: Path) -> None:
+    x = f"{summary['scale_factor']:g}x"
     figure, (ax,) = _figure()
     sweep = sorted((v["learning_rate"], v["loss"]) for v in summary["sweep"].values() if v["loss"])
     if sweep:
-        ax.plot(*zip(*sweep, strict=True), "o-", color="tab:green", label="lr sweep at 10x")
+        ax.plot(*zip(*sweep, strict=True), "o-", color="tab:green", label=f"lr sweep at {x}")
     lr = summary["prediction"]["learning_rate"]
     if lr[1] is not None:
         ax.axvspan(lr[1], lr[2], color="tab:red", alpha=0.12, label="predicted lr interval")
@@ -267,7 +270,7 @@ def plot_verification(data: dict[str, Any], summary: dict[str, Any], path: Path)
                 label=f"baseline: {label}", zorder=3,
             )  # fmt: skip
     ax.set(xscale="log", xlabel="learning rate", ylabel="validation loss (nats/byte)")
-    ax.set_title("At 10x: the rules' config, its lr sweep and the baselines")
+    ax.set_title(f"At {x}: the rules' config, its lr sweep and the baselines")
     ax.legend(fontsize=8)
     figure.savefig(path)
 
@@ -290,7 +293,7 @@ def write_report(
     data = collect(client, study_id=study_id, at_scale=at_scale)
     summary = summarise(data, scale_factor=scale_factor)
     summary["verification_refused"] = refused
-    plot_front(data, out / "front.png")
+    plot_front(data, out / "front.png", scale_factor=scale_factor)
     plot_optima(data, out / "optima-vs-n-d.png", scale_factor=scale_factor)
     if at_scale is not None:
         plot_verification(data, summary, out / "verification.png")
@@ -331,7 +334,7 @@ def markdown(summary: dict[str, Any]) -> str:
             else []
         ),
         "",
-        "| 10x trial | learning rate | loss |",
+        f"| trial at {summary['scale_factor']:g}x | learning rate | loss |",
         "| --- | --- | --- |",
     ]
     for label, row in sorted(summary["sweep"].items(), key=lambda kv: kv[1]["learning_rate"]):
