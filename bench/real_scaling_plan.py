@@ -80,7 +80,7 @@ PRESETS: dict[str, Preset] = {
     "full": Preset(
         # The short study's front sat on its smallest batch (2048 tokens): room below.
         space=_space(
-            d_model=(64, 16, 512),
+            d_model=(64, 8, 512),
             n_layers=(2, 1, 8),
             tokens=(262144, 65536, 2**25),
             batch_size=(8192, 512, 65536),
@@ -93,6 +93,14 @@ PRESETS: dict[str, Preset] = {
         space=_space(d_model=(32, 8, 256), n_layers=(2, 1, 4), tokens=(262144, 65536, 2**22)),
         max_cost=6.0,
         max_trial_cost=0.4,
+        objective_options=_CPU_OPTIONS,
+    ),
+    # Widths down to 4: on this corpus, below ~1e12 FLOPs the compute-optimal model is
+    # smaller than any the short preset can build (its runs never bracket N*).
+    "tiny": Preset(
+        space=_space(d_model=(16, 4, 128), n_layers=(1, 1, 4), tokens=(262144, 65536, 2**22)),
+        max_cost=3.0,
+        max_trial_cost=0.2,
         objective_options=_CPU_OPTIONS,
     ),
     "smoke": Preset(
