@@ -73,8 +73,11 @@ class NoRulesError(RuntimeError):
 class Run:
     """One run of the benchmark against a started stack."""
 
-    def __init__(self, client: ScaletuneClient, preset: Preset, name: str, seed: int) -> None:
+    def __init__(
+        self, client: ScaletuneClient, preset: Preset, name: str, seed: int, *, wait: bool = True
+    ) -> None:
         self.client, self.preset, self.name, self.seed = client, preset, name, seed
+        self.wait = wait  # False: report the trials at scale as they stand
 
     # -- finding or creating studies by name ---------------------------------------------
 
@@ -134,7 +137,7 @@ class Run:
             self.client.verify(study_id, scale_factor=self.preset.scale_factor)
             log(f"verification trial requested at {self.preset.scale_factor:g}x")
             status = self.client.verification(study_id)
-        while status["state"] not in ("COMPLETE", "FAILED"):
+        while self.wait and status["state"] not in ("COMPLETE", "FAILED"):
             time.sleep(5.0)
             status = self.client.verification(study_id)
         return status
@@ -155,7 +158,8 @@ class Run:
             )
             for label, params in configs.items()
         }
-        self.wait_final(list(ids.values()), what="10x trials")
+        if self.wait:
+            self.wait_final(list(ids.values()), what="10x trials")
         return ids
 
     def all_trials(self, study_id: int) -> list[dict[str, Any]]:
@@ -206,7 +210,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     with Stack(config) as stack:
         log(f"stack up at {stack.base} (logs in {config.log_dir})")
         client = ScaletuneClient(stack.base, token=tenant_token(stack.base, admin_token))
-        bench = Run(client, preset, name, args.seed)
+        bench = Run(client, preset, name, args.seed, wait=not args.report_now)
         study_id = bench.study()
         log(f"study {study_id} finished")
         if args.until == "study":
@@ -251,6 +255,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--admin-token", help="the API's admin token (default: a fresh one)")
     parser.add_argument(
         "--until", choices=("study", "all"), default="all", help="stop after the study"
+    )
+    parser.add_argument(
+        "--report-now",
+        action="store_true",
+        help="report the verification and the trials at scale as they stand, unfinished "
+        "ones included, instead of waiting for them (a rerun without it waits)",
     )
     return parser.parse_args(argv)
 

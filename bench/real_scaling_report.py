@@ -74,7 +74,11 @@ def summarise(data: dict[str, Any], *, scale_factor: float) -> dict[str, Any]:
     prediction = rules.predict(compute=scale_factor * rules.observed.compute_max)
     scaled = data["scaled"]
     sweep = {
-        label: {"learning_rate": t["params"]["learning_rate"], "loss": _loss(t)}
+        label: {
+            "learning_rate": t["params"]["learning_rate"],
+            "loss": _loss(t),
+            "state": t["state"],
+        }
         for label, t in scaled.items()
         if label.startswith("lr-x") and t is not None
     }
@@ -112,6 +116,7 @@ def summarise(data: dict[str, Any], *, scale_factor: float) -> dict[str, Any]:
         label: {
             "params": t["params"] if t else None,
             "loss": _loss(t),
+            "state": t["state"] if t else "WAITING",
             "vs_rules": None
             if _loss(t) is None or predicted_loss is None
             else _loss(t) / predicted_loss - 1.0,
@@ -338,10 +343,10 @@ def markdown(summary: dict[str, Any]) -> str:
         "| --- | --- | --- |",
     ]
     for label, row in sorted(summary["sweep"].items(), key=lambda kv: kv[1]["learning_rate"]):
-        loss = "failed" if row["loss"] is None else f"{row['loss']:.4f}"
+        loss = row["state"].lower() if row["loss"] is None else f"{row['loss']:.4f}"
         lines.append(f"| {label} | {row['learning_rate']:.3g} | {loss} |")
     for label, row in summary["baselines"].items():
-        loss = "failed" if row["loss"] is None else f"{row['loss']:.4f}"
+        loss = row["state"].lower() if row["loss"] is None else f"{row['loss']:.4f}"
         lr_value = row["params"]["learning_rate"] if row["params"] else float("nan")
         lines.append(
             f"| baseline {label} | {lr_value:.3g} | {loss} ({_pct(row['vs_rules'])} vs rules) |"
