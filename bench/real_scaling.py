@@ -52,6 +52,7 @@ from bench.real_scaling_plan import (
     fixed_study,
     lr_sweep,
     naive_baseline,
+    study_front,
     study_spec,
     trial_tflop,
 )
@@ -148,9 +149,10 @@ class Run:
         ours = [t for t in trials if t["reason"] != "verification"]
         configs = {k: v for k, v in lr_sweep(predicted, LR_FACTORS).items() if k != "lr-x1"}
         configs["naive"] = naive_baseline(predicted, best_trial(ours)["params"])
-        front = self.client.front(study_id)["data"]
+        # The study's own front: the verification trial is on the API's front once it
+        # finished, and would be the "largest config" CARBS extrapolates from.
         configs["carbs"] = carbs_baseline(
-            front, self.preset.space, target_cost=trial_tflop(predicted)
+            study_front(ours), self.preset.space, target_cost=trial_tflop(predicted)
         )
         ids = {
             label: self.ensure_study(

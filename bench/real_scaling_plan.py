@@ -248,6 +248,21 @@ def best_trial(trials: list[dict[str, Any]]) -> dict[str, Any]:
     return min(done, key=lambda t: t["loss"])
 
 
+def study_front(trials: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The completed trials no other beats in both loss and cost, by cost."""
+    from search.pareto import pareto_mask
+
+    done = [t for t in trials if t["state"] == "COMPLETE" and t.get("loss") is not None]
+    if not done:
+        return []
+    mask = pareto_mask(
+        np.array([t["loss"] for t in done]), np.array([t["cost_seconds"] for t in done])
+    )
+    return sorted(
+        (t for t, m in zip(done, mask, strict=True) if m), key=lambda t: t["cost_seconds"]
+    )
+
+
 def overheads(trial: dict[str, Any]) -> dict[str, float] | None:
     """Where a finished trial's wall time went (a ``GET /trials/{id}`` body), or None.
 

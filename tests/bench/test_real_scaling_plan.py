@@ -12,6 +12,7 @@ from bench.real_scaling_plan import (
     lr_sweep,
     naive_baseline,
     overheads,
+    study_front,
     study_spec,
     trial_n_params,
     trial_tflop,
@@ -126,3 +127,14 @@ def test_overheads_need_a_finished_trial_with_the_split() -> None:
     assert overheads({**_trial(), "metrics": {"loss": 1.0}}) is None
     # Steps slower than their steady rate throughout: the train time is what they took.
     assert overheads(_trial(tokens_per_second=50.0))["train"] == 12.0
+
+
+def test_the_study_front_keeps_the_trials_nothing_beats_in_loss_and_cost() -> None:
+    trials = [
+        {"state": "COMPLETE", "loss": 3.0, "cost_seconds": 1.0},
+        {"state": "COMPLETE", "loss": 3.5, "cost_seconds": 2.0},  # beaten by the first
+        {"state": "COMPLETE", "loss": 2.0, "cost_seconds": 4.0},
+        {"state": "FAILED", "loss": None, "cost_seconds": 0.5},
+    ]
+    assert [t["cost_seconds"] for t in study_front(trials)] == [1.0, 4.0]
+    assert study_front(trials[3:]) == []
