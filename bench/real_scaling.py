@@ -154,14 +154,20 @@ class Run:
         configs["carbs"] = carbs_baseline(
             study_front(ours), self.preset.space, target_cost=trial_tflop(predicted)
         )
-        ids = {
-            label: self.ensure_study(
-                fixed_study(self.preset, name=f"{self.name}/10x/{label}", params=params)
-            )
-            for label, params in configs.items()
-        }
-        if self.wait:
-            self.wait_final(list(ids.values()), what="10x trials")
+        # As many at once as there are workers: a trial left waiting in the broker past
+        # the heartbeat grace is reclaimed, and the reclaimed last trial of a one-trial
+        # budget is cancelled rather than run (the service counts it as dispatched).
+        ids: dict[str, int] = {}
+        labels = list(configs)
+        for start in range(0, len(labels), self.preset.workers):
+            batch = labels[start : start + self.preset.workers]
+            for label in batch:
+                spec = fixed_study(
+                    self.preset, name=f"{self.name}/10x/{label}", params=configs[label]
+                )
+                ids[label] = self.ensure_study(spec)
+            if self.wait:
+                self.wait_final([ids[label] for label in batch], what="10x trials")
         return ids
 
     def all_trials(self, study_id: int) -> list[dict[str, Any]]:
