@@ -159,6 +159,10 @@ class Run:
         # budget is cancelled rather than run (the service counts it as dispatched).
         ids: dict[str, int] = {}
         labels = list(configs)
+        if not self.wait:  # report what exists; creating all at once would hit the above
+            existing = self.studies()
+            names = {label: f"{self.name}/10x/{label}" for label in labels}
+            return {k: existing[n]["id"] for k, n in names.items() if n in existing}
         for start in range(0, len(labels), self.preset.workers):
             batch = labels[start : start + self.preset.workers]
             for label in batch:
@@ -166,8 +170,7 @@ class Run:
                     self.preset, name=f"{self.name}/10x/{label}", params=configs[label]
                 )
                 ids[label] = self.ensure_study(spec)
-            if self.wait:
-                self.wait_final([ids[label] for label in batch], what="10x trials")
+            self.wait_final([ids[label] for label in batch], what="10x trials")
         return ids
 
     def all_trials(self, study_id: int) -> list[dict[str, Any]]:
@@ -267,8 +270,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument(
         "--report-now",
         action="store_true",
-        help="report the verification and the trials at scale as they stand, unfinished "
-        "ones included, instead of waiting for them (a rerun without it waits)",
+        help="report the verification and the trials at scale that exist, as they stand, "
+        "instead of waiting for them or starting more (a rerun without it carries on)",
     )
     return parser.parse_args(argv)
 
