@@ -97,6 +97,15 @@ class ScaletuneClient:
     def heartbeat(self, trial_id: int) -> dict[str, Any]:
         return self._call("POST", f"/trials/{trial_id}/heartbeat")
 
+    def verify(self, study_id: int, *, scale_factor: float = 10.0) -> dict[str, Any]:
+        """Add the verification trial at ``scale_factor`` x the largest observed compute."""
+        body = {"scale_factor": scale_factor}
+        return self._call("POST", f"/studies/{study_id}/verify", json=body)
+
+    def verification(self, study_id: int) -> dict[str, Any]:
+        """The latest verification trial: state, params, predicted vs observed loss."""
+        return self._call("GET", f"/studies/{study_id}/verification")
+
     def queues(self) -> dict[str, Any]:
         return self._call("GET", "/queues")
 

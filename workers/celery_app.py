@@ -116,6 +116,10 @@ def _start_heartbeat(**_: Any) -> None:
     settings = getattr(current_app, "scaletune_settings", None)
     if settings is not None:  # a worker of an app built by create_celery
         process_publisher(settings, consumed_queues(current_app))
+        if settings.warm_up:
+            from workers.training.trainer import warm_up
+
+            warm_up(device=settings.device)
 
 
 @worker_process_shutdown.connect

@@ -61,6 +61,11 @@ class WorkerSettings(BaseSettings):
         3, ge=1, description="deliveries of one attempt (worker lost mid-trial) before giving up"
     )
     worker_name: str | None = Field(None, description="defaults to host:pid")
+    warm_up: bool = Field(
+        False,
+        description="train a tiny lm for a few steps in each pool process as it starts, so "
+        "its first trial does not pay torch's start-up (imports, first kernels: seconds)",
+    )
 
     @model_validator(mode="after")
     def _ttl_covers_interval(self) -> WorkerSettings:

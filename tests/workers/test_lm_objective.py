@@ -60,6 +60,22 @@ def test_an_lm_trial_reports_loss_cost_and_scaling_metrics() -> None:
     assert result.cost_seconds >= result.metrics["train_seconds"] > 0
     assert [p["step"] for p in result.curve] == [0, 10, 20]
     assert result.loss == result.curve[-1]["loss"] < math.log(256) - 1.0
+    parts = [result.metrics[f"{k}_seconds"] for k in ("data", "setup", "step", "eval")]
+    assert all(part >= 0 for part in parts) and result.metrics["step_seconds"] > 0
+    assert sum(parts) <= result.metrics["wall_seconds"] <= result.cost_seconds
+
+
+def test_cost_in_tflop_is_the_training_flops() -> None:
+    result = run_trial_request(_request(TINY, cost_unit="tflop", eval_at_start=False))
+    assert result.status == "completed", result.failure_reason
+    assert [p["step"] for p in result.curve] == [10, 20]  # no evaluation of step 0
+    assert result.cost_seconds == pytest.approx(result.flops / 1e12)
+    assert result.metrics["wall_seconds"] > 0
+
+
+def test_an_unknown_cost_unit_is_refused() -> None:
+    with pytest.raises(ValueError, match="cost_unit"):
+        LMObjective(cost_unit="joules")
 
 
 @pytest.mark.parametrize(

@@ -21,7 +21,7 @@ from workers.training.cost import (
 )
 from workers.training.data import DataError, load_data, sample_batch, stdlib_files
 from workers.training.model import DecoderLM, ModelConfig
-from workers.training.trainer import TrainConfig, eval_steps, lr_at, train
+from workers.training.trainer import TrainConfig, eval_steps, lr_at, train, warm_up
 
 SMALL = ModelConfig(vocab_size=256, seq_len=32, d_model=16, n_layers=2, n_heads=2)
 
@@ -120,6 +120,8 @@ def test_wsd_schedule_is_stable_then_decays_linearly_to_zero() -> None:
 
 def test_eval_steps_run_from_untrained_to_the_last_step() -> None:
     assert eval_steps(_config(eval_points=4)) == [0, 25, 50, 75, 100]
+    assert eval_steps(_config(eval_points=4, eval_at_start=False)) == [25, 50, 75, 100]
+    assert eval_steps(_config(eval_points=1, eval_at_start=False)) == [100]
 
 
 def test_text_directories_split_by_file_deterministically(tmp_path: Path) -> None:
@@ -157,6 +159,14 @@ def test_the_default_corpus_is_the_standard_library_without_site_packages() -> N
     assert len(files) > 500
     assert not any("site-packages" in f.parts for f in files)
     assert any(f.name == "os.py" for f in files)
+
+
+def test_the_default_corpus_is_found_once_per_process_and_cache(tmp_path: Path) -> None:
+    first = load_data(cache_dir=tmp_path / "a")
+    assert load_data("stdlib", cache_dir=tmp_path / "a") is first  # no second walk
+    other = load_data(cache_dir=tmp_path / "b")
+    assert other is not first and (tmp_path / "b").is_dir()
+    assert np.array_equal(other.val, first.val)
 
 
 @pytest.fixture(scope="session")
@@ -210,3 +220,7 @@ def test_should_stop_ends_the_run(stdlib_data) -> None:
         should_stop=lambda: calls.append(1) or len(calls) > 3,
     )
     assert report.stopped and report.steps == 3 and report.val_loss is None
+
+
+def test_warm_up_trains_a_tiny_model_on_the_cpu() -> None:
+    assert warm_up(device="cpu") > 0

@@ -8,14 +8,18 @@ tokens D), ``batch_size`` (in tokens), ``learning_rate``, ``warmup_fraction``,
 Options (the study's ``objective_options``, constructor keywords): ``data`` (None: the
 standard-library corpus; or a text file, a directory of text files, a ``.npy``/``.bin``
 token file on the worker), ``compile`` (default: on for CUDA), ``eval_tokens``,
-``eval_points``, ``micro_batch_tokens`` (default 32768: larger batches accumulate gradients,
-so a large batch alone does not run out of memory), ``num_threads`` (CPU), ``norm``;
-declared, with their defaults, in ``workers.objectives.options.LMOptions``.
+``eval_points``, ``eval_at_start``, ``micro_batch_tokens`` (default 32768: larger batches
+accumulate gradients, so a large batch alone does not run out of memory), ``num_threads``
+(CPU), ``norm``, ``cost_unit``; declared, with their defaults, in
+``workers.objectives.options.LMOptions``.
 
 Outcome: loss = held-out validation cross-entropy (nats per token); cost = wall seconds
-of the whole trial on its device (data preparation, compilation and evaluation included);
-flops and the metrics ``n_params`` (non-embedding N), ``tokens`` (D), ``tokens_per_second``,
-``mfu`` (GPU) from ``workers.training.cost``.
+of the whole trial on its device (data preparation, compilation and evaluation included),
+or with the option ``cost_unit: tflop`` its training FLOPs / 1e12 (the same on a busy
+machine as on an idle one); flops and the metrics ``n_params`` (non-embedding N),
+``tokens`` (D), ``tokens_per_second``, ``mfu`` (GPU) from ``workers.training.cost``, and
+the wall time split into ``data_seconds``, ``setup_seconds``, ``step_seconds`` and
+``eval_seconds`` (``wall_seconds`` in all).
 """
 
 from __future__ import annotations
@@ -96,8 +100,9 @@ class LMObjective(Objective):
         self.data = checked.data
         self.compile = checked.compile
         self.num_threads = checked.num_threads
+        self.cost_unit = checked.cost_unit
         self.train_options = checked.model_dump(
-            include={"eval_tokens", "eval_points", "micro_batch_tokens", "norm"}
+            include={"eval_tokens", "eval_points", "eval_at_start", "micro_batch_tokens", "norm"}
         )
 
     def default_space(self) -> SearchSpace:
@@ -151,6 +156,7 @@ class LMObjective(Objective):
             data = load_data(self.data)
         except (DataError, OSError) as exc:
             raise InfrastructureError(f"lm: data unavailable: {exc}") from exc
+        data_seconds = time.perf_counter() - started
         compile_model = context.device.startswith("cuda") if self.compile is None else self.compile
         config = train_config(
             params,
@@ -174,21 +180,34 @@ class LMObjective(Objective):
         except torch.cuda.OutOfMemoryError as exc:
             reason = "CUDA out of memory: " + (str(exc).strip().splitlines() or [""])[0][:300]
         else:
-            return _outcome(report, cost_seconds=time.perf_counter() - started)
+            wall_seconds = time.perf_counter() - started
+            return _outcome(
+                report,
+                cost=self._cost(flops=report.flops, wall_seconds=wall_seconds),
+                wall_seconds=wall_seconds,
+                data_seconds=data_seconds,
+            )
         # Only now, with the exception's frames gone, are the run's tensors free to release.
         torch.cuda.empty_cache()
         return ObjectiveOutcome(
             loss=None,
-            cost_seconds=time.perf_counter() - started,
+            # The FLOPs done before running out of memory are not known: none counted.
+            cost_seconds=self._cost(flops=0.0, wall_seconds=time.perf_counter() - started),
             failed=True,
             failure_reason=reason,
         )
 
+    def _cost(self, *, flops: float, wall_seconds: float) -> float:
+        """The trial's cost in the unit of the ``cost_unit`` option."""
+        return flops / 1e12 if self.cost_unit == "tflop" else wall_seconds
 
-def _outcome(report: TrainReport, *, cost_seconds: float) -> ObjectiveOutcome:
+
+def _outcome(
+    report: TrainReport, *, cost: float, wall_seconds: float, data_seconds: float
+) -> ObjectiveOutcome:
     return ObjectiveOutcome(
         loss=report.val_loss,
-        cost_seconds=cost_seconds,
+        cost_seconds=cost,
         flops=report.flops,
         failed=report.failed,
         failure_reason=report.failure_reason,
@@ -203,5 +222,13 @@ def _outcome(report: TrainReport, *, cost_seconds: float) -> ObjectiveOutcome:
             "mfu": report.mfu,
             "train_seconds": report.wall_seconds,
             "device_name": report.device_name,
+            # The trial's wall time in the objective, split: data, setup (model,
+            # optimizer, validation batches), optimizer steps (compilation included),
+            # evaluations.
+            "wall_seconds": wall_seconds,
+            "data_seconds": data_seconds,
+            "setup_seconds": report.wall_seconds - report.step_seconds - report.eval_seconds,
+            "step_seconds": report.step_seconds,
+            "eval_seconds": report.eval_seconds,
         },
     )

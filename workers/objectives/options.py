@@ -61,11 +61,19 @@ class LMOptions(ObjectiveOptions):
     compile: bool | None = Field(None, description="torch.compile; None: on for CUDA")
     eval_tokens: int = Field(32768, ge=1, description="validation tokens per evaluation")
     eval_points: int = Field(5, ge=1, description="evaluations; the last one is the loss")
+    eval_at_start: bool = Field(
+        True, description="also evaluate the untrained model; off saves one evaluation"
+    )
     micro_batch_tokens: int | None = Field(
         32768, ge=1, description="gradient accumulation above this many tokens"
     )
     num_threads: int | None = Field(None, ge=1, description="torch threads on a CPU device")
     norm: Literal["layernorm", "rmsnorm"] = "layernorm"
+    cost_unit: Literal["seconds", "tflop"] = Field(
+        "seconds",
+        description="a trial's cost: its wall seconds, or its training FLOPs / 1e12 "
+        "(independent of how busy the machine is)",
+    )
 
 
 class TestbedOptions(ObjectiveOptions):

@@ -47,6 +47,7 @@ class TrainConfig:
     micro_batch_tokens: int | None = None  # gradient accumulation above this
     eval_tokens: int = 32768  # validation tokens per evaluation
     eval_points: int = 5  # evaluations after step 0; the last one is the loss
+    eval_at_start: bool = True  # also evaluate the untrained model (the curve's first point)
     check_every: int = 10  # steps between loss syncs (divergence checks) on the host
     compile: bool = False
     seed: int = 0
@@ -95,6 +96,10 @@ class TrainReport:
     mfu: float | None
     device_name: str
     curve: list[dict[str, float]] = field(default_factory=list)
+    # Where ``wall_seconds`` went: optimizer steps (first-step compilation included),
+    # evaluations; the rest is setup (model, optimizer, validation batches).
+    step_seconds: float = 0.0
+    eval_seconds: float = 0.0
 
     @property
     def flops(self) -> float:
@@ -224,6 +229,11 @@ class _Throughput:
     def restart(self) -> None:
         self._t = time.perf_counter()
 
+    @property
+    def seconds(self) -> float:
+        """Time in optimizer steps so far, all segments included."""
+        return sum(t for _, t in self.segments)
+
     def tokens_per_second(self) -> float:
         segments = self.segments[1:] or self.segments
         steps, seconds = sum(s for s, _ in segments), sum(t for _, t in segments)
@@ -256,9 +266,11 @@ class _DivergenceWatch:
 
 
 def eval_steps(config: TrainConfig) -> list[int]:
-    """Steps after which validation loss is measured: 0 (untrained) up to the last step."""
+    """Steps after which validation loss is measured: 0 (untrained, unless
+    ``eval_at_start`` is off) up to the last step."""
     total, points = config.total_steps, max(1, config.eval_points)
-    return sorted({0} | {round(total * i / points) for i in range(1, points + 1)})
+    start = {0} if config.eval_at_start else set()
+    return sorted(start | {max(1, round(total * i / points)) for i in range(1, points + 1)})
 
 
 def train(
@@ -291,8 +303,11 @@ def train(
     watch = _DivergenceWatch(warmup_steps=round(config.warmup_fraction * config.total_steps))
     pending: list[torch.Tensor] = []
     failure, stopped, last_train_loss, step = None, False, math.nan, 0
+    eval_seconds = 0.0
 
     def record(step_done: int) -> None:
+        nonlocal eval_seconds
+        eval_started = time.perf_counter()
         point = {
             "step": float(step_done),
             "tokens": float(step_done * tokens_per_step),
@@ -304,9 +319,11 @@ def train(
         curve.append(point)
         if on_eval is not None:
             on_eval(point)
+        eval_seconds += time.perf_counter() - eval_started
         throughput.restart()
 
-    record(0)
+    if 0 in evals:
+        record(0)
     while step < config.total_steps:
         if should_stop is not None and should_stop():
             stopped = True
@@ -359,4 +376,21 @@ def train(
         else None,
         device_name=name,
         curve=curve,
+        step_seconds=throughput.seconds,
+        eval_seconds=eval_seconds,
     )
+
+
+def warm_up(*, device: str = "cpu") -> float:
+    """Train a tiny model for a few steps on random tokens (evaluation included), so that
+    this process's first real run does not pay torch's one-time start-up: lazy imports,
+    thread pools, the first kernels. Returns the seconds it took."""
+    started = time.perf_counter()
+    tokens = np.random.default_rng(0).integers(0, 256, 8192, dtype=np.uint8)
+    data = TokenData(train=tokens, val=tokens, vocab_size=256, source="warm-up")
+    model = ModelConfig(vocab_size=256, seq_len=32, d_model=32, n_layers=1, n_heads=1)
+    config = TrainConfig(
+        model=model, tokens=3 * 256, batch_tokens=256, learning_rate=1e-3, eval_tokens=256
+    )
+    train(config, data, device=device)
+    return time.perf_counter() - started

@@ -1,0 +1,292 @@
+"""What ``bench/real_scaling.py`` runs: the study, the 10x trials, and the numbers from them.
+
+Pure functions over plain dicts (the API's JSON), so the CI smoke test checks them without
+a stack. The pieces:
+
+- ``PRESETS``: the study's space, budget and objective options per mode (``full``: the
+  ~1 hour, 2-CPU-core study; ``short``: a reduced one; ``smoke``: CI-sized; ``gpu``: one
+  CUDA device). Cost is the trial's training TFLOP (``cost_unit: tflop``), which a busy
+  machine does not change, where wall seconds would.
+- ``fixed_study``: a one-trial study of one given configuration (each parameter a choice
+  of one value), so a hand-picked 10x trial runs through the API, the control worker and
+  the Celery workers like any other trial, and is stored with its exact params.
+- ``lr_sweep``, ``naive_baseline``, ``carbs_baseline``: the configurations run at 10x.
+- ``overheads``: the share of each trial's wall time that is not optimizer steps.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from workers.training.cost import non_embedding_params, training_flops_per_token
+from workers.training.model import ModelConfig
+
+LR_FACTORS = (0.5, 0.7, 1.0, 1.4, 2.0)
+TFLOP = 1e12
+# Hyperparameters a naive scale-up keeps from the best small run (size and tokens change).
+NAIVE_KEPT = ("learning_rate", "batch_size", "warmup_fraction", "weight_decay")
+
+
+@dataclass(frozen=True)
+class Preset:
+    """One mode of the benchmark: the study's space and budget, and where trials run."""
+
+    space: list[dict[str, Any]]
+    max_cost: float  # TFLOP, the whole study
+    max_trial_cost: float  # TFLOP, one trial
+    objective_options: dict[str, Any]
+    workers: int = 2
+    device: str = "cpu"
+    queue: str = "trials"
+    in_flight: int = 2
+    scale_factor: float = 10.0
+    search: dict[str, Any] = field(default_factory=dict)
+
+
+def _space(
+    *,
+    d_model: tuple[int, int, int],
+    n_layers: tuple[int, int, int],
+    tokens: tuple[int, int, int],
+    batch_size: tuple[int, int, int] = (8192, 2048, 65536),
+) -> list[dict[str, Any]]:
+    """The lm space: (centre, min, max) of width, depth, tokens and batch; the rest shared."""
+
+    def bounds(kind: str, name: str, centre_min_max: tuple) -> dict[str, Any]:
+        centre, low, high = centre_min_max
+        return {"kind": kind, "name": name, "center": centre, "min": low, "max": high}
+
+    return [
+        bounds("pow2", "d_model", d_model),
+        bounds("int", "n_layers", n_layers),
+        {**bounds("int", "tokens", tokens), "scale": 1.0},
+        bounds("pow2", "batch_size", batch_size),
+        bounds("log", "learning_rate", (3e-3, 1e-4, 5e-2)),
+        bounds("logit", "warmup_fraction", (0.05, 0.005, 0.3)),
+        bounds("log", "weight_decay", (0.1, 1e-3, 0.5)),
+    ]
+
+
+# One thread per CPU worker: two workers share two cores. eval_tokens 32768 (the
+# default) keeps the held-out loss's spread well under the 0.5% the verification checks;
+# no step-0 evaluation and one evaluation at the end keep it under 10% of a trial.
+_CPU_OPTIONS = {"cost_unit": "tflop", "num_threads": 1, "eval_points": 1, "eval_at_start": False}
+
+PRESETS: dict[str, Preset] = {
+    "full": Preset(
+        # The short study's front sat on its smallest batch (2048 tokens): room below.
+        space=_space(
+            d_model=(64, 8, 512),
+            n_layers=(2, 1, 8),
+            tokens=(262144, 65536, 2**25),
+            batch_size=(8192, 512, 65536),
+        ),
+        max_cost=400.0,
+        max_trial_cost=8.0,
+        objective_options=_CPU_OPTIONS,
+    ),
+    "short": Preset(
+        space=_space(d_model=(32, 8, 256), n_layers=(2, 1, 4), tokens=(262144, 65536, 2**22)),
+        max_cost=6.0,
+        max_trial_cost=0.4,
+        objective_options=_CPU_OPTIONS,
+    ),
+    # Widths down to 4: on this corpus, below ~1e12 FLOPs the compute-optimal model is
+    # smaller than any the short preset can build (its runs never bracket N*).
+    "tiny": Preset(
+        space=_space(d_model=(16, 4, 128), n_layers=(1, 1, 4), tokens=(262144, 65536, 2**22)),
+        max_cost=3.0,
+        max_trial_cost=0.2,
+        objective_options=_CPU_OPTIONS,
+    ),
+    "smoke": Preset(
+        space=_space(d_model=(32, 16, 64), n_layers=(1, 1, 2), tokens=(16384, 8192, 131072)),
+        max_cost=0.15,
+        max_trial_cost=0.02,
+        objective_options={**_CPU_OPTIONS, "eval_tokens": 4096},
+        scale_factor=2.0,
+        search={"n_startup": 4},
+    ),
+    # One CUDA worker, 1-30M parameters: a study of a few minutes and its 10x trials in
+    # about ten minutes of an H100. Eager bf16: torch.compile's tens of seconds per new
+    # shape would be most of every trial here.
+    "gpu": Preset(
+        space=_space(d_model=(256, 128, 1024), n_layers=(4, 2, 12), tokens=(2**22, 2**20, 2**28)),
+        max_cost=6000.0,
+        max_trial_cost=300.0,
+        objective_options={
+            "cost_unit": "tflop",
+            "eval_points": 1,
+            "eval_at_start": False,
+            "compile": False,
+        },
+        workers=1,
+        device="cuda",
+        queue="gpu",
+        in_flight=1,
+    ),
+}
+
+
+def study_spec(preset: Preset, *, name: str, seed: int = 0) -> dict[str, Any]:
+    """The ``POST /studies`` body of the scaling study."""
+    return {
+        "name": name,
+        "objective": "lm",
+        "space": {"params": preset.space},
+        # N with the embeddings: at these widths and a 256-byte vocabulary the tied output
+        # head is a large share of the FLOPs, and a non-embedding N made the smallest
+        # models look nearly free in 6ND (see docs/case-study-real-scaling.md).
+        "scaling": {"n_params": "n_params_total", "tokens": "tokens"},
+        "budget": {"max_cost": preset.max_cost},
+        "max_trial_cost": preset.max_trial_cost,
+        "in_flight": preset.in_flight,
+        "queue": preset.queue,
+        "seed": seed,
+        "objective_options": dict(preset.objective_options),
+        "search": dict(preset.search),
+    }
+
+
+def fixed_study(preset: Preset, *, name: str, params: dict[str, Any]) -> dict[str, Any]:
+    """A study whose only possible trial is ``params`` (each a choice of one value)."""
+    space = [{"kind": "choice", "name": k, "choices": [v]} for k, v in sorted(params.items())]
+    return {
+        "name": name,
+        "objective": "lm",
+        "space": {"params": space},
+        "budget": {"max_trials": 1},
+        "in_flight": 1,
+        "queue": preset.queue,
+        "objective_options": dict(preset.objective_options),
+    }
+
+
+def lr_sweep(params: dict[str, Any], factors=LR_FACTORS) -> dict[str, dict[str, Any]]:
+    """``params`` with its learning rate times each factor, keyed ``lr-x<factor>``."""
+    return {
+        f"lr-x{factor:g}": {**params, "learning_rate": params["learning_rate"] * factor}
+        for factor in factors
+    }
+
+
+def naive_baseline(predicted: dict[str, Any], best_small: dict[str, Any]) -> dict[str, Any]:
+    """The best small run scaled naively: N and D as predicted (the observed allocation),
+    its learning rate, batch, warmup and weight decay kept as they were."""
+    return {**predicted, **{k: best_small[k] for k in NAIVE_KEPT if k in best_small}}
+
+
+def trial_tflop(params: dict[str, Any], *, vocab_size: int = 256, seq_len: int = 128) -> float:
+    """A config's training TFLOP (the objective's ``cost_unit: tflop``)."""
+    return training_flops_per_token(_model(params, vocab_size, seq_len)) * params["tokens"] / TFLOP
+
+
+def trial_n_params(params: dict[str, Any], *, vocab_size: int = 256, seq_len: int = 128) -> int:
+    return non_embedding_params(_model(params, vocab_size, seq_len))
+
+
+def _model(params: dict[str, Any], vocab_size: int, seq_len: int) -> ModelConfig:
+    d_model = int(params["d_model"])
+    return ModelConfig(
+        vocab_size=vocab_size,
+        seq_len=seq_len,
+        d_model=d_model,
+        n_layers=int(params["n_layers"]),
+        n_heads=max(1, d_model // 32),
+    )
+
+
+def carbs_baseline(
+    front: list[dict[str, Any]], space: list[dict[str, Any]], *, target_cost: float
+) -> dict[str, Any]:
+    """CARBS's way to scale up: the largest config on the front, each parameter moved along
+    its least-squares line through the front's points (in its transformed value vs ln
+    cost) from that config's cost to ``target_cost``; ints and powers of two snapped.
+
+    ``front``: trials with ``params`` and ``cost_seconds`` (the study's cost unit).
+    """
+    points = [t for t in front if t.get("cost_seconds")]
+    if len(points) < 2:
+        raise ValueError(f"a least-squares line needs 2 front points, got {len(points)}")
+    log_cost = np.log([t["cost_seconds"] for t in points])
+    largest = points[int(np.argmax(log_cost))]
+    shift = math.log(target_cost) - float(log_cost.max())
+    out = {}
+    for spec in space:
+        name, kind = spec["name"], spec["kind"]
+        forward, inverse = _TRANSFORMS["logit" if kind == "logit" else "log"]
+        y = forward(np.array([float(t["params"][name]) for t in points]))
+        slope = float(np.polyfit(log_cost, y, 1)[0]) if np.ptp(log_cost) > 0 else 0.0
+        value = float(inverse(forward(float(largest["params"][name])) + slope * shift))
+        out[name] = _snap(kind, value)
+    return out
+
+
+_TRANSFORMS = {
+    "log": (np.log, np.exp),
+    "logit": (lambda v: np.log(v) - np.log1p(-v), lambda y: 1.0 / (1.0 + np.exp(-y))),
+}
+
+
+def _snap(kind: str, value: float) -> int | float:
+    if kind == "pow2":
+        return int(2 ** round(math.log2(max(value, 1.0))))
+    if kind == "int":
+        return max(1, round(value))
+    return value
+
+
+def best_trial(trials: list[dict[str, Any]]) -> dict[str, Any]:
+    """The completed trial of lowest loss."""
+    done = [t for t in trials if t["state"] == "COMPLETE" and t.get("loss") is not None]
+    if not done:
+        raise ValueError("no completed trial")
+    return min(done, key=lambda t: t["loss"])
+
+
+def study_front(trials: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The completed trials no other beats in both loss and cost, by cost."""
+    from search.pareto import pareto_mask
+
+    done = [t for t in trials if t["state"] == "COMPLETE" and t.get("loss") is not None]
+    if not done:
+        return []
+    mask = pareto_mask(
+        np.array([t["loss"] for t in done]), np.array([t["cost_seconds"] for t in done])
+    )
+    return sorted(
+        (t for t, m in zip(done, mask, strict=True) if m), key=lambda t: t["cost_seconds"]
+    )
+
+
+def overheads(trial: dict[str, Any]) -> dict[str, float] | None:
+    """Where a finished trial's wall time went (a ``GET /trials/{id}`` body), or None.
+
+    ``wall``: dispatch to result recorded (queue, worker, reporting included);
+    ``train``: its optimizer steps at their steady rate (tokens / tokens per second);
+    everything else is overhead: ``dispatch`` (outside the objective), ``data``,
+    ``setup``, ``eval``, ``warmup`` (steps beyond their steady time: compilation, first
+    allocations). ``share`` = 1 - train / wall.
+    """
+    metrics = trial.get("metrics") or {}
+    if trial.get("dispatched_at") is None or trial.get("finished_at") is None:
+        return None
+    if not metrics.get("tokens_per_second") or "step_seconds" not in metrics:
+        return None
+    wall = trial["finished_at"] - trial["dispatched_at"]
+    train = min(metrics["tokens"] / metrics["tokens_per_second"], metrics["step_seconds"])
+    parts = {
+        "wall": wall,
+        "train": train,
+        "dispatch": max(0.0, wall - metrics["wall_seconds"]),
+        "data": metrics["data_seconds"],
+        "setup": metrics["setup_seconds"],
+        "eval": metrics["eval_seconds"],
+        "warmup": metrics["step_seconds"] - train,
+    }
+    parts["share"] = 1.0 - train / wall if wall > 0 else math.nan
+    return parts

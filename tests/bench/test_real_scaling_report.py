@@ -1,0 +1,150 @@
+"""bench/real_scaling_report.py on a synthetic study: the numbers, the Markdown, the plots.
+
+The study's trials are API-shaped dicts over a known loss surface (an lr optimum that
+falls with compute), so the rules fit as on a real study and the report's every path runs.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+
+from bench.real_scaling_plan import PRESETS, trial_n_params, trial_tflop
+from bench.real_scaling_report import (
+    markdown,
+    plot_front,
+    plot_optima,
+    plot_verification,
+    summarise,
+)
+from search.scaling import ScalingAxes, fit_scaling_rules
+from search.space import SearchSpace
+from service.domain import trial_observation
+
+
+def _lr_opt(params: dict) -> float:
+    return 0.3 * (6 * trial_n_params(params) * params["tokens"]) ** -0.1
+
+
+def _loss(params: dict) -> float:
+    n, d = trial_n_params(params), params["tokens"]
+    return (
+        1.2
+        + 30 / n**0.3
+        + 60 / d**0.3
+        + 0.05 * math.log(params["learning_rate"] / _lr_opt(params)) ** 2
+    )
+
+
+def _trial(i: int, params: dict, reason: str = "model") -> dict:
+    return {
+        "id": i,
+        "state": "COMPLETE",
+        "reason": reason,
+        "params": params,
+        "loss": _loss(params),
+        "cost_seconds": trial_tflop(params),
+        "dispatched_at": 1000.0 + i,
+        "finished_at": 1040.0 + i,
+        "metrics": {
+            "n_params": trial_n_params(params),
+            "tokens": params["tokens"],
+            "tokens_per_second": params["tokens"] / 36.0,
+            "step_seconds": 36.5,
+            "wall_seconds": 38.5,
+            "data_seconds": 0.2,
+            "setup_seconds": 0.3,
+            "eval_seconds": 1.5,
+            "mfu": None,
+        },
+    }
+
+
+@pytest.fixture(scope="module")
+def data() -> dict:
+    rng = np.random.default_rng(0)
+    space = PRESETS["short"].space
+    trials = []
+    for i in range(48):
+        d_model, n_layers = int(2 ** rng.integers(5, 9)), int(rng.integers(1, 5))
+        params = {
+            "d_model": d_model,
+            "n_layers": n_layers,
+            "tokens": int(np.exp(rng.uniform(np.log(65536), np.log(4e6)))),
+            "batch_size": int(2 ** rng.integers(11, 16)),
+            "learning_rate": 1.0,  # set below, near the optimum (the front's runs are tuned)
+            "warmup_fraction": float(rng.uniform(0.01, 0.2)),
+            "weight_decay": float(np.exp(rng.uniform(np.log(1e-3), np.log(0.3)))),
+        }
+        params["learning_rate"] = _lr_opt(params) * float(np.exp(rng.normal(0, 0.3)))
+        trials.append(_trial(i, params))
+    observations = [
+        trial_observation(
+            params=t["params"], loss=t["loss"], cost=t["cost_seconds"], failed=False,
+            suggestion_id=None, metrics=t["metrics"],
+        )
+        for t in trials
+    ]  # fmt: skip
+    rules = fit_scaling_rules(
+        observations,
+        SearchSpace.model_validate({"params": space}),
+        ScalingAxes(n_params="n_params", tokens="tokens"),
+        n_bootstrap=30,
+    )
+    predicted = {**trials[-1]["params"], "learning_rate": 2e-3}
+    scaled = {
+        f"lr-x{f:g}": _trial(100 + k, {**predicted, "learning_rate": 2e-3 * f})
+        for k, f in enumerate((0.5, 0.7, 1.0, 1.4, 2.0))
+    }
+    scaled["naive"] = _trial(110, {**predicted, "learning_rate": 0.02})
+    scaled["naive"]["metrics"]["deliveries"] = 2  # its first worker was lost
+    scaled["carbs"] = {**_trial(111, predicted), "state": "FAILED", "loss": None}
+    return {
+        "study": {"id": 7, "progress": {"spent_cost": 12.5}},
+        "rules": rules,
+        "trials": trials,
+        "verification": {"trial_id": 102, "params": predicted, "report": None},
+        "scaled": scaled,
+    }
+
+
+def test_the_summary_compares_the_rules_config_with_its_sweep_and_baselines(data) -> None:
+    summary = summarise(data, scale_factor=10.0)
+    sweep = {label: row["loss"] for label, row in summary["sweep"].items()}
+    assert summary["sweep_best"] == min(sweep, key=sweep.get)
+    assert summary["gap_to_sweep_best"] == pytest.approx(sweep["lr-x1"] / min(sweep.values()) - 1)
+    naive = summary["baselines"]["naive"]
+    assert naive["vs_rules"] == pytest.approx(naive["loss"] / sweep["lr-x1"] - 1)
+    assert summary["baselines"]["carbs"]["loss"] is None  # a failed baseline stays visible
+    low, high = summary["prediction"]["learning_rate"][1:]
+    best_lr = summary["sweep"][summary["sweep_best"]]["learning_rate"]
+    # No interval (an unsupported law) counts as a miss, never as a hit.
+    inside = low is not None and low <= best_lr <= high
+    assert summary["best_lr_in_interval"] == inside
+    overheads = summary["overheads"]
+    assert len(overheads["rows"]) == 48 + 7 and overheads["redelivered"] == 1
+    assert overheads["long_trials"] == 48 + 6  # all 40 s long; the redelivered one left out
+    assert overheads["long_share_max"] == pytest.approx(1 - 36 / 40)
+
+
+def test_the_markdown_and_plots_are_written(data, tmp_path) -> None:
+    summary = summarise(data, scale_factor=10.0)
+    text = markdown(summary)
+    assert "| baseline carbs |" in text and "failed" in text
+    assert text.count("\n| ") >= 2 + 5 + 2 + 55  # sweep, baselines, one row per trial
+    plot_front(data, tmp_path / "front.png")
+    plot_optima(data, tmp_path / "optima.png", scale_factor=10.0)
+    plot_verification(data, summary, tmp_path / "verification.png")
+    assert all((tmp_path / n).stat().st_size > 10_000 for n in ("front.png", "optima.png"))
+    assert (tmp_path / "verification.png").stat().st_size > 10_000
+
+
+def test_a_study_without_a_10x_check_still_gets_its_numbers(data) -> None:
+    alone = {**data, "verification": None, "scaled": {}}
+    summary = summarise(alone, scale_factor=10.0)
+    assert summary["sweep"] == {} and summary["sweep_best"] is None
+    assert "gap_to_sweep_best" not in summary and summary["baselines"] == {}
+    summary["verification_refused"] = "the rules cannot set ['tokens'] at this compute"
+    assert "Verification refused by the API: the rules cannot set" in markdown(summary)
