@@ -26,6 +26,12 @@ LM_METRICS = (
     "mfu",
     "train_seconds",
     "device_name",
+    # the trial's wall time, split (what is not training: bench/real_scaling's overheads)
+    "wall_seconds",
+    "data_seconds",
+    "setup_seconds",
+    "step_seconds",
+    "eval_seconds",
 )
 
 
