@@ -109,9 +109,10 @@ def run_in_parallel(run, tasks: list[tuple], jobs: int) -> list[dict[str, Any]]:
         futures = [pool.submit(run, *task) for task in tasks]
         for future in as_completed(futures):
             record = future.result()
+            final = record["regret_at"]["1.0"] if "regret_at" in record else record["regret"]
             print(
-                f"{record['method']:>7} seed {record['seed']}: regret@100% "
-                f"{record['regret_at']['1.0']:.4f}, {record['n_trials']} trials, "
+                f"{record['method']:>7} seed {record['seed']} {record.get('scenario', '')}: "
+                f"regret@100% {final:.4f}, {record['n_trials']} trials, "
                 f"{record['wall_seconds']:.0f} s",
                 file=sys.stderr,
                 flush=True,
