@@ -30,10 +30,13 @@ from workers.objectives.testbed import TestbedObjective
 def loaded_engine(n_observations: int, *, seed: int):
     """An engine that has been told ``n_observations`` testbed trials near the start."""
     from search.engine import ParetoSearch
+    from search.pacing import StudyLimits
     from search.settings import SearchSettings
 
     space = bench_space()
-    engine = ParetoSearch(space, SearchSettings(seed=seed))
+    # A study with both limits, so every pacing decision is taken on each ask.
+    limits = StudyLimits(max_trials=2 * n_observations + 100, max_cost=1e12, in_flight=8)
+    engine = ParetoSearch(space, SearchSettings(seed=seed), limits=limits)
     objective = TestbedObjective()
     rng = np.random.default_rng(seed)
     for i, params in enumerate(

@@ -15,6 +15,8 @@ front), the share of the budget spent and whether the cap bound, and the front's
 the mean over the reported front's points of (true loss - reported loss), in noise
 standard deviations. Ours is told the study's limits (``search.pacing.StudyLimits``);
 the peers (``tpe-mo``, ``gp-mo`` on loss and log cost) are held to them by the guard.
+``ours-optuna`` is ``search.optuna.ParetoCostSampler`` in a plain Optuna study, told the
+limits, reporting the observed front like the peers.
 
     python -m bench.budget_pacing --list                      # the scenario names
     python -m bench.budget_pacing --scenarios NAME ... --methods ours tpe-mo --seeds 2
@@ -34,6 +36,7 @@ from typing import Any
 
 import numpy as np
 
+from bench.optuna_sampler import SamplerSearcher
 from bench.pareto_regret import (
     RESULTS_DIR,
     _evaluate,
@@ -48,6 +51,7 @@ from bench.truths import BENCH_TRUTHS
 from workers.objectives.testbed import START_PARAMS, TestbedConfig, TestbedObjective
 
 SAFETY_TRIALS = 1500
+OURS_IN_OPTUNA = "ours-optuna"  # search.optuna.ParetoCostSampler in a plain Optuna study
 BUDGETS = (300.0, 2000.0, 20000.0)
 CAPS = (None, 240)
 IN_FLIGHT = (8, 32)
@@ -113,7 +117,10 @@ def run_one(method: str, seed: int, scenario_name: str) -> dict[str, Any]:
     testbed = objective.testbed
     budget = scenario.budget * float(testbed.expected_cost(START_PARAMS))
     limits = {"max_trials": scenario.cap, "max_cost": budget, "in_flight": scenario.in_flight}
-    searcher = make_searcher(method, seed=seed, limits=limits, box=scenario.box)
+    if method == OURS_IN_OPTUNA:
+        searcher = SamplerSearcher(seed=seed, box=scenario.box, limits=limits)
+    else:
+        searcher = make_searcher(method, seed=seed, limits=limits, box=scenario.box)
     cap = scenario.cap or SAFETY_TRIALS
     trials: list[Trial] = []
     ask_seconds: list[float] = []
@@ -194,11 +201,16 @@ def summary_table(runs: list[dict[str, Any]]) -> str:
     for run in runs:
         by_scenario.setdefault(run["scenario"], {}).setdefault(run["method"], []).append(run)
     for scenario, methods in by_scenario.items():
-        peers = [np.mean([r["regret"] for r in rs]) for m, rs in methods.items() if m != "ours"]
+        peers = [
+            np.mean([r["regret"] for r in rs])
+            for m, rs in methods.items()
+            if not m.startswith("ours")
+        ]
         best_peer = min(peers) if peers else None
         for method, rs in sorted(methods.items()):
             regret = float(np.mean([r["regret"] for r in rs]))
-            ratio = "" if best_peer is None or method != "ours" else f"{regret / best_peer:.2f}"
+            ours = method.startswith("ours")
+            ratio = f"{regret / best_peer:.2f}" if best_peer is not None and ours else ""
             biases = [r["front_bias_in_noise_sd"] for r in rs if r["front_bias_in_noise_sd"]]
             lines.append(
                 f"| {scenario} | {method} | {len(rs)} | {regret:.3f} | {ratio} | "
@@ -214,7 +226,9 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--list", action="store_true", help="print every scenario's name")
     parser.add_argument("--scenarios", nargs="+", default=[], help="scenario names to run")
-    parser.add_argument("--methods", nargs="+", default=["ours", "tpe-mo"], choices=METHODS)
+    parser.add_argument(
+        "--methods", nargs="+", default=["ours", "tpe-mo"], choices=[*METHODS, OURS_IN_OPTUNA]
+    )
     parser.add_argument("--seeds", type=int, default=2)
     parser.add_argument("--jobs", type=int, default=2)
     parser.add_argument("--out", type=Path, default=RESULTS_DIR)

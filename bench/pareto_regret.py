@@ -39,7 +39,7 @@ MAX_ASKS_PER_ROUND = 4 * ROUND_SIZE
 CHECKPOINTS = (0.25, 0.5, 1.0)
 CURVE_FRACTIONS = tuple(np.round(np.arange(0.05, 1.0001, 0.05), 2))
 RESULTS_DIR = Path(__file__).resolve().parent / "results"
-_SLOWEST_FIRST = ("gp-mo", "gp", "ours", "tpe-mo", "tpe", "random")
+_SLOWEST_FIRST = ("gp-mo", "gp", "ours", "ours-optuna", "tpe-mo", "tpe", "random")
 
 
 def run_one(
