@@ -160,11 +160,17 @@ class ParetoSearch:
         ]
 
     def _estimated_losses(self, merged: list[Observation]) -> np.ndarray:
+        """The loss GP's posterior means at ``merged``, or their observed means. Read
+        only: models fitted here are not kept and the GP cache is copied, so calling
+        ``front()`` never changes what the engine suggests next."""
         observed = np.array([o.loss for o in merged])
         if int(np.sum(~self._failed)) < 2:
             return observed
-        with single_threaded():
-            models = self._fitted_models()
+        models = self._models
+        if models is None:
+            cache = json.loads(json.dumps(self._hyper_cache))
+            with single_threaded():
+                models = fit_models(self._arrays(), settings=self.settings, cache=cache)
         if models.loss_gp is None:
             return observed
         x = self.space.to_internal_many([o.params for o in merged])

@@ -133,3 +133,18 @@ def test_limits_survive_the_state_round_trip_and_old_states_load() -> None:
     legacy = {**state, "settings": state["settings"] | {"budget": "cost", "gain": "surface"}}
     del legacy["limits"]
     assert ParetoSearch.from_state_dict(legacy).limits == StudyLimits()
+
+
+def test_reading_the_front_does_not_change_what_the_engine_suggests() -> None:
+    engines = [ParetoSearch(PROBLEM.space(), SearchSettings(seed=6)) for _ in range(2)]
+    rng = [np.random.default_rng(6), np.random.default_rng(6)]
+    asked = [[], []]
+    for _ in range(4):
+        for k, engine in enumerate(engines):
+            for s in engine.ask(6):
+                out = PROBLEM.evaluate(s.params, rng=rng[k])
+                engine.tell(s.suggestion_id, out.loss, out.cost, failed=out.failed)
+                asked[k].append(s.params)
+                if k == 1:
+                    engine.front()
+    assert asked[0] == asked[1]
