@@ -49,9 +49,12 @@ def run_one(
     max_trials: int,
     engine_settings: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
-    """One method, one seed: spend the budget, return its trials, regrets and latencies."""
+    """One method, one seed: spend the budget, return its trials, regrets and latencies.
+    Ours is told the study's limits: the budget, the trial cap and the trials in flight."""
     _single_thread()
-    searcher = make_searcher(method, seed=seed, engine_settings=engine_settings)
+    budget = budget_units * float(TestbedObjective().testbed.expected_cost(START_PARAMS))
+    limits = {"max_cost": budget, "max_trials": max_trials, "in_flight": ROUND_SIZE}
+    searcher = make_searcher(method, seed=seed, engine_settings=engine_settings, limits=limits)
     return spend_budget(searcher, method, seed, budget_units, max_trials)
 
 
@@ -218,7 +221,7 @@ def main(argv: list[str] | None = None) -> None:
         "--engine-settings",
         type=_settings_json,
         default={},
-        help='SearchSettings fields for "ours", as JSON, e.g. \'{"gain": "surface"}\'',
+        help='SearchSettings fields for "ours", as JSON, e.g. \'{"climb_share": 0.1}\'',
     )
     argv = sys.argv[1:] if argv is None else argv
     args = parser.parse_args(argv)
