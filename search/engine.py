@@ -324,8 +324,12 @@ class ParetoSearch:
         return self._models
 
     def _remeasure_left(self) -> float:
-        """What re-measurement may still spend: ``REMEASURE_SHARE`` of the spend so far,
-        less what repeats of a configuration (its measurements after the first) took."""
+        """What re-measurement may still spend under a compute budget: ``REMEASURE_SHARE``
+        of the spend so far, less what repeats of a configuration (its measurements after
+        the first) took. Without one, ``remeasure_every`` alone bounds its share of the
+        trials (capping it there changed the issue-3 engine study's paths and refusals)."""
+        if self.limits.max_cost is None:
+            return math.inf
         cost = np.exp(self._log_cost)
         _, first = np.unique(self._x.round(12), axis=0, return_index=True)
         repeats_cost = float(cost.sum() - cost[first].sum())
