@@ -43,19 +43,21 @@ OURS_LABEL = "ours: ParetoCostSampler in Optuna"
 class SamplerSearcher:
     """``ParetoCostSampler`` in a plain two-objective Optuna study, driven like the peers."""
 
-    def __init__(self, *, seed: int) -> None:
+    def __init__(
+        self, *, seed: int, box: str = "practitioner", limits: dict[str, Any] | None = None
+    ) -> None:
         import optuna
 
         from search.optuna import ParetoCostSampler, UnusableTrialWarning
+        from search.pacing import StudyLimits
 
         optuna.logging.set_verbosity(optuna.logging.WARNING)
         # Refused trials never ran: told as FAIL without a cost, the sampler leaves them
         # out (and says so with this warning, which is expected here).
         warnings.filterwarnings("ignore", category=UnusableTrialWarning)
-        self._distributions, encoders = _optuna_box()
-        self.study = optuna.create_study(
-            directions=["minimize", "minimize"], sampler=ParetoCostSampler(seed=seed)
-        )
+        self._distributions, encoders = _optuna_box(box)
+        sampler = ParetoCostSampler(seed=seed, limits=StudyLimits(**(limits or {})))
+        self.study = optuna.create_study(directions=["minimize", "minimize"], sampler=sampler)
         self.study.enqueue_trial({key: encode(START_PARAMS) for key, encode in encoders.items()})
 
     def ask(self, n: int) -> list[tuple[Any, dict[str, Any]]]:
@@ -75,6 +77,9 @@ class SamplerSearcher:
         from optuna.trial import TrialState
 
         self.study.tell(handle, state=TrialState.FAIL)
+
+    def front(self) -> None:
+        return None  # the observed trials' front, as for the peers
 
 
 def make_searcher(method: str, *, seed: int) -> Searcher:

@@ -39,7 +39,7 @@ MAX_ASKS_PER_ROUND = 4 * ROUND_SIZE
 CHECKPOINTS = (0.25, 0.5, 1.0)
 CURVE_FRACTIONS = tuple(np.round(np.arange(0.05, 1.0001, 0.05), 2))
 RESULTS_DIR = Path(__file__).resolve().parent / "results"
-_SLOWEST_FIRST = ("gp-mo", "gp", "ours", "tpe-mo", "tpe", "random")
+_SLOWEST_FIRST = ("gp-mo", "gp", "ours", "ours-optuna", "tpe-mo", "tpe", "random")
 
 
 def run_one(
@@ -49,9 +49,12 @@ def run_one(
     max_trials: int,
     engine_settings: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
-    """One method, one seed: spend the budget, return its trials, regrets and latencies."""
+    """One method, one seed: spend the budget, return its trials, regrets and latencies.
+    Ours is told the study's limits: the budget, the trial cap and the trials in flight."""
     _single_thread()
-    searcher = make_searcher(method, seed=seed, engine_settings=engine_settings)
+    budget = budget_units * float(TestbedObjective().testbed.expected_cost(START_PARAMS))
+    limits = {"max_cost": budget, "max_trials": max_trials, "in_flight": ROUND_SIZE}
+    searcher = make_searcher(method, seed=seed, engine_settings=engine_settings, limits=limits)
     return spend_budget(searcher, method, seed, budget_units, max_trials)
 
 
@@ -109,9 +112,10 @@ def run_in_parallel(run, tasks: list[tuple], jobs: int) -> list[dict[str, Any]]:
         futures = [pool.submit(run, *task) for task in tasks]
         for future in as_completed(futures):
             record = future.result()
+            final = record["regret_at"]["1.0"] if "regret_at" in record else record["regret"]
             print(
-                f"{record['method']:>7} seed {record['seed']}: regret@100% "
-                f"{record['regret_at']['1.0']:.4f}, {record['n_trials']} trials, "
+                f"{record['method']:>7} seed {record['seed']} {record.get('scenario', '')}: "
+                f"regret@100% {final:.4f}, {record['n_trials']} trials, "
                 f"{record['wall_seconds']:.0f} s",
                 file=sys.stderr,
                 flush=True,
@@ -217,7 +221,7 @@ def main(argv: list[str] | None = None) -> None:
         "--engine-settings",
         type=_settings_json,
         default={},
-        help='SearchSettings fields for "ours", as JSON, e.g. \'{"gain": "surface"}\'',
+        help='SearchSettings fields for "ours", as JSON, e.g. \'{"climb_share": 0.1}\'',
     )
     argv = sys.argv[1:] if argv is None else argv
     args = parser.parse_args(argv)

@@ -42,14 +42,28 @@ BOX = {
     "weight_decay": (0.1, 10.0),
 }
 BATCH_RANGE = (8, 1024)
+# The wide box of issue 18: absolute bounds for N, D and the learning rate, the batch from
+# 1e3 to 1e8 tokens (1 to 65,536 sequences of 1024); warmup, weight decay and schedule as
+# in the practitioner box.
+WIDE_BOX = {"n_params": (1e6, 1e10), "tokens": (1e7, 1e12), "learning_rate": (1e-5, 1.0)}
+WIDE_BATCH_RANGE = (1, 65536)
+BOXES = ("practitioner", "wide")
 
 
-def bench_space() -> SearchSpace:
-    """The search space every method searches (ours gets the start point as its center)."""
+def bench_space(box: str = "practitioner") -> SearchSpace:
+    """The search space every method searches (ours gets the start point as its center):
+    the practitioner box, or the wide one (``WIDE_BOX``)."""
+    if box not in BOXES:
+        raise ValueError(f"unknown box {box!r}; choose from {list(BOXES)}")
     start = START_PARAMS
+    bounds = {name: (start[name] * lo, start[name] * hi) for name, (lo, hi) in BOX.items()}
+    batch_range = BATCH_RANGE
+    if box == "wide":
+        bounds |= WIDE_BOX
+        batch_range = WIDE_BATCH_RANGE
     logs = [
-        LogParam(name=name, center=start[name], min=start[name] * lo, max=start[name] * hi)
-        for name, (lo, hi) in BOX.items()
+        LogParam(name=name, center=start[name], min=bounds[name][0], max=bounds[name][1])
+        for name in BOX
         if name != "warmup_fraction"
     ]
     lo, hi = BOX["warmup_fraction"]
@@ -60,7 +74,7 @@ def bench_space() -> SearchSpace:
         max=start["warmup_fraction"] * hi,
     )
     batch = Pow2Param(
-        name="batch_size", center=start["batch_size"], min=BATCH_RANGE[0], max=BATCH_RANGE[1]
+        name="batch_size", center=start["batch_size"], min=batch_range[0], max=batch_range[1]
     )
     schedule = ChoiceParam(name="schedule", choices=["cosine", "wsd"], center=start["schedule"])
     by_name = {p.name: p for p in [*logs, warmup, batch, schedule]}
@@ -77,6 +91,15 @@ class Trial:
     failed: bool
     true_loss: float
     round_index: int
+
+
+@dataclass(frozen=True)
+class FrontPoint:
+    """A point of the front a method reports: the loss it reports, its cost, the truth."""
+
+    reported_loss: float
+    cost: float
+    true_loss: float
 
 
 @dataclass
@@ -102,14 +125,22 @@ class RegretScale:
         self.fallback_loss = float(self.testbed.noiseless_loss(START_PARAMS))
 
     def regret(self, trials: list[Trial]) -> float:
-        """Mean over the cost grid of the chosen point's true loss minus L*(c)."""
+        """Mean over the cost grid of the chosen point's true loss minus L*(c), the
+        front taken on the observed losses."""
         ok = [t for t in trials if not t.failed]
+        return self.regret_of_front(
+            [FrontPoint(t.loss, t.cost, t.true_loss) for t in ok]  # type: ignore[arg-type]
+        )
+
+    def regret_of_front(self, points: list[FrontPoint]) -> float:
+        """The regret of a reported front: at each cost, the point with the lowest
+        reported loss among those costing at most it, scored by its true loss."""
         chosen = np.full(self.cost_grid.shape, self.fallback_loss)
-        if ok:
-            loss = np.array([t.loss for t in ok])
-            cost = np.array([t.cost for t in ok])
-            true = np.array([t.true_loss for t in ok])
-            idx = front_indices(loss, cost)  # by increasing cost, decreasing observed loss
+        if points:
+            loss = np.array([p.reported_loss for p in points])
+            cost = np.array([p.cost for p in points])
+            true = np.array([p.true_loss for p in points])
+            idx = front_indices(loss, cost)  # by increasing cost, decreasing reported loss
             n_affordable = np.searchsorted(cost[idx], self.cost_grid, side="right")
             found = n_affordable > 0
             chosen[found] = true[idx[n_affordable[found] - 1]]

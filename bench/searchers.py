@@ -7,7 +7,13 @@ Each peer gets its fairest setup on the same box (``bench.problem.bench_space``)
 - ``tpe-mo``: the same on (loss, log cost), both minimised;
 - ``gp``: Optuna's GPSampler on the loss (it accounts for running trials itself);
 - ``gp-mo``: GPSampler on (loss, log cost) (log EHVI; qLogEHVI with running trials);
-- ``ours``: ``search.engine.ParetoSearch`` with default settings.
+- ``ours``: ``search.engine.ParetoSearch`` with default settings, told the study's
+  limits (``search.pacing.StudyLimits``: budget, trial cap, trials in flight), as the
+  service tells it.
+
+A method's reported front (``front()``) is its own estimate where it has one (ours:
+``ParetoSearch.front()``, model-estimated losses, repeats merged); None means the front
+of the observed trials, which is what Optuna's samplers offer.
 
 Every Optuna study starts with the start point enqueued, as ours starts at its center.
 Optuna has no log-odds scale: the warmup fraction, a small probability, is searched
@@ -38,32 +44,48 @@ class Searcher(Protocol):
 
     def refuse(self, handle: Any) -> None: ...
 
+    def front(self) -> list[tuple[dict[str, Any], float, float]] | None: ...
+
 
 def make_searcher(
-    method: str, *, seed: int, engine_settings: dict[str, Any] | None = None
+    method: str,
+    *,
+    seed: int,
+    engine_settings: dict[str, Any] | None = None,
+    limits: dict[str, Any] | None = None,
+    box: str = "practitioner",
 ) -> Searcher:
-    """``engine_settings``: SearchSettings fields for our engine (ignored by peers)."""
+    """``engine_settings``: SearchSettings fields for our engine; ``limits``: the study's
+    StudyLimits fields, told to our engine (peers are not told, as Optuna has no such
+    notion; the launch guard holds everyone to the budget)."""
     if method == "ours":
-        return EngineSearcher(seed=seed, settings=engine_settings)
+        return EngineSearcher(seed=seed, settings=engine_settings, limits=limits, box=box)
     if method in PEERS:
-        return OptunaSearcher(method, seed=seed)
+        return OptunaSearcher(method, seed=seed, box=box)
     raise ValueError(f"unknown method {method!r}; choose from {list(METHODS)}")
 
 
 class EngineSearcher:
-    """Our engine, searching the bench box centred on the start point.
+    """Our engine, searching the bench box centred on the start point, told the
+    study's limits."""
 
-    The bench spends a compute budget, so the engine is told so (``budget="cost"``), as
-    the service tells it for a study whose budget is ``max_cost`` alone; ``settings``
-    may say otherwise.
-    """
-
-    def __init__(self, *, seed: int, settings: dict[str, Any] | None = None) -> None:
+    def __init__(
+        self,
+        *,
+        seed: int,
+        settings: dict[str, Any] | None = None,
+        limits: dict[str, Any] | None = None,
+        box: str = "practitioner",
+    ) -> None:
         from search.engine import ParetoSearch
+        from search.pacing import StudyLimits
         from search.settings import SearchSettings
 
-        fields = {"budget": "cost"} | (settings or {})
-        self.engine = ParetoSearch(bench_space(), SearchSettings(**fields, seed=seed))
+        self.engine = ParetoSearch(
+            bench_space(box),
+            SearchSettings(**(settings or {}), seed=seed),
+            limits=StudyLimits(**(limits or {})),
+        )
 
     def ask(self, n: int) -> list[tuple[Any, dict[str, Any]]]:
         return [(s.suggestion_id, s.params) for s in self.engine.ask(n)]
@@ -74,16 +96,19 @@ class EngineSearcher:
     def refuse(self, handle: Any) -> None:
         self.engine.forget(handle)
 
+    def front(self) -> list[tuple[dict[str, Any], float, float]]:
+        return [(o.params, o.loss, o.cost) for o in self.engine.front()]
+
 
 class OptunaSearcher:
     """An Optuna study driven with ask-and-tell on the bench box."""
 
-    def __init__(self, method: str, *, seed: int) -> None:
+    def __init__(self, method: str, *, seed: int, box: str = "practitioner") -> None:
         import optuna
 
         optuna.logging.set_verbosity(optuna.logging.WARNING)
         self._multi_objective = method.endswith("-mo")
-        self._distributions, self._encoders = _optuna_box()
+        self._distributions, self._encoders = _optuna_box(box)
         directions = ["minimize", "minimize"] if self._multi_objective else ["minimize"]
         self.study = optuna.create_study(directions=directions, sampler=_sampler(method, seed))
         self.study.enqueue_trial(
@@ -112,6 +137,9 @@ class OptunaSearcher:
 
         self.study.tell(handle, state=TrialState.FAIL)
 
+    def front(self) -> None:
+        return None  # the observed trials' front
+
 
 def _sampler(method: str, seed: int):
     import optuna
@@ -123,8 +151,8 @@ def _sampler(method: str, seed: int):
     return optuna.samplers.GPSampler(seed=seed)
 
 
-def _optuna_box():
-    """Optuna distributions of the bench box, and encoders from our params to them."""
+def _optuna_box(box: str = "practitioner"):
+    """Optuna distributions of a bench box, and encoders from our params to them."""
     from optuna.distributions import (
         CategoricalDistribution,
         FloatDistribution,
@@ -133,7 +161,7 @@ def _optuna_box():
 
     distributions: dict[str, Any] = {}
     encoders: dict[str, Any] = {}
-    for param in bench_space().params:
+    for param in bench_space(box).params:
         if isinstance(param, ChoiceParam):
             distributions[param.name] = CategoricalDistribution(param.choices)
             encoders[param.name] = lambda p, name=param.name: p[name]

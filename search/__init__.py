@@ -14,6 +14,7 @@ _EXPORTS = {
     "ParetoSearch": "search.engine",
     "ParetoCostSampler": "search.optuna",
     "SearchSettings": "search.settings",
+    "StudyLimits": "search.pacing",
     "SearchSpace": "search.space",
     "LogParam": "search.space",
     "LinearParam": "search.space",

@@ -2,7 +2,7 @@
 
 Notation: ``mean``/``std`` (q,) are the loss posterior at q candidates, ``log_cost``
 (q,) their predicted log costs. Two gains score a candidate (``search.proposals``
-alternates them, or uses the first only with ``gain="surface"``): the expected improvement below
+alternates them): the expected improvement below
 the Pareto surface at its own cost (how much better than the front it may be, wherever
 it lands), and the expected area it cuts from the front's staircase (how much of the
 front it may improve: a candidate in a long gap between the front's costs improves every

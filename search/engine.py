@@ -3,27 +3,33 @@
 The engine proposes training configurations along the loss-vs-cost Pareto front, in the
 manner of CARBS (Fetterman et al. 2023, arXiv 2306.08055):
 
-1. a random phase of ``n_startup`` trials around the search center;
+1. a random phase of ``n_startup`` trials near the start point (the first trial the
+   engine did not suggest itself, e.g. an enqueued one, else the search center);
 2. then, per suggestion, a target cost drawn across the front's costs and one
-   overshoot beyond them (above the costliest point under a trial count, so the search
-   walks up in scale; below the cheapest under a compute budget, ``budget``), or one
-   step above the front's costliest point once the spend so far pays for it (climb
-   pacing, ``climb_share``), candidates drawn
+   overshoot beyond them (above the costliest point while the trial count is the
+   scarcer limit, so the search walks up in scale; below the cheapest while compute
+   is), or one step above the front's costliest point once the pace allows it (climb
+   pacing; both decided by ``search.pacing`` from the study's ``StudyLimits`` and what
+   is spent and pending), candidates drawn
    around the front points nearest that cost within a trust-region radius, and the
    candidate with the best ``log gain + log P(success)`` near the target, the gain
    being, on alternate suggestions, the expected improvement below the Pareto surface
    at the candidate's predicted cost and the expected area it cuts from the front's
-   staircase, which values filling gaps between the front's costs (``gain="surface"``
-   uses the first only; ``search.proposals``, ``search.acquisition``); beyond the
+   staircase, which values filling gaps between the front's costs
+   (``search.proposals``, ``search.acquisition``); both are measured against the
+   *smoothed* front (the loss GP's posterior means at the observed points), so a lucky
+   draw does not set the bar; beyond the
    costliest front point the loss is predicted by scaling transfer along the front
-   (``search.loss_model``);
+   (``search.loss_model``); nothing is suggested that the budget left cannot pay for;
 3. every ``remeasure_every``-th model suggestion re-runs a front point whose loss looks
-   luckier than the noise allows.
+   luckier than the noise allows, within ``REMEASURE_SHARE`` of the spend.
 
-The radius grows when a trial improves the front and shrinks after ``shrink_patience``
-trials that do not. Pending trials enter the loss GP as kriging-believer fantasies, so
-``ask(n)`` returns n distinct configurations. Nothing is silently random: a suggestion's
-``reason`` is ``startup``, ``model``, ``remeasure`` or ``fallback: <why>``.
+The radius grows when a trial improves the front by more than the loss GP's noise and
+shrinks after ``shrink_patience`` trials that do not. Pending trials enter the loss GP
+as kriging-believer fantasies, so ``ask(n)`` returns n distinct configurations. Nothing
+is silently random: a suggestion's ``reason`` is ``startup``, ``model``, ``remeasure``
+or ``fallback: <why>``. ``front()`` is the engine's estimate of the front (repeats
+merged, each loss the model's estimate); ``observations`` are the raw trials.
 
 State is plain JSON (``state_dict`` / ``from_state_dict``), and the engine is
 deterministic: the same seed and the same history give the same suggestions.
@@ -44,7 +50,8 @@ import numpy as np
 from search.candidates import SpaceLayout
 from search.errors import InvalidObservationError, UnknownSuggestionError
 from search.loss_model import ScaledLossModel
-from search.pareto import front_indices, pareto_mask
+from search.pacing import Pace, StudyLimits, pace
+from search.pareto import front_indices
 from search.proposals import (
     Proposal,
     ProposalContext,
@@ -60,6 +67,10 @@ from search.threads import single_threaded
 from search.types import MAX_ABS_LOSS, MAX_COST, MIN_COST, Observation, Suggestion
 
 STATE_VERSION = 1
+# Re-measurements spend at most this share of everything spent so far.
+REMEASURE_SHARE = 0.1
+# Settings fields retired since: dropped when an older state is restored.
+_RETIRED_SETTINGS = ("budget", "gain")
 _EXPIRED_MEMORY = 1000
 _EXHAUSTED = (
     "fallback: every candidate was already tried or pending (a small or nearly exhausted "
@@ -70,6 +81,8 @@ _EXHAUSTED = (
 class ParetoSearch:
     """Ask for configurations, tell their (loss, cost), read the loss-vs-cost front.
 
+    ``limits`` are the study's own (trial cap, compute budget, trials in flight; see
+    ``search.pacing``): the engine paces its spending so they run out together.
     ``clock`` returns the current time in seconds (leases are measured with it); tests
     pass a fake one. Not thread-safe: one engine per study, driven by one caller.
     """
@@ -79,10 +92,12 @@ class ParetoSearch:
         space: SearchSpace,
         settings: SearchSettings | None = None,
         *,
+        limits: StudyLimits | None = None,
         clock: Callable[[], float] = time.time,
     ) -> None:
         self.space = space
         self.settings = settings or SearchSettings()
+        self.limits = limits or StudyLimits()
         self._clock = clock
         self._layout = SpaceLayout.of(space)
         self._rng = np.random.default_rng(self.settings.seed)
@@ -100,6 +115,7 @@ class ParetoSearch:
         self._n_since_remeasure = 0
         self._hyper_cache: dict[str, Any] = {}
         self._models: FittedModels | None = None
+        self._noise_std = 0.0  # the loss GP's noise at its last fit (radius updates)
 
     # -- reading ----------------------------------------------------------------------
 
@@ -118,19 +134,47 @@ class ParetoSearch:
         return list(self._pending.values())
 
     def front(self) -> list[Observation]:
-        """The observations on the loss-vs-cost Pareto front, by increasing cost.
+        """The engine's estimate of the loss-vs-cost Pareto front, by increasing cost.
 
-        A configuration measured more than once counts once, with its mean loss and
-        mean cost (``metrics["n_measurements"]`` says how many), so a lucky repeat does
-        not stay on the front after a re-measurement.
+        A configuration measured more than once counts once, with its mean cost
+        (``metrics["n_measurements"]`` says how many). Each configuration's ``loss`` is
+        the loss GP's posterior mean there, which weighs its own measurements against
+        what its neighbourhood says (``metrics["observed_loss"]`` keeps the mean of its
+        measurements), and the front is taken on those estimates: a lucky draw does not
+        stay on it. Before the model can be fitted (fewer than 2 successes, or a failed
+        fit) the estimate is the observed mean. The raw trials are ``observations``.
         """
         groups = self._groups()
         if not groups:
             return []
         merged = [self._merge(members) for members in groups]
-        loss = np.array([o.loss for o in merged])
+        estimate = self._estimated_losses(merged)
         cost = np.array([o.cost for o in merged])
-        return [merged[i] for i in front_indices(loss, cost)]
+        return [
+            dataclasses.replace(
+                merged[i],
+                loss=float(estimate[i]),
+                metrics={**merged[i].metrics, "observed_loss": merged[i].loss},
+            )
+            for i in front_indices(estimate, cost)
+        ]
+
+    def _estimated_losses(self, merged: list[Observation]) -> np.ndarray:
+        """The loss GP's posterior means at ``merged``, or their observed means. Read
+        only: models fitted here are not kept and the GP cache is copied, so calling
+        ``front()`` never changes what the engine suggests next."""
+        observed = np.array([o.loss for o in merged])
+        if int(np.sum(~self._failed)) < 2:
+            return observed
+        models = self._models
+        if models is None:
+            cache = json.loads(json.dumps(self._hyper_cache))
+            with single_threaded():
+                models = fit_models(self._arrays(), settings=self.settings, cache=cache)
+        if models.loss_gp is None:
+            return observed
+        x = self.space.to_internal_many([o.params for o in merged])
+        return models.loss_gp.predict_mean(x)
 
     # -- asking -----------------------------------------------------------------------
 
@@ -171,7 +215,9 @@ class ParetoSearch:
             return propose_fallback(ctx, models, self._arrays())
         every = self.settings.remeasure_every
         if every and self._n_since_remeasure >= every:
-            repeat = pick_remeasure(ctx, models, self._arrays(), self._repeat_counts())
+            repeat = pick_remeasure(
+                ctx, models, self._arrays(), self._repeat_counts(), max_cost=self._remeasure_left()
+            )
             if repeat is not None:
                 self._n_since_remeasure = 0
                 return repeat
@@ -191,8 +237,40 @@ class ParetoSearch:
             rng=self._rng,
             taken_x=np.vstack([self._x, pending_x]),
             pending_x=pending_x,
+            pace=self._pace(),
+            anchor=self._start_point(),
             sequence_index=self._n_issued,
         )
+
+    def _pace(self) -> Pace:
+        spent = float(np.exp(self._log_cost).sum())
+        typical = float(np.exp(np.median(self._log_cost))) if self._log_cost.size else 0.0
+        pending_cost = sum(
+            typical if s.predicted_cost is None else s.predicted_cost
+            for s in self._pending.values()
+        )
+        return pace(
+            self.limits,
+            spent=spent,
+            pending_cost=pending_cost,
+            n_used=len(self._observations) + len(self._pending),
+            climb_share=self.settings.climb_share,
+        )
+
+    def _start_point(self) -> np.ndarray:
+        """Internal coordinates of the first trial the engine did not suggest (observed,
+        or held pending as ``external``), else the center: where the study starts."""
+        for i, observation in enumerate(self._observations):
+            if observation.suggestion_id is None:
+                return self._x[i]
+        for suggestion in self._pending.values():
+            if suggestion.reason == "external":
+                return self.space.to_internal(suggestion.params)
+        return np.zeros(self.space.dim)
+
+    def set_limits(self, limits: StudyLimits) -> None:
+        """Replace the study's limits (its budget was changed)."""
+        self.limits = limits
 
     def _pending_x(self) -> np.ndarray:
         """The pending suggestions' internal coordinates, oldest first. Each is encoded
@@ -241,7 +319,21 @@ class ParetoSearch:
             self._models = fit_models(
                 self._arrays(), settings=self.settings, cache=self._hyper_cache
             )
+            if self._models.loss_gp is not None:
+                self._noise_std = self._models.loss_gp.noise_std
         return self._models
+
+    def _remeasure_left(self) -> float:
+        """What re-measurement may still spend under a compute budget: ``REMEASURE_SHARE``
+        of the spend so far, less what repeats of a configuration (its measurements after
+        the first) took. Without one, ``remeasure_every`` alone bounds its share of the
+        trials (capping it there changed the issue-3 engine study's paths and refusals)."""
+        if self.limits.max_cost is None:
+            return math.inf
+        cost = np.exp(self._log_cost)
+        _, first = np.unique(self._x.round(12), axis=0, return_index=True)
+        repeats_cost = float(cost.sum() - cost[first].sum())
+        return REMEASURE_SHARE * float(cost.sum()) - repeats_cost
 
     # -- telling ----------------------------------------------------------------------
 
@@ -351,11 +443,16 @@ class ParetoSearch:
         self._models = None
 
     def _improves_front(self) -> bool:
-        """Whether the latest observation is on the front of the successful trials."""
+        """Whether the latest observation beats every earlier success at its cost or
+        below by more than the loss GP's noise standard deviation: a lucky draw within
+        the noise is not a reason to widen the search around it."""
         if self._failed[-1]:
             return False
-        success = np.flatnonzero(~self._failed)
-        return bool(pareto_mask(self._loss[success], self._log_cost[success])[-1])
+        earlier = np.flatnonzero(~self._failed[:-1])
+        cheaper = earlier[self._log_cost[earlier] <= self._log_cost[-1]]
+        if cheaper.size == 0:
+            return True
+        return bool(self._loss[-1] + self._noise_std < self._loss[cheaper].min())
 
     def _update_radius(self, *, improved: bool) -> None:
         s = self.settings
@@ -429,6 +526,7 @@ class ParetoSearch:
         return {
             "version": STATE_VERSION,
             "settings": self.settings.model_dump(mode="json"),
+            "limits": self.limits.model_dump(mode="json"),
             "space": self.space.model_dump(mode="json"),
             "observations": [o.to_dict() for o in self._observations],
             "pending": [s.to_dict() for s in self._pending.values()],
@@ -444,6 +542,7 @@ class ParetoSearch:
             "n_issued": self._n_issued,
             "n_since_remeasure": self._n_since_remeasure,
             "gp_hyperparameters": json.loads(json.dumps(self._hyper_cache)),
+            "noise_std": self._noise_std,
         }
 
     @classmethod
@@ -456,7 +555,9 @@ class ParetoSearch:
                 f"engine state version {state.get('version')!r} is not {STATE_VERSION}"
             )
         space = SearchSpace.model_validate(state["space"])
-        engine = cls(space, SearchSettings.model_validate(state["settings"]), clock=clock)
+        fields = {k: v for k, v in state["settings"].items() if k not in _RETIRED_SETTINGS}
+        limits = StudyLimits.model_validate(state.get("limits", {}))
+        engine = cls(space, SearchSettings.model_validate(fields), limits=limits, clock=clock)
         engine._append([Observation.from_dict(data) for data in state["observations"]])
         for data in state["pending"]:
             suggestion = Suggestion.from_dict(dict(data))
@@ -474,6 +575,7 @@ class ParetoSearch:
         engine._n_issued = int(state["n_issued"])
         engine._n_since_remeasure = int(state["n_since_remeasure"])
         engine._hyper_cache = json.loads(json.dumps(state["gp_hyperparameters"]))
+        engine._noise_std = float(state.get("noise_std", 0.0))
         return engine
 
 

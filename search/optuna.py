@@ -55,7 +55,10 @@ parameters every COMPLETE trial has, with equal distributions), or, before any t
 completes, from the running ones, so parallel asks are relative from the second trial on.
 The first trial, and parameters outside that space, go to ``independent_sampler``
 (``RandomSampler`` by default); enqueue a trial (``study.enqueue_trial``) to start at a
-point of your choosing. Enqueued trials are never asked of the engine.
+point of your choosing: the engine's start-up trials are then drawn around it, not around
+the box's mid, so they cost about what it costs. Enqueued trials are never asked of the
+engine. Pass ``limits=StudyLimits(max_trials=..., max_cost=..., in_flight=...)`` when the
+study has a budget: the engine paces its climb in cost to spend it.
 """
 
 from __future__ import annotations
@@ -83,6 +86,7 @@ from search.errors import (
     UnknownSuggestionError,
 )
 from search.optuna_space import HALF_BOX_IN_SCALES, Codec, space_from_distributions
+from search.pacing import StudyLimits
 from search.settings import SearchSettings
 from search.space import SearchSpace
 from search.types import Suggestion
@@ -124,15 +128,16 @@ class _EngineRun:
 
 
 def box_settings() -> SearchSettings:
-    """The engine's defaults, with trust radii sized for an Optuna box.
+    """The engine's defaults, with the trust radius's maximum sized for an Optuna box.
 
-    A box maps onto ``2 * HALF_BOX_IN_SCALES`` scales, so the engine's default radii
+    A box maps onto ``2 * HALF_BOX_IN_SCALES`` scales, so the engine's default maximum
     (tuned for unbounded spaces around a practitioner's start point) would explore only
-    part of it; these let the region grow to the whole box.
+    part of it; this lets the region grow to the whole box. The initial radius stays
+    the engine's: the start-up draws within it of the start point, before any cost is
+    known, and in a wide box a larger one put start-up trials at 100x the start point's
+    cost (issue 18).
     """
-    return SearchSettings(
-        initial_radius=HALF_BOX_IN_SCALES / 2, max_radius=1.5 * HALF_BOX_IN_SCALES
-    )
+    return SearchSettings(max_radius=1.5 * HALF_BOX_IN_SCALES)
 
 
 class ParetoCostSampler(BaseSampler):
@@ -150,6 +155,8 @@ class ParetoCostSampler(BaseSampler):
         independent_sampler: samples what the engine does not (the first trial,
             parameters outside the relative search space).
         clock: the engine's clock (seconds) for suggestion leases.
+        limits: the study's budget (``StudyLimits``: trial cap, total cost, trials in
+            flight), which the engine paces its spending against; None for none known.
 
     Not picklable across processes in any useful way: each process (each Optuna worker)
     builds its own engine from the shared storage, holding the others' running trials
@@ -167,8 +174,10 @@ class ParetoCostSampler(BaseSampler):
         cost_attr: str = "cost",
         independent_sampler: BaseSampler | None = None,
         clock: Callable[[], float] = time.time,
+        limits: StudyLimits | None = None,
     ) -> None:
         base = settings or box_settings()
+        self._limits = limits
         if seed is None and settings is None:
             seed = int(np.random.SeedSequence().generate_state(1)[0])
         self._settings = base if seed is None else base.model_copy(update={"seed": seed})
@@ -252,7 +261,7 @@ class ParetoCostSampler(BaseSampler):
             space, codecs = space_from_distributions(
                 search_space, space=self._space, center=self._center
             )
-            engine = ParetoSearch(space, self._settings, clock=self._clock)
+            engine = ParetoSearch(space, self._settings, limits=self._limits, clock=self._clock)
             self._run = _EngineRun(key=key, engine=engine, codecs=codecs)
         return self._run
 

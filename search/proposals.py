@@ -21,6 +21,7 @@ from search.acquisition import (
 )
 from search.candidates import FrontTrend, SpaceLayout, perturb, startup_points, trend_points
 from search.loss_model import ScaledLossModel
+from search.pacing import Pace
 from search.pareto import front_indices
 from search.settings import SearchSettings
 from search.space import SearchSpace
@@ -29,12 +30,6 @@ from search.surrogates import FittedModels, ObservationArrays
 _GOLDEN = (math.sqrt(5.0) - 1.0) / 2.0
 _STARTUP_DRAWS = 32  # random points drawn per startup suggestion; the first untaken wins
 _TREND_FRACTION = 0.25  # share of the model phase's candidates drawn on the front's trend
-# Targets are spread over the cost range as (golden-ratio quantile) ** _CHEAP_BIAS: with
-# 3, half of them fall in the cheapest eighth of the range. A batch's cost is set by
-# its dearest trials, so cheap targets buy more rounds of learning for the same budget,
-# and cheap trials are where the hyperparameters are learnt that transfer up
-# (docs/architecture.md, "Search engine (decisions)").
-_CHEAP_BIAS = 3.0
 # A climb suggestion (``_climb_target``) is held to this window around its target, and
 # a pending trial predicted this far above the front's top is a climb still in flight.
 CLIMB_WIDTH = 0.35
@@ -63,15 +58,19 @@ class ProposalContext:
     rng: np.random.Generator
     taken_x: np.ndarray  # (m, d): observed, pending and already chosen in this batch
     pending_x: np.ndarray  # (k, d): pending and already chosen in this batch
+    pace: Pace  # what the study's limits allow now (search.pacing)
+    anchor: np.ndarray  # (d,): the start point (first trial known), else the center
     sequence_index: int = 0  # how many suggestions the engine issued before this one
 
 
 def propose_startup(ctx: ProposalContext) -> Proposal:
-    """A random point within the initial radius of the center."""
-    x = startup_points(
-        _STARTUP_DRAWS, layout=ctx.layout, radius=ctx.settings.initial_radius, rng=ctx.rng
-    )
-    return Proposal(x_internal=_first_new(ctx, x), reason="startup")
+    """A random point within the initial radius of the start point (``ctx.anchor``): no
+    cost model exists yet, so staying near it keeps the cost near its cost."""
+    radius = ctx.settings.initial_radius
+    x = startup_points(_STARTUP_DRAWS, layout=ctx.layout, radius=radius, rng=ctx.rng)
+    continuous = ctx.layout.continuous_mask
+    x[:, continuous] += ctx.anchor[continuous]  # choices stay drawn at random
+    return Proposal(x_internal=_first_new(ctx, ctx.layout.clip(x)), reason="startup")
 
 
 def propose_model(
@@ -93,7 +92,7 @@ def propose_model(
     log_cost = models.cost_gp.predict_mean(x)
     p_success = 1.0 - models.failure.probability_of_failure(x)
     surface_loss = models.surface.loss_at(log_cost)
-    if ctx.settings.gain == "alternate" and ctx.sequence_index % 2:
+    if ctx.sequence_index % 2:
         gain_name = "front area"
         stair_log_cost, stair_loss = _staircase(ctx, models, loss_model, data)
         log_gain = log_expected_front_improvement(
@@ -119,12 +118,17 @@ def propose_model(
     # window, for a climb); a climb, though, must be predicted half a step above the top.
     limit = float(data.log_cost[models.smoothed_front].max()) + ctx.settings.cost_overshoot
     limit_name = "one cost_overshoot above the front's costliest point"
+    if ctx.pace.fair_share is not None:
+        limit = max(limit, math.log(max(ctx.pace.fair_share, 1e-300)))
     if climb is not None:
         limit += width
         score[log_cost < climb - 0.5 * ctx.settings.cost_overshoot] = -np.inf
     ceiling = ctx.settings.max_suggestion_cost
     if ceiling is not None and math.log(ceiling) < limit:
         limit, limit_name = math.log(ceiling), "max_suggestion_cost"
+    left = ctx.pace.cost_ceiling
+    if left is not None and math.log(max(left, 1e-300)) < limit:
+        limit, limit_name = math.log(max(left, 1e-300)), "the budget left after pending trials"
     score[log_cost > limit] = -np.inf
     if not np.isfinite(score).any():
         return _cheapest(x, log_cost, limit=limit, limit_name=limit_name)
@@ -202,10 +206,12 @@ def propose_fallback(
         anchor = data.x_internal[success[np.argmin(data.loss[success])]]
         where = "around the best trial"
     else:
-        anchor = np.zeros(ctx.layout.dim)
-        where = "around the center"
+        anchor = ctx.anchor
+        where = "around the start point"
     base = np.repeat(anchor[None, :], ctx.settings.n_candidates, axis=0)
-    x = ctx.space.project_internal(perturb(base, layout=ctx.layout, radius=ctx.radius, rng=ctx.rng))
+    # No cost model yet: no further than the start-up went, whatever the trust radius.
+    radius = min(ctx.radius, ctx.settings.initial_radius)
+    x = ctx.space.project_internal(perturb(base, layout=ctx.layout, radius=radius, rng=ctx.rng))
     p_success = 1.0 - models.failure.probability_of_failure(x)
     i = _best_new(ctx, x, p_success)
     return Proposal(
@@ -216,14 +222,20 @@ def propose_fallback(
 
 
 def pick_remeasure(
-    ctx: ProposalContext, models: FittedModels, data: ObservationArrays, repeats: np.ndarray
+    ctx: ProposalContext,
+    models: FittedModels,
+    data: ObservationArrays,
+    repeats: np.ndarray,
+    *,
+    max_cost: float = math.inf,
 ) -> Proposal | None:
     """The front point whose single measurement looks luckiest, or None.
 
     Lucky = observed loss more than one predictive standard deviation below what the
     loss GP predicts there from all the *other* points (leave-one-out), which is what a
     noise spike looks like. ``repeats`` (n,) counts the measurements of each
-    observation's configuration; points at ``max_repeats`` or pending are not re-run.
+    observation's configuration; points at ``max_repeats`` or pending are not re-run,
+    nor points that cost more than ``max_cost`` (the re-measurement budget left).
     """
     if models.loss_gp is None or models.loss_train_rows is None:
         return None
@@ -236,6 +248,7 @@ def pick_remeasure(
         for j, i in enumerate(rows)
         if i in front
         and repeats[i] < ctx.settings.max_repeats
+        and math.exp(data.log_cost[i]) <= max_cost
         and not _member(ctx.pending_x, data.x_internal[i])
     ]
     if not eligible:
@@ -261,13 +274,15 @@ def _climb_target(
     """The log cost one ``cost_overshoot`` above the smoothed front's costliest point, if
     the pace allows that climb now, else None.
 
-    Pacing (``climb_share``): the climb is due once a trial there would cost at most
-    that share of everything spent so far (failed trials included), no pending trial is
-    already predicted above the top, and the step fits under ``max_suggestion_cost``.
-    Each step multiplies the top's cost by the same factor, so the steps' costs form a
-    geometric series and their sum stays a fixed share of the spend whatever the
-    budget, as in the doubling trick. Without it the front's top rises only when a
-    target beyond it happens to come up, which the cheap bias of the targets makes rare.
+    Pacing (``climb_share``, ``search.pacing``): the climb is due once a trial there
+    would cost at most ``climb_allowance`` (that share of everything spent so far,
+    failed trials included, or, under a trial cap that binds first, one round's share
+    of the remaining budget), no pending trial is already predicted above the top, and
+    the step fits under ``max_suggestion_cost`` and the budget left. Each step
+    multiplies the top's cost by the same factor, so the steps' costs form a geometric
+    series and their sum stays a fixed share of the spend whatever the budget, as in
+    the doubling trick. Without it the front's top rises only when a target beyond it
+    happens to come up, which the cheap bias of the targets makes rare.
     """
     share = ctx.settings.climb_share
     if share == 0:
@@ -277,7 +292,10 @@ def _climb_target(
     ceiling = ctx.settings.max_suggestion_cost
     if ceiling is not None and step > math.log(ceiling):
         return None
-    if math.exp(step) > share * float(np.exp(data.log_cost).sum()):
+    left = ctx.pace.cost_ceiling
+    if left is not None and math.exp(step) > left:
+        return None
+    if math.exp(step) > ctx.pace.climb_allowance:
         return None
     if ctx.pending_x.shape[0]:
         assert models.cost_gp is not None
@@ -290,28 +308,33 @@ def _target_log_cost(ctx: ProposalContext, front_log_cost: np.ndarray) -> tuple[
     """A target across the front's costs, one ``cost_overshoot`` beyond them, and a
     window width.
 
-    Where the range reaches beyond depends on what limits the study (``budget``): with
-    a trial count, one step above the costliest front point, so the search walks up in
-    scale; with a compute budget, one step below the cheapest, where trials are nearly
-    free and the hyperparameters that transfer up are learnt, while the walk up is left
-    to the paced climb (``_climb_target``), whose trials are better tuned than those of
-    targets beyond the top.
+    Where the range reaches beyond depends on which limit is the scarcer now
+    (``search.pacing``): the trial count, one step above the costliest front point, so
+    the search walks up in scale; compute, one step below the cheapest, where trials
+    are nearly free and the hyperparameters that transfer up are learnt, while the walk
+    up is left to the paced climb (``_climb_target``), whose trials are better tuned
+    than those of targets beyond the top.
 
     Successive targets follow the golden-ratio sequence (offset by the seed) rather than
     independent draws: any run of k suggestions covers the cost range evenly, so a
     batch of 8 never happens to put most of its trials, and most of the budget, at the
-    expensive end. The quantiles are bent towards the cheap end (``_CHEAP_BIAS``).
+    expensive end. The quantiles are bent towards the cheap end (``Pace.cheap_bias``).
     """
     low, high = float(front_log_cost.min()), float(front_log_cost.max())
-    if ctx.settings.budget == "cost":
+    if ctx.pace.compute_bound:
         low -= ctx.settings.cost_overshoot
     else:
         high += ctx.settings.cost_overshoot
-    if ctx.settings.max_suggestion_cost is not None:
-        high = min(high, math.log(ctx.settings.max_suggestion_cost))
+    if ctx.pace.fair_share is not None:  # a trial cap binds first: spend what is left
+        high = max(high, math.log(max(ctx.pace.fair_share, 1e-300)))
+    ceilings = [ctx.settings.max_suggestion_cost, ctx.pace.cost_ceiling]
+    for ceiling in (c for c in ceilings if c is not None):
+        high = min(high, math.log(max(ceiling, 1e-300)))
         low = min(low, high)
     width = ctx.settings.cost_window * max(0.35, 0.1 * (high - low))
-    quantile = ((_GOLDEN * (ctx.sequence_index + 1 + ctx.settings.seed)) % 1.0) ** _CHEAP_BIAS
+    quantile = (
+        (_GOLDEN * (ctx.sequence_index + 1 + ctx.settings.seed)) % 1.0
+    ) ** ctx.pace.cheap_bias
     return low + quantile * (high - low), width
 
 

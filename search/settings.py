@@ -7,7 +7,7 @@ one unit is one ``scale`` of a parameter); costs are in the study's cost unit, a
 
 from __future__ import annotations
 
-from typing import Literal, Self
+from typing import Self
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
@@ -16,6 +16,8 @@ class SearchSettings(BaseModel):
     """How the engine searches. Frozen and JSON-able (``model_dump(mode="json")``).
 
     The defaults suit a study of a few hundred trials with up to a few dozen in flight.
+    What limits the study (trial count, compute, trials in flight) is not a setting: the
+    caller states it as ``search.pacing.StudyLimits``.
     """
 
     model_config = ConfigDict(frozen=True, extra="forbid")
@@ -67,36 +69,22 @@ class SearchSettings(BaseModel):
         default=0.7,
         ge=0,
         description="One step in log cost: how far beyond the front's costs target costs "
-        "reach (see budget), each climb's height above the costliest front point, and "
-        "how far above that point a suggestion may be predicted.",
-    )
-    budget: Literal["trials", "cost"] = Field(
-        default="trials",
-        description="What limits the study. 'trials' (a trial count; every trial takes a "
-        "slot): targets run across the front's costs and one cost_overshoot above its "
-        "costliest point. 'cost' (a compute budget; cheap trials are nearly free): "
-        "targets run from one cost_overshoot below the front's cheapest point to its "
-        "costliest, and the walk up in scale is left to the paced climb (climb_share). "
-        "The service sets 'cost' for a study whose budget is max_cost alone.",
+        "reach (below the cheapest point while compute is the scarcer limit, above the "
+        "costliest while the trial count is; search.pacing), each climb's height above "
+        "the costliest front point, and how far above that point a suggestion may be "
+        "predicted.",
     )
     climb_share: float = Field(
         default=0.15,
         ge=0,
         le=1,
         description="Climb pacing: once a trial one cost_overshoot above the front's "
-        "costliest point would cost at most this share of everything spent so far, and no "
-        "pending trial is predicted above that point, the next model suggestion climbs "
-        "there. The front's top then grows with the spend, so the climb's cost stays a "
-        "fixed share of the budget (0 disables; the climb is then left to the targets "
-        "beyond the top, which budget='cost' does not set).",
-    )
-    gain: Literal["surface", "alternate"] = Field(
-        default="alternate",
-        description="What the acquisition scores: 'alternate', the expected improvement "
-        "below the Pareto surface at a candidate's predicted cost on every other model "
-        "suggestion and, on the rest, the expected area a candidate cuts from the front's "
-        "staircase, which values filling gaps between the front's costs "
-        "(docs/architecture.md, 'Front-area gain'); 'surface', the first on every one.",
+        "costliest point would cost at most this share of everything spent so far (or, "
+        "while a trial cap is the scarcer limit, one round's share of the remaining "
+        "budget; search.pacing), and no pending trial is predicted above that point, the "
+        "next model suggestion climbs there. The front's top then grows with the spend, "
+        "so the climb's cost stays a fixed share of the budget (0 disables; the climb is "
+        "then left to the targets beyond the top, set while the trial count is scarcer).",
     )
     cost_window: float = Field(
         default=1.25,

@@ -41,6 +41,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from search.engine import ParetoSearch
 from search.errors import InvalidObservationError, UnknownSuggestionError
+from search.pacing import StudyLimits
 from search.settings import SearchSettings
 from search.space import SearchSpace
 from service.budget import trials_left
@@ -115,15 +116,21 @@ def load_spec(study: StudyRow) -> StudySpec:
 
 def search_settings(spec: StudySpec) -> SearchSettings:
     """The engine's settings: the study's ``search`` fields, plus what the study itself
-    decides (its seed, trial-cost ceiling and, unless ``search`` says otherwise, whether
-    a compute budget alone limits it)."""
-    cost_only = spec.budget.max_cost is not None and spec.budget.max_trials is None
-    fields = ({"budget": "cost"} if cost_only else {}) | spec.search
+    decides (its seed and trial-cost ceiling)."""
     return SearchSettings(
         seed=spec.seed,
         max_suggestion_cost=spec.max_trial_cost,
         lease_seconds=ENGINE_LEASE_SECONDS,
-        **fields,
+        **spec.search,
+    )
+
+
+def study_limits(spec: StudySpec) -> StudyLimits:
+    """The study's budget and trials in flight, which the engine paces itself against."""
+    return StudyLimits(
+        max_trials=spec.budget.max_trials,
+        max_cost=spec.budget.max_cost,
+        in_flight=spec.in_flight,
     )
 
 
@@ -600,6 +607,7 @@ class Scheduler:
         else:
             state = json.loads(study.engine_state)
             engine = ParetoSearch.from_state_dict(state, clock=self.clock)
+            engine.set_limits(study_limits(load_spec(study)))
         self._engines[study.id] = (study.engine_version, engine)
         return engine
 
@@ -608,7 +616,9 @@ class Scheduler:
         spec = load_spec(study)
         space = resolve_space(spec)
         study.spec = spec.model_copy(update={"space": space}).model_dump(mode="json")
-        return ParetoSearch(space, search_settings(spec), clock=self.clock)
+        return ParetoSearch(
+            space, search_settings(spec), limits=study_limits(spec), clock=self.clock
+        )
 
     def _save(self, session: Session, study: StudyRow, engine: ParetoSearch) -> None:
         repo.save_engine_state(

@@ -9,6 +9,7 @@ from __future__ import annotations
 import numpy as np
 
 from search.engine import ParetoSearch
+from search.pacing import StudyLimits
 from search.pareto import front_indices
 from search.settings import SearchSettings
 from search.space import ChoiceParam, LogitParam, LogParam, Pow2Param, SearchSpace
@@ -65,13 +66,15 @@ def test_finds_the_optimal_learning_rate_ridge_of_a_sized_quadratic():
 
 
 def test_with_a_compute_budget_targets_reach_below_the_front_and_stop_at_its_top():
-    """``budget="cost"``: targets run from one ``cost_overshoot`` below the front's
-    cheapest point up to its costliest (only the paced climb goes beyond); with the same
-    history the trial-count default sets none below the cheapest point and some dearer
-    than any of those."""
+    """Under a compute budget alone (``StudyLimits(max_cost=...)``) targets run from one
+    ``cost_overshoot`` below the front's cheapest point up to its costliest (only the
+    paced climb goes beyond); with the same history and no limits (a trial count) none
+    lies below the cheapest point and some are dearer than any of those."""
     problem = SizedQuadratic(loss_noise_std=0.01, cost_noise_sigma=0.05)
     for seed in SEEDS:
-        engine = ParetoSearch(problem.space(), SearchSettings(seed=seed, budget="cost"))
+        engine = ParetoSearch(
+            problem.space(), SearchSettings(seed=seed), limits=StudyLimits(max_cost=1e9)
+        )
         run_rounds(engine, problem, rounds=3, batch=8, seed=seed)
         low, high = engine.front()[0].cost, engine.front()[-1].cost
         step = np.exp(engine.settings.cost_overshoot)
@@ -79,9 +82,7 @@ def test_with_a_compute_budget_targets_reach_below_the_front_and_stop_at_its_top
         targets = _target_costs(engine.ask(8))
         assert low / step <= targets[0] < low
         assert targets[-1] <= high
-        as_trials = ParetoSearch.from_state_dict(
-            {**state, "settings": state["settings"] | {"budget": "trials"}}
-        )
+        as_trials = ParetoSearch.from_state_dict({**state, "limits": {}})
         trial_targets = _target_costs(as_trials.ask(8))
         assert low <= trial_targets[0] and trial_targets[-1] > targets[-1]
 
@@ -181,15 +182,15 @@ def run_testbed_budget(
 
 
 def test_beats_random_search_on_the_testbed_under_a_compute_budget():
-    """``budget="cost"`` on a compute budget of 100x the start point's cost (the regret's
-    cost range ends at 20x): random search over the same box and budget stays well
-    above this bar."""
+    """Told a compute budget of 100x the start point's cost (the regret's cost range
+    ends at 20x): random search over the same box and budget stays well above this
+    bar."""
     objective = TestbedObjective()
     space = bench_like_space()
     budget = 100 * float(objective.testbed.expected_cost(START_PARAMS))
     ours, rand = [], []
     for seed in SEEDS:
-        engine = ParetoSearch(space, SearchSettings(seed=seed, budget="cost"))
+        engine = ParetoSearch(space, SearchSettings(seed=seed), limits=StudyLimits(max_cost=budget))
         observations = run_testbed_budget(engine, objective, budget=budget, seed=seed)
         ours.append(regret_on_testbed(objective, observations))
         random_engine = ParetoSearch(

@@ -340,3 +340,21 @@ def test_importing_search_does_not_import_optuna():
         "assert 'optuna' in sys.modules"
     )
     subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def test_start_up_is_drawn_around_the_enqueued_start_point_not_the_box_mid():
+    """Issue 18: with the start point enqueued and trials in flight, the engine's
+    start-up stays within its initial radius of that point (and so near its cost),
+    however far the box's mid is from it."""
+    box = {name: FloatDistribution(1e-3, 1e3, log=True) for name in ("x", "y")}
+    start = {"x": 1e-2, "y": 1e-2}
+    sampler = ParetoCostSampler(seed=0)
+    study = optuna.create_study(directions=["minimize", "minimize"], sampler=sampler)
+    study.enqueue_trial(start)
+    asked = [study.ask(box) for _ in range(6)]  # the first runs the enqueued point
+    engine = sampler.engine
+    anchor = engine.space.to_internal(start)
+    assert np.abs(anchor).max() > 1.0  # the box's mid is far from the start point
+    for trial in asked[1:]:
+        distance = np.abs(engine.space.to_internal(trial.params) - anchor).max()
+        assert distance <= engine.settings.initial_radius + 1e-9, trial.params

@@ -7,10 +7,11 @@ import threading
 
 import pytest
 
+from search.pacing import StudyLimits
 from service.config import Settings
 from service.domain import Budget, StudyState, TrialState
 from service.results import IngestOutcome, ResultMismatchError, ingest_result
-from service.scheduler import Scheduler, search_settings
+from service.scheduler import Scheduler, study_limits
 from service.storage import repository as repo
 from service.storage.db import transaction
 from tests.service.factories import (
@@ -52,18 +53,27 @@ def _states(sessions, study_id: int) -> dict[TrialState, int]:
 
 
 @pytest.mark.parametrize(
-    ("budget", "search", "expected"),
-    [
-        (Budget(max_cost=1e4), {}, "cost"),
-        (Budget(max_trials=50), {}, "trials"),
-        (Budget(max_trials=50, max_cost=1e4), {}, "trials"),
-        (Budget(max_cost=1e4), {"budget": "trials"}, "trials"),
-    ],
+    "budget",
+    [Budget(max_cost=1e4), Budget(max_trials=50), Budget(max_trials=50, max_cost=1e4)],
 )
-def test_a_study_limited_by_cost_alone_tells_the_engine_so(budget, search, expected) -> None:
-    """The engine spends differently under a compute budget (``SearchSettings.budget``);
-    the study's budget decides it unless its ``search`` fields say otherwise."""
-    assert search_settings(make_spec(budget=budget, search=search)).budget == expected
+def test_the_engine_is_told_the_studys_limits(budget, sqlite_sessions) -> None:
+    """The engine paces itself against the study's budget and trials in flight
+    (``search.pacing.StudyLimits``), on a new engine and on one restored from its state;
+    no search setting says what limits the study."""
+    spec = make_spec(budget=budget, in_flight=3)
+    expected = StudyLimits(max_trials=budget.max_trials, max_cost=budget.max_cost, in_flight=3)
+    assert study_limits(spec) == expected
+    scheduler = _scheduler(sqlite_sessions)
+    study_id = scheduler.create_study(spec)
+    scheduler.step(study_id)
+    assert scheduler.engine_for(study_id).limits == expected
+    fresh = _scheduler(sqlite_sessions)  # no cached engine: restored from the stored state
+    assert fresh.engine_for(study_id).limits == expected
+
+
+def test_a_retired_search_setting_is_refused() -> None:
+    with pytest.raises(ValueError, match=r"search\.budget"):
+        make_spec(search={"budget": "cost"})
 
 
 def test_keeps_in_flight_buffers_ahead_and_stops_at_budget(sqlite_sessions) -> None:

@@ -1,0 +1,150 @@
+"""The engine paces its spending against the study's limits (``search.pacing``)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from pydantic import ValidationError
+
+from search.engine import ParetoSearch
+from search.pacing import StudyLimits, pace
+from search.settings import SearchSettings
+from search.testing import SizedQuadratic
+
+PROBLEM = SizedQuadratic(loss_noise_std=0.01, cost_noise_sigma=0.05)
+START_COST = 10.0  # the space's center has size 10, and cost is the size
+
+
+def test_no_limits_behave_as_a_trial_count() -> None:
+    p = pace(StudyLimits(), spent=100.0, pending_cost=5.0, n_used=12, climb_share=0.15)
+    assert not p.compute_bound and p.cost_ceiling is None
+    assert p.climb_allowance == pytest.approx(15.0)
+
+
+def test_a_compute_budget_alone_is_compute_bound_and_caps_suggestions() -> None:
+    limits = StudyLimits(max_cost=1000.0)
+    p = pace(limits, spent=100.0, pending_cost=50.0, n_used=12, climb_share=0.15)
+    assert p.compute_bound
+    assert p.cost_ceiling == pytest.approx(850.0)
+    assert p.climb_allowance == pytest.approx(15.0)
+
+
+@pytest.mark.parametrize(
+    ("spent", "n_used", "compute_bound"),
+    [(100.0, 50, False), (600.0, 50, True), (500.0, 100, True)],
+)
+def test_with_both_limits_the_one_running_ahead_decides(spent, n_used, compute_bound) -> None:
+    limits = StudyLimits(max_trials=200, max_cost=1000.0, in_flight=8)
+    p = pace(limits, spent=spent, pending_cost=0.0, n_used=n_used, climb_share=0.15)
+    assert p.compute_bound is compute_bound
+
+
+def test_behind_its_pace_under_a_trial_cap_the_climb_gets_a_rounds_share() -> None:
+    """Trials run ahead of compute: a climb may cost one round's share of what is left."""
+    limits = StudyLimits(max_trials=100, max_cost=10_000.0, in_flight=8)
+    p = pace(limits, spent=100.0, pending_cost=0.0, n_used=20, climb_share=0.15)
+    assert not p.compute_bound
+    assert p.climb_allowance == pytest.approx(9_900.0 * 8 / 80)
+
+
+def test_limits_are_checked() -> None:
+    with pytest.raises(ValidationError):
+        StudyLimits(max_trials=0)
+    with pytest.raises(ValidationError):
+        StudyLimits(max_cost=-1.0)
+    with pytest.raises(ValidationError):
+        StudyLimits(in_flight=0)
+
+
+def _spend(engine: ParetoSearch, *, budget: float, cap: int, seed: int) -> tuple[float, int]:
+    """Rounds of 8 with a launch guard until the budget or the cap is spent."""
+    rng = np.random.default_rng(seed)
+    spent, n = 0.0, 0
+    while n < cap:
+        launched, committed = [], 0.0
+        for s in engine.ask(min(8, cap - n)):
+            if spent + committed + s.params["size"] > budget:
+                engine.forget(s.suggestion_id)
+            else:
+                launched.append(s)
+                committed += s.params["size"]
+        if not launched:
+            break
+        for s in launched:
+            out = PROBLEM.evaluate(s.params, rng=rng)
+            engine.tell(s.suggestion_id, out.loss, out.cost, failed=out.failed)
+            spent += out.cost
+            n += 1
+    return spent, n
+
+
+def test_under_a_trial_cap_a_large_budget_is_spent_before_the_cap() -> None:
+    """48 trials and 200x the start cost: told the limits, the engine spends >= 85% of
+    the budget by the cap; untold (a trial count alone) it spends well under that."""
+    budget, cap = 200 * START_COST, 48
+    limits = StudyLimits(max_trials=cap, max_cost=budget, in_flight=8)
+    for seed in (0, 1, 2):
+        told = ParetoSearch(PROBLEM.space(), SearchSettings(seed=seed), limits=limits)
+        spent, n = _spend(told, budget=budget, cap=cap, seed=seed)
+        untold = ParetoSearch(PROBLEM.space(), SearchSettings(seed=seed))
+        spent_untold, _ = _spend(untold, budget=budget, cap=cap, seed=seed)
+        assert n == cap and spent >= 0.85 * budget, (seed, spent / budget)
+        assert spent_untold < 0.7 * budget, (seed, spent_untold / budget)
+
+
+def test_startup_is_drawn_around_the_first_trial_it_did_not_suggest() -> None:
+    """An enqueued / imported start point anchors the start-up, not the space's center."""
+    space = PROBLEM.space()
+    start = {"size": 300.0, "learning_rate": 0.01, "shift": 0.5}
+    engine = ParetoSearch(space, SearchSettings(seed=3, n_startup=8))
+    engine.observe(start, 2.0, 300.0)
+    anchor = space.to_internal(start)
+    for s in engine.ask(6):
+        assert s.reason == "startup"
+        distance = np.abs(space.to_internal(s.params) - anchor)
+        assert distance.max() <= engine.settings.initial_radius + 1e-9
+
+
+def test_the_front_reports_the_models_estimate_not_a_lucky_draw() -> None:
+    """A mediocre configuration measured far below its neighbours is reported near what
+    the model says of it (or drops off the front); the raw loss stays in the metrics."""
+    engine = ParetoSearch(PROBLEM.space(), SearchSettings(seed=4, remeasure_every=0))
+    rng = np.random.default_rng(4)
+    for _ in range(4):
+        for s in engine.ask(8):
+            out = PROBLEM.evaluate(s.params, rng=rng)
+            engine.tell(s.suggestion_id, out.loss, out.cost, failed=out.failed)
+    lucky = {"size": 12.0, "learning_rate": 0.003, "shift": 0.0}
+    engine.observe(lucky, PROBLEM.true_loss(lucky) - 0.5, 12.0)
+    front = engine.front()
+    assert all("observed_loss" in o.metrics for o in front)
+    for o in front:
+        if o.params == lucky:
+            assert o.loss > o.metrics["observed_loss"] + 0.25
+    raw = [o for o in engine.observations if o.params == lucky]
+    assert raw and raw[0].loss == pytest.approx(PROBLEM.true_loss(lucky) - 0.5)
+
+
+def test_limits_survive_the_state_round_trip_and_old_states_load() -> None:
+    limits = StudyLimits(max_trials=10, max_cost=50.0, in_flight=2)
+    engine = ParetoSearch(PROBLEM.space(), SearchSettings(seed=1), limits=limits)
+    state = engine.state_dict()
+    assert ParetoSearch.from_state_dict(state).limits == limits
+    legacy = {**state, "settings": state["settings"] | {"budget": "cost", "gain": "surface"}}
+    del legacy["limits"]
+    assert ParetoSearch.from_state_dict(legacy).limits == StudyLimits()
+
+
+def test_reading_the_front_does_not_change_what_the_engine_suggests() -> None:
+    engines = [ParetoSearch(PROBLEM.space(), SearchSettings(seed=6)) for _ in range(2)]
+    rng = [np.random.default_rng(6), np.random.default_rng(6)]
+    asked = [[], []]
+    for _ in range(4):
+        for k, engine in enumerate(engines):
+            for s in engine.ask(6):
+                out = PROBLEM.evaluate(s.params, rng=rng[k])
+                engine.tell(s.suggestion_id, out.loss, out.cost, failed=out.failed)
+                asked[k].append(s.params)
+                if k == 1:
+                    engine.front()
+    assert asked[0] == asked[1]
