@@ -11,7 +11,19 @@
       el("td", {}, queue.name),
       el("td", { class: "num" }, queue.waiting),
       el("td", { class: "num" }, queue.running),
+      consumersCell(queue),
     );
+  }
+
+  // Live workers consuming the queue (null: heartbeats unavailable). None while trials
+  // wait is flagged: they wait unspent until a worker on that queue starts.
+  function consumersCell(queue) {
+    if (queue.consumers === null) return el("td", { class: "num note" }, "—");
+    const unserved = queue.consumers === 0 && queue.waiting > 0;
+    const attrs = unserved
+      ? { class: "num age-old unserved", title: "no live worker consumes this queue" }
+      : { class: "num" };
+    return el("td", attrs, queue.consumers);
   }
 
   // Green while beats are fresh, amber past 10 s, red past 30 s (the heartbeat TTL).

@@ -539,7 +539,10 @@ def test_queues_page_shows_queues_workers_and_heartbeat_ages(server, browser, st
     _open(browser, f"{server}/ui/queues.html")
     _wait(browser, lambda d: _count(d, "#workers tbody tr") == 2, "two worker rows")
     queue = browser.find_element("css selector", "tr[data-queue='gpu']")
-    assert queue.text.split()[1:] == ["1", "1"]  # one running with a heartbeat, one waiting
+    # one running with a heartbeat, one waiting, and no worker consuming the queue (these
+    # heartbeats name none): flagged, since the waiting trial cannot start
+    assert queue.text.split()[1:] == ["1", "1", "0"]
+    assert queue.find_element("css selector", ".unserved").text == "0"
     busy = browser.find_element("css selector", "tr[data-worker='gpu0@node1']")
     assert f"study {store['running_id']} · trial {store['running_trials'][0]}" in busy.text
     idle = browser.find_element("css selector", "tr[data-worker='gpu1@node1']")
