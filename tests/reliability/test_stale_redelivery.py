@@ -64,7 +64,10 @@ def test_a_reclaimed_attempt_redelivered_later_is_not_run(
             what=lambda: f"the study to complete; trials: {trial_rows(url, study_id)}",
         )
         (trial,) = trial_rows(url, study_id)
-        assert trial["attempt"] == 1  # the killed attempt 0 was reclaimed; 1 finished it
+        # The killed attempt 0 was reclaimed and a later one finished it: 1, or 2 when the
+        # survivor, online but still starting its consumer on a loaded machine, looked idle
+        # past the 3 s grace, so attempt 1 was resent as 2 (no attempt spent).
+        assert trial["attempt"] >= 1
         stale = attempt_task_id(study_id, trial["id"], 0)
         wait_for(
             lambda: not _in_broker(broker, stale, f"{cluster.prefix}slow"),
