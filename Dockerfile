@@ -7,6 +7,7 @@ WORKDIR /app
 RUN pip install torch==2.13.0
 COPY pyproject.toml README.md ./
 COPY search ./search
+COPY integrations ./integrations
 COPY workers ./workers
 COPY service ./service
 RUN pip install -e . flower

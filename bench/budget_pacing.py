@@ -15,7 +15,7 @@ front), the share of the budget spent and whether the cap bound, and the front's
 the mean over the reported front's points of (true loss - reported loss), in noise
 standard deviations. Ours is told the study's limits (``search.pacing.StudyLimits``);
 the peers (``tpe-mo``, ``gp-mo`` on loss and log cost) are held to them by the guard.
-``ours-optuna`` is ``search.optuna.ParetoCostSampler`` in a plain Optuna study, told the
+``ours-optuna`` is ``integrations.optuna.ParetoCostSampler`` in a plain Optuna study, told the
 limits, reporting the observed front like the peers.
 
     python -m bench.budget_pacing --list                      # the scenario names
@@ -51,7 +51,7 @@ from bench.truths import BENCH_TRUTHS
 from workers.objectives.testbed import START_PARAMS, TestbedConfig, TestbedObjective
 
 SAFETY_TRIALS = 1500
-OURS_IN_OPTUNA = "ours-optuna"  # search.optuna.ParetoCostSampler in a plain Optuna study
+OURS_IN_OPTUNA = "ours-optuna"  # integrations.optuna.ParetoCostSampler in a plain Optuna study
 BUDGETS = (300.0, 2000.0, 20000.0)
 CAPS = (None, 240)
 IN_FLIGHT = (8, 32)

@@ -1,4 +1,4 @@
-"""Through Optuna: ``search.optuna.ParetoCostSampler`` against Optuna's own samplers.
+"""Through Optuna: ``integrations.optuna.ParetoCostSampler`` against Optuna's own samplers.
 
 The same problem, budget, rounds of 8 trials in flight, launch guard and Pareto regret as
 ``bench.pareto_regret`` (see ``bench.problem``), but our engine runs *inside a plain Optuna
@@ -48,7 +48,7 @@ class SamplerSearcher:
     ) -> None:
         import optuna
 
-        from search.optuna import ParetoCostSampler, UnusableTrialWarning
+        from integrations.optuna import ParetoCostSampler, UnusableTrialWarning
         from search.pacing import StudyLimits
 
         optuna.logging.set_verbosity(optuna.logging.WARNING)

@@ -12,7 +12,6 @@ from typing import Any
 
 _EXPORTS = {
     "ParetoSearch": "search.engine",
-    "ParetoCostSampler": "search.optuna",
     "SearchSettings": "search.settings",
     "StudyLimits": "search.pacing",
     "SearchSpace": "search.space",

@@ -1,6 +1,8 @@
 """The dependency direction of docs/architecture.md, checked on the source itself.
 
-search/ is pure computation; workers/ never reaches into service/.
+search/ is pure computation (and knows no integration); integrations/ adapts search/ to
+other tools and reaches into neither service/ nor workers/; workers/ never reaches into
+service/.
 """
 
 from __future__ import annotations
@@ -16,6 +18,8 @@ FORBIDDEN = {
     "search": {
         "service",
         "workers",
+        "integrations",
+        "optuna",
         "celery",
         "kombu",
         "redis",
@@ -27,6 +31,7 @@ FORBIDDEN = {
         "matplotlib",
         "wandb",
     },
+    "integrations": {"service", "workers", "celery", "sqlalchemy", "fastapi"},
     "workers": {"service", "fastapi", "sqlalchemy"},
 }
 

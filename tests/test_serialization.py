@@ -19,7 +19,7 @@ from tests.test_architecture import _imported_roots
 from workers.celery_app import create_celery
 
 ROOT = Path(__file__).resolve().parents[1]
-PACKAGES = ("search", "service", "workers", "bench")
+PACKAGES = ("search", "integrations", "service", "workers", "bench")
 PICKLERS = {"pickle", "_pickle", "cPickle", "dill", "cloudpickle", "joblib", "shelve", "marshal"}
 
 

@@ -12,7 +12,7 @@ or with a single objective (the loss) and the cost from a callable or a user att
     sampler = ParetoCostSampler(cost=lambda t: t.user_attrs["gpu_seconds"])
     study = optuna.create_study(direction="minimize", sampler=sampler)
 
-Importing ``search`` never imports optuna; only this module does.
+Importing ``search`` never imports optuna; only this package does.
 
 Distributions -> engine space (``search.space``), bounds kept as min/max:
 
@@ -78,6 +78,7 @@ from optuna.samplers import BaseSampler, RandomSampler
 from optuna.study import Study, StudyDirection
 from optuna.trial import FrozenTrial, TrialState
 
+from integrations.optuna.space_mapping import HALF_BOX_IN_SCALES, Codec, space_from_distributions
 from search.engine import ParetoSearch
 from search.errors import (
     InvalidObservationError,
@@ -85,18 +86,12 @@ from search.errors import (
     SearchError,
     UnknownSuggestionError,
 )
-from search.optuna_space import HALF_BOX_IN_SCALES, Codec, space_from_distributions
 from search.pacing import StudyLimits
 from search.settings import SearchSettings
 from search.space import SearchSpace
 from search.types import Suggestion
 
-__all__ = [
-    "ParetoCostSampler",
-    "UnsupportedStudyError",
-    "UnusableTrialWarning",
-    "space_from_distributions",
-]
+__all__ = ["ParetoCostSampler", "UnsupportedStudyError", "UnusableTrialWarning", "box_settings"]
 
 _FOREIGN_PREFIX = "optuna-trial-"
 _SYSTEM_ATTR = "scaletune:suggestion"

@@ -1,7 +1,8 @@
-"""Optuna distributions -> the engine's search space (for ``search.optuna``).
+"""Optuna distributions -> the engine's search space (for ``integrations.optuna.sampler``).
 
-See ``search.optuna`` for the mapping table. Each parameter gets a ``Codec`` that turns
-its values from Optuna's terms into the engine's and back (identity for most kinds).
+See ``integrations.optuna.sampler`` for the mapping table. Each parameter gets a ``Codec``
+that turns its values from Optuna's terms into the engine's and back (identity for most
+kinds).
 """
 
 from __future__ import annotations
@@ -30,7 +31,7 @@ from search.space import (
     SearchSpace,
 )
 
-__all__ = ["Codec", "space_from_distributions"]
+__all__ = ["HALF_BOX_IN_SCALES", "Codec", "space_from_distributions"]
 
 # The box [low, high] spans twice this many scales (ln units for log kinds), so the
 # engine's default radii (1 to 3 scales) cover a box of any width.

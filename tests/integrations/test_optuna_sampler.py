@@ -13,13 +13,13 @@ import pytest
 from optuna.distributions import CategoricalDistribution, FloatDistribution, IntDistribution
 from optuna.trial import TrialState
 
-from search.errors import InvalidObservationError, InvalidSpaceError
-from search.optuna import (
+from integrations.optuna import (
     ParetoCostSampler,
     UnsupportedStudyError,
     UnusableTrialWarning,
     space_from_distributions,
 )
+from search.errors import InvalidObservationError, InvalidSpaceError
 from search.settings import SearchSettings
 from search.space import Pow2Param, SearchSpace
 from search.testing import SizedQuadratic
@@ -336,7 +336,7 @@ def test_maximising_studies_are_refused_with_what_to_do():
 def test_importing_search_does_not_import_optuna():
     code = (
         "import sys, search, search.engine, search.space, search.types, search.settings; "
-        "assert 'optuna' not in sys.modules; import search.optuna; "
+        "assert 'optuna' not in sys.modules; import integrations.optuna; "
         "assert 'optuna' in sys.modules"
     )
     subprocess.run([sys.executable, "-c", code], check=True)
