@@ -35,8 +35,9 @@ from __future__ import annotations
 
 import difflib
 import math
-from collections.abc import Mapping, Sequence
-from typing import Annotated, Any, Literal
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from typing import Annotated, Any, Literal, Self
 
 import numpy as np
 from pydantic import (
@@ -49,7 +50,7 @@ from pydantic import (
     model_validator,
 )
 
-from search.errors import InvalidParamsError
+from search.errors import InvalidParamsError, InvalidSpaceError
 
 __all__ = [
     "INT_GRID_LIMIT",
@@ -139,7 +140,40 @@ class _ParamValueError(Exception):
     """One parameter's value is invalid; SearchSpace adds the name and collects them."""
 
 
-class _ParamBase(BaseModel):
+@contextmanager
+def _spec_errors() -> Iterator[None]:
+    """pydantic's ValidationError as the ``InvalidSpaceError`` the package promises."""
+    try:
+        yield
+    except ValidationError as exc:
+        raise InvalidSpaceError(_error_lines(exc)) from None
+
+
+class _SpecModel(BaseModel):
+    """A spec built directly (``Cls(...)``, ``Cls.model_validate[_json](...)``) raises
+    ``InvalidSpaceError``, a ValueError. Nested in another model (a study spec), its
+    errors are part of that model's ValidationError, located by field as usual."""
+
+    def __init__(self, /, **data: Any) -> None:
+        with _spec_errors():
+            super().__init__(**data)
+
+    # Only validates, as BaseModel's does: pydantic's marker (RootModel sets it too) keeps
+    # nested validation from calling it, so a study spec's errors stay ValidationErrors.
+    __init__.__pydantic_base_init__ = True  # type: ignore[attr-defined]
+
+    @classmethod
+    def model_validate(cls, obj: Any, *args: Any, **kwargs: Any) -> Self:
+        with _spec_errors():
+            return super().model_validate(obj, *args, **kwargs)
+
+    @classmethod
+    def model_validate_json(cls, json_data: Any, *args: Any, **kwargs: Any) -> Self:
+        with _spec_errors():
+            return super().model_validate_json(json_data, *args, **kwargs)
+
+
+class _ParamBase(_SpecModel):
     """Fields and checks every kind shares; the subclasses implement the transforms."""
 
     model_config = ConfigDict(frozen=True, extra="forbid")
@@ -555,7 +589,7 @@ Param = Annotated[
 _KINDS = ("log", "linear", "logit", "int", "pow2", "choice")
 
 
-class SearchSpace(BaseModel):
+class SearchSpace(_SpecModel):
     """An ordered list of parameters and the map between ``params`` dicts and ``x_internal``.
 
     Internal vectors are float64, ``(dim,)`` for one configuration or ``(n, dim)`` for many;

@@ -26,7 +26,7 @@ from typing import Annotated, Any
 from pydantic import Field, StringConstraints, ValidationError
 from sqlalchemy.orm import Session
 
-from search.errors import InvalidParamsError
+from search.errors import InvalidParamsError, InvalidSpaceError
 from search.space import (
     ChoiceParam,
     IntParam,
@@ -126,9 +126,9 @@ def import_spec(body: StudyImport) -> tuple[StudySpec, list[str]]:
     """The study's spec (space given, or inferred) and the constant parameters dropped."""
     constant: list[str] = []
     space = body.space
-    if space is None:
-        space, constant = infer_space([run.params for run in body.runs])
     try:
+        if space is None:
+            space, constant = infer_space([run.params for run in body.runs])
         spec = StudySpec(
             name=body.name,
             objective=IMPORTED_OBJECTIVE,
@@ -139,7 +139,7 @@ def import_spec(body: StudyImport) -> tuple[StudySpec, list[str]]:
             executor="external",
             seed=body.seed,
         )
-    except ValidationError as exc:
+    except (ValidationError, InvalidSpaceError) as exc:
         raise ImportRefusedError(str(exc)) from exc
     return spec, constant
 

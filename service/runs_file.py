@@ -32,6 +32,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from search.errors import InvalidSpaceError
 from search.scaling.chinchilla import FLOPS_PER_PARAM_TOKEN
 from search.space import SearchSpace
 from service.domain import ScalingAxesSpec
@@ -425,8 +426,8 @@ def study_import(runs: RunsFile, mapping: ColumnMapping, *, name: str, seed: int
             constant.remove(name_)
     try:
         space = SearchSpace(params=list(params.values()))
-    except ValidationError as exc:
-        raise RunsFileError(f"mapping space: {exc.errors()[0]['msg']}") from exc
+    except InvalidSpaceError as exc:
+        raise RunsFileError(f"mapping space: {exc}") from exc
     kept = [
         run.model_copy(
             update={"params": {k: v for k, v in run.params.items() if k not in constant}}

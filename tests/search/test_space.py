@@ -14,7 +14,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from pydantic import ValidationError
 
-from search.errors import InvalidParamsError
+from search.errors import InvalidParamsError, InvalidSpaceError, SearchError
 from search.space import (
     INT_GRID_LIMIT,
     INT_LIMIT,
@@ -308,18 +308,49 @@ def test_choice_values_match_by_type() -> None:
     ],
 )
 def test_invalid_specs_name_the_parameter(spec: dict, pattern: str) -> None:
-    with pytest.raises(ValidationError, match=pattern):
+    with pytest.raises(InvalidSpaceError, match=pattern):
         SearchSpace.model_validate({"params": [spec]})
 
 
 def test_invalid_space_level_specs() -> None:
-    with pytest.raises(ValidationError, match="at least one parameter"):
+    with pytest.raises(InvalidSpaceError, match="at least one parameter"):
         SearchSpace(params=[])
     lr = LogParam(name="lr", center=1e-3)
-    with pytest.raises(ValidationError, match="'lr' is defined twice"):
+    with pytest.raises(InvalidSpaceError, match="'lr' is defined twice"):
         SearchSpace(params=[lr, LinearParam(name="lr", center=0.0)])
-    with pytest.raises(ValidationError, match="extra"):
+    with pytest.raises(InvalidSpaceError, match="seed: Extra inputs are not permitted"):
         SearchSpace.model_validate({"params": [lr], "seed": 1})
+
+
+@pytest.mark.parametrize(
+    "build",
+    [
+        pytest.param(lambda: LogParam(name="lr", center=-1.0), id="param"),
+        pytest.param(lambda: SearchSpace(params=[]), id="space"),
+        pytest.param(lambda: SearchSpace.model_validate({"params": 3}), id="validate"),
+        pytest.param(lambda: SearchSpace.model_validate_json('{"params": []}'), id="json"),
+    ],
+)
+def test_a_spec_that_cannot_be_searched_raises_invalid_space_error(build: Any) -> None:
+    """What search/errors.py promises, and still a ValueError for callers that catch one;
+    never pydantic's ValidationError, whose type a caller of search/ should not need."""
+    with pytest.raises(InvalidSpaceError) as info:
+        build()
+    assert isinstance(info.value, SearchError)
+    assert isinstance(info.value, ValueError)
+    assert not isinstance(info.value, ValidationError)
+    assert info.value.__cause__ is None  # the message says it all, without pydantic's
+
+
+def test_every_problem_of_a_spec_is_reported_at_once() -> None:
+    spec = {
+        "params": [
+            {"kind": "log", "name": "lr", "center": 1e-3, "scale": 0.0},
+            {"kind": "int", "name": "w", "center": 2.5},
+        ]
+    }
+    with pytest.raises(InvalidSpaceError, match=r"'lr'.*scale must be in.*; .*'w'.*integer"):
+        SearchSpace.model_validate(spec)
 
 
 def test_specs_are_frozen() -> None:

@@ -164,6 +164,11 @@ def test_a_mapping_space_replaces_an_inferred_parameter(tmp_path) -> None:
     bad = ColumnMapping(params=["wf"], space=[{"kind": "log", "name": "nope", "center": 1}])
     with pytest.raises(RunsFileError, match="'nope' is not one of the parameters"):
         study_import(read_runs(path, bad), bad, name="s")
+    unsearchable = ColumnMapping(
+        params=["wf"], space=[{"kind": "logit", "name": "wf", "center": 2}]
+    )
+    with pytest.raises(RunsFileError, match=r"mapping space: .*'wf'.*center 2.0 is outside"):
+        study_import(read_runs(path, unsearchable), unsearchable, name="s")
 
 
 # -- the store: all or nothing, both backends ---------------------------------------------
@@ -264,6 +269,16 @@ def test_the_api_imports_runs_into_a_finished_study_of_the_tenant(api) -> None:
         ({"runs": [{"params": {"lr": 1.0}, "loss": math.inf, "cost": 1.0}]}, 422, "finite"),
         ({"runs": [{"params": {"lr": [1.0]}, "loss": 1.0, "cost": 1.0}]}, 422, "valid string"),
         ({"runs": [{"params": {"": 1.0}, "loss": 1.0, "cost": 1.0}]}, 422, "at least 1"),
+        (
+            {
+                "runs": [
+                    {"params": {"lr": 1e200}, "loss": 1.0, "cost": 1.0},
+                    {"params": {"lr": 2e200}, "loss": 1.0, "cost": 1.0},
+                ]
+            },
+            422,
+            "parameter 'lr': scale must be in",
+        ),
     ],
 )
 def test_the_api_refuses_bad_runs_and_stores_nothing(api, change, status, fragment) -> None:
