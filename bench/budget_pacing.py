@@ -48,7 +48,8 @@ from bench.pareto_regret import (
 from bench.problem import FrontPoint, RegretScale, Trial
 from bench.searchers import METHODS, make_searcher
 from bench.truths import BENCH_TRUTHS
-from workers.objectives.testbed import START_PARAMS, TestbedConfig, TestbedObjective
+from workers.objectives.testbed import START_PARAMS, TestbedObjective
+from workers.objectives.testbed_truth import TestbedConfig
 
 SAFETY_TRIALS = 1500
 OURS_IN_OPTUNA = "ours-optuna"  # integrations.optuna.ParetoCostSampler in a plain Optuna study

@@ -45,7 +45,8 @@ from bench.scaling_extrapolation import GROUND_TRUTHS
 from search.errors import NotEnoughDataError
 from search.scaling import ScalingAxes, fit_scaling_rules
 from search.types import Observation
-from workers.objectives.testbed import Testbed, TestbedConfig, TestbedObjective
+from workers.objectives.testbed import TestbedObjective
+from workers.objectives.testbed_truth import Testbed, TestbedConfig
 
 AXES = ScalingAxes(n_params="n_params", tokens="tokens")
 RESULTS = Path(__file__).parent / "results"

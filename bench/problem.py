@@ -28,7 +28,8 @@ import numpy as np
 
 from search.pareto import front_indices
 from search.space import ChoiceParam, LogitParam, LogParam, Pow2Param, SearchSpace
-from workers.objectives.testbed import START_PARAMS, Testbed
+from workers.objectives.testbed import START_PARAMS
+from workers.objectives.testbed_truth import Testbed
 
 N_COST_POINTS = 24
 ROUND_SIZE = 8

@@ -23,7 +23,8 @@ from bench.scaling_extrapolation import AXES, COST_MODELS, GROUND_TRUTHS, STUDIE
 from search.errors import NotEnoughDataError
 from search.scaling import fit_scaling_rules
 from search.types import Observation
-from workers.objectives.testbed import TestbedConfig, TestbedObjective
+from workers.objectives.testbed import TestbedObjective
+from workers.objectives.testbed_truth import TestbedConfig
 
 NAMES = ("learning_rate", "batch_size", "n_star", "d_star", "loss")
 

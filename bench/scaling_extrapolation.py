@@ -43,7 +43,8 @@ from search.scaling import ScalingAxes, fit_scaling_rules
 from search.settings import SearchSettings
 from search.types import Observation
 from workers.objectives.base import NullContext
-from workers.objectives.testbed import TestbedConfig, TestbedObjective
+from workers.objectives.testbed import TestbedObjective
+from workers.objectives.testbed_truth import TestbedConfig
 
 AXES = ScalingAxes(n_params="n_params", tokens="tokens")
 RESULTS = Path(__file__).parent / "results"

@@ -1,7 +1,7 @@
 """The demo study (``scaletune demo``): a testbed world in which a short engine study,
 run embedded in well under a minute of CPU, identifies the laws the product is for.
 
-The testbed's ground truth (``workers.objectives.testbed``) moves the optimal learning
+The testbed's ground truth (``workers.objectives.testbed_truth``) moves the optimal learning
 rate as ``N^-0.713 D^0.307`` and the batch as ``D^0.571``. The demo searches model size,
 tokens, learning rate and batch freely; warmup, weight decay and schedule are held near
 their optima (narrow limits; the testbed needs all seven parameters), and the loss noise

@@ -19,7 +19,8 @@ import numpy as np
 from search.scaling import ScalingAxes
 from search.types import Observation
 from workers.objectives.base import NullContext
-from workers.objectives.testbed import TestbedConfig, TestbedObjective
+from workers.objectives.testbed import TestbedObjective
+from workers.objectives.testbed_truth import TestbedConfig
 
 AXES = ScalingAxes(n_params="n_params", tokens="tokens")
 

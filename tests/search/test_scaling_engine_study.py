@@ -42,7 +42,8 @@ import pytest
 
 from bench.scaling_extrapolation import AXES, COST_MODELS, GROUND_TRUTHS, engine_study
 from search.scaling import ParamPrediction, ScalingRules, fit_scaling_rules
-from workers.objectives.testbed import START_PARAMS, Testbed, TestbedConfig, TestbedObjective
+from workers.objectives.testbed import START_PARAMS, TestbedObjective
+from workers.objectives.testbed_truth import Testbed, TestbedConfig
 
 TRIALS = 448
 FLAT_UTILISATION = COST_MODELS["flops"]  # the ground truths' engine studies, as benchmarked

@@ -25,7 +25,7 @@ from search.space import LogParam, SearchSpace
 from search.types import Observation
 from tests.search.near_front_study import AXES, sample_study
 from workers.objectives.base import NullContext
-from workers.objectives.testbed import TestbedConfig
+from workers.objectives.testbed_truth import TestbedConfig
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 

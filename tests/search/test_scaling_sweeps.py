@@ -15,7 +15,8 @@ from bench.designed_sweeps import SWEEP_TRUTHS, baseline_laws, run_sweep
 from search.scaling import ScalingAxes, fit_scaling_rules
 from search.space import LogParam
 from search.types import Observation
-from workers.objectives.testbed import TestbedConfig, TestbedObjective
+from workers.objectives.testbed import TestbedObjective
+from workers.objectives.testbed_truth import TestbedConfig
 
 AXES = ScalingAxes(n_params="n_params", tokens="tokens")
 LR_GRID = np.geomspace(1e-4, 0.2, 8)

@@ -16,7 +16,8 @@ import pytest
 from search.scaling import fit_scaling_rules
 from tests.search.near_front_study import AXES, sample_study
 from workers.objectives.base import NullContext
-from workers.objectives.testbed import TestbedConfig, TestbedObjective
+from workers.objectives.testbed import TestbedObjective
+from workers.objectives.testbed_truth import TestbedConfig
 
 # Ground truths: the default testbed (Chinchilla + step law) and two others whose loss
 # exponents, learning-rate and batch-size laws all differ. The budgets keep the optimal

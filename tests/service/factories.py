@@ -85,7 +85,7 @@ def finished_study_with_rules(sessions: Any) -> tuple[int, Any]:
     from service.storage.db import transaction
     from service.studies import create_study_row
     from tests.search.near_front_study import sample_study
-    from workers.objectives.testbed import TestbedConfig
+    from workers.objectives.testbed_truth import TestbedConfig
 
     objective, observations = sample_study(TestbedConfig(), seed=5, per_budget=12)
     spec = StudySpec(

@@ -15,7 +15,7 @@ import pytest
 from typer.testing import CliRunner
 
 from service.cli import app
-from workers.objectives.testbed import PARAM_NAMES
+from workers.objectives.testbed_truth import PARAM_NAMES
 
 # The console script installed with the package (it imports this checkout's modules when
 # they come first on PYTHONPATH, as in development).

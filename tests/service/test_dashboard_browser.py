@@ -43,7 +43,7 @@ from service.studies import create_study_row
 from tests.auth import ADMIN_TOKEN, bearer, issue_tenant_token
 from tests.search.near_front_study import sample_study
 from workers.heartbeat import HeartbeatStore, TrialRef
-from workers.objectives.testbed import TestbedConfig
+from workers.objectives.testbed_truth import TestbedConfig
 
 pytestmark = pytest.mark.integration
 

@@ -26,7 +26,7 @@ from service.studies import take_buffered
 from service.verification import apply_warm_start, request_verification
 from tests.auth import ADMIN_TOKEN, authorize, bearer
 from tests.search.near_front_study import sample_study
-from workers.objectives.testbed import TestbedConfig
+from workers.objectives.testbed_truth import TestbedConfig
 
 with warnings.catch_warnings():
     warnings.filterwarnings("ignore", message=".*install `httpx2`")

@@ -7,7 +7,7 @@ import pytest
 from search.scaling import fit_scaling_rules
 from service.reports import write_scaling_report
 from tests.search.near_front_study import AXES, sample_study
-from workers.objectives.testbed import TestbedConfig
+from workers.objectives.testbed_truth import TestbedConfig
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 

@@ -12,15 +12,8 @@ from scipy.optimize import minimize, minimize_scalar
 
 from workers.objectives.base import NullContext
 from workers.objectives.options import TestbedOptions
-from workers.objectives.testbed import (
-    METRIC_NAMES,
-    PARAM_NAMES,
-    START_PARAMS,
-    Testbed,
-    TestbedConfig,
-    TestbedError,
-    TestbedObjective,
-)
+from workers.objectives.testbed import METRIC_NAMES, START_PARAMS, TestbedObjective
+from workers.objectives.testbed_truth import PARAM_NAMES, Testbed, TestbedConfig, TestbedError
 
 DEFAULT = TestbedConfig()
 # Another world: different Chinchilla exponents and step-law exponents.

@@ -13,7 +13,8 @@ from typing import Any, ClassVar, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from workers.objectives.testbed import METRIC_NAMES, PARAM_NAMES, TestbedConfig
+from workers.objectives.testbed import METRIC_NAMES
+from workers.objectives.testbed_truth import PARAM_NAMES, TestbedConfig
 
 # What LMObjective reports on every trial (workers.objectives.lm imports torch).
 LM_METRICS = (
