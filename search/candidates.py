@@ -76,7 +76,7 @@ def perturb(
     """One move per row of ``base_x`` (n, d): Gaussian steps of random length up to
     ``radius`` per coordinate (all coordinates, or one or two of them), plus occasional
     switches of a choice."""
-    n = base_x.shape[0]
+    n = int(base_x.shape[0])
     cont = np.flatnonzero(layout.continuous_mask)
     step_scale = radius * np.exp(rng.uniform(np.log(0.05), 0.0, size=(n, 1)))
     steps = rng.normal(size=(n, cont.size)) * step_scale

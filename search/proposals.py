@@ -82,6 +82,7 @@ def propose_model(
     """The candidate with the best cost-aware Pareto score near the next target cost,
     or, when the pace allows a climb (``_climb_target``), one step above the front."""
     assert models.surface is not None and models.cost_gp is not None
+    assert models.smoothed_front is not None
     climb = _climb_target(ctx, models, data)
     if climb is None:
         target, width = _target_log_cost(ctx, data.log_cost[models.smoothed_front])

@@ -37,7 +37,7 @@ import difflib
 import math
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
-from typing import Annotated, Any, Literal, Self
+from typing import TYPE_CHECKING, Annotated, Any, Literal, Self
 
 import numpy as np
 from pydantic import (
@@ -225,6 +225,10 @@ class _ScalarParam(_ParamBase):
     """
 
     scale: SpecFloat = 1.0
+    if TYPE_CHECKING:  # each kind declares them, as floats or as ints
+        center: float
+        min: float | None
+        max: float | None
 
     def _transform(self, values: np.ndarray) -> np.ndarray:
         return values
@@ -243,12 +247,12 @@ class _ScalarParam(_ParamBase):
         return lo, hi
 
     def _to_x(self, values: Any) -> np.ndarray:
-        t_center = self._transform(np.float64(self.center))
+        t_center = self._transform(np.asarray(self.center, dtype=np.float64))
         return (self._transform(np.asarray(values, dtype=np.float64)) - t_center) / self.scale
 
     def _from_x(self, x: np.ndarray, x_lo: float, x_hi: float) -> np.ndarray:
         """Inverse map after clipping x to [x_lo, x_hi] (keeps every step finite)."""
-        t_center = self._transform(np.float64(self.center))
+        t_center = self._transform(np.asarray(self.center, dtype=np.float64))
         return self._inverse(np.clip(x, x_lo, x_hi) * self.scale + t_center)
 
     def _encode(self, values: np.ndarray) -> np.ndarray:
@@ -381,6 +385,10 @@ class _GridParam(_ScalarParam):
     center: SpecInt
     min: SpecInt | None = None
     max: SpecInt | None = None
+
+    def _value_bounds(self) -> tuple[int, int]:
+        lo, hi = super()._value_bounds()
+        return int(lo), int(hi)
 
     def _grid_bounds(self) -> tuple[int, int]:
         raise NotImplementedError
@@ -535,7 +543,7 @@ class ChoiceParam(_ParamBase):
     choices: list[ChoiceValue]
     center: ChoiceValue
 
-    _index: dict[tuple[str, Any], int] = PrivateAttr(default_factory=dict)
+    _index: dict[tuple[str, Any] | None, int] = PrivateAttr(default_factory=dict)
 
     @model_validator(mode="before")
     @classmethod

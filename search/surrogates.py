@@ -153,10 +153,12 @@ def _fit_cached(
     )
     x_train, y_train = x_internal[rows], y[rows]
     entry = cache.get(name)
-    warm = GPHyperparameters.from_dict(entry["hyper"]) if entry else None
-    if warm is not None and not _refit_due(entry["n_fitted"], y.size, settings.refit_growth):
-        y_mean, y_std = standardisation(y_train)
-        return GPPredictor(x_train, y_train, warm, y_mean=y_mean, y_std=y_std), rows
+    warm: GPHyperparameters | None = None
+    if entry:
+        warm = GPHyperparameters.from_dict(entry["hyper"])
+        if not _refit_due(entry["n_fitted"], y.size, settings.refit_growth):
+            y_mean, y_std = standardisation(y_train)
+            return GPPredictor(x_train, y_train, warm, y_mean=y_mean, y_std=y_std), rows
     predictor = fit_gp(
         x_train,
         y_train,

@@ -309,7 +309,7 @@ class ParetoCostSampler(BaseSampler):
         ):
             _forget(engine, suggestion_id)
             suggestion_id = None
-        if outcome is None:
+        if outcome is None or params is None:  # params is None: outcome is too
             return
         loss, cost, failed = outcome
         metrics = {k: float(v) for k, v in t.user_attrs.items() if _is_number(v)}

@@ -183,6 +183,7 @@ def _bounded_user_param(param: Param, dist: BaseDistribution) -> Param:
             "log/linear/logit params (stepped floats: leave them out of space=), ints take "
             "int/pow2 params"
         )
+    assert isinstance(dist, FloatDistribution | IntDistribution)  # checked just above
     low = dist.low if param.min is None else max(param.min, dist.low)
     high = dist.high if param.max is None else min(param.max, dist.high)
     try:

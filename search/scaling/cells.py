@@ -194,7 +194,7 @@ def estimate_cells(
     excess = np.full(len(log_loss), np.nan)
     dropped = 0
     for rows in cells:
-        h, y = hp[np.ix_(rows, columns)], log_loss[rows]
+        h, y = hp[np.ix_(rows, np.asarray(columns))], log_loss[rows]
         point = cell_optimum(h, y)
         draws = []
         for _ in range(n_bootstrap):

@@ -127,6 +127,7 @@ def fit_stage(table: Any, params: list[Any], *, level: float) -> SurfaceStage:
 def corrected_runs(stage: SurfaceStage) -> tuple[np.ndarray, np.ndarray]:
     """Indices of the runs within ``CORRECTION_LIMIT`` of their optimal hyperparameters,
     and their losses with that shortfall (continuous and choice) removed."""
+    assert stage.surface is not None
     data = stage.kept_data
     lost = excess(stage.surface, data) + _choice_shortfall(stage)
     keep = np.flatnonzero(lost < CORRECTION_LIMIT)
@@ -135,6 +136,7 @@ def corrected_runs(stage: SurfaceStage) -> tuple[np.ndarray, np.ndarray]:
 
 def _choice_shortfall(stage: SurfaceStage) -> np.ndarray:
     """Log-loss (n,) each run loses to the best level of every choice parameter."""
+    assert stage.surface is not None
     offsets = stage.surface.choice_offsets()
     shortfall = np.zeros(len(stage.data.log_loss))
     for name in {name for name, _ in stage.choice_levels}:
@@ -166,6 +168,7 @@ def estimate(
     """Optima at the efficient runs ``members``; see the module docstring."""
     if stage.surface is None:
         return Estimates(None, None)
+    assert stage.structure is not None  # a surface has one
     log_compute = np.log(table.compute[members])
     low = high = path = None
     if with_allocation and parametric is not None:
@@ -183,7 +186,7 @@ def estimate(
     if stage.bends and stage.kept and fit_surface(data, bent_structure).is_convex():
         # Along the same allocation as ``optima`` (no iso-FLOP search of its own).
         follow = None
-        if optima.log_n_path is not None:
+        if optima.log_n_path is not None and optima.log_n_path_draws is not None:
             follow = (optima.log_n_path, optima.log_n_path_draws)
         bent = estimate_optima(
             data, bent_structure, anchors, with_allocation=with_allocation, path=follow, **kwargs

@@ -278,6 +278,7 @@ def observation_compute(axes: ScalingAxes, observation: Observation) -> float:
     names = list(observation.params)
     if axes.compute is not None:
         return float(_axis_values(axes.compute, [observation], names)[0])
+    assert axes.n_params is not None and axes.tokens is not None  # no compute axis: N and D
     n_params = _axis_values(axes.n_params, [observation], names)[0]
     return compute_of(float(n_params), float(_axis_values(axes.tokens, [observation], names)[0]))
 
@@ -289,11 +290,13 @@ def _read_table(observations, space: SearchSpace, axes: ScalingAxes) -> _Table:
     names = space.names
     n_params = tokens = None
     if axes.has_size_and_tokens:
+        assert axes.n_params is not None and axes.tokens is not None
         n_params = _axis_values(axes.n_params, ok, names)
         tokens = _axis_values(axes.tokens, ok, names)
     if axes.compute is not None:
         compute = _axis_values(axes.compute, ok, names)
     else:
+        assert n_params is not None and tokens is not None  # no compute axis: N and D
         compute = compute_of(n_params, tokens)
     loss = np.array([o.loss for o in ok])
     return _Table(loss, compute, n_params, tokens, [dict(o.params) for o in ok])
@@ -302,6 +305,7 @@ def _read_table(observations, space: SearchSpace, axes: ScalingAxes) -> _Table:
 def _observed(table: _Table, eff: EfficientSet, axes: ScalingAxes) -> ObservedRange:
     extra = {}
     if table.n_params is not None:
+        assert table.tokens is not None  # read together
         extra = {
             "n_params_min": float(table.n_params.min()),
             "n_params_max": float(table.n_params.max()),
@@ -370,6 +374,7 @@ def _hp_rule(param, table, members, stage, est: Estimates, common: dict, fallbac
         return HyperparameterRule(**common, supported=False, reason=reason)
     j = stage.kept.index(stage.hp_params.index(param))
     optima = est.optima
+    assert optima is not None  # else _unsupported gave a reason
     try:
         vs_compute = fit_law_to_optima(
             log_c[:, None],
@@ -405,6 +410,7 @@ def _unsupported(param, stage: SurfaceStage, est: Estimates, log_c, level: float
     """Why the surface cannot give ``param`` a rule (None when it can)."""
     if est.optima is None:
         return stage.reason
+    assert est.outside is not None  # estimated with the optima
     column = stage.hp_params.index(param)
     if column in stage.flat:
         return (
@@ -436,6 +442,7 @@ def _fit_size_tokens(table: _Table, members: np.ndarray, optima: Optima, j: int,
     """``T(x*) = a + b ln N + c ln D``, or None with the reason it cannot be fitted."""
     if table.n_params is None:
         return None, "the study has no n_params/tokens axes"
+    assert table.tokens is not None  # read together
     runs = np.column_stack([np.log(table.n_params), np.log(table.tokens)])
     spread = np.all(np.ptp(runs, 0) > 0)
     correlation = float(np.corrcoef(runs.T)[0, 1]) if spread else 1.0
@@ -483,9 +490,10 @@ def _fit_allocation(table: _Table, members: np.ndarray, est: Estimates, options:
     """N*(C), D*(C): through the surface's iso-FLOP minima at the efficient runs' compute
     when compute is ``6 N D``; through the efficient runs themselves when compute is a
     separate axis (no iso-compute curve is known then)."""
-    if est.optima is None or est.optima.log_n_path is None:
-        return _allocation_through_runs(table, members, options)
     optima = est.optima
+    if optima is None or optima.log_n_path is None:
+        return _allocation_through_runs(table, members, options)
+    assert optima.log_n_path_draws is not None  # drawn with the path
     if optima.edge_fraction > MAX_EDGE_FRACTION:
         reason = (
             f"N*(C) lies at the edge of the model sizes tried at {optima.edge_fraction:.0%} "
@@ -509,6 +517,7 @@ def _fit_allocation(table: _Table, members: np.ndarray, est: Estimates, options:
 
 
 def _allocation_through_runs(table: _Table, members: np.ndarray, options: _Options):
+    assert table.n_params is not None and table.tokens is not None  # size and token axes
     parts: dict[str, Any] = {}
     for name, values in (("n_params", table.n_params), ("tokens", table.tokens)):
         try:
@@ -534,6 +543,7 @@ def _fit_parametric(table: _Table, stage: SurfaceStage, axes: ScalingAxes, optio
     the raw losses of every run when there is no surface to correct them with."""
     if not axes.has_size_and_tokens:
         return None, "the study has no n_params/tokens axes"
+    assert table.n_params is not None and table.tokens is not None
     if stage.surface is None:
         rows, loss = np.arange(len(table.loss)), table.loss
     else:

@@ -92,16 +92,17 @@ def local_range(
     """Min and max of ``values`` (n, m) over the runs within ``decades`` of each compute
     in ``log_compute`` (P,) (at least ``_MIN_NEIGHBOURS`` runs): (P, m) each, squeezed to
     (P,) when m is 1."""
-    low, high = [], []
+    lows: list[np.ndarray] = []
+    highs: list[np.ndarray] = []
     width = decades * np.log(10.0)
     for log_c in log_compute:
         distance = np.abs(log_compute_runs - log_c)
         near = distance <= width
         if near.sum() < _MIN_NEIGHBOURS:
             near = distance <= np.sort(distance)[_MIN_NEIGHBOURS - 1]
-        low.append(values[near].min(axis=0))
-        high.append(values[near].max(axis=0))
-    low, high = np.array(low), np.array(high)
+        lows.append(values[near].min(axis=0))
+        highs.append(values[near].max(axis=0))
+    low, high = np.array(lows), np.array(highs)
     if values.shape[1] == 1:
         return low[:, 0], high[:, 0]
     return low, high
@@ -137,6 +138,7 @@ def _evaluate(surface: ResponseSurface, anchors: Anchors, with_allocation: bool,
         return hp_own, hp_own, None, np.zeros(len(hp_own), dtype=bool)
     edge = np.zeros(len(hp_own), dtype=bool)
     if log_n is None:
+        assert anchors.log_n_low is not None and anchors.log_n_high is not None
         log_n, edge = optimal_log_n(
             surface, anchors.log_compute, anchors.log_n_low, anchors.log_n_high
         )

@@ -43,6 +43,7 @@ def predict_rules(
     params = {name: value.value for name, value in values.items()}
     axes = rules.axes
     if axes.n_params is not None and target.n_params is not None:
+        assert axes.tokens is not None and target.tokens is not None  # declared together
         params[axes.n_params] = target.n_params.estimate
         params[axes.tokens] = target.tokens.estimate
     if axes.compute is not None and target.compute is not None:
@@ -100,6 +101,7 @@ def _law_interval(law: LinearLaw, features: list[float]) -> Interval:
 def _allocate(rules: ScalingRules, target: _Target) -> None:
     """N* and D* at the target compute: the fitted allocation, else the parametric law."""
     allocation = rules.allocation
+    assert target.compute is not None  # _resolve_target gives it before allocating
     log_c = math.log(target.compute)
     if allocation is not None and allocation.n_params is not None and allocation.tokens:
         target.n_params = _law_interval(allocation.n_params, [log_c])
@@ -114,6 +116,7 @@ def _allocate(rules: ScalingRules, target: _Target) -> None:
 
 def _parametric_allocation(rules: ScalingRules, compute: float) -> tuple[Interval, Interval]:
     fit = rules.parametric
+    assert fit is not None
     draws = derived_quantities(np.asarray(fit.bootstrap))
     scaled = compute / FLOPS_PER_PARAM_TOKEN
     n_draws = draws["G"] * scaled ** draws["a"]
@@ -179,6 +182,7 @@ def _within_limits(rule: HyperparameterRule, value: float) -> float:
 def _pick_law(rule: HyperparameterRule, target: _Target):
     """The (N, D) law when the caller gave N and D and it is supported, else C's law."""
     if target.explicit_size and rule.vs_size_tokens is not None:
+        assert target.n_params is not None and target.tokens is not None  # the caller's
         features = [math.log(target.n_params.estimate), math.log(target.tokens.estimate)]
         return rule.vs_size_tokens, features, "law in ln N and ln D"
     if target.compute is not None and rule.vs_compute is not None:
@@ -188,6 +192,8 @@ def _pick_law(rule: HyperparameterRule, target: _Target):
 
 def _predict_loss(rules: ScalingRules, target: _Target) -> tuple[Interval | None, str | None]:
     def from_parametric() -> tuple[Interval, str]:
+        assert rules.parametric is not None
+        assert target.n_params is not None and target.tokens is not None
         estimate, low, high = rules.parametric.predict_loss(
             np.array([target.n_params.estimate]), np.array([target.tokens.estimate])
         )
@@ -211,13 +217,15 @@ def _predict_loss(rules: ScalingRules, target: _Target) -> tuple[Interval | None
 def _extrapolation(rules: ScalingRules, target: _Target) -> float:
     """Decades beyond the observed range (0 inside it), the largest over the axes."""
     observed = rules.observed
-    pairs = [(target.compute, observed.compute_min, observed.compute_max)]
-    if target.n_params is not None and observed.n_params_max is not None:
+    pairs: list[tuple[float | None, float | None, float | None]] = [
+        (target.compute, observed.compute_min, observed.compute_max)
+    ]
+    if target.n_params is not None and target.tokens is not None:
         pairs.append((target.n_params.estimate, observed.n_params_min, observed.n_params_max))
         pairs.append((target.tokens.estimate, observed.tokens_min, observed.tokens_max))
     decades = [
         max(math.log10(value / high), math.log10(low / value), 0.0)
         for value, low, high in pairs
-        if value is not None
+        if value is not None and low is not None and high is not None
     ]
     return max(decades, default=0.0)

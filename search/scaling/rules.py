@@ -20,7 +20,7 @@ writing and reading the file is the one piece of I/O in ``search``.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Final, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, model_validator
@@ -50,7 +50,7 @@ __all__ = [
     "inverse",
 ]
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION: Final = 1
 Kind = Literal["log", "linear", "logit", "int", "pow2", "choice"]
 Transform = Literal["ln", "identity", "logit", "log2", "none"]
 

@@ -9,19 +9,20 @@ imports the other for them.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
 
 from search.scaling.chinchilla import FLOPS_PER_PARAM_TOKEN
 
-_FORWARD = {
+_FORWARD: dict[str, Callable[[np.ndarray], Any]] = {
     "ln": np.log,
     "identity": lambda v: np.asarray(v, dtype=float),
     "logit": lambda v: np.log(v) - np.log1p(-np.asarray(v, dtype=float)),
     "log2": np.log2,
 }
-_INVERSE = {
+_INVERSE: dict[str, Callable[[np.ndarray], Any]] = {
     "ln": np.exp,
     "identity": lambda y: np.asarray(y, dtype=float),
     "logit": lambda y: 1.0 / (1.0 + np.exp(-np.asarray(y, dtype=float))),
