@@ -55,7 +55,7 @@ def default_cache_dir() -> Path:
 def stdlib_files() -> list[Path]:
     """The standard library's ``.py`` files, sorted by path relative to the stdlib root."""
     root = Path(sysconfig.get_paths()["stdlib"])
-    files = []
+    files: list[Path] = []
     for dirpath, dirnames, filenames in os.walk(root):
         dirnames[:] = [d for d in dirnames if d not in _SKIPPED_DIRS]  # prune the walk
         files.extend(Path(dirpath) / f for f in filenames if f.endswith(".py"))
@@ -117,7 +117,8 @@ def _split_bytes(files: list[Path]) -> tuple[bytes, bytes]:
         data = files[0].read_bytes()
         cut = int(len(data) * (1 - VAL_FRACTION))
         return data[:cut], data[cut:]
-    train, val = [], []
+    train: list[bytes] = []
+    val: list[bytes] = []
     for i, f in enumerate(files):
         (val if i % VAL_EVERY_NTH_FILE == 0 else train).append(f.read_bytes())
     return b"\n".join(train), b"\n".join(val)

@@ -102,14 +102,15 @@ class DecoderLM(nn.Module):
         self.config = config
         self.token_emb = nn.Embedding(config.vocab_size, config.d_model)
         self.pos_emb = nn.Embedding(config.seq_len, config.d_model)
-        self.blocks = nn.ModuleList(Block(config) for _ in range(config.n_layers))
+        blocks = [Block(config) for _ in range(config.n_layers)]
+        self.blocks = nn.ModuleList(blocks)
         self.norm_out = make_norm(config)
         self.head = nn.Linear(config.d_model, config.vocab_size, bias=False)
         self.head.weight = self.token_emb.weight  # weight tying (Press & Wolf, 2017)
         self.apply(self._init_weights)
         # GPT-2's scaled init of the residual projections: std 0.02 / sqrt(2 * n_layers).
         residual_std = 0.02 / math.sqrt(2 * config.n_layers)
-        for block in self.blocks:
+        for block in blocks:
             nn.init.normal_(block.attn.proj.weight, mean=0.0, std=residual_std)
             nn.init.normal_(block.mlp.down.weight, mean=0.0, std=residual_std)
 

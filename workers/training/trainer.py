@@ -16,6 +16,7 @@ import math
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import cast
 
 import numpy as np
 import torch
@@ -121,7 +122,7 @@ def lr_at(step: int, *, config: TrainConfig) -> float:
     return config.learning_rate * (floor + (1 - floor) * 0.5 * (1 + math.cos(math.pi * progress)))
 
 
-def build_model(config: TrainConfig, *, device: torch.device) -> nn.Module:
+def build_model(config: TrainConfig, *, device: torch.device) -> DecoderLM:
     torch.manual_seed(config.seed)
     return DecoderLM(config.model).to(device)
 
@@ -287,7 +288,8 @@ def train(
     dev = torch.device(device)
     configure_device(dev)
     model = build_model(config, device=dev)
-    compiled = torch.compile(model) if config.compile else model
+    # torch.compile of a module returns a module (typed as any callable)
+    compiled = cast(nn.Module, torch.compile(model)) if config.compile else model
     optimizer = make_optimizer(model, config, device=dev)
     rng = np.random.default_rng(config.seed)
     seq_len = config.model.seq_len
