@@ -151,6 +151,9 @@ def test_divergence_above_the_learning_rate_threshold_still_costs():
     bad = {**params, "learning_rate": 4.1 * lr_edge}
     assert tb.failure(ok) is None and np.isfinite(tb.noiseless_loss(ok))
     assert tb.failure(bad) == "diverged" and np.isnan(tb.noiseless_loss(bad))
+    # the loss it would have reached, which its curve follows until the spike
+    assert float(tb.loss_ignoring_failure(ok)) == float(tb.noiseless_loss(ok))
+    assert float(tb.loss_ignoring_failure(bad)) > float(tb.loss_ignoring_failure(ok))
     assert float(tb.expected_cost(bad)) == pytest.approx(
         DEFAULT.divergence_at_fraction * float(tb.expected_cost(ok))
     )
