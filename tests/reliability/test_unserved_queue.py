@@ -15,8 +15,8 @@ from typer.testing import CliRunner
 
 from bench.processes import stop_process_group
 from service import cli
-from service.client import ScaletuneClient
-from service.main import create_app
+from service.api.app import create_app
+from service.interop.client import ScaletuneClient
 from service.storage.db import make_engine, make_sessionmaker, transaction
 from service.storage.tables import TrialRow
 from tests.auth import ADMIN_TOKEN, authorize, bearer

@@ -8,10 +8,10 @@ import warnings
 import pytest
 from typer.testing import CliRunner
 
+from service.api.app import create_app
 from service.cli import app
-from service.client import ScaletuneClient
 from service.config import Settings
-from service.main import create_app
+from service.interop.client import ScaletuneClient
 from tests.auth import authorize
 
 with warnings.catch_warnings():

@@ -7,9 +7,9 @@ import pytest
 from typer.testing import CliRunner
 
 from service import cli
-from service.client import ScaletuneClient
+from service.api.app import create_app
 from service.config import Settings
-from service.main import create_app
+from service.interop.client import ScaletuneClient
 from tests.auth import bearer
 from tests.reliability.faults import TestClient
 

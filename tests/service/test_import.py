@@ -13,17 +13,22 @@ import warnings
 import pytest
 from typer.testing import CliRunner
 
+from service.api.app import create_app
 from service.cli import app
+from service.cli.local_store import open_store
 from service.config import Settings
 from service.domain import StudySpec, StudyState, TrialState, WarmStartSpec
-from service.imports import ImportRefusedError, StudyImport, create_imported_study, infer_space
-from service.local_store import open_store
-from service.main import create_app
-from service.runs_file import ColumnMapping, RunsFileError, read_runs, study_import
+from service.interop.imports import (
+    ImportRefusedError,
+    StudyImport,
+    create_imported_study,
+    infer_space,
+)
+from service.interop.runs_file import ColumnMapping, RunsFileError, read_runs, study_import
+from service.orchestration.studies import take_buffered
+from service.orchestration.verification import apply_warm_start, request_verification
 from service.storage import repository as repo
 from service.storage.db import transaction
-from service.studies import take_buffered
-from service.verification import apply_warm_start, request_verification
 from tests.auth import ADMIN_TOKEN, authorize, bearer
 from tests.search.near_front_study import sample_study
 from workers.objectives.testbed import TestbedConfig
@@ -383,7 +388,7 @@ def test_cli_import_with_flops_a_compute_axis_and_a_name(tmp_path) -> None:
 def test_cli_import_into_a_service_with_a_mapping_file(
     tmp_path, sqlite_url, redis_url, monkeypatch
 ):
-    from service.client import ScaletuneClient
+    from service.interop.client import ScaletuneClient
 
     rows = "".join(
         f"{10 ** (-4 + i / 3)},{'adam' if i % 2 else 'sgd'},{3 - i / 10},{i + 1}\n"

@@ -25,19 +25,19 @@ from search.space import (
     SearchSpace,
 )
 from search.types import Suggestion
-from service.client import ScaletuneClient
+from service.api.app import create_app
+from service.api.schemas import TrialDetail
 from service.config import Settings
 from service.domain import Budget, StudyState, TrialState
-from service.embedded import run_embedded
-from service.main import create_app
-from service.optuna_export import (
+from service.interop.client import ScaletuneClient
+from service.interop.optuna_export import (
     ExportTrial,
     OptunaExportError,
     export_from_api,
     export_to_optuna,
 )
-from service.scheduler import Scheduler
-from service.schemas import TrialDetail
+from service.orchestration.embedded import run_embedded
+from service.orchestration.scheduler import Scheduler
 from service.storage import repository as repo
 from service.storage.db import transaction
 from tests.auth import authorize

@@ -35,8 +35,8 @@ from sqlalchemy.orm import Session, sessionmaker
 from service.api.auth import metrics_access
 from service.api.refusals import refusals
 from service.api.routes.queues import list_queues
-from service.ask_latency import AskLatencyLog
 from service.domain import StudyState, TrialState
+from service.orchestration.ask_latency import AskLatencyLog
 from service.storage.tables import StudyRow, TrialRow
 from workers.heartbeat import HeartbeatStore
 

@@ -12,15 +12,15 @@ A step, in order:
    queue's workers are busy or absent (a study whose queue no live worker consumes is
    logged once), and is sent again, without counting an attempt, only when an idle
    worker of its queue should have taken it (its message was lost). A reclaimed
-   attempt is retired (``service.fleet``), so a worker handed it later drops it;
+   attempt is retired (``service.orchestration.fleet``), so a worker handed it later drops it;
 2. dispatch: WAITING trials (retries first, then the proposal buffer), up to
    ``in_flight`` running and the budget; the engine is touched only if the buffer is
    short; tasks are sent after the commit, so a freed worker never waits for a GP fit;
 3. sync and refill (a second transaction, once the buffer is down to half of
-   ``proposal_buffer``): tell the engine every final trial it has not seen (results are
-   recorded by ``service.results`` without the engine, possibly in another process), ask
-   up to ``proposal_buffer`` suggestions ahead of need, complete a study whose budget is
-   spent, and save the engine once.
+   ``proposal_buffer``): tell the engine every final trial it has not seen (results are recorded by
+   ``service.orchestration.results`` without the engine, possibly in another process), ask up to
+   ``proposal_buffer`` suggestions ahead of need, complete a study whose budget is spent, and save
+   the engine once.
 
 Engines are cached per study and rebuilt from ``state_dict`` JSON whenever the row's
 ``engine_version`` moved on (another process wrote it).
@@ -44,7 +44,6 @@ from search.errors import InvalidObservationError, UnknownSuggestionError
 from search.pacing import StudyLimits
 from search.settings import SearchSettings
 from search.space import SearchSpace
-from service.budget import trials_left
 from service.config import Settings
 from service.domain import (
     FINAL_STUDY_STATES,
@@ -53,13 +52,14 @@ from service.domain import (
     TrialState,
     trial_observation,
 )
-from service.results import IngestOutcome, ingest_results
-from service.rules import fit_rules
+from service.orchestration.budget import trials_left
+from service.orchestration.results import IngestOutcome, ingest_results
+from service.orchestration.studies import create_study_row
+from service.orchestration.verification import waiting_verifications
+from service.reads.study_rules import fit_rules
 from service.storage import repository as repo
 from service.storage.db import transaction
 from service.storage.tables import StudyRow, TrialRow
-from service.studies import create_study_row
-from service.verification import waiting_verifications
 from workers.contracts import TrialRequest, TrialResult, attempt_task_id
 from workers.heartbeat import QueueConsumers
 
@@ -89,7 +89,8 @@ HeartbeatSource = Callable[[list[TrialRow]], dict[int, float]]
 
 class Fleet(Protocol):
     """What the scheduler learns of the trial workers besides heartbeats, and where it
-    retires reclaimed attempts (``service.fleet.RedisFleet``); None answers: unknown."""
+    retires reclaimed attempts (``service.orchestration.fleet.RedisFleet``); None answers:
+    unknown."""
 
     def consumers(self) -> dict[str, QueueConsumers] | None: ...
 
@@ -219,12 +220,12 @@ class Scheduler:
         """Record ``results``, reclaim and dispatch from the buffer, send, then tell the
         engine and refill.
 
-        The first transaction records the results (idempotently, ``service.results``) and
-        fills the slots they freed; it touches the engine only when the buffer cannot
-        cover the free slots, so a freed worker's next trial leaves at database speed. The
-        second (skipped while the buffer is above its low watermark) tells the engine
-        every new result and asks ahead, with one engine save. ``reclaim=False`` leaves
-        lease checks to the periodic tick (the path a recorded result takes).
+        The first transaction records the results (idempotently, ``service.orchestration.results``)
+        and fills the slots they freed; it touches the engine only when the buffer cannot cover the
+        free slots, so a freed worker's next trial leaves at database speed. The second (skipped
+        while the buffer is above its low watermark) tells the engine every new result and asks
+        ahead, with one engine save. ``reclaim=False`` leaves lease checks to the periodic tick (the
+        path a recorded result takes).
         """
         requests: list[tuple[TrialRequest, str]] = []
         retired: list[str] = []
@@ -509,7 +510,7 @@ class Scheduler:
         self, session: Session, study: StudyRow
     ) -> list[tuple[TrialRequest, str]]:
         """A finished study's verification trial: dispatched outside the budget, which
-        is spent (see ``service.verification``); the study stays COMPLETE."""
+        is spent (see ``service.orchestration.verification``); the study stays COMPLETE."""
         spec = load_spec(study)
         queue = self.settings.queue_name(spec.queue)
         requests = []

@@ -3,7 +3,7 @@
 Embedded commands (no services): ``demo`` and ``run STUDY_FILE``; their studies belong
 to the local tenant ``default``. Commands that talk to a running service over HTTP
 (``submit``, ``list``, ``status``, ``watch``, ``stop``, ``export``) go through
-``service.client`` with an API token (``--token`` or ``SCALETUNE_TOKEN``). ``scaletune
+``service.interop.client`` with an API token (``--token`` or ``SCALETUNE_TOKEN``). ``scaletune
 admin ...`` runs on the server side: it writes tenants and tokens straight into the
 store named by the settings (``SCALETUNE_DATABASE_URL``).
 """
@@ -18,11 +18,11 @@ from rich.console import Console, Group
 from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
+from service.cli.demo import DEMO_IN_FLIGHT, DEMO_TRIALS, demo_spec
+from service.cli.studyfile import StudyFileError, load_study_file
 from service.config import Settings
-from service.demo import DEMO_IN_FLIGHT, DEMO_TRIALS, demo_spec
 from service.domain import StudySpec
-from service.studyfile import StudyFileError, load_study_file
-from service.terminal import plural, show_table, terminal_table
+from service.reads.reports.terminal import plural, show_table, terminal_table
 
 # Plain help (rich_markup_mode=None): typer's rich help tags every option with its Python
 # type (`--help <bool>`); every option that takes a value names it with a metavar instead.
@@ -137,10 +137,10 @@ def _run_embedded(
     report: Path | None = None,
     rules_out: Path | None = None,
 ) -> None:
-    from service.embedded import run_embedded
-    from service.local_store import check_rules_path, open_store
-    from service.scheduler import Scheduler
-    from service.verification import NoRulesError
+    from service.cli.local_store import check_rules_path, open_store
+    from service.orchestration.embedded import run_embedded
+    from service.orchestration.scheduler import Scheduler
+    from service.orchestration.verification import NoRulesError
 
     if rules_out is not None:
         try:
@@ -168,7 +168,7 @@ def _run_embedded(
         )
         bar.update(task, completed=_done(sessions, study_id))
     console.print(f"study {study_id} finished: {state}")
-    from service.reporting import print_study_result
+    from service.reads.reports.outcome import print_study_result
 
     print_study_result(console, sessions=sessions, study_id=study_id, store=path)
     _write_local_outputs(sessions, study_id, report=report, rules_out=rules_out)
@@ -179,8 +179,8 @@ def _write_local_outputs(  # type: ignore[no-untyped-def]
 ) -> None:
     """The report and the rules file an embedded command was asked for; without rules,
     each says why and the command exits with code 1 once both were tried."""
-    from service.local_store import export_report, study_rules, write_rules
-    from service.report_files import NoReportError
+    from service.cli.local_store import export_report, study_rules, write_rules
+    from service.reads.reports.files import NoReportError
 
     missing = False
     if report is not None:
@@ -255,7 +255,7 @@ TokenOption = Annotated[
 
 
 def _client(api: str, token: str | None):  # type: ignore[no-untyped-def]
-    from service.client import ScaletuneClient
+    from service.interop.client import ScaletuneClient
 
     if not token:
         _fail("an API token is needed: set SCALETUNE_TOKEN or pass --token")
@@ -267,7 +267,7 @@ def _api_call(fn, *args, tolerate: int | None = None, **kwargs):  # type: ignore
     ``tolerate`` status, which returns None."""
     import httpx
 
-    from service.client import ApiError
+    from service.interop.client import ApiError
 
     try:
         return fn(*args, **kwargs)
@@ -432,9 +432,9 @@ def export(
 
 def _export_local(db: Path, study_id: int, fmt: str, out: Path | None) -> None:
     """``export`` from the embedded store: the rules (JSON/YAML) or the report."""
+    from service.cli.local_store import NoStoreError, export_report, open_store, study_rules
     from service.domain import StudyNotFoundError
-    from service.local_store import NoStoreError, export_report, open_store, study_rules
-    from service.report_files import NoReportError
+    from service.reads.reports.files import NoReportError
 
     try:
         _, sessions = open_store(db, create=False)
@@ -454,7 +454,11 @@ def _export_local(db: Path, study_id: int, fmt: str, out: Path | None) -> None:
 
 
 def _export_to_optuna(client, study_id: int, storage: str, name: str | None, overwrite: bool):  # type: ignore[no-untyped-def]
-    from service.optuna_export import OptunaExportError, OptunaStudyExistsError, export_from_api
+    from service.interop.optuna_export import (
+        OptunaExportError,
+        OptunaStudyExistsError,
+        export_from_api,
+    )
 
     try:
         exported = _api_call(
@@ -625,7 +629,7 @@ def import_runs(
     finished study (rules, report, dashboard, verification and warm start then work on
     it). Diverged runs (loss empty, NaN or inf) and failed ones become failed trials; a
     bad file is refused whole, naming the row and column."""
-    from service.runs_file import RunsFileError, load_mapping, read_runs, study_import
+    from service.interop.runs_file import RunsFileError, load_mapping, read_runs, study_import
 
     flags = {
         "loss": loss,
@@ -666,7 +670,7 @@ def import_runs(
 
 def _column_mapping(base, params: str | None, flags: dict):  # type: ignore[no-untyped-def]
     """The mapping file's columns with the flags given on top."""
-    from service.runs_file import ColumnMapping
+    from service.interop.runs_file import ColumnMapping
 
     data = base.model_dump(exclude_unset=True) if base is not None else {}
     data.update({key: value for key, value in flags.items() if value is not None})
@@ -684,10 +688,10 @@ def _column_mapping(base, params: str | None, flags: dict):  # type: ignore[no-u
 def _import_embedded(body, *, db: Path | None, report: Path | None, rules_out: Path | None):  # type: ignore[no-untyped-def]
     import time
 
-    from service.imports import ImportRefusedError, create_imported_study
-    from service.local_store import check_rules_path, open_store
-    from service.reporting import print_study_result
-    from service.scheduler import Scheduler
+    from service.cli.local_store import check_rules_path, open_store
+    from service.interop.imports import ImportRefusedError, create_imported_study
+    from service.orchestration.scheduler import Scheduler
+    from service.reads.reports.outcome import print_study_result
     from service.storage.db import transaction
 
     if rules_out is not None:
@@ -767,7 +771,7 @@ def create_tenant(name: Annotated[str, typer.Argument(metavar="NAME", hidden=Tru
     import re
     import time
 
-    from service.schemas import TENANT_NAME_PATTERN
+    from service.api.schemas import TENANT_NAME_PATTERN
     from service.storage import tenants
 
     if not re.match(TENANT_NAME_PATTERN, name):
@@ -788,8 +792,7 @@ def issue_token(
     printed once and only its hash is stored."""
     import time
 
-    from service import tokens
-    from service.storage import tenants
+    from service.storage import tenants, tokens
 
     if (tenant is None) == (not admin_token):
         _fail("name a TENANT, or pass --admin for an admin token (not both)")
@@ -817,7 +820,7 @@ def revoke(ref: Annotated[str, typer.Argument(metavar="TOKEN", hidden=True)]) ->
     next request on."""
     import time
 
-    from service.tokens import revoke_token
+    from service.storage.tokens import revoke_token
 
     row = _admin_write(lambda s: revoke_token(s, ref=ref, now=time.time()))
     console.print(f"token {row.prefix} (id {row.id}) revoked", highlight=False)
