@@ -71,7 +71,9 @@ def test_trials_on_a_queue_without_workers_wait_unspent_and_say_so(
     late_worker = None
     with TestClient(create_app(settings)) as client:
         authorize(client)
-        monkeypatch.setattr("service.cli._client", lambda api, token: ScaletuneClient(http=client))
+        monkeypatch.setattr(
+            "service.cli.common.api_client", lambda api, token: ScaletuneClient(http=client)
+        )
         study_id = client.post("/studies", json=STUDY).json()["id"]
         first = wait_for(
             lambda: (rows := _leases(url, study_id)) and len(rows) == 2 and rows,

@@ -399,7 +399,9 @@ def test_cli_import_into_a_service_with_a_mapping_file(
     settings = Settings(database_url=sqlite_url, broker_url=redis_url, proposals="inline")
     with TestClient(create_app(settings)) as http:
         authorize(http)
-        monkeypatch.setattr("service.cli._client", lambda api, token: ScaletuneClient(http=http))
+        monkeypatch.setattr(
+            "service.cli.common.api_client", lambda api, token: ScaletuneClient(http=http)
+        )
         args = ["import", str(path), "--mapping", str(mapping), "--api", "http://api"]
         result = runner.invoke(app, args)
         assert result.exit_code == 0, result.output
