@@ -58,7 +58,7 @@ from search.engine import ParetoSearch
 from search.types import Suggestion
 from service.config import Settings
 from service.domain import Budget, StudySpec
-from service.orchestration.scheduler import load_spec, resolve_space, search_settings
+from service.orchestration.engines import load_spec, resolve_space, search_settings
 from service.orchestration.studies import create_study_row
 from service.storage import repository as repo
 from service.storage.db import make_engine, make_sessionmaker, migrate, transaction

@@ -1,12 +1,13 @@
 """Load: many concurrent studies through the whole stack, then audited from the database.
 
-Real processes on the machine's PostgreSQL (a fresh database) and Redis (a queue and key prefix of
-their own): the API (``uvicorn --factory service.api.app:create_app``), one control worker
-(``service.orchestration.control``, solo pool, with the beat that ticks) and ``--trial-workers``
-trial workers (``workers.celery_app``, solo pool) running the testbed objective, microseconds of
-numpy: a no-op. ``--studies`` studies of ``--trials`` trials each, ``--in-flight`` at once, are
-created through ``POST /studies``; the engine stays in its random start-up phase (``n_startup`` >
-trials), so what is measured is the service, not GP fitting.
+Real processes on the machine's PostgreSQL (a fresh database) and Redis (a queue and key
+prefix of their own): the API (``uvicorn --factory service.api.app:create_app``), one
+control worker (``service.orchestration.control``, solo pool, with the beat that ticks)
+and ``--trial-workers`` trial workers (``workers.celery_app``, solo pool) running the
+testbed objective, microseconds of numpy: a no-op. ``--studies`` studies of ``--trials``
+trials each, ``--in-flight`` at once, are created through ``POST /studies``; the engine
+stays in its random start-up phase (``n_startup`` > trials), so what is measured is the
+service, not GP fitting.
 
 While they run, a reader sends GETs open loop at ``--read-rate`` per second (a study's
 detail, a page of its trials, the study list, the queues), each at a send time fixed in
