@@ -16,7 +16,7 @@ from fastapi.responses import JSONResponse
 from pydantic import ValidationError
 from sqlalchemy.exc import OperationalError
 
-from service.api.observability import configure_logging, install_observability
+from service.api.observability import install_observability
 from service.api.routes import admin, health, imports, queues, results, studies, trials
 from service.api.routes.dashboard import mount_dashboard
 from service.config import Settings, get_settings
@@ -26,6 +26,7 @@ from service.domain import (
     TrialNotFoundError,
     describe_errors,
 )
+from service.logs import configure_logging
 from service.orchestration.ask_latency import AskLatencyLog
 from service.orchestration.proposals import ControlProposals, InlineProposals
 from service.reads.views import FrontCache

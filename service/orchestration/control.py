@@ -27,9 +27,9 @@ from celery.signals import after_setup_logger
 from pydantic import ValidationError
 from sqlalchemy.orm import Session, sessionmaker
 
-from service.api.observability import configure_logging, log_context
 from service.config import Settings
 from service.domain import StudyNotFoundError, StudyState
+from service.logs import configure_logging, log_context
 from service.orchestration.ask_latency import AskLatencyLog
 from service.orchestration.control_batch import ControlQueueReader, TakenMessage
 from service.orchestration.fleet import RedisFleet

@@ -14,8 +14,8 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from search.types import Suggestion
 from service.api.app import create_app
-from service.api.observability import JsonFormatter, log_context
 from service.config import Settings
+from service.logs import JsonFormatter, log_context
 from service.orchestration.studies import create_study_row
 from service.storage import repository as repo
 from service.storage.db import transaction
