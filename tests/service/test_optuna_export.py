@@ -319,7 +319,7 @@ def test_cli_export_copies_a_study_into_an_optuna_storage(
     with TestClient(create_app(settings)) as http:
         authorize(http)
         client = ScaletuneClient(http=http)
-        monkeypatch.setattr(cli, "_client", lambda api, token: client)
+        monkeypatch.setattr(cli.common, "api_client", lambda api, token: client)
         spec = {"name": "cli", "objective": "testbed", "executor": "external"}
         study = client.create_study(spec | {"budget": {"max_trials": 2}})
         for item in client.ask(study["id"], count=2)["data"]:
