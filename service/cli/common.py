@@ -57,6 +57,7 @@ TokenOption = Annotated[
 
 
 def fail(message: str) -> None:
+    """End the command with exit code 2 and ``message`` on stderr, no traceback."""
     # soft_wrap: one line per message, so a long path is never cut in two (the terminal
     # wraps it for display; a pipe or log keeps it whole)
     errors.print(f"[red]error:[/] {message}", highlight=False, soft_wrap=True)
@@ -64,6 +65,8 @@ def fail(message: str) -> None:
 
 
 def api_client(api: str, token: str | None):  # type: ignore[no-untyped-def]
+    """A client of the API at ``api``; without a token the command ends saying how to give
+    one. Every command over the API builds its client here (``common.api_client``)."""
     from service.interop.client import ScaletuneClient
 
     if not token:
