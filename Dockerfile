@@ -14,4 +14,4 @@ RUN pip install -e . flower
 RUN useradd --create-home scaletune
 USER scaletune
 EXPOSE 8000
-CMD ["uvicorn", "--factory", "service.main:create_app", "--host", "0.0.0.0", "--port", "8000"]
+CMD ["uvicorn", "--factory", "service.api.app:create_app", "--host", "0.0.0.0", "--port", "8000"]

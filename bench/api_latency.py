@@ -3,7 +3,7 @@
 The store: ``--studies`` studies, one of them with ``--trials`` finished trials (50-point
 curves, the engine state such a study saves), the others with 20 each, on SQLite (a
 file) or PostgreSQL (a fresh database), built through the repository like the service
-builds it. ``uvicorn --workers N`` serves ``service.main:create_app`` from it.
+builds it. ``uvicorn --workers N`` serves ``service.api.app:create_app`` from it.
 
 The load (one process, asyncio, keep-alive HTTP/1.1 on raw streams): an open loop, i.e.
 request ``i`` has its send time fixed in advance at ``start + i / rate`` whatever the
@@ -58,11 +58,11 @@ from search.engine import ParetoSearch
 from search.types import Suggestion
 from service.config import Settings
 from service.domain import Budget, StudySpec
-from service.scheduler import load_spec, resolve_space, search_settings
+from service.orchestration.engines import load_spec, resolve_space, search_settings
+from service.orchestration.studies import create_study_row
 from service.storage import repository as repo
 from service.storage.db import make_engine, make_sessionmaker, migrate, transaction
-from service.studies import create_study_row
-from service.tokens import issue_token
+from service.storage.tokens import issue_token
 
 ROOT = Path(__file__).resolve().parents[1]
 PG = os.environ.get(
@@ -214,7 +214,7 @@ def _service_times(
     """Milliseconds per call of each route, in-process and one at a time."""
     from fastapi.testclient import TestClient
 
-    from service.main import create_app
+    from service.api.app import create_app
 
     settings = Settings(
         database_url=db_url, broker_url=REDIS, heartbeat_prefix="benchhb", admin_token=ADMIN_TOKEN
@@ -349,7 +349,7 @@ def _serve(db_url: str, name: str, workers: int, extra: list[str]) -> Iterator[t
         "SCALETUNE_LOG_LEVEL": "WARNING",
         "SCALETUNE_ADMIN_TOKEN": ADMIN_TOKEN,
     }
-    command = [sys.executable, "-m", "uvicorn", "--factory", "service.main:create_app"]
+    command = [sys.executable, "-m", "uvicorn", "--factory", "service.api.app:create_app"]
     port = free_port()
     command += ["--port", str(port), "--workers", str(workers), "--log-level", "warning"]
     command += ["--no-access-log", *extra]

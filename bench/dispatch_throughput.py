@@ -1,6 +1,6 @@
 """Dispatch throughput: propose -> queue -> no-op worker -> record, end to end.
 
-One control worker (``service.control``, solo pool) and two trial workers
+One control worker (``service.orchestration.control``, solo pool) and two trial workers
 (``workers.celery_app``, solo pool, the testbed objective: microseconds of numpy, so the
 workers are effectively no-ops) on the machine's Redis and a fresh PostgreSQL database.
 The engine stays in its random start-up phase (``n_startup`` > trials), so the figure is
@@ -40,11 +40,11 @@ from sqlalchemy.engine import make_url
 
 from service.config import Settings
 from service.domain import Budget, StudySpec, StudyState
-from service.messaging import create_sender, request_step
-from service.scheduler import Scheduler
+from service.orchestration.messaging import create_sender, request_step
+from service.orchestration.scheduler import Scheduler
+from service.orchestration.studies import create_study_row
 from service.storage import repository as repo
 from service.storage.db import make_engine, make_sessionmaker, migrate, transaction
-from service.studies import create_study_row
 from workers.contracts import TrialRequest, TrialResult
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -81,7 +81,7 @@ def _start(args: list[str], env: dict[str, str], log: Path) -> subprocess.Popen:
 def _workers(env: dict[str, str], prefix: str, logs: Path) -> list[subprocess.Popen]:
     control = [
         "-A",
-        "service.control",
+        "service.orchestration.control",
         "worker",
         "-Q",
         f"{prefix}control",

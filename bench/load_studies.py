@@ -1,13 +1,13 @@
 """Load: many concurrent studies through the whole stack, then audited from the database.
 
 Real processes on the machine's PostgreSQL (a fresh database) and Redis (a queue and key
-prefix of their own): the API (``uvicorn --factory service.main:create_app``), one control
-worker (``service.control``, solo pool, with the beat that ticks) and ``--trial-workers``
-trial workers (``workers.celery_app``, solo pool) running the testbed objective,
-microseconds of numpy: a no-op. ``--studies`` studies of ``--trials`` trials each,
-``--in-flight`` at once, are created through ``POST /studies``; the engine stays in its
-random start-up phase (``n_startup`` > trials), so what is measured is the service, not
-GP fitting.
+prefix of their own): the API (``uvicorn --factory service.api.app:create_app``), one
+control worker (``service.orchestration.control``, solo pool, with the beat that ticks)
+and ``--trial-workers`` trial workers (``workers.celery_app``, solo pool) running the
+testbed objective, microseconds of numpy: a no-op. ``--studies`` studies of ``--trials``
+trials each, ``--in-flight`` at once, are created through ``POST /studies``; the engine
+stays in its random start-up phase (``n_startup`` > trials), so what is measured is the
+service, not GP fitting.
 
 While they run, a reader sends GETs open loop at ``--read-rate`` per second (a study's
 detail, a page of its trials, the study list, the queues), each at a send time fixed in
@@ -52,7 +52,7 @@ from service.domain import Budget, StudySpec, StudyState, TrialState
 from service.storage import tenants
 from service.storage.db import make_engine, make_sessionmaker, migrate, transaction
 from service.storage.tables import StudyRow, TrialRow
-from service.tokens import issue_token
+from service.storage.tokens import issue_token
 
 ROOT = Path(__file__).resolve().parents[1]
 PG = os.environ.get(
@@ -129,11 +129,19 @@ def load_cluster(
     quiet = ["--loglevel", "WARNING"]
     commands = {
         "api": [
-            *(sys.executable, "-m", "uvicorn", "--factory", "service.main:create_app"),
+            *(sys.executable, "-m", "uvicorn", "--factory", "service.api.app:create_app"),
             *("--port", str(port), "--workers", str(api_workers), "--log-level", "warning"),
         ],
         "control": [
-            *(*celery, "-A", "service.control", "worker", "-Q", f"{prefix}control", *quiet),
+            *(
+                *celery,
+                "-A",
+                "service.orchestration.control",
+                "worker",
+                "-Q",
+                f"{prefix}control",
+                *quiet,
+            ),
             *("-P", "solo", "-B", "-s", str(logs / "beat"), "-n", f"control-{prefix}@%h"),
         ],
     }

@@ -57,7 +57,7 @@ from bench.real_scaling_plan import (
     trial_tflop,
 )
 from bench.real_scaling_stack import Stack, StackConfig
-from service.client import ApiError, ScaletuneClient
+from service.interop.client import ApiError, ScaletuneClient
 
 FINAL = ("COMPLETE", "STOPPED")
 TENANT = "real-scaling"

@@ -25,9 +25,9 @@ from bench.real_scaling_plan import overheads
 from search.pareto import pareto_mask
 from search.scaling import ScalingRules
 from search.scaling.rules import inverse
-from service.client import ScaletuneClient
 from service.domain import trial_observation
-from service.reports.scaling import write_scaling_report
+from service.interop.client import ScaletuneClient
+from service.reads.reports.scaling import write_scaling_report
 
 TARGET_GAP = 0.005  # the prediction's loss within 0.5% of the sweep's best
 LONG_TRIAL_S = 30.0  # the overhead target (<= 10%) is for trials this long or longer

@@ -74,11 +74,13 @@ class Stack:
 
     def start(self) -> Stack:
         c, env = self.config, self.env()
-        uvicorn = ["uvicorn", "--factory", "service.main:create_app", "--no-access-log"]
+        uvicorn = ["uvicorn", "--factory", "service.api.app:create_app", "--no-access-log"]
         api = self._start("api", [*uvicorn, "--port", str(self.port)], env)
         wait_ready(self.base, api)  # migrates the database before the workers need it
         beat = str(c.log_dir / "celerybeat-schedule")
-        control = _celery("service.control", f"{c.prefix}control", f"control-{c.prefix}@%h")
+        control = _celery(
+            "service.orchestration.control", f"{c.prefix}control", f"control-{c.prefix}@%h"
+        )
         self._start("control", [*control, "-P", "solo", "-B", "-s", beat], env)
         worker_env = {**env, "SCALETUNE_DEVICE": c.device, "SCALETUNE_TRIAL_QUEUE": c.queue}
         worker_env["SCALETUNE_WARM_UP"] = "true"  # torch's start-up before the first trial

@@ -237,11 +237,11 @@ def result_problem(
 
     The one rule for results, wherever they come from: ``tell`` refuses such a result
     (422) and a worker's is recorded as a FAILED trial with this reason
-    (``service.results``). A completed trial needs a finite loss within +-``MAX_ABS_LOSS``
-    (and >= 0 unless the study's loss is ``signed``) and a cost within [``MIN_COST``,
-    ``MAX_COST``]: the engine refuses anything else, so a trial recorded COMPLETE with it
-    would sit on the front without ever being learned from. A failed trial's cost may be
-    0 (it crashed at once) but not negative or past ``MAX_COST``.
+    (``service.orchestration.results``). A completed trial needs a finite loss within
+    +-``MAX_ABS_LOSS`` (and >= 0 unless the study's loss is ``signed``) and a cost within
+    [``MIN_COST``, ``MAX_COST``]: the engine refuses anything else, so a trial recorded
+    COMPLETE with it would sit on the front without ever being learned from. A failed
+    trial's cost may be 0 (it crashed at once) but not negative or past ``MAX_COST``.
     """
     if not math.isfinite(cost) or cost < 0:
         return f"cost {cost} is not a finite cost >= 0"

@@ -9,11 +9,11 @@ from typing import Any
 
 from starlette.routing import Mount
 
+from service.api.app import create_app
 from service.config import Settings
-from service.main import create_app
 from service.storage import tenants
 from service.storage.db import make_engine, make_sessionmaker, migrate, transaction
-from service.tokens import issue_token
+from service.storage.tokens import issue_token
 
 # A valid admin token for tests' Settings(admin_token=...): 32+ characters.
 ADMIN_TOKEN = "test-admin-token-0123456789abcdef0123456789"

@@ -13,8 +13,8 @@ from kombu.exceptions import ContentDisallowed
 from kombu.serialization import dumps, loads
 
 from service.config import Settings
-from service.control import create_control_celery
-from service.messaging import create_sender
+from service.orchestration.control import create_control_celery
+from service.orchestration.messaging import create_sender
 from tests.test_architecture import _imported_roots
 from workers.celery_app import create_celery
 

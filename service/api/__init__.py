@@ -1,1 +1,1 @@
-"""The HTTP API: one router per resource, combined in ``service.api.router``."""
+"""The HTTP API: one router per resource in ``routes``, included by ``service.api.app``."""

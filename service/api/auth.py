@@ -12,7 +12,7 @@ files needs ``Authorization: Bearer <token>``:
   ``/metrics`` unless ``metrics_public``); a tenant token there gets 403. Studies belong
   to tenants, so an admin token cannot create one.
 
-Checking a token is one indexed lookup by its hash (``service.tokens``), on every request,
+Checking a token is one indexed lookup by its hash (``service.storage.tokens``), on every request,
 so a revoked token is refused at once; checking that a study or trial belongs to the
 tenant is one primary-key read the first time, then remembered by the process
 (``tenants.Owners``: owners never change).
@@ -28,7 +28,7 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 from service.api.deps import SessionDep, StudyId, TrialId
 from service.storage import tenants
-from service.tokens import hash_token, same_hash
+from service.storage.tokens import hash_token, same_hash
 
 
 @dataclass(frozen=True)

@@ -9,9 +9,9 @@ from fastapi import Depends, Path, Query, Request
 from sqlalchemy.orm import Session
 
 from service.config import Settings
-from service.proposals import Proposals
+from service.orchestration.proposals import Proposals
+from service.reads.views import FrontCache
 from service.storage.tables import MAX_ROW_ID
-from service.views import FrontCache
 from workers.heartbeat import HeartbeatStore
 
 

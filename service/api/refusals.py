@@ -2,7 +2,7 @@
 
 Every refusal is ``{"detail": "<why, in words>"}`` with a 4xx or 503 status; a 422 from
 request validation carries FastAPI's list of field errors instead (or one message, see
-``service.main._document_string_422``) and FastAPI documents it itself. Routers declare
+``service.api.app._document_string_422``) and FastAPI documents it itself. Routers declare
 the refusals their dependencies can raise (a token check, an owner check); routes add
 their own, so a client generated from the document knows every status it may get.
 """

@@ -1,1 +1,2 @@
-"""Persistence: SQLAlchemy tables, alembic migrations and the repository functions."""
+"""Persistence: SQLAlchemy tables, alembic migrations, the repository functions, and the
+tenants and API tokens."""

@@ -65,7 +65,7 @@ def cluster(redis_url: str, pg_database_url: str, tmp_path: Path) -> Iterator[Cl
         _start(
             [
                 "-A",
-                "service.control",
+                "service.orchestration.control",
                 "worker",
                 "-Q",
                 f"{prefix}control",

@@ -8,10 +8,10 @@ import warnings
 
 import pytest
 
+from service.api.app import create_app
 from service.config import Settings
-from service.embedded import run_embedded
-from service.main import create_app
-from service.scheduler import Scheduler
+from service.orchestration.embedded import run_embedded
+from service.orchestration.scheduler import Scheduler
 from service.storage import repository as repo
 from service.storage.db import make_engine, make_sessionmaker, migrate, transaction
 from tests.auth import ADMIN_TOKEN, authorize, bearer

@@ -12,9 +12,9 @@ import pytest
 from bench.real_scaling import Run, tenant_token
 from bench.real_scaling_plan import PRESETS, fixed_study, overheads
 from bench.real_scaling_stack import Stack, StackConfig
-from service.client import ScaletuneClient
+from service.api.app import create_app
 from service.config import Settings
-from service.main import create_app
+from service.interop.client import ScaletuneClient
 from tests.auth import ADMIN_TOKEN, authorize
 
 with warnings.catch_warnings():

@@ -10,7 +10,7 @@ from typing import Any
 from sqlalchemy import select
 
 from service.config import Settings
-from service.messaging import control_queue, create_sender
+from service.orchestration.messaging import control_queue, create_sender
 from service.storage.db import make_engine, make_sessionmaker, transaction
 from service.storage.tables import StudyRow, TrialRow
 from workers.contracts import RECORD_RESULT_TASK

@@ -49,7 +49,7 @@ class ApiProcess:
             "SCALETUNE_BROKER_URL": broker_url,
             "SCALETUNE_PROPOSALS": "inline",
         }
-        args = ["-m", "uvicorn", "--factory", "service.main:create_app"]
+        args = ["-m", "uvicorn", "--factory", "service.api.app:create_app"]
         args += ["--host", "127.0.0.1", "--port", str(self.port), "--log-level", "warning"]
         with log.open("a") as out:
             self.process = subprocess.Popen(

@@ -15,9 +15,9 @@ from collections.abc import Iterator
 import pytest
 from sqlalchemy import update
 
+from service.api.app import create_app
 from service.config import Settings
 from service.domain import MAX_IN_FLIGHT, MAX_SEED, MAX_TIME_LIMIT_S, MAX_TRIALS
-from service.main import create_app
 from service.storage.db import transaction
 from service.storage.tables import StudyRow
 from tests.auth import ADMIN_TOKEN, authorize, bearer

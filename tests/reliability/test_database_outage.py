@@ -7,8 +7,8 @@ import warnings
 
 import pytest
 
+from service.api.app import create_app
 from service.config import Settings
-from service.main import create_app
 from tests.auth import authorize
 
 with warnings.catch_warnings():

@@ -17,10 +17,10 @@ from sqlalchemy.orm import Session
 from bench.load_studies import audit, load_cluster, run_load, study_body
 from search.types import Suggestion
 from service.domain import StudySpec
+from service.orchestration.studies import create_study_row
 from service.storage import repository as repo
 from service.storage.db import make_engine, make_sessionmaker, migrate, transaction
 from service.storage.tables import StudyRow
-from service.studies import create_study_row
 
 STUDIES, TRIALS, IN_FLIGHT = 6, 20, 4  # every other study stops on cost before 20
 

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 import redis
 
-from service.main import create_app
+from service.api.app import create_app
 from tests.auth import authorize
 from tests.e2e.conftest import wait_for
 from tests.reliability.conftest import free_port

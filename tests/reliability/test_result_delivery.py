@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import pytest
 
-from service.main import create_app
+from service.api.app import create_app
 from tests.auth import authorize
 from tests.e2e.conftest import wait_for
 from tests.reliability.faults import (

@@ -17,8 +17,8 @@ from schemathesis.specs.openapi.checks import (
     status_code_conformance,
 )
 
+from service.api.app import create_app
 from service.config import Settings
-from service.main import create_app
 from tests.auth import ADMIN_TOKEN, authorize, bearer
 from tests.reliability.faults import TestClient
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import pytest
 
-from service.main import create_app
+from service.api.app import create_app
 from tests.auth import authorize
 from tests.e2e.conftest import wait_for
 from tests.reliability.faults import TestClient, cluster_settings, send_results, trial_rows

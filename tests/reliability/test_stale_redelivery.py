@@ -13,7 +13,7 @@ import pytest
 import redis
 
 from bench.processes import stop_process_group
-from service.main import create_app
+from service.api.app import create_app
 from tests.auth import authorize
 from tests.e2e.conftest import wait_for
 from tests.reliability.faults import TestClient, cluster_settings, study_state, trial_rows

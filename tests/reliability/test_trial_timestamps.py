@@ -8,7 +8,7 @@ from __future__ import annotations
 import pytest
 from sqlalchemy import select
 
-from service.main import create_app
+from service.api.app import create_app
 from service.storage.db import make_engine, make_sessionmaker, transaction
 from service.storage.tables import TrialRow
 from tests.auth import authorize

@@ -15,8 +15,8 @@ from typer.testing import CliRunner
 
 from bench.processes import stop_process_group
 from service import cli
-from service.client import ScaletuneClient
-from service.main import create_app
+from service.api.app import create_app
+from service.interop.client import ScaletuneClient
 from service.storage.db import make_engine, make_sessionmaker, transaction
 from service.storage.tables import TrialRow
 from tests.auth import ADMIN_TOKEN, authorize, bearer
@@ -71,7 +71,9 @@ def test_trials_on_a_queue_without_workers_wait_unspent_and_say_so(
     late_worker = None
     with TestClient(create_app(settings)) as client:
         authorize(client)
-        monkeypatch.setattr("service.cli._client", lambda api, token: ScaletuneClient(http=client))
+        monkeypatch.setattr(
+            "service.cli.common.api_client", lambda api, token: ScaletuneClient(http=client)
+        )
         study_id = client.post("/studies", json=STUDY).json()["id"]
         first = wait_for(
             lambda: (rows := _leases(url, study_id)) and len(rows) == 2 and rows,

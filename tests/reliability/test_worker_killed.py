@@ -12,7 +12,7 @@ import pytest
 import redis
 
 from bench.processes import stop_process_group
-from service.main import create_app
+from service.api.app import create_app
 from tests.auth import authorize
 from tests.e2e.conftest import _start, wait_for
 from tests.reliability.faults import (

@@ -14,8 +14,8 @@ from sqlalchemy import create_engine, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.orm import Session, sessionmaker
 
+from service.api.app import create_app
 from service.config import Settings
-from service.main import create_app
 from service.storage.db import make_engine, make_sessionmaker, migrate
 from tests.auth import authorize
 from tests.reliability.faults import TestClient

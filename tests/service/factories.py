@@ -80,10 +80,10 @@ def finished_study_with_rules(sessions: Any) -> tuple[int, Any]:
     returns ``(study_id, objective)``."""
     from search.types import Suggestion
     from service.domain import ScalingAxesSpec, StudyState
-    from service.rules import fit_rules
+    from service.orchestration.studies import create_study_row
+    from service.reads.study_rules import fit_rules
     from service.storage import repository as repo
     from service.storage.db import transaction
-    from service.studies import create_study_row
     from tests.search.near_front_study import sample_study
     from workers.objectives.testbed_truth import TestbedConfig
 

@@ -13,8 +13,8 @@ with warnings.catch_warnings():
     warnings.filterwarnings("ignore", message=".*install `httpx2`")
     from fastapi.testclient import TestClient
 
+from service.api.app import create_app
 from service.config import Settings
-from service.main import create_app
 from tests.auth import ADMIN_TOKEN, authorize, bearer
 
 pytestmark = pytest.mark.integration
@@ -186,7 +186,7 @@ def test_health_ready_queues_and_openapi(client: TestClient) -> None:
 
 def test_the_api_process_never_imports_torch() -> None:
     code = (
-        "import sys; from service.config import Settings; from service.main import create_app;"
+        "import sys; from service.config import Settings; from service.api.app import create_app;"
         "create_app(Settings(database_url='sqlite://'));"
         "bad = [m for m in ('torch', 'search.engine', 'workers.training', 'botorch')"
         " if m in sys.modules]; print(bad)"

@@ -8,10 +8,10 @@ import warnings
 import pytest
 from typer.testing import CliRunner
 
+from service.api.app import create_app
 from service.cli import app
-from service.client import ScaletuneClient
 from service.config import Settings
-from service.main import create_app
+from service.interop.client import ScaletuneClient
 from tests.auth import authorize
 
 with warnings.catch_warnings():
@@ -108,7 +108,9 @@ def test_submit_shows_the_apis_refusal_without_a_traceback(
     settings = Settings(database_url=sqlite_url, broker_url=redis_url, proposals="inline")
     with TestClient(create_app(settings)) as http:
         authorize(http)
-        monkeypatch.setattr("service.cli._client", lambda api, token: ScaletuneClient(http=http))
+        monkeypatch.setattr(
+            "service.cli.common.api_client", lambda api, token: ScaletuneClient(http=http)
+        )
         result = runner.invoke(app, ["submit", str(study)])
         assert result.exit_code == 2, result.output
         assert "HTTP 422" in result.output and "eval_points" in _flat(result.output)
@@ -157,7 +159,7 @@ def test_status_and_list_show_a_study_whose_stored_spec_no_longer_loads(
                     update(StudyRow).where(StudyRow.id == bad.json()["id"]).values(spec=poisoned)
                 )
             monkeypatch.setattr(
-                "service.cli._client", lambda api, token: ScaletuneClient(http=http)
+                "service.cli.common.api_client", lambda api, token: ScaletuneClient(http=http)
             )
             listed = runner.invoke(app, ["list"])
             assert listed.exit_code == 0, listed.output

@@ -7,9 +7,10 @@ import pytest
 from typer.testing import CliRunner
 
 from service import cli
-from service.client import ScaletuneClient
+from service.api.app import create_app
+from service.cli import common
 from service.config import Settings
-from service.main import create_app
+from service.interop.client import ScaletuneClient
 from tests.auth import bearer
 from tests.reliability.faults import TestClient
 
@@ -94,7 +95,7 @@ def test_an_unreachable_store_is_named_without_its_password(monkeypatch) -> None
 def test_client_commands_send_the_token_from_the_option_or_the_environment(
     api, monkeypatch
 ) -> None:
-    monkeypatch.setattr(cli, "_client", _client_on(api))
+    monkeypatch.setattr(common, "api_client", _client_on(api))
     assert _admin("create-tenant", "acme").exit_code == 0
     token = _issued("acme")
     api.post(
@@ -112,15 +113,15 @@ def test_client_commands_send_the_token_from_the_option_or_the_environment(
 
 
 def test_a_client_command_without_a_token_says_how_to_give_one(api, monkeypatch) -> None:
-    monkeypatch.setattr(cli, "_client", _client_on(api))
+    monkeypatch.setattr(common, "api_client", _client_on(api))
     result = runner.invoke(cli.app, ["list"])
     assert result.exit_code == 2 and "SCALETUNE_TOKEN" in result.output
 
 
 def _client_on(api: TestClient):  # type: ignore[no-untyped-def]
-    """``cli._client`` with the real app as transport: the CLI's own token check and
+    """``common.api_client`` with the real app as transport: the CLI's own token check and
     header, the app's authentication."""
-    build = cli._client
+    build = common.api_client
 
     def client(url: str, token: str | None) -> ScaletuneClient:
         build(url, token)  # refuses a missing token as the CLI does
@@ -132,7 +133,7 @@ def _client_on(api: TestClient):  # type: ignore[no-untyped-def]
 def test_watch_with_a_tenants_token_shows_the_study_and_says_queues_are_for_admins(
     api, monkeypatch
 ) -> None:
-    monkeypatch.setattr(cli, "_client", _client_on(api))
+    monkeypatch.setattr(common, "api_client", _client_on(api))
     assert _admin("create-tenant", "acme").exit_code == 0
     token = _issued("acme")
     study = {"name": "mine", "objective": "testbed", "budget": {"max_trials": 2}}

@@ -12,7 +12,7 @@ from typer.testing import CliRunner
 
 from search.scaling import ScalingRules
 from service.cli import app
-from service.rules_text import excludes_zero
+from service.reads.reports.rules_text import excludes_zero
 
 runner = CliRunner()
 

@@ -6,9 +6,9 @@ import warnings
 
 import pytest
 
-from service.client import ApiError, ScaletuneClient
+from service.api.app import create_app
 from service.config import Settings
-from service.main import create_app
+from service.interop.client import ApiError, ScaletuneClient
 from tests.auth import authorize
 
 with warnings.catch_warnings():

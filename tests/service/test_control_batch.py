@@ -14,11 +14,11 @@ import pytest
 import redis
 
 from service.config import Settings
-from service.control import record_results
-from service.control_batch import ControlQueueReader
 from service.domain import StudyNotFoundError, TrialState
-from service.messaging import STEP_TASK, control_queue, create_sender
-from service.scheduler import Scheduler
+from service.orchestration.control import record_results
+from service.orchestration.control_batch import ControlQueueReader
+from service.orchestration.messaging import STEP_TASK, control_queue, create_sender
+from service.orchestration.scheduler import Scheduler
 from service.storage import repository as repo
 from service.storage.db import transaction
 from tests.service.factories import FakeClock, RecordingDispatcher, completed, make_spec
@@ -88,8 +88,8 @@ def test_taken_messages_stay_unacknowledged_until_handled(broker) -> None:
 _TAKE_AND_DIE = """
 import os, signal, sys
 from service.config import Settings
-from service.control_batch import ControlQueueReader
-from service.messaging import control_queue, create_sender
+from service.orchestration.control_batch import ControlQueueReader
+from service.orchestration.messaging import control_queue, create_sender
 settings = Settings(broker_url=sys.argv[1], queue_prefix=sys.argv[2])
 app = create_sender(settings, name="batch-test")
 reader = ControlQueueReader(app, queue=control_queue(settings), known_tasks=frozenset(sys.argv[3:]))

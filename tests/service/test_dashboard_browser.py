@@ -34,12 +34,12 @@ from search.scaling.laws import LinearLaw
 from search.scaling.rules import inverse
 from search.types import Observation, Suggestion
 from service.domain import Budget, ScalingAxesSpec, StudySpec, StudyState
-from service.rules import fit_rules
+from service.orchestration.studies import create_study_row
+from service.reads.study_rules import fit_rules
 from service.storage import repository as repo
 from service.storage import tenants
 from service.storage.db import make_engine, make_sessionmaker, migrate, transaction
 from service.storage.tables import StudyRow
-from service.studies import create_study_row
 from tests.auth import ADMIN_TOKEN, bearer, issue_tenant_token
 from tests.search.near_front_study import sample_study
 from workers.heartbeat import HeartbeatStore, TrialRef
@@ -191,7 +191,7 @@ def _free_port() -> int:
 
 @pytest.fixture(scope="module")
 def server(store: dict) -> Iterator[str]:
-    """``uvicorn --factory service.main:create_app`` on a free port, until /ready answers."""
+    """``uvicorn --factory service.api.app:create_app`` on a free port, until /ready answers."""
     port = _free_port()
     env = {
         **os.environ,
@@ -202,7 +202,7 @@ def server(store: dict) -> Iterator[str]:
         "SCALETUNE_ADMIN_TOKEN": ADMIN_TOKEN,
     }
     log = (store["folder"] / "uvicorn.log").open("w")
-    command = [sys.executable, "-m", "uvicorn", "--factory", "service.main:create_app"]
+    command = [sys.executable, "-m", "uvicorn", "--factory", "service.api.app:create_app"]
     process = subprocess.Popen(
         [*command, "--host", "127.0.0.1", "--port", str(port), "--log-level", "warning"],
         env=env,

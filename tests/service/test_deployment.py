@@ -39,8 +39,8 @@ def test_gpu_workers_reserve_an_nvidia_device() -> None:
 @pytest.mark.parametrize(
     "service, module",
     [
-        ("api", "service.main"),
-        ("control", "service.control"),
+        ("api", "service.api.app"),
+        ("control", "service.orchestration.control"),
         ("gpu-worker", "workers.celery_app"),
         ("flower", "workers.celery_app"),
     ],

@@ -13,17 +13,22 @@ import warnings
 import pytest
 from typer.testing import CliRunner
 
+from service.api.app import create_app
 from service.cli import app
+from service.cli.local_store import open_store
 from service.config import Settings
 from service.domain import StudySpec, StudyState, TrialState, WarmStartSpec
-from service.imports import ImportRefusedError, StudyImport, create_imported_study, infer_space
-from service.local_store import open_store
-from service.main import create_app
-from service.runs_file import ColumnMapping, RunsFileError, read_runs, study_import
+from service.interop.imports import (
+    ImportRefusedError,
+    StudyImport,
+    create_imported_study,
+    infer_space,
+)
+from service.interop.runs_file import ColumnMapping, RunsFileError, read_runs, study_import
+from service.orchestration.studies import take_buffered
+from service.orchestration.verification import apply_warm_start, request_verification
 from service.storage import repository as repo
 from service.storage.db import transaction
-from service.studies import take_buffered
-from service.verification import apply_warm_start, request_verification
 from tests.auth import ADMIN_TOKEN, authorize, bearer
 from tests.search.near_front_study import sample_study
 from workers.objectives.testbed_truth import TestbedConfig
@@ -398,7 +403,7 @@ def test_cli_import_with_flops_a_compute_axis_and_a_name(tmp_path) -> None:
 def test_cli_import_into_a_service_with_a_mapping_file(
     tmp_path, sqlite_url, redis_url, monkeypatch
 ):
-    from service.client import ScaletuneClient
+    from service.interop.client import ScaletuneClient
 
     rows = "".join(
         f"{10 ** (-4 + i / 3)},{'adam' if i % 2 else 'sgd'},{3 - i / 10},{i + 1}\n"
@@ -409,7 +414,9 @@ def test_cli_import_into_a_service_with_a_mapping_file(
     settings = Settings(database_url=sqlite_url, broker_url=redis_url, proposals="inline")
     with TestClient(create_app(settings)) as http:
         authorize(http)
-        monkeypatch.setattr("service.cli._client", lambda api, token: ScaletuneClient(http=http))
+        monkeypatch.setattr(
+            "service.cli.common.api_client", lambda api, token: ScaletuneClient(http=http)
+        )
         args = ["import", str(path), "--mapping", str(mapping), "--api", "http://api"]
         result = runner.invoke(app, args)
         assert result.exit_code == 0, result.output

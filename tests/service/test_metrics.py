@@ -13,12 +13,12 @@ import redis
 from prometheus_client.parser import text_string_to_metric_families
 
 from search.types import Suggestion
+from service.api.app import create_app
 from service.config import Settings
-from service.main import create_app
-from service.observability import JsonFormatter, log_context
+from service.logs import JsonFormatter, log_context
+from service.orchestration.studies import create_study_row
 from service.storage import repository as repo
 from service.storage.db import transaction
-from service.studies import create_study_row
 from tests.auth import ADMIN_TOKEN, authorize, bearer
 from tests.service.factories import make_spec
 from workers.heartbeat import HeartbeatStore, TrialRef
@@ -229,7 +229,12 @@ def test_json_logs_carry_study_and_trial_ids(make_client, capsys, restore_root_l
 
 def test_json_formatter_merges_context_and_extra() -> None:
     record = logging.makeLogRecord(
-        {"name": "service.control", "levelname": "WARNING", "msg": "trial %s lost", "args": (9,)}
+        {
+            "name": "service.orchestration.control",
+            "levelname": "WARNING",
+            "msg": "trial %s lost",
+            "args": (9,),
+        }
     )
     record.attempt = 2
     with log_context(study_id=3), log_context(trial_id=9):
@@ -243,9 +248,9 @@ def test_json_formatter_merges_context_and_extra() -> None:
 def test_engine_ask_latency_comes_from_every_asking_process(make_client, redis_url, prefix) -> None:
     """A scheduler in another process (here: another object, as a control worker holds)
     records each engine.ask in Redis; the API's /metrics shows them all."""
-    from service.ask_latency import AskLatencyLog
     from service.domain import StudySpec
-    from service.scheduler import Scheduler
+    from service.orchestration.ask_latency import AskLatencyLog
+    from service.orchestration.scheduler import Scheduler
 
     client = make_client()
     log = AskLatencyLog.from_url(redis_url, prefix=prefix)

@@ -25,19 +25,19 @@ from search.space import (
     SearchSpace,
 )
 from search.types import Suggestion
-from service.client import ScaletuneClient
+from service.api.app import create_app
+from service.api.schemas import TrialDetail
 from service.config import Settings
 from service.domain import Budget, StudyState, TrialState
-from service.embedded import run_embedded
-from service.main import create_app
-from service.optuna_export import (
+from service.interop.client import ScaletuneClient
+from service.interop.optuna_export import (
     ExportTrial,
     OptunaExportError,
     export_from_api,
     export_to_optuna,
 )
-from service.scheduler import Scheduler
-from service.schemas import TrialDetail
+from service.orchestration.embedded import run_embedded
+from service.orchestration.scheduler import Scheduler
 from service.storage import repository as repo
 from service.storage.db import transaction
 from tests.auth import authorize
@@ -319,7 +319,7 @@ def test_cli_export_copies_a_study_into_an_optuna_storage(
     with TestClient(create_app(settings)) as http:
         authorize(http)
         client = ScaletuneClient(http=http)
-        monkeypatch.setattr(cli, "_client", lambda api, token: client)
+        monkeypatch.setattr(cli.common, "api_client", lambda api, token: client)
         spec = {"name": "cli", "objective": "testbed", "executor": "external"}
         study = client.create_study(spec | {"budget": {"max_trials": 2}})
         for item in client.ask(study["id"], count=2)["data"]:

@@ -13,8 +13,8 @@ from typer.testing import CliRunner
 from service.cli import app
 from service.config import Settings
 from service.domain import StudySpec
-from service.embedded import run_embedded
-from service.scheduler import Scheduler
+from service.orchestration.embedded import run_embedded
+from service.orchestration.scheduler import Scheduler
 from service.storage import repository as repo
 from service.storage.db import make_engine, make_sessionmaker, migrate, transaction
 

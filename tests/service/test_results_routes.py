@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import yaml
 
-from service.client import ScaletuneClient
+from service.interop.client import ScaletuneClient
 
 pytestmark = pytest.mark.integration
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from search.scaling import fit_scaling_rules
-from service.reports import write_scaling_report
+from service.reads.reports import write_scaling_report
 from tests.search.near_front_study import AXES, sample_study
 from workers.objectives.testbed_truth import TestbedConfig
 
@@ -74,7 +74,7 @@ def test_a_failing_plot_leaves_no_partial_report(fitted, tmp_path, monkeypatch):
     def broken(*_args, **_kwargs):
         raise RuntimeError("plot failed")
 
-    monkeypatch.setattr("service.reports.scaling.plot_rule", broken)
+    monkeypatch.setattr("service.reads.reports.scaling.plot_rule", broken)
     with pytest.raises(RuntimeError, match="plot failed"):
         write_scaling_report(rules, observations, out)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["report"]  # no scratch left

@@ -10,8 +10,9 @@ import pytest
 from search.pacing import StudyLimits
 from service.config import Settings
 from service.domain import Budget, StudyState, TrialState
-from service.results import IngestOutcome, ResultMismatchError, ingest_result
-from service.scheduler import Scheduler, study_limits
+from service.orchestration.engines import study_limits
+from service.orchestration.results import IngestOutcome, ResultMismatchError, ingest_result
+from service.orchestration.scheduler import Scheduler
 from service.storage import repository as repo
 from service.storage.db import transaction
 from tests.service.factories import (

@@ -11,8 +11,8 @@ import pytest
 from sqlalchemy import select
 from sqlalchemy.engine import make_url
 
+from service.api.app import create_app
 from service.config import Settings
-from service.main import create_app
 from service.storage.db import transaction
 from service.storage.tables import ApiTokenRow
 from tests.auth import ADMIN_TOKEN, app_routes, bearer, issue_tenant_token

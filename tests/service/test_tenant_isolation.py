@@ -16,8 +16,8 @@ from typing import Any
 
 import pytest
 
+from service.api.app import create_app
 from service.config import Settings
-from service.main import create_app
 from service.storage.tenants import Owners
 from tests.auth import ADMIN_TOKEN, app_routes, bearer, issue_tenant_token
 from tests.reliability.faults import TestClient

@@ -10,16 +10,16 @@ from search.scaling.rules import ScalingRules
 from search.space import SearchSpace
 from service.config import Settings
 from service.domain import StudySpec, StudyState, TrialState
-from service.scheduler import Scheduler
-from service.storage import repository as repo
-from service.storage.db import transaction
-from service.verification import (
+from service.orchestration.scheduler import Scheduler
+from service.orchestration.verification import (
     VERIFICATION_REASON,
     VerificationPendingError,
     request_verification,
     studies_with_pending_verification,
     verification_status,
 )
+from service.storage import repository as repo
+from service.storage.db import transaction
 from tests.service.factories import (
     FakeClock,
     RecordingDispatcher,

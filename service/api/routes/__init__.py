@@ -1,1 +1,1 @@
-"""Routers: studies, trials (ask/tell), queues, results, health."""
+"""Routers: studies, trials (ask/tell), results, imports, queues, admin, health, dashboard."""

@@ -10,7 +10,7 @@ from fastapi import APIRouter, HTTPException, Path, Query, status
 from service.api.auth import AdminOnly
 from service.api.deps import MAX_ROW_ID, SessionDep
 from service.api.refusals import ADMIN_ONLY, refusals
-from service.schemas import (
+from service.api.schemas import (
     IssuedTokenPublic,
     TenantCreate,
     TenantPublic,
@@ -20,7 +20,7 @@ from service.schemas import (
     TokensPublic,
 )
 from service.storage import tenants
-from service.tokens import issue_token, revoke_token
+from service.storage.tokens import issue_token, revoke_token
 
 router = APIRouter(prefix="/admin", tags=["admin"], dependencies=[AdminOnly], responses=ADMIN_ONLY)
 

@@ -6,7 +6,7 @@ from fastapi import APIRouter, Request, status
 from fastapi.responses import JSONResponse
 from sqlalchemy import text
 
-from service.schemas import Health
+from service.api.schemas import Health
 
 router = APIRouter(tags=["health"])
 

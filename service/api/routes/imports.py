@@ -1,4 +1,4 @@
-"""Past runs as a finished study: ``POST /studies/import`` (see ``service.imports``)."""
+"""Past runs as a finished study: ``POST /studies/import`` (see ``service.interop.imports``)."""
 
 from __future__ import annotations
 
@@ -10,8 +10,8 @@ from service.api.auth import Authenticated, PrincipalDep
 from service.api.deps import FrontsDep, ProposalsDep, SessionDep
 from service.api.refusals import AUTHENTICATED, refusals
 from service.api.routes.studies import study_detail
-from service.imports import ImportRefusedError, StudyImport, create_imported_study
-from service.schemas import StudyDetail
+from service.api.schemas import StudyDetail
+from service.interop.imports import ImportRefusedError, StudyImport, create_imported_study
 from service.storage import repository as repo
 
 router = APIRouter(

@@ -11,8 +11,8 @@ from sqlalchemy import select
 from service.api.auth import AdminOnly
 from service.api.deps import HeartbeatsDep, SessionDep
 from service.api.refusals import ADMIN_ONLY
+from service.api.schemas import QueuePublic, QueuesPublic, WorkerPublic
 from service.domain import TrialState
-from service.schemas import QueuePublic, QueuesPublic, WorkerPublic
 from service.storage.tables import TrialRow
 
 # Workers and queues are shared by all tenants (the view names their trials): admins only.

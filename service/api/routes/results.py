@@ -9,19 +9,19 @@ from fastapi import APIRouter, HTTPException, Response, status
 from fastapi.responses import FileResponse
 
 from search.errors import SearchError
-from service import views
 from service.api.auth import OwnedStudy
 from service.api.deps import FrontsDep, SessionDep, SettingsDep, StudyId
 from service.api.refusals import AUTHENTICATED, OWNED, refusals
+from service.api.schemas import FrontPublic, TrialPublic, VerifyRequest
 from service.domain import TrialState
-from service.schemas import FrontPublic, TrialPublic, VerifyRequest
-from service.storage import repository as repo
-from service.verification import (
+from service.orchestration.verification import (
     NoRulesError,
     VerificationPendingError,
     request_verification,
     verification_status,
 )
+from service.reads import views
+from service.storage import repository as repo
 
 # Every route here is about the study in the path: the owner check covers the router.
 router = APIRouter(
@@ -70,7 +70,7 @@ def get_report_file(
     study_id: StudyId, name: str, session: SessionDep, settings: SettingsDep
 ) -> FileResponse:
     """The scaling report (``scaling-report.md``) and its plots (``*.png``)."""
-    from service.report_files import NoReportError, report_dir, report_file
+    from service.reads.reports.files import NoReportError, report_dir, report_file
 
     study = repo.get_study(session, study_id=study_id)
     trials = repo.trials_in_state(

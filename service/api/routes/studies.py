@@ -8,7 +8,6 @@ from typing import Annotated
 import redis
 from fastapi import APIRouter, HTTPException, Query, status
 
-from service import views
 from service.api.auth import Authenticated, OwnedStudy, PrincipalDep
 from service.api.deps import (
     FrontsDep,
@@ -20,15 +19,7 @@ from service.api.deps import (
     StudyId,
 )
 from service.api.refusals import AUTHENTICATED, OWNED, refusals
-from service.config import Settings
-from service.domain import (
-    InvalidTransitionError,
-    StudySpec,
-    StudyState,
-    TrialState,
-    spec_error,
-)
-from service.schemas import (
+from service.api.schemas import (
     CostBand,
     Progress,
     StudiesPublic,
@@ -37,11 +28,20 @@ from service.schemas import (
     StudyPublic,
     TrialPublic,
 )
+from service.config import Settings
+from service.domain import (
+    InvalidTransitionError,
+    StudySpec,
+    StudyState,
+    TrialState,
+    spec_error,
+)
+from service.orchestration.studies import UnknownObjectiveNameError, create_study_row
+from service.orchestration.verification import NoRulesError
+from service.reads import views
+from service.reads.views import FrontCache
 from service.storage import repository as repo
 from service.storage.tables import StudyRow
-from service.studies import UnknownObjectiveNameError, create_study_row
-from service.verification import NoRulesError
-from service.views import FrontCache
 from workers.heartbeat import HeartbeatStore
 from workers.objectives.registry import (
     InvalidObjectiveOptionsError,

@@ -7,7 +7,6 @@ from typing import Annotated
 
 from fastapi import APIRouter, HTTPException, Query, status
 
-from service import studies, views
 from service.api.auth import Authenticated, OwnedStudy, OwnedTrial
 from service.api.deps import (
     HeartbeatsDep,
@@ -19,8 +18,7 @@ from service.api.deps import (
     TrialId,
 )
 from service.api.refusals import AUTHENTICATED, OWNED, refusals
-from service.domain import StudyState, TrialState
-from service.schemas import (
+from service.api.schemas import (
     AskRequest,
     AskResponse,
     Assignment,
@@ -31,8 +29,11 @@ from service.schemas import (
     TrialPublic,
     TrialsPublic,
 )
+from service.domain import StudyState, TrialState
+from service.orchestration import studies
+from service.orchestration.verification import waiting_verifications
+from service.reads import views
 from service.storage import repository as repo
-from service.verification import waiting_verifications
 
 router = APIRouter(tags=["trials"], dependencies=[Authenticated], responses=AUTHENTICATED)
 
@@ -76,7 +77,7 @@ def ask(
 ) -> AskResponse:
     """Hand out up to ``count`` trials to run outside scaletune; each holds a lease."""
     study = repo.get_study(session, study_id=study_id)
-    # a COMPLETE study hands out only its verification trial (service.verification)
+    # a COMPLETE study hands out only its verification trial (service.orchestration.verification)
     verifying = study.state == StudyState.COMPLETE and waiting_verifications(
         session, study_id=study_id
     )

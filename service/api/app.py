@@ -1,4 +1,4 @@
-"""The FastAPI application factory: ``uvicorn --factory service.main:create_app``.
+"""The FastAPI application factory: ``uvicorn --factory service.api.app:create_app``.
 
 Nothing is built at import. The API process imports no torch and no trainer: it reads
 and writes the store, hands out buffered proposals and sends tasks by name.
@@ -16,9 +16,9 @@ from fastapi.responses import JSONResponse
 from pydantic import ValidationError
 from sqlalchemy.exc import OperationalError
 
+from service.api.observability import install_observability
 from service.api.routes import admin, health, imports, queues, results, studies, trials
 from service.api.routes.dashboard import mount_dashboard
-from service.ask_latency import AskLatencyLog
 from service.config import Settings, get_settings
 from service.domain import (
     InvalidTransitionError,
@@ -26,12 +26,13 @@ from service.domain import (
     TrialNotFoundError,
     describe_errors,
 )
-from service.observability import configure_logging, install_observability
-from service.proposals import ControlProposals, InlineProposals
+from service.logs import configure_logging
+from service.orchestration.ask_latency import AskLatencyLog
+from service.orchestration.proposals import ControlProposals, InlineProposals
+from service.reads.views import FrontCache
 from service.storage import tenants
 from service.storage.db import make_engine, make_sessionmaker, migrate
-from service.tokens import hash_token
-from service.views import FrontCache
+from service.storage.tokens import hash_token
 from workers.heartbeat import HeartbeatStore
 
 

@@ -55,7 +55,7 @@ class ScaletuneClient:
         return self._call("POST", "/studies", json=spec)
 
     def import_study(self, body: dict[str, Any]) -> dict[str, Any]:
-        """Past runs as a finished study (``service.imports.StudyImport``)."""
+        """Past runs as a finished study (``service.interop.imports.StudyImport``)."""
         return self._call("POST", "/studies/import", json=body)
 
     def list_studies(self, *, offset: int = 0, limit: int = 50) -> dict[str, Any]:

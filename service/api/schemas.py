@@ -131,7 +131,8 @@ class TellRequest(StorableBody):
 
     @model_validator(mode="after")
     def _a_result_the_engine_can_model(self) -> Self:
-        # the sign of the loss is the study's business: checked by service.studies.tell
+        # the sign of the loss is the study's business: checked by
+        # service.orchestration.studies.tell
         problem = result_problem(failed=self.failed, loss=self.loss, cost=self.cost)
         if problem is not None:
             raise ValueError(problem)

@@ -1,6 +1,6 @@
 """Sending by task name over the broker; light enough for the API process (no engine).
 
-The control worker (``service.control``) serves ``STEP_TASK``, ``TICK_TASK`` and
+The control worker (``service.orchestration.control``) serves ``STEP_TASK``, ``TICK_TASK`` and
 ``RECORD_RESULT_TASK`` on the control queue; trial workers serve ``RUN_TRIAL_TASK``.
 """
 

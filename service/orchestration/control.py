@@ -2,14 +2,14 @@
 
 Start it with::
 
-    celery -A service.control worker -Q control -c 1 -B
+    celery -A service.orchestration.control worker -Q control -c 1 -B
 
 Tasks (all JSON, all idempotent):
 - ``RECORD_RESULT_TASK`` (sent by trial workers): record the result and dispatch the
   next trial from the proposal buffer in one transaction (the engine is told and the
   buffer refilled once it is down to its low watermark); the messages already waiting
-  behind it are taken along (``service.control_batch``), so a burst of results costs one
-  transaction per study;
+  behind it are taken along (``service.orchestration.control_batch``), so a burst of
+  results costs one transaction per study;
 - ``STEP_TASK`` (sent by the API after create/resume/tell/ask, and by the beat every
   ``tick_seconds`` for every running study): one scheduler step, which also reclaims
   trials whose heartbeat stopped.
@@ -27,23 +27,23 @@ from celery.signals import after_setup_logger
 from pydantic import ValidationError
 from sqlalchemy.orm import Session, sessionmaker
 
-from service.ask_latency import AskLatencyLog
 from service.config import Settings
-from service.control_batch import ControlQueueReader, TakenMessage
 from service.domain import StudyNotFoundError, StudyState
-from service.fleet import RedisFleet
-from service.messaging import (
+from service.logs import configure_logging, log_context
+from service.orchestration.ask_latency import AskLatencyLog
+from service.orchestration.control_batch import ControlQueueReader, TakenMessage
+from service.orchestration.fleet import RedisFleet
+from service.orchestration.messaging import (
     STEP_TASK,
     TICK_TASK,
     CeleryDispatcher,
     control_queue,
     create_sender,
 )
-from service.observability import configure_logging, log_context
-from service.scheduler import Scheduler
+from service.orchestration.scheduler import Scheduler
+from service.orchestration.verification import studies_with_pending_verification
 from service.storage import repository as repo
 from service.storage.db import make_engine, make_sessionmaker, transaction
-from service.verification import studies_with_pending_verification
 from workers.contracts import RECORD_RESULT_TASK, TrialResult
 from workers.heartbeat import HeartbeatStore
 

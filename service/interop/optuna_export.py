@@ -153,7 +153,7 @@ def export_from_api(
     study_name: str | None = None,
     overwrite: bool = False,
 ) -> str:
-    """The same snapshot, read over HTTP through a ``service.client.ScaletuneClient``
+    """The same snapshot, read over HTTP through a ``service.interop.client.ScaletuneClient``
     (what ``scaletune export`` talks to); one request per trial for its curve and metrics."""
     study = client.get_study(study_id)
     states = [str(s) for s in _EXPORTED_STATES]

@@ -16,9 +16,9 @@ from typing import Protocol
 from sqlalchemy.orm import Session, sessionmaker
 
 from service.config import Settings
+from service.orchestration.studies import take_buffered
 from service.storage.db import transaction
 from service.storage.tables import TrialRow
-from service.studies import take_buffered
 
 
 class Proposals(Protocol):
@@ -35,7 +35,7 @@ class ControlProposals:
     def __init__(
         self, *, sessions: sessionmaker[Session], settings: Settings, wait_seconds: float = 5.0
     ) -> None:
-        from service.messaging import create_sender
+        from service.orchestration.messaging import create_sender
 
         self.sessions = sessions
         self.settings = settings
@@ -46,7 +46,7 @@ class ControlProposals:
         self.sender.close()
 
     def kick(self, study_id: int) -> None:
-        from service.messaging import request_step
+        from service.orchestration.messaging import request_step
 
         request_step(self.sender, settings=self.settings, study_id=study_id)
 
@@ -82,8 +82,8 @@ class InlineProposals:
     @property
     def scheduler(self):  # type: ignore[no-untyped-def]
         if self._scheduler is None:
-            from service.messaging import CeleryDispatcher, create_sender
-            from service.scheduler import Scheduler
+            from service.orchestration.messaging import CeleryDispatcher, create_sender
+            from service.orchestration.scheduler import Scheduler
 
             self._scheduler = Scheduler(
                 sessions=self.sessions,

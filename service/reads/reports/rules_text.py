@@ -1,7 +1,7 @@
 """Scaling rules in words: each law with its exponents and their intervals.
 
-Shared by the terminal's rules table (``service.reporting``) and the Markdown report
-(``service.reports.scaling``), so both say the same thing. A law fitted in ``ln`` (log
+Shared by the terminal's rules table (``service.reads.reports.outcome``) and the Markdown report
+(``service.reads.reports.scaling``), so both say the same thing. A law fitted in ``ln`` (log
 parameters) or ``log2`` (powers of two) is a power law, shown by its exponents:
 ``x* ~ C^b`` or ``x* ~ N^p D^q`` (for ``log2``, ``b`` is the slope times ln 2). A law in
 ``logit`` or identity space is shown as the line it is, ``logit(x*) = a + b ln C``.

@@ -11,11 +11,11 @@ from rich.markup import escape
 from sqlalchemy.orm import Session, sessionmaker
 
 from search.scaling.rules import HyperparameterRule, ScalingRules
-from service.rules_text import allocation_texts, rule_laws
+from service.reads.reports.rules_text import allocation_texts, rule_laws
+from service.reads.reports.terminal import plural, show_table
+from service.reads.views import front_trials, summarise
 from service.storage import repository as repo
 from service.storage.db import transaction
-from service.terminal import plural, show_table
-from service.views import front_trials, summarise
 
 
 def print_study_result(

@@ -55,7 +55,7 @@ ParamName = Annotated[str, StringConstraints(min_length=1, max_length=200)]
 
 
 class ImportedRun(StorableBody):
-    """One past run (the API's body and what ``service.runs_file`` reads from a file)."""
+    """One past run (the API's body and what ``service.interop.runs_file`` reads from a file)."""
 
     params: dict[ParamName, bool | int | float | str] = Field(min_length=1)
     loss: float | None = Field(None, description="final loss; null: diverged")

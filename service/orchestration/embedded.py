@@ -2,7 +2,7 @@
 
 The same scheduler and the same ``workers.runner.run_trial_request`` the Celery task
 calls; the queue is replaced by a thread pool whose results are recorded by the main
-thread through ``service.results``, exactly as the control worker records them.
+thread through ``service.orchestration.results``, exactly as the control worker records them.
 Threads suit the testbed and other objectives that release the GIL (torch does).
 """
 
@@ -18,8 +18,8 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from service.config import Settings
 from service.domain import FINAL_STUDY_STATES, StudyState
-from service.results import ingest_result
-from service.scheduler import Scheduler, StepReport
+from service.orchestration.results import ingest_result
+from service.orchestration.scheduler import Scheduler, StepReport
 from service.storage.db import transaction
 from service.storage.tables import TrialRow
 from workers.contracts import TrialRequest, TrialResult

@@ -22,7 +22,7 @@ from search.pareto import pareto_mask
 from search.scaling import ScalingRules
 from search.scaling.laws import LinearLaw
 from search.scaling.rules import HyperparameterRule, inverse
-from service.rules_text import law_text
+from service.reads.reports.rules_text import law_text
 
 EXTRAPOLATE = 100.0  # plots reach 100x the largest compute observed
 _FIGSIZE = (6.4, 4.4)

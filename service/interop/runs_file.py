@@ -36,7 +36,7 @@ from search.errors import InvalidSpaceError
 from search.scaling.chinchilla import FLOPS_PER_PARAM_TOKEN
 from search.space import SearchSpace
 from service.domain import ScalingAxesSpec
-from service.imports import ImportedRun, StudyImport, infer_space
+from service.interop.imports import ImportedRun, StudyImport, infer_space
 
 PREFIXES = ("config.", "summary.", "params.")
 STATE_COLUMNS = ("State", "state")

@@ -1,5 +1,5 @@
 """File reports a user checks into their repository (Markdown + PNG); no database."""
 
-from service.reports.scaling import write_scaling_report
+from service.reads.reports.scaling import write_scaling_report
 
 __all__ = ["write_scaling_report"]

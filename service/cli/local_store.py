@@ -14,7 +14,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from search.scaling import ScalingRules
 from service.config import DEFAULT_HOME
 from service.domain import TrialState
-from service.report_files import NoReportError
+from service.reads.reports.files import NoReportError
 from service.storage import repository as repo
 from service.storage.db import make_engine, make_sessionmaker, migrate, transaction
 
@@ -67,8 +67,8 @@ def check_rules_path(path: Path) -> None:
 def export_report(sessions: sessionmaker[Session], study_id: int, out: Path) -> Path:
     """The study's scaling report written straight into ``out`` (as ``export`` does
     from the API); the Markdown file's path. NoReportError without rules."""
-    from service.reports import write_scaling_report
-    from service.rules import observations
+    from service.reads.reports import write_scaling_report
+    from service.reads.study_rules import observations
 
     rules = study_rules(sessions, study_id)
     with transaction(sessions) as session:

@@ -9,13 +9,13 @@ from __future__ import annotations
 
 from sqlalchemy.orm import Session
 
-from service.budget import trials_left
 from service.domain import StudySpec, StudyState, TrialState, result_problem
-from service.results import IngestOutcome, ingest_result
+from service.orchestration.budget import trials_left
+from service.orchestration.results import IngestOutcome, ingest_result
+from service.orchestration.verification import apply_warm_start, waiting_verifications
 from service.storage import repository as repo
 from service.storage import tenants
 from service.storage.tables import StudyRow, TrialRow
-from service.verification import apply_warm_start, waiting_verifications
 from workers.contracts import TrialResult
 from workers.objectives.registry import (
     available_objectives,

@@ -6,33 +6,27 @@ replicas can call them concurrently without dispatching a slot twice or overshoo
 the budget by more than the trials already in flight.
 
 A step, in order:
-1. reclaim: RUNNING trials whose lease ran out are requeued (infrastructure: the worker
-   went silent) or failed (past their hard time limit: the configuration's fault). A
-   trial no worker ever took is not silent but waiting: it keeps its place while its
-   queue's workers are busy or absent (a study whose queue no live worker consumes is
-   logged once), and is sent again, without counting an attempt, only when an idle
-   worker of its queue should have taken it (its message was lost). A reclaimed
-   attempt is retired (``service.fleet``), so a worker handed it later drops it;
+1. reclaim (``service.orchestration.reclaim``): RUNNING trials whose lease ran out are
+   requeued (infrastructure: the worker went silent) or failed (past their hard time
+   limit: the configuration's fault); a trial no worker ever took waits for one;
 2. dispatch: WAITING trials (retries first, then the proposal buffer), up to
    ``in_flight`` running and the budget; the engine is touched only if the buffer is
    short; tasks are sent after the commit, so a freed worker never waits for a GP fit;
 3. sync and refill (a second transaction, once the buffer is down to half of
    ``proposal_buffer``): tell the engine every final trial it has not seen (results are
-   recorded by ``service.results`` without the engine, possibly in another process), ask
-   up to ``proposal_buffer`` suggestions ahead of need, complete a study whose budget is
-   spent, and save the engine once.
+   recorded by ``service.orchestration.results`` without the engine, possibly in another
+   process), ask up to ``proposal_buffer`` suggestions ahead of need, complete a study
+   whose budget is spent, and save the engine once.
 
-Engines are cached per study and rebuilt from ``state_dict`` JSON whenever the row's
-``engine_version`` moved on (another process wrote it).
+Engines are built, cached, told and saved by ``service.orchestration.engines``.
 """
 
 from __future__ import annotations
 
-import json
 import logging
 import time
 from collections.abc import Callable, Iterator, Sequence
-from contextlib import AbstractContextManager, contextmanager, nullcontext, suppress
+from contextlib import AbstractContextManager, contextmanager, nullcontext
 from dataclasses import dataclass, field
 from typing import Protocol, runtime_checkable
 
@@ -40,35 +34,26 @@ from pydantic import ValidationError
 from sqlalchemy.orm import Session, sessionmaker
 
 from search.engine import ParetoSearch
-from search.errors import InvalidObservationError, UnknownSuggestionError
-from search.pacing import StudyLimits
-from search.settings import SearchSettings
-from search.space import SearchSpace
-from service.budget import trials_left
 from service.config import Settings
 from service.domain import (
     FINAL_STUDY_STATES,
     StudySpec,
     StudyState,
     TrialState,
-    trial_observation,
 )
-from service.results import IngestOutcome, ingest_results
-from service.rules import fit_rules
+from service.orchestration.budget import trials_left
+from service.orchestration.engines import EngineCache, load_spec, sync
+from service.orchestration.reclaim import Fleet, HeartbeatSource, Reclaimer
+from service.orchestration.results import IngestOutcome, ingest_results
+from service.orchestration.studies import create_study_row
+from service.orchestration.verification import waiting_verifications
+from service.reads.study_rules import fit_rules
 from service.storage import repository as repo
 from service.storage.db import transaction
 from service.storage.tables import StudyRow, TrialRow
-from service.studies import create_study_row
-from service.verification import waiting_verifications
-from workers.contracts import TrialRequest, TrialResult, attempt_task_id
-from workers.heartbeat import QueueConsumers
+from workers.contracts import TrialRequest, TrialResult
 
 logger = logging.getLogger(__name__)
-
-# The service owns leases (per trial, in the database); the engine's own must never fire.
-ENGINE_LEASE_SECONDS = 1e12
-# A failed trial still cost something; the engine needs a positive cost to learn from it.
-MIN_FAILED_COST = 1e-6
 
 
 class Dispatcher(Protocol):
@@ -84,20 +69,6 @@ class BatchingDispatcher(Dispatcher, Protocol):
     def batch(self) -> AbstractContextManager[None]: ...
 
 
-HeartbeatSource = Callable[[list[TrialRow]], dict[int, float]]
-
-
-class Fleet(Protocol):
-    """What the scheduler learns of the trial workers besides heartbeats, and where it
-    retires reclaimed attempts (``service.fleet.RedisFleet``); None answers: unknown."""
-
-    def consumers(self) -> dict[str, QueueConsumers] | None: ...
-
-    def started(self, task_ids: list[str]) -> set[str] | None: ...
-
-    def retire(self, task_ids: list[str]) -> None: ...
-
-
 @dataclass
 class StepReport:
     """What one step did, for logs and progress bars."""
@@ -108,39 +79,6 @@ class StepReport:
     requeued: list[int] = field(default_factory=list)
     told: int = 0
     outcomes: list[IngestOutcome] = field(default_factory=list)
-
-
-def load_spec(study: StudyRow) -> StudySpec:
-    return StudySpec.model_validate(study.spec)
-
-
-def search_settings(spec: StudySpec) -> SearchSettings:
-    """The engine's settings: the study's ``search`` fields, plus what the study itself
-    decides (its seed and trial-cost ceiling)."""
-    return SearchSettings(
-        seed=spec.seed,
-        max_suggestion_cost=spec.max_trial_cost,
-        lease_seconds=ENGINE_LEASE_SECONDS,
-        **spec.search,
-    )
-
-
-def study_limits(spec: StudySpec) -> StudyLimits:
-    """The study's budget and trials in flight, which the engine paces itself against."""
-    return StudyLimits(
-        max_trials=spec.budget.max_trials,
-        max_cost=spec.budget.max_cost,
-        in_flight=spec.in_flight,
-    )
-
-
-def resolve_space(spec: StudySpec) -> SearchSpace:
-    """The study's space, or its objective's default one (imports the objective)."""
-    if spec.space is not None:
-        return spec.space
-    from workers.objectives.registry import create_objective
-
-    return create_objective(spec.objective, spec.objective_options).default_space()
 
 
 class Scheduler:
@@ -161,16 +99,17 @@ class Scheduler:
         self.settings = settings
         self.dispatcher = dispatcher
         self.clock = clock
-        self.heartbeats = heartbeats
         self.ask_timer = ask_timer  # told the wall seconds of every engine.ask
-        self.fleet = fleet  # None (embedded): every dispatched trial counts as taken
-        self._engines: dict[int, tuple[int, ParetoSearch]] = {}
-        self._unserved: set[tuple[int, str]] = set()  # (study, queue) already warned of
+        # fleet None (embedded): every dispatched trial counts as taken
+        self.reclaimer = Reclaimer(
+            settings=settings, clock=clock, heartbeats=heartbeats, fleet=fleet
+        )
+        self.engines = EngineCache(clock=clock)
 
     # -- studies ---------------------------------------------------------------------
 
     def create_study(self, spec: StudySpec) -> int:
-        """Store a study; its engine is built on the first step (``_engine``)."""
+        """Store a study; its engine is built on the first step (``EngineCache.get``)."""
         with transaction(self.sessions) as session:
             return create_study_row(session, spec=spec, now=self.clock()).id
 
@@ -219,16 +158,17 @@ class Scheduler:
         """Record ``results``, reclaim and dispatch from the buffer, send, then tell the
         engine and refill.
 
-        The first transaction records the results (idempotently, ``service.results``) and
-        fills the slots they freed; it touches the engine only when the buffer cannot
-        cover the free slots, so a freed worker's next trial leaves at database speed. The
-        second (skipped while the buffer is above its low watermark) tells the engine
-        every new result and asks ahead, with one engine save. ``reclaim=False`` leaves
-        lease checks to the periodic tick (the path a recorded result takes).
+        The first transaction records the results (idempotently,
+        ``service.orchestration.results``) and fills the slots they freed; it touches the
+        engine only when the buffer cannot cover the free slots, so a freed worker's next
+        trial leaves at database speed. The second (skipped while the buffer is above its
+        low watermark) tells the engine every new result and asks ahead, with one engine
+        save. ``reclaim=False`` leaves lease checks to the periodic tick (the
+        path a recorded result takes).
         """
         requests: list[tuple[TrialRequest, str]] = []
         retired: list[str] = []
-        consumers = self._consumers() if reclaim else None
+        consumers = self.reclaimer.consumers() if reclaim else None
         with self._locked(study_id) as (session, study):
             report = StepReport(study_id=study_id, state=StudyState(study.state))
             report.outcomes = ingest_results(
@@ -239,12 +179,12 @@ class Scheduler:
                 max_attempts=self.settings.max_attempts,
             )
             if reclaim:
-                report.requeued = self._reclaim(
+                report.requeued = self.reclaimer.reclaim(
                     session, study, consumers=consumers, retired=retired
                 )
             tally = repo.tally(session, study_id=study.id)
             if reclaim:
-                self._warn_if_unserved(study, tally, consumers)
+                self.reclaimer.warn_if_unserved(study, tally, consumers)
             if study.state == StudyState.RUNNING and load_spec(study).executor == "workers":
                 requests = self._dispatch(session, study, tally)
             elif study.state == StudyState.COMPLETE and load_spec(study).executor == "workers":
@@ -252,8 +192,7 @@ class Scheduler:
             skip_sync = self._buffer_is_full_enough(
                 session, study, _after_dispatch(tally, [r for r, _ in requests])
             )
-        if retired and self.fleet is not None:
-            self.fleet.retire(retired)
+        self.reclaimer.retire(retired)
         self._send(requests)
         report.dispatched = [request.trial_id for request, _ in requests]
         if not skip_sync:
@@ -275,8 +214,8 @@ class Scheduler:
                 return 0, StudyState(study.state)
             left = trials_left(session, study=study, tally=tally)
             fresh = not repo.has_engine_state(study)
-            engine = self._engine(study)
-            told = self._sync(session, study, engine)
+            engine = self.engines.get(study)
+            told = sync(session, study, engine)
             asked = self._refill(
                 session, study, engine, waiting=tally.by_state[TrialState.WAITING], left=left
             )
@@ -287,7 +226,7 @@ class Scheduler:
                 unfinished=tally.by_state[TrialState.RUNNING] + tally.requeued,
             )
             if fresh or told or asked or study.state == StudyState.COMPLETE:
-                self._save(session, study, engine)
+                self.engines.save(session, study, engine)
             return told, StudyState(study.state)
 
     def _buffer_is_full_enough(self, session: Session, study: StudyRow, tally: repo.Tally) -> bool:
@@ -318,9 +257,9 @@ class Scheduler:
     def ask_external(self, study_id: int, *, count: int) -> list[TrialRow]:
         """Hand out up to ``count`` trials to an external runner (ask/tell), each on a lease."""
         with self._locked(study_id) as (session, study):
-            engine = self._engine(study)
-            self._sync(session, study, engine)
-            self._reclaim(session, study, consumers=None, retired=[])
+            engine = self.engines.get(study)
+            sync(session, study, engine)
+            self.reclaimer.reclaim(session, study, consumers=None, retired=[])
             if study.state == StudyState.COMPLETE:
                 trials = waiting_verifications(session, study_id=study.id)[: max(0, count)]
             elif study.state == StudyState.RUNNING:
@@ -335,154 +274,10 @@ class Scheduler:
                 repo.start_trial(
                     session, trial=trial, now=now, lease_seconds=self.settings.lease_seconds
                 )
-            self._save(session, study, engine)
+            self.engines.save(session, study, engine)
         return trials
 
     # -- pieces of a step ------------------------------------------------------------
-
-    def _sync(self, session: Session, study: StudyRow, engine: ParetoSearch) -> int:
-        """Tell (or make forget) the engine every final trial it has not seen."""
-        trials = repo.unsynced_final_trials(session, study_id=study.id)
-        for trial in trials:
-            self._sync_one(engine, trial)
-            trial.synced = True
-        return len(trials)
-
-    def _sync_one(self, engine: ParetoSearch, trial: TrialRow) -> None:
-        learn = trial.state == TrialState.COMPLETE or (
-            trial.state == TrialState.FAILED and trial.failure_kind != "infrastructure"
-        )
-        if not learn:
-            _forget(engine, trial.suggestion_id)
-            return
-        failed = trial.state == TrialState.FAILED
-        cost = trial.cost_seconds or 0.0
-        obs = trial_observation(
-            params=trial.params,
-            loss=trial.loss,
-            cost=max(cost, MIN_FAILED_COST) if failed else cost,
-            failed=failed,
-            suggestion_id=trial.suggestion_id,
-            metrics=trial.metrics,
-        )
-        try:
-            engine.tell(obs.suggestion_id, obs.loss, obs.cost, failed=failed, metrics=obs.metrics)
-        except UnknownSuggestionError:
-            engine.observe(obs.params, obs.loss, obs.cost, failed=failed, metrics=obs.metrics)
-        except InvalidObservationError as exc:
-            logger.warning("trial %s not learned from: %s", trial.id, exc)
-            _forget(engine, trial.suggestion_id)
-
-    def _reclaim(
-        self,
-        session: Session,
-        study: StudyRow,
-        *,
-        consumers: dict[str, QueueConsumers] | None,
-        retired: list[str],
-    ) -> list[int]:
-        """Requeue or fail RUNNING trials whose lease ran out; returns requeued ids and
-        adds the task ids of the attempts given up on to ``retired``."""
-        now = self.clock()
-        expired = repo.expired_trials(session, study_id=study.id, now=now)
-        fresh = self.heartbeats(expired) if self.heartbeats and expired else {}
-        taken = self._taken(expired)
-        spec = load_spec(study)
-        requeued = []
-        for trial in expired:
-            beat = fresh.get(trial.id)
-            task_id = attempt_task_id(study.id, trial.id, trial.attempt)
-            if beat is not None and now - beat < self.settings.heartbeat_grace_seconds:
-                repo.heartbeat(
-                    session,
-                    trial=trial,
-                    now=beat,
-                    lease_seconds=self.settings.heartbeat_grace_seconds,
-                )
-                continue
-            if trial.id not in taken and not _worth_resending(trial, consumers):
-                # Still queued behind busy workers, or no live worker consumes its queue:
-                # resending would only queue it again. It waits, no attempt spent.
-                trial.lease_expires_at = now + self.settings.heartbeat_grace_seconds
-                continue
-            retired.append(task_id)
-            if self._past_time_limit(trial, spec, now):
-                self._fail_timed_out(session, trial, spec, now)
-            elif trial.id not in taken or repo.attempts_used(trial) < self.settings.max_attempts:
-                repo.requeue_trial(session, trial=trial, now=now, started=trial.id in taken)
-                requeued.append(trial.id)
-            else:
-                repo.finish_trial(
-                    session,
-                    trial=trial,
-                    now=now,
-                    failed=True,
-                    loss=None,
-                    cost_seconds=0.0,
-                    result_key="reclaimed",
-                    failure_kind="infrastructure",
-                    failure_reason=f"no heartbeat after {repo.attempts_used(trial)} attempts",
-                )
-        return requeued
-
-    def _taken(self, trials: list[TrialRow]) -> set[int]:
-        """Ids of ``trials`` whose current attempt a worker (or an external runner) took;
-        every one of them when the fleet cannot say."""
-        by_task = {
-            attempt_task_id(t.study_id, t.id, t.attempt): t.id for t in trials if not t.external
-        }
-        started = self.fleet.started(list(by_task)) if self.fleet and by_task else None
-        if started is None:
-            return {t.id for t in trials}
-        return {t.id for t in trials if t.external} | {by_task[task] for task in started}
-
-    def _consumers(self) -> dict[str, QueueConsumers] | None:
-        return self.fleet.consumers() if self.fleet is not None else None
-
-    def _warn_if_unserved(
-        self, study: StudyRow, tally: repo.Tally, consumers: dict[str, QueueConsumers] | None
-    ) -> None:
-        """Log, once per study and queue (again after a worker came and went), that trials
-        were sent to a queue no live worker consumes."""
-        if consumers is None:
-            return
-        spec = load_spec(study)
-        queue = self.settings.queue_name(spec.queue)
-        key = (study.id, queue)
-        dispatched = tally.by_state[TrialState.RUNNING] if spec.executor == "workers" else 0
-        if not dispatched or queue in consumers:
-            self._unserved.discard(key)
-        elif key not in self._unserved:
-            self._unserved.add(key)
-            logger.warning(
-                "study %s: %s on queue %r, which no live worker consumes; start a trial "
-                "worker with -Q %s (or give the study a queue that has workers)",
-                study.id,
-                "1 trial waits" if dispatched == 1 else f"{dispatched} trials wait",
-                queue,
-                queue,
-            )
-
-    @staticmethod
-    def _past_time_limit(trial: TrialRow, spec: StudySpec, now: float) -> bool:
-        """Heartbeats seen and the hard limit passed: the run itself was too slow."""
-        if spec.time_limit_s is None or trial.heartbeat_at is None:
-            return False
-        return now - (trial.dispatched_at or now) > spec.time_limit_s
-
-    @staticmethod
-    def _fail_timed_out(session: Session, trial: TrialRow, spec: StudySpec, now: float) -> None:
-        repo.finish_trial(
-            session,
-            trial=trial,
-            now=now,
-            failed=True,
-            loss=None,
-            cost_seconds=float(spec.time_limit_s or 0.0),
-            result_key="timeout",
-            failure_kind="config",
-            failure_reason=f"ran past its {spec.time_limit_s}s limit",
-        )
 
     def _dispatch(
         self, session: Session, study: StudyRow, tally: repo.Tally
@@ -509,7 +304,7 @@ class Scheduler:
         self, session: Session, study: StudyRow
     ) -> list[tuple[TrialRequest, str]]:
         """A finished study's verification trial: dispatched outside the budget, which
-        is spent (see ``service.verification``); the study stays COMPLETE."""
+        is spent (see ``service.orchestration.verification``); the study stays COMPLETE."""
         spec = load_spec(study)
         queue = self.settings.queue_name(spec.queue)
         requests = []
@@ -538,10 +333,10 @@ class Scheduler:
         )
         if n_waiting >= n:
             return waiting
-        engine = self._engine(study)
-        self._sync(session, study, engine)
+        engine = self.engines.get(study)
+        sync(session, study, engine)
         taken = waiting + self._ask(session, study, engine, n - len(waiting))
-        self._save(session, study, engine)
+        self.engines.save(session, study, engine)
         return taken
 
     def _take(
@@ -573,7 +368,7 @@ class Scheduler:
         if study.state != StudyState.RUNNING or left > 0 or unfinished > 0:
             return
         self._cancel_waiting(session, study)
-        self._sync(session, study, self._engine(study))
+        sync(session, study, self.engines.get(study))
         trials = repo.trials_in_state(
             session, study_id=study.id, states=[TrialState.COMPLETE, TrialState.FAILED]
         )
@@ -596,35 +391,7 @@ class Scheduler:
     def engine_for(self, study_id: int) -> ParetoSearch:
         """The study's engine as stored (read-only use: front, observations)."""
         with transaction(self.sessions) as session:
-            return self._engine(repo.get_study(session, study_id=study_id))
-
-    def _engine(self, study: StudyRow) -> ParetoSearch:
-        cached = self._engines.get(study.id)
-        if cached is not None and cached[0] == study.engine_version:
-            return cached[1]
-        if not repo.has_engine_state(study):
-            engine = self._new_engine(study)
-        else:
-            state = json.loads(study.engine_state)
-            engine = ParetoSearch.from_state_dict(state, clock=self.clock)
-            engine.set_limits(study_limits(load_spec(study)))
-        self._engines[study.id] = (study.engine_version, engine)
-        return engine
-
-    def _new_engine(self, study: StudyRow) -> ParetoSearch:
-        """A study's first engine; the resolved space is written back into its spec."""
-        spec = load_spec(study)
-        space = resolve_space(spec)
-        study.spec = spec.model_copy(update={"space": space}).model_dump(mode="json")
-        return ParetoSearch(
-            space, search_settings(spec), limits=study_limits(spec), clock=self.clock
-        )
-
-    def _save(self, session: Session, study: StudyRow, engine: ParetoSearch) -> None:
-        repo.save_engine_state(
-            session, study=study, now=self.clock(), engine_state=json.dumps(engine.state_dict())
-        )
-        self._engines[study.id] = (study.engine_version, engine)
+            return self.engines.get(repo.get_study(session, study_id=study_id))
 
     @contextmanager
     def _locked(self, study_id: int) -> Iterator[tuple[Session, StudyRow]]:
@@ -634,7 +401,7 @@ class Scheduler:
             with transaction(self.sessions) as session:
                 yield session, repo.get_study(session, study_id=study_id, lock=True)
         except BaseException:
-            self._engines.pop(study_id, None)
+            self.engines.drop(study_id)
             raise
 
     def _send(self, requests: list[tuple[TrialRequest, str]]) -> None:
@@ -663,20 +430,6 @@ def _after_dispatch(tally: repo.Tally, requests: list[TrialRequest]) -> repo.Tal
         dispatched=tally.dispatched + first,
         requeued=max(0, tally.requeued - (len(requests) - first)),
     )
-
-
-def _worth_resending(trial: TrialRow, consumers: dict[str, QueueConsumers] | None) -> bool:
-    """Whether a trial no worker took should be sent again: only when an idle worker of
-    its queue would have taken it (its message is gone); unknown consumers: yes."""
-    if consumers is None:
-        return True
-    serving = consumers.get(trial.queue or "")
-    return serving is not None and serving.idle > 0
-
-
-def _forget(engine: ParetoSearch, suggestion_id: str) -> None:
-    with suppress(UnknownSuggestionError):
-        engine.forget(suggestion_id)
 
 
 def _request(study: StudyRow, spec: StudySpec, trial: TrialRow) -> TrialRequest:

@@ -6,8 +6,8 @@ import re
 from pathlib import Path
 
 from search.scaling import ScalingRules
-from service.reports import write_scaling_report
-from service.rules import observations
+from service.reads.reports import write_scaling_report
+from service.reads.study_rules import observations
 from service.storage.tables import StudyRow, TrialRow
 
 REPORT_NAME = "scaling-report.md"

@@ -21,7 +21,7 @@ from search.scaling import ScalingRules
 from search.scaling.fitting import observation_compute
 from search.scaling.rules import HyperparameterRule
 from search.types import Observation
-from service.reports.plots import (
+from service.reads.reports.plots import (
     EXTRAPOLATE,
     RunData,
     plot_allocation,
@@ -29,7 +29,7 @@ from service.reports.plots import (
     plot_rule,
     run_data,
 )
-from service.rules_text import allocation_texts, rule_laws
+from service.reads.reports.rules_text import allocation_texts, rule_laws
 
 REPORT_NAME = "scaling-report.md"
 
