@@ -506,7 +506,11 @@ class ParetoSearch:
 
     def history(self) -> History:
         """The trials the engine holds: its observations and pending suggestions."""
-        return History(observations=self.observations, pending=self.pending())
+        self._expire_leases()
+        return self._held()
+
+    def _held(self) -> History:
+        return History(observations=self.observations, pending=tuple(self._pending.values()))
 
     def state_dict(self, *, with_history: bool = True) -> dict[str, Any]:
         """The engine as JSON-able data (``json.dumps`` works on it).
@@ -535,7 +539,7 @@ class ParetoSearch:
             "taken_in": self._taken_in_mark(),
         }
         if with_history:
-            state["history"] = {**self.history().to_dict(), "expired": list(self._expired)}
+            state["history"] = {**self._held().to_dict(), "expired": list(self._expired)}
         return state
 
     def _taken_in_mark(self) -> dict[str, Any]:
@@ -607,7 +611,7 @@ def _upgraded(state: Mapping[str, Any]) -> Mapping[str, Any]:
         **rest,
         "version": STATE_VERSION,
         "taken_in": {"count": len(observations), "digest": digest(observations)},
-        "history": {k: state[k] for k in ("observations", "pending", "expired")},
+        "history": {k: state.get(k, []) for k in ("observations", "pending", "expired")},
     }
 
 

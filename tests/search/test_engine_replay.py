@@ -20,6 +20,7 @@ from search.engine import ParetoSearch
 from search.errors import HistoryMismatchError
 from search.history import History, make_observation
 from search.types import Observation, Suggestion
+from tests.search.engine_helpers import run_rounds
 from tests.search.replay_scenario import (
     CLOCK_NOW,
     FIXTURE,
@@ -178,3 +179,33 @@ def test_new_observations_move_the_radius_as_tells_would():
     assert rebuilt.radius == engine.radius != small["radius"]
     assert rebuilt.state_dict() == engine.state_dict()
     assert [s.params for s in rebuilt.ask(3)] == [s.params for s in engine.ask(3)]
+
+
+def test_a_version_1_state_with_its_trials_inside_still_loads():
+    """States saved before the split (the service's rows hold such) load as they were:
+    every trial in them taken in, the same radius and the same next suggestions."""
+    engine = ParetoSearch(PROBLEM.space(), SCENARIOS[0].settings, clock=lambda: CLOCK_NOW)
+    run_rounds(engine, PROBLEM, rounds=2, batch=6, seed=5)
+    engine.ask(2)
+    full = json.loads(json.dumps(engine.state_dict()))
+    saved = full.pop("history")
+    del full["taken_in"]
+    for observation in saved["observations"]:
+        del observation["reason"]  # version 1 did not keep it
+    legacy = {**full, **saved, "version": 1}
+    restored = ParetoSearch.from_state_dict(legacy, clock=lambda: CLOCK_NOW)
+    assert [o.params for o in restored.observations] == [o.params for o in engine.observations]
+    assert restored.pending() == engine.pending()
+    assert restored.radius == engine.radius
+    assert restored.state_dict(with_history=False) == engine.state_dict(with_history=False)
+    assert [s.params for s in restored.ask(3)] == [s.params for s in engine.ask(3)]
+
+
+def test_a_given_history_replaces_the_one_in_the_state():
+    engine = ParetoSearch(PROBLEM.space(), SCENARIOS[0].settings, clock=lambda: CLOCK_NOW)
+    run_rounds(engine, PROBLEM, rounds=1, batch=6, seed=5)
+    engine.ask(2)
+    without_pending = History(observations=engine.observations)
+    restored = ParetoSearch.from_state_dict(engine.state_dict(), history=without_pending)
+    assert restored.observations == engine.observations
+    assert restored.pending() == [] != engine.pending()
