@@ -23,6 +23,7 @@ _EXPORTS = {
     "ChoiceParam": "search.space",
     "Observation": "search.types",
     "Suggestion": "search.types",
+    "History": "search.history",
     "pareto_mask": "search.pareto",
     "front_indices": "search.pareto",
     "ScalingAxes": "search.scaling",
@@ -34,6 +35,7 @@ _EXPORTS = {
     "InvalidParamsError": "search.errors",
     "InvalidObservationError": "search.errors",
     "UnknownSuggestionError": "search.errors",
+    "HistoryMismatchError": "search.errors",
     "NotEnoughDataError": "search.errors",
     "ModelFittingError": "search.errors",
 }

@@ -31,8 +31,15 @@ is silently random: a suggestion's ``reason`` is ``startup``, ``model``, ``remea
 or ``fallback: <why>``. ``front()`` is the engine's estimate of the front (repeats
 merged, each loss the model's estimate); ``observations`` are the raw trials.
 
-State is plain JSON (``state_dict`` / ``from_state_dict``), and the engine is
-deterministic: the same seed and the same history give the same suggestions.
+The engine is deterministic: the same seed and the same history give the same
+suggestions. Its state is plain JSON and small (``state_dict(with_history=False)``: the
+random stream, radius, counters and GP cache, whatever the number of trials); the trials
+themselves are a ``search.history.History`` (observations and pending suggestions). Used
+standalone, the engine keeps its history in memory (``history()``) and ``state_dict()``
+saves both. A caller that keeps the trials itself (the service, in its database) saves
+the small state and rebuilds the engine at each step with
+``from_state_dict(state, history=...)``, as an Optuna sampler is handed the study's
+trials: the engine then holds no trial of its own, and no lease of its own fires.
 """
 
 from __future__ import annotations
@@ -42,13 +49,14 @@ import hashlib
 import json
 import math
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import numpy as np
 
 from search.candidates import SpaceLayout
-from search.errors import InvalidObservationError, UnknownSuggestionError
+from search.errors import HistoryMismatchError, UnknownSuggestionError
+from search.history import History, checked, digest, make_observation
 from search.loss_model import ScaledLossModel
 from search.pacing import Pace, StudyLimits, pace
 from search.pareto import front_indices
@@ -64,18 +72,19 @@ from search.settings import SearchSettings
 from search.space import SearchSpace
 from search.surrogates import FittedModels, ObservationArrays, fit_models
 from search.threads import single_threaded
-from search.types import MAX_ABS_LOSS, MAX_COST, MIN_COST, Observation, Suggestion
+from search.types import Observation, Suggestion
 
-STATE_VERSION = 1
+# 2: the history (observations, pending, expired ids) is optional, under "history".
+STATE_VERSION = 2
 # Re-measurements spend at most this share of everything spent so far.
 REMEASURE_SHARE = 0.1
 # Settings fields retired since: dropped when an older state is restored.
 _RETIRED_SETTINGS = ("budget", "gain")
-_EXPIRED_MEMORY = 1000
+_EXPIRED_MEMORY = 1000  # how many expired ids tell() can still name as expired
 _EXHAUSTED = (
     "fallback: every candidate was already tried or pending (a small or nearly exhausted "
     "space); repeating the best of them"
-)  # how many expired ids tell() can still name as expired
+)
 
 
 class ParetoSearch:
@@ -111,6 +120,7 @@ class ParetoSearch:
         self._expired: list[str] = []
         self._radius = self.settings.initial_radius
         self._misses = 0
+        self._n_taken_in = 0  # observations the radius has moved on (_take_in)
         self._n_issued = 0
         self._n_since_remeasure = 0
         self._hyper_cache: dict[str, Any] = {}
@@ -355,11 +365,18 @@ class ParetoSearch:
         suggestion = self._pending.get(suggestion_id)
         if suggestion is None:
             raise UnknownSuggestionError(self._unknown_message(suggestion_id))
-        observation = self._make_observation(
-            suggestion.params, loss, cost, failed, metrics, suggestion_id
+        observation = make_observation(
+            suggestion.params,
+            loss,
+            cost,
+            failed=failed,
+            suggestion_id=suggestion_id,
+            reason=suggestion.reason,
+            metrics=metrics,
         )
         del self._pending[suggestion_id]
-        self._record(observation, update_radius=suggestion.reason != "remeasure")
+        self._append([observation])
+        self._take_in()
         return observation
 
     def observe(
@@ -373,8 +390,9 @@ class ParetoSearch:
     ) -> Observation:
         """Record a trial that was not suggested by this engine (imports, warm starts)."""
         normalised = self.space.validate_params(params)
-        observation = self._make_observation(normalised, loss, cost, failed, metrics, None)
-        self._record(observation, update_radius=False)
+        observation = make_observation(normalised, loss, cost, failed=failed, metrics=metrics)
+        self._append([observation])
+        self._take_in()
         return observation
 
     def forget(self, suggestion_id: str) -> None:
@@ -384,51 +402,17 @@ class ParetoSearch:
             raise UnknownSuggestionError(self._unknown_message(suggestion_id))
         del self._pending[suggestion_id]
 
-    def _make_observation(
-        self,
-        params: dict[str, Any],
-        loss: float | None,
-        cost: float,
-        failed: bool,
-        metrics: Mapping[str, Any] | None,
-        suggestion_id: str | None,
-    ) -> Observation:
-        cost_value = _finite_number(cost, "cost")
-        if cost_value <= 0:
-            raise InvalidObservationError(
-                f"cost must be positive (what the trial spent), got {cost!r}"
-            )
-        if not MIN_COST <= cost_value <= MAX_COST:
-            raise InvalidObservationError(
-                f"cost {cost!r} is outside [{MIN_COST:g}, {MAX_COST:g}]: report it in a "
-                "unit that puts it inside (GPU-seconds, GPU-hours, ...)"
-            )
-        if failed:
-            loss_value = math.nan
-        elif loss is None:
-            raise InvalidObservationError(
-                "loss is None for a trial not marked failed; pass failed=True for a run "
-                "that crashed, diverged or ran out of memory"
-            )
-        else:
-            loss_value = _finite_number(loss, "loss")
-            if abs(loss_value) > MAX_ABS_LOSS:
-                raise InvalidObservationError(
-                    f"loss {loss!r} is beyond +-{MAX_ABS_LOSS:g}: rescale the metric"
-                )
-        return Observation(
-            params=dict(params),
-            loss=loss_value,
-            cost=cost_value,
-            failed=bool(failed),
-            suggestion_id=suggestion_id,
-            metrics=dict(metrics or {}),
-        )
-
-    def _record(self, observation: Observation, *, update_radius: bool) -> None:
-        self._append([observation])
-        if update_radius and len(self._observations) > self.settings.n_startup:
-            self._update_radius(improved=self._improves_front())
+    def _take_in(self) -> None:
+        """Move the radius on each observation not yet taken in, in order: once per trial,
+        on its arrival, and only on the engine's own suggestions (not re-measurements).
+        A rebuilt engine takes in the new part of its history here, as ``tell`` would
+        have, one observation after another."""
+        for i in range(self._n_taken_in, len(self._observations)):
+            observation = self._observations[i]
+            moves = observation.suggestion_id is not None and observation.reason != "remeasure"
+            if moves and i + 1 > self.settings.n_startup:
+                self._update_radius(improved=self._improves_front(i))
+        self._n_taken_in = len(self._observations)
 
     def _append(self, observations: list[Observation]) -> None:
         """Add observations to the list and to the arrays the models read."""
@@ -442,17 +426,17 @@ class ParetoSearch:
         self._failed = np.append(self._failed, [o.failed for o in observations])
         self._models = None
 
-    def _improves_front(self) -> bool:
-        """Whether the latest observation beats every earlier success at its cost or
-        below by more than the loss GP's noise standard deviation: a lucky draw within
-        the noise is not a reason to widen the search around it."""
-        if self._failed[-1]:
+    def _improves_front(self, i: int) -> bool:
+        """Whether observation ``i`` beats every earlier success at its cost or below by
+        more than the loss GP's noise standard deviation: a lucky draw within the noise
+        is not a reason to widen the search around it."""
+        if self._failed[i]:
             return False
-        earlier = np.flatnonzero(~self._failed[:-1])
-        cheaper = earlier[self._log_cost[earlier] <= self._log_cost[-1]]
+        earlier = np.flatnonzero(~self._failed[:i])
+        cheaper = earlier[self._log_cost[earlier] <= self._log_cost[i]]
         if cheaper.size == 0:
             return True
-        return bool(self._loss[-1] + self._noise_std < self._loss[cheaper].min())
+        return bool(self._loss[i] + self._noise_std < self._loss[cheaper].min())
 
     def _update_radius(self, *, improved: bool) -> None:
         s = self.settings
@@ -520,17 +504,26 @@ class ParetoSearch:
 
     # -- state ------------------------------------------------------------------------
 
-    def state_dict(self) -> dict[str, Any]:
-        """The whole engine as JSON-able data (``json.dumps`` works on it)."""
+    def history(self) -> History:
+        """The trials the engine holds: its observations and pending suggestions."""
+        self._expire_leases()
+        return self._held()
+
+    def _held(self) -> History:
+        return History(observations=self.observations, pending=tuple(self._pending.values()))
+
+    def state_dict(self, *, with_history: bool = True) -> dict[str, Any]:
+        """The engine as JSON-able data (``json.dumps`` works on it).
+
+        ``with_history=False`` leaves out the trials (``history()``): what is left does
+        not grow with them, and ``from_state_dict(state, history=...)`` needs them back.
+        """
         rng_state = self._rng.bit_generator.state
-        return {
+        state: dict[str, Any] = {
             "version": STATE_VERSION,
             "settings": self.settings.model_dump(mode="json"),
             "limits": self.limits.model_dump(mode="json"),
             "space": self.space.model_dump(mode="json"),
-            "observations": [o.to_dict() for o in self._observations],
-            "pending": [s.to_dict() for s in self._pending.values()],
-            "expired": list(self._expired),
             "rng": {
                 "state": str(rng_state["state"]["state"]),
                 "inc": str(rng_state["state"]["inc"]),
@@ -543,26 +536,41 @@ class ParetoSearch:
             "n_since_remeasure": self._n_since_remeasure,
             "gp_hyperparameters": json.loads(json.dumps(self._hyper_cache)),
             "noise_std": self._noise_std,
+            "taken_in": self._taken_in_mark(),
         }
+        if with_history:
+            state["history"] = {**self._held().to_dict(), "expired": list(self._expired)}
+        return state
+
+    def _taken_in_mark(self) -> dict[str, Any]:
+        """How many observations the engine has taken in, and their digest."""
+        n = self._n_taken_in
+        return {"count": n, "digest": digest(self._observations[:n])}
 
     @classmethod
     def from_state_dict(
-        cls, state: Mapping[str, Any], *, clock: Callable[[], float] = time.time
+        cls,
+        state: Mapping[str, Any],
+        *,
+        history: History | None = None,
+        clock: Callable[[], float] = time.time,
     ) -> ParetoSearch:
-        """Rebuild an engine from ``state_dict()``; it suggests what the original would."""
-        if state.get("version") != STATE_VERSION:
-            raise ValueError(
-                f"engine state version {state.get('version')!r} is not {STATE_VERSION}"
-            )
+        """Rebuild an engine from ``state_dict()``; it suggests what the original would.
+
+        ``history`` replaces any history the state holds; it must start with the
+        observations the state has taken in, in the same order (``HistoryMismatchError``
+        if not). The observations after them are taken in now, in order, as if told.
+        """
+        state = _upgraded(state)
         space = SearchSpace.model_validate(state["space"])
         fields = {k: v for k, v in state["settings"].items() if k not in _RETIRED_SETTINGS}
         limits = StudyLimits.model_validate(state.get("limits", {}))
         engine = cls(space, SearchSettings.model_validate(fields), limits=limits, clock=clock)
-        engine._append([Observation.from_dict(data) for data in state["observations"]])
-        for data in state["pending"]:
-            suggestion = Suggestion.from_dict(dict(data))
-            engine._pending[suggestion.suggestion_id] = suggestion
-        engine._expired = list(state["expired"])
+        saved = state.get("history")
+        if history is None:
+            history = History.from_dict(saved or {})
+            engine._expired = list((saved or {}).get("expired", []))
+        engine._load(history)
         rng = state["rng"]
         engine._rng.bit_generator.state = {
             "bit_generator": "PCG64",
@@ -576,13 +584,50 @@ class ParetoSearch:
         engine._n_since_remeasure = int(state["n_since_remeasure"])
         engine._hyper_cache = json.loads(json.dumps(state["gp_hyperparameters"]))
         engine._noise_std = float(state.get("noise_std", 0.0))
+        engine._n_taken_in = _checked_mark(state["taken_in"], engine._observations)
+        engine._take_in()
         return engine
 
+    def _load(self, history: History) -> None:
+        """Hold ``history``'s observations and pending suggestions (checked)."""
+        self._append([checked(o) for o in history.observations])
+        for suggestion in history.pending:
+            if suggestion.suggestion_id in self._pending:
+                raise ValueError(f"suggestion {suggestion.suggestion_id!r} is pending twice")
+            self._pending[suggestion.suggestion_id] = suggestion
+        self._pending_x()  # validates the pending params
 
-def _finite_number(value: Any, what: str) -> float:
-    if isinstance(value, bool) or not isinstance(value, int | float | np.floating | np.integer):
-        raise InvalidObservationError(f"{what} must be a number, got {value!r}")
-    number = float(value)
-    if not math.isfinite(number):
-        raise InvalidObservationError(f"{what} must be finite, got {value!r}")
-    return number
+
+def _upgraded(state: Mapping[str, Any]) -> Mapping[str, Any]:
+    """A version-1 state (the trials at the top level, all taken in) as version 2."""
+    version = state.get("version")
+    if version == STATE_VERSION:
+        return state
+    if version != 1:
+        raise ValueError(f"engine state version {version!r} is not {STATE_VERSION} (or 1)")
+    observations = [Observation.from_dict(o) for o in state["observations"]]
+    rest = {k: v for k, v in state.items() if k not in ("observations", "pending", "expired")}
+    return {
+        **rest,
+        "version": STATE_VERSION,
+        "taken_in": {"count": len(observations), "digest": digest(observations)},
+        "history": {k: state.get(k, []) for k in ("observations", "pending", "expired")},
+    }
+
+
+def _checked_mark(mark: Mapping[str, Any], observations: Sequence[Observation]) -> int:
+    """The number of observations taken in, once ``observations`` are seen to start
+    with them (same outcomes, same order): else taking in would skip or repeat some."""
+    count = int(mark["count"])
+    if count > len(observations):
+        raise HistoryMismatchError(
+            f"the engine has taken in {count} observations but the history holds "
+            f"{len(observations)}: pass every finished trial it learned from"
+        )
+    if digest(observations[:count]) != mark["digest"]:
+        raise HistoryMismatchError(
+            f"the first {count} observations of the history are not the ones the engine "
+            "took in: pass the observations in the order they finished, new ones last, "
+            "with the loss and cost they were learned with"
+        )
+    return count

@@ -5,6 +5,7 @@ SearchError
 ├── InvalidParamsError       a configuration that does not belong to its space
 ├── InvalidObservationError  a loss or cost that cannot be learned from (NaN, inf, <= 0 cost)
 ├── UnknownSuggestionError   tell/forget of an id the engine never issued (or already closed)
+├── HistoryMismatchError     a history that does not start with what the engine took in
 ├── NotEnoughDataError       a fit asked of too few or too narrow observations
 └── ModelFittingError        a surrogate fit that failed after its bounded retries
 """
@@ -33,6 +34,11 @@ class UnknownSuggestionError(SearchError, KeyError):
 
     def __str__(self) -> str:  # KeyError quotes its argument; keep the message readable
         return str(self.args[0]) if self.args else ""
+
+
+class HistoryMismatchError(SearchError, ValueError):
+    """A history handed to a rebuilt engine lost, reordered or changed observations it
+    had already taken in (``ParetoSearch.from_state_dict(state, history=...)``)."""
 
 
 class NotEnoughDataError(SearchError, ValueError):

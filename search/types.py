@@ -32,6 +32,9 @@ class Observation:
     run still spent GPU time). ``cost`` is in the study's cost unit (GPU-seconds by default).
     ``metrics`` carries what the objective measured beside loss and cost (``n_params``,
     ``tokens``, ``flops``); the scaling fits read their axes from params or metrics.
+    ``suggestion_id`` and ``reason`` are those of the engine suggestion the trial ran
+    (None for a trial the engine did not suggest); the engine's radius moves on its own
+    suggestions' results, re-measurements excepted.
     """
 
     params: Params
@@ -40,6 +43,7 @@ class Observation:
     failed: bool = False
     suggestion_id: str | None = None
     metrics: dict[str, float] = field(default_factory=dict)
+    reason: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
         # Built by hand, not with dataclasses.asdict: engines serialise every observation
@@ -51,6 +55,7 @@ class Observation:
             "failed": self.failed,
             "suggestion_id": self.suggestion_id,
             "metrics": dict(self.metrics),
+            "reason": self.reason,
         }
 
     @classmethod
@@ -63,6 +68,7 @@ class Observation:
             failed=bool(data.get("failed", False)),
             suggestion_id=data.get("suggestion_id"),
             metrics=dict(data.get("metrics") or {}),
+            reason=data.get("reason"),
         )
 
 

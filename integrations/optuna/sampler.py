@@ -86,6 +86,7 @@ from search.errors import (
     SearchError,
     UnknownSuggestionError,
 )
+from search.history import History
 from search.pacing import StudyLimits
 from search.settings import SearchSettings
 from search.space import SearchSpace
@@ -408,23 +409,26 @@ def _with_held(
 ) -> ParetoSearch:
     """The engine with other trials' params held as pending suggestions.
 
-    The engine accepts pending suggestions only through its JSON state, so this adds
-    them there and rebuilds it (its rng, radius and GP hyperparameters carry over).
+    The engine takes pending suggestions only with a history, so this rebuilds it from
+    its small state and its history plus them (its rng, radius and GP cache carry over).
     """
-    state = engine.state_dict()
     expires_at = clock() + engine.settings.lease_seconds
-    for trial_id, params in params_by_trial.items():
-        held = Suggestion(
+    held = {
+        _FOREIGN_PREFIX + str(trial_id): Suggestion(
             suggestion_id=_FOREIGN_PREFIX + str(trial_id),
             params=params,
             reason="external",
             expires_at=expires_at,
         )
-        state["pending"] = [
-            *[s for s in state["pending"] if s["suggestion_id"] != held.suggestion_id],
-            held.to_dict(),
-        ]
-    return ParetoSearch.from_state_dict(state, clock=clock)
+        for trial_id, params in params_by_trial.items()
+    }
+    history = engine.history()
+    pending = [s for s in history.pending if s.suggestion_id not in held]
+    return ParetoSearch.from_state_dict(
+        engine.state_dict(with_history=False),
+        history=History(history.observations, (*pending, *held.values())),
+        clock=clock,
+    )
 
 
 def _same_suggestion(engine: ParetoSearch, suggestion_id: str, params: Any) -> bool:
