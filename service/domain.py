@@ -1,4 +1,4 @@
-"""The service's domain: study specs, trial and study lifecycles, row <-> engine conversion.
+"""The service's domain: study specs, trial and study lifecycles, row -> engine conversion.
 
 Trial lifecycle (``TrialState``), every change goes through ``check_transition``::
 
@@ -16,16 +16,22 @@ from __future__ import annotations
 import enum
 import functools
 import json
+import logging
 import math
+from collections.abc import Iterable
 from typing import Any, Literal, Self
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from search.errors import InvalidObservationError
+from search.history import make_observation
 from search.settings import SearchSettings
 from search.space import SearchSpace
-from search.types import MAX_ABS_LOSS, MAX_COST, MIN_COST, Observation
+from search.types import MAX_ABS_LOSS, MAX_COST, MIN_COST, Observation, Suggestion
 from service.storable import StorableBody
-from service.storage.tables import MAX_ROW_ID
+from service.storage.tables import MAX_ROW_ID, TrialRow
+
+logger = logging.getLogger(__name__)
 
 
 class TrialState(enum.StrEnum):
@@ -267,6 +273,15 @@ def result_problem(
     return None
 
 
+# Reasons of trials the engine did not suggest. An imported run is learned from as an
+# observation of its own (no suggestion id); a verification trial, an extra run after the
+# study completed, is never learned from (the engine stays as it was at completion).
+IMPORTED_REASON = "imported"
+VERIFICATION_REASON = "verification"
+# A failed trial still cost something; the engine needs a positive cost to learn from it.
+MIN_FAILED_COST = 1e-6
+
+
 def trial_observation(
     *,
     params: dict[str, Any],
@@ -275,17 +290,89 @@ def trial_observation(
     failed: bool,
     suggestion_id: str | None,
     metrics: dict[str, Any] | None,
+    reason: str | None = None,
 ) -> Observation:
-    """An engine observation from a finished trial's stored values."""
+    """The engine's observation of a finished trial's stored values (a row, or the API's
+    view of one), or ``InvalidObservationError`` if the engine cannot learn from them.
+
+    Deterministic in the stored values: an engine checks that the history it is rebuilt
+    from starts with the losses and costs it took in (``search.history.digest``). A
+    failed trial's cost is at least ``MIN_FAILED_COST`` (it may have crashed at once);
+    only numeric metrics are kept.
+    """
     numeric = {k: float(v) for k, v in (metrics or {}).items() if _is_number(v)}
-    return Observation(
-        params=dict(params),
-        loss=math.nan if failed or loss is None else float(loss),
-        cost=float(cost),
+    return make_observation(
+        params,
+        None if failed else loss,
+        max(cost, MIN_FAILED_COST) if failed else cost,
         failed=failed,
         suggestion_id=suggestion_id,
+        reason=reason,
         metrics=numeric,
     )
+
+
+def row_observation(trial: TrialRow) -> Observation:
+    """``trial_observation`` of a finished trial row; an imported run carries no
+    suggestion id (the engine did not suggest it)."""
+    return trial_observation(
+        params=trial.params,
+        loss=trial.loss,
+        cost=trial.cost_seconds or 0.0,
+        failed=trial.state == TrialState.FAILED,
+        suggestion_id=None if trial.reason == IMPORTED_REASON else trial.suggestion_id,
+        reason=trial.reason,
+        metrics=trial.metrics,
+    )
+
+
+def learns_from(trial: TrialRow) -> bool:
+    """Whether the engine learns from ``trial``: COMPLETE, or FAILED through its
+    configuration's fault (an infrastructure failure says nothing about it); never a
+    verification trial."""
+    if trial.reason == VERIFICATION_REASON:
+        return False
+    return trial.state == TrialState.COMPLETE or (
+        trial.state == TrialState.FAILED and trial.failure_kind != "infrastructure"
+    )
+
+
+def learned_observations(trials: Iterable[TrialRow]) -> list[Observation]:
+    """The observations the engine learns from among ``trials``, in their order: the
+    one row-to-observation conversion of the service. A row whose values the engine
+    refuses is left out (and logged once)."""
+    out = []
+    for trial in trials:
+        if not learns_from(trial):
+            continue
+        try:
+            out.append(row_observation(trial))
+        except InvalidObservationError as exc:
+            _log_unlearnable(trial.id, str(exc))
+    return out
+
+
+def pending_suggestion(trial: TrialRow) -> Suggestion:
+    """The engine suggestion an unfinished (WAITING or RUNNING) trial holds; its lease is
+    the trial's, kept by the service (``expires_at`` None)."""
+    return Suggestion(
+        suggestion_id=trial.suggestion_id,
+        params=dict(trial.params),
+        reason=trial.reason,
+        predicted_loss=trial.predicted_loss,
+        predicted_cost=trial.predicted_cost,
+    )
+
+
+def holds_engine_suggestion(trial: TrialRow) -> bool:
+    return trial.reason not in (IMPORTED_REASON, VERIFICATION_REASON)
+
+
+@functools.lru_cache(maxsize=1024)
+def _log_unlearnable(trial_id: int, why: str) -> None:
+    """Log a trial the engine cannot learn from, once per process (steps rebuild the
+    history every time)."""
+    logger.warning("trial %s is left out of what the engine learns from: %s", trial_id, why)
 
 
 def _is_number(value: Any) -> bool:

@@ -36,13 +36,12 @@ from search.space import (
     SearchSpace,
 )
 from search.types import Suggestion
-from service.domain import Budget, ScalingAxesSpec, StudySpec
+from service.domain import IMPORTED_REASON, Budget, ScalingAxesSpec, StudySpec
 from service.storable import StorableBody
 from service.storage import repository as repo
 from service.storage.tables import StudyRow
 
 IMPORTED_OBJECTIVE = "imported"
-IMPORTED_REASON = "imported"
 MAX_CHOICES = 50  # more distinct non-numeric values than this is an id, not a parameter
 MAX_RUNS = 100_000
 

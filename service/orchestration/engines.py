@@ -1,50 +1,50 @@
-"""A study's engine: built from its spec, cached per study, told the trials it has not seen,
-saved as ``state_dict`` JSON on the study row.
+"""A study's engine: rebuilt at every use from its small stored state and the study's
+trials, which the database alone holds.
 
-Engines are cached per study and rebuilt from the stored state whenever the row's
-``engine_version`` moved on (another process wrote it).
+The study row keeps ``engine.state_dict(with_history=False)`` as JSON: the random stream,
+the trust-region radius, counters, the GP cache and how many observations the engine has
+taken in (with their digest), none of which grows with the trials. Each use rebuilds the
+engine under the study's row lock from that state and the ``History`` of the stored
+trials (``study_history``): the finished trials it learns from, in the order their
+results were recorded (``TrialRow.finish_seq``, which only ever appends), and the
+unfinished trials holding its suggestions. The engine takes in the observations after
+the ones it had taken in, as ``tell`` would have, one after another. Nothing is cached
+between steps: another process may have recorded results or asked in between.
 """
 
 from __future__ import annotations
 
 import json
-import logging
-import time
 from collections.abc import Callable
-from contextlib import suppress
+from dataclasses import dataclass
+from typing import Any
 
 from sqlalchemy.orm import Session
 
 from search.engine import ParetoSearch
-from search.errors import InvalidObservationError, UnknownSuggestionError
+from search.history import History
 from search.pacing import StudyLimits
 from search.settings import SearchSettings
 from search.space import SearchSpace
-from service.domain import StudySpec, TrialState, trial_observation
+from service.domain import (
+    StudySpec,
+    holds_engine_suggestion,
+    learned_observations,
+    pending_suggestion,
+)
 from service.storage import repository as repo
-from service.storage.tables import StudyRow, TrialRow
-
-logger = logging.getLogger(__name__)
-
-# The service owns leases (per trial, in the database); the engine's own must never fire.
-ENGINE_LEASE_SECONDS = 1e12
-# A failed trial still cost something; the engine needs a positive cost to learn from it.
-MIN_FAILED_COST = 1e-6
+from service.storage.tables import StudyRow
 
 
 def load_spec(study: StudyRow) -> StudySpec:
+    """The study's stored spec, validated (once per step: callers pass it down)."""
     return StudySpec.model_validate(study.spec)
 
 
 def search_settings(spec: StudySpec) -> SearchSettings:
     """The engine's settings: the study's ``search`` fields, plus what the study itself
     decides (its seed and trial-cost ceiling)."""
-    return SearchSettings(
-        seed=spec.seed,
-        max_suggestion_cost=spec.max_trial_cost,
-        lease_seconds=ENGINE_LEASE_SECONDS,
-        **spec.search,
-    )
+    return SearchSettings(seed=spec.seed, max_suggestion_cost=spec.max_trial_cost, **spec.search)
 
 
 def study_limits(spec: StudySpec) -> StudyLimits:
@@ -65,83 +65,70 @@ def resolve_space(spec: StudySpec) -> SearchSpace:
     return create_objective(spec.objective, spec.objective_options).default_space()
 
 
-class EngineCache:
-    """The engines of one process, one per study, as of the study row's ``engine_version``."""
-
-    def __init__(self, *, clock: Callable[[], float] = time.time) -> None:
-        self.clock = clock
-        self._engines: dict[int, tuple[int, ParetoSearch]] = {}
-
-    def get(self, study: StudyRow) -> ParetoSearch:
-        """The study's engine: cached, restored from its stored state, or new."""
-        cached = self._engines.get(study.id)
-        if cached is not None and cached[0] == study.engine_version:
-            return cached[1]
-        if not repo.has_engine_state(study):
-            engine = self._new(study)
-        else:
-            state = json.loads(study.engine_state)
-            engine = ParetoSearch.from_state_dict(state, clock=self.clock)
-            engine.set_limits(study_limits(load_spec(study)))
-        self._engines[study.id] = (study.engine_version, engine)
-        return engine
-
-    def _new(self, study: StudyRow) -> ParetoSearch:
-        """A study's first engine; the resolved space is written back into its spec."""
-        spec = load_spec(study)
-        space = resolve_space(spec)
-        study.spec = spec.model_copy(update={"space": space}).model_dump(mode="json")
-        return ParetoSearch(
-            space, search_settings(spec), limits=study_limits(spec), clock=self.clock
-        )
-
-    def save(self, session: Session, study: StudyRow, engine: ParetoSearch) -> None:
-        repo.save_engine_state(
-            session, study=study, now=self.clock(), engine_state=json.dumps(engine.state_dict())
-        )
-        self._engines[study.id] = (study.engine_version, engine)
-
-    def drop(self, study_id: int) -> None:
-        """Forget the study's engine, whose in-memory state may no longer match the store
-        (a rolled-back transaction asked or told it)."""
-        self._engines.pop(study_id, None)
-
-
-def sync(session: Session, study: StudyRow, engine: ParetoSearch) -> int:
-    """Tell (or make forget) the engine every final trial it has not seen."""
-    trials = repo.unsynced_final_trials(session, study_id=study.id)
-    for trial in trials:
-        _sync_one(engine, trial)
-        trial.synced = True
-    return len(trials)
-
-
-def _sync_one(engine: ParetoSearch, trial: TrialRow) -> None:
-    learn = trial.state == TrialState.COMPLETE or (
-        trial.state == TrialState.FAILED and trial.failure_kind != "infrastructure"
+def study_history(session: Session, *, study_id: int) -> History:
+    """What the engine is rebuilt from: the finished trials it learns from in the order
+    they were recorded, new last, and the unfinished trials holding its suggestions by
+    number (their leases are the trials', kept by the service)."""
+    return History(
+        observations=learned_observations(repo.finished_trials(session, study_id=study_id)),
+        pending=[
+            pending_suggestion(trial)
+            for trial in repo.unfinished_trials(session, study_id=study_id)
+            if holds_engine_suggestion(trial)
+        ],
     )
-    if not learn:
-        _forget(engine, trial.suggestion_id)
-        return
-    failed = trial.state == TrialState.FAILED
-    cost = trial.cost_seconds or 0.0
-    obs = trial_observation(
-        params=trial.params,
-        loss=trial.loss,
-        cost=max(cost, MIN_FAILED_COST) if failed else cost,
-        failed=failed,
-        suggestion_id=trial.suggestion_id,
-        metrics=trial.metrics,
+
+
+@dataclass(frozen=True)
+class StudyEngine:
+    """A study's engine as rebuilt for one transaction.
+
+    ``spec``: the study's spec, its space resolved (a study's first engine writes the
+    objective's default space into the stored spec). ``told``: the observations this
+    rebuild took in (recorded since the engine was last saved)."""
+
+    engine: ParetoSearch
+    spec: StudySpec
+    told: int
+
+
+def open_engine(
+    session: Session, study: StudyRow, spec: StudySpec, *, clock: Callable[[], float]
+) -> StudyEngine:
+    """The study's engine from its stored state (a new one for a study without) and the
+    stored trials; ``HistoryMismatchError`` if the trials no longer start with those it
+    took in."""
+    if repo.has_engine_state(study):
+        state = json.loads(study.engine_state)
+    else:
+        spec = spec.model_copy(update={"space": resolve_space(spec)})
+        study.spec = spec.model_dump(mode="json")
+        assert spec.space is not None  # resolved above
+        new = ParetoSearch(spec.space, search_settings(spec), clock=clock)
+        state = new.state_dict(with_history=False)
+    history = study_history(session, study_id=study.id)
+    engine = ParetoSearch.from_state_dict(state, history=history, clock=clock)
+    engine.set_limits(study_limits(spec))
+    told = len(history.observations) - _taken_in(state)
+    return StudyEngine(engine=engine, spec=spec, told=told)
+
+
+def save_engine(session: Session, study: StudyRow, engine: ParetoSearch, *, now: float) -> None:
+    """Store the engine's small state on the study row (bumping ``engine_version``).
+
+    The one place an engine is saved: whatever else is stored from an engine belongs
+    right after this write, in the same transaction."""
+    repo.save_engine_state(
+        session,
+        study=study,
+        now=now,
+        engine_state=json.dumps(engine.state_dict(with_history=False)),
     )
-    try:
-        engine.tell(obs.suggestion_id, obs.loss, obs.cost, failed=failed, metrics=obs.metrics)
-    except UnknownSuggestionError:
-        engine.observe(obs.params, obs.loss, obs.cost, failed=failed, metrics=obs.metrics)
-    except InvalidObservationError as exc:
-        logger.warning("trial %s not learned from: %s", trial.id, exc)
-        _forget(engine, trial.suggestion_id)
 
 
-def _forget(engine: ParetoSearch, suggestion_id: str) -> None:
-    with suppress(UnknownSuggestionError):
-        engine.forget(suggestion_id)
+def _taken_in(state: dict[str, Any]) -> int:
+    """How many observations a stored state had taken in; a version-1 state (the trials
+    inside) had taken in every observation it holds."""
+    if "taken_in" in state:
+        return int(state["taken_in"]["count"])
+    return len(state.get("observations", ()))

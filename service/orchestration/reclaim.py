@@ -20,7 +20,6 @@ from sqlalchemy.orm import Session
 
 from service.config import Settings
 from service.domain import StudySpec, TrialState
-from service.orchestration.engines import load_spec
 from service.storage import repository as repo
 from service.storage.tables import StudyRow, TrialRow
 from workers.contracts import attempt_task_id
@@ -73,6 +72,7 @@ class Reclaimer:
         self,
         session: Session,
         study: StudyRow,
+        spec: StudySpec,
         *,
         consumers: dict[str, QueueConsumers] | None,
         retired: list[str],
@@ -83,7 +83,6 @@ class Reclaimer:
         expired = repo.expired_trials(session, study_id=study.id, now=now)
         fresh = self.heartbeats(expired) if self.heartbeats and expired else {}
         taken = self._taken(expired)
-        spec = load_spec(study)
         grace = self.settings.heartbeat_grace_seconds
         requeued = []
         for trial in expired:
@@ -129,13 +128,16 @@ class Reclaimer:
         return {t.id for t in trials if t.external} | {by_task[task] for task in started}
 
     def warn_if_unserved(
-        self, study: StudyRow, tally: repo.Tally, consumers: dict[str, QueueConsumers] | None
+        self,
+        study: StudyRow,
+        spec: StudySpec,
+        tally: repo.Tally,
+        consumers: dict[str, QueueConsumers] | None,
     ) -> None:
         """Log, once per study and queue (again after a worker came and went), that trials
         were sent to a queue no live worker consumes."""
         if consumers is None:
             return
-        spec = load_spec(study)
         queue = self.settings.queue_name(spec.queue)
         key = (study.id, queue)
         dispatched = tally.by_state[TrialState.RUNNING] if spec.executor == "workers" else 0

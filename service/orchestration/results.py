@@ -3,8 +3,8 @@
 Celery runs trial tasks with ``acks_late``, so a result can arrive twice, late, or after
 the trial was reclaimed and handed to another worker. The rule: the first valid result
 wins. A result for a final trial changes nothing; an infrastructure failure of an attempt
-that is no longer current changes nothing; the engine is told afterwards by the scheduler
-(``TrialRow.synced``), under the study's lock.
+that is no longer current changes nothing. A recorded result takes the study's next
+``finish_seq``; the scheduler's engine learns from it when it is next rebuilt.
 """
 
 from __future__ import annotations

@@ -12,13 +12,14 @@ A step, in order:
 2. dispatch: WAITING trials (retries first, then the proposal buffer), up to
    ``in_flight`` running and the budget; the engine is touched only if the buffer is
    short; tasks are sent after the commit, so a freed worker never waits for a GP fit;
-3. sync and refill (a second transaction, once the buffer is down to half of
-   ``proposal_buffer``): tell the engine every final trial it has not seen (results are
+3. refill (a second transaction, once the buffer is down to half of
+   ``proposal_buffer``): rebuild the engine from the stored trials (results are
    recorded by ``service.orchestration.results`` without the engine, possibly in another
    process), ask up to ``proposal_buffer`` suggestions ahead of need, complete a study
    whose budget is spent, and save the engine once.
 
-Engines are built, cached, told and saved by ``service.orchestration.engines``.
+The study's spec is parsed once per step and passed down. Engines are rebuilt and saved
+by ``service.orchestration.engines``; none is kept between transactions.
 """
 
 from __future__ import annotations
@@ -42,7 +43,7 @@ from service.domain import (
     TrialState,
 )
 from service.orchestration.budget import trials_left
-from service.orchestration.engines import EngineCache, load_spec, sync
+from service.orchestration.engines import StudyEngine, load_spec, open_engine, save_engine
 from service.orchestration.reclaim import Fleet, HeartbeatSource, Reclaimer
 from service.orchestration.results import IngestOutcome, ingest_results
 from service.orchestration.studies import create_study_row
@@ -104,12 +105,11 @@ class Scheduler:
         self.reclaimer = Reclaimer(
             settings=settings, clock=clock, heartbeats=heartbeats, fleet=fleet
         )
-        self.engines = EngineCache(clock=clock)
 
     # -- studies ---------------------------------------------------------------------
 
     def create_study(self, spec: StudySpec) -> int:
-        """Store a study; its engine is built on the first step (``EngineCache.get``)."""
+        """Store a study; its engine is built on the first step (``engines.open_engine``)."""
         with transaction(self.sessions) as session:
             return create_study_row(session, spec=spec, now=self.clock()).id
 
@@ -155,21 +155,21 @@ class Scheduler:
     def step(
         self, study_id: int, *, reclaim: bool = True, results: Sequence[TrialResult] = ()
     ) -> StepReport:
-        """Record ``results``, reclaim and dispatch from the buffer, send, then tell the
-        engine and refill.
+        """Record ``results``, reclaim and dispatch from the buffer, send, then refill.
 
         The first transaction records the results (idempotently,
         ``service.orchestration.results``) and fills the slots they freed; it touches the
         engine only when the buffer cannot cover the free slots, so a freed worker's next
         trial leaves at database speed. The second (skipped while the buffer is above its
-        low watermark) tells the engine every new result and asks ahead, with one engine
-        save. ``reclaim=False`` leaves lease checks to the periodic tick (the
+        low watermark) rebuilds the engine with every new result and asks ahead, with one
+        engine save. ``reclaim=False`` leaves lease checks to the periodic tick (the
         path a recorded result takes).
         """
         requests: list[tuple[TrialRequest, str]] = []
         retired: list[str] = []
         consumers = self.reclaimer.consumers() if reclaim else None
         with self._locked(study_id) as (session, study):
+            spec = load_spec(study)
             report = StepReport(study_id=study_id, state=StudyState(study.state))
             report.outcomes = ingest_results(
                 session,
@@ -180,15 +180,15 @@ class Scheduler:
             )
             if reclaim:
                 report.requeued = self.reclaimer.reclaim(
-                    session, study, consumers=consumers, retired=retired
+                    session, study, spec, consumers=consumers, retired=retired
                 )
             tally = repo.tally(session, study_id=study.id)
             if reclaim:
-                self.reclaimer.warn_if_unserved(study, tally, consumers)
-            if study.state == StudyState.RUNNING and load_spec(study).executor == "workers":
-                requests = self._dispatch(session, study, tally)
-            elif study.state == StudyState.COMPLETE and load_spec(study).executor == "workers":
-                requests = self._dispatch_verification(session, study)
+                self.reclaimer.warn_if_unserved(study, spec, tally, consumers)
+            if study.state == StudyState.RUNNING and spec.executor == "workers":
+                spec, requests = self._dispatch(session, study, spec, tally)
+            elif study.state == StudyState.COMPLETE and spec.executor == "workers":
+                requests = self._dispatch_verification(session, study, spec)
             skip_sync = self._buffer_is_full_enough(
                 session, study, _after_dispatch(tally, [r for r, _ in requests])
             )
@@ -196,15 +196,17 @@ class Scheduler:
         self._send(requests)
         report.dispatched = [request.trial_id for request, _ in requests]
         if not skip_sync:
-            report.told, report.state = self._sync_and_refill(study_id)
+            report.told, report.state = self._refill_and_complete(study_id, spec)
         return report
 
-    def _sync_and_refill(self, study_id: int) -> tuple[int, StudyState]:
-        """Tell the engine new results, complete a spent study, keep the buffer full.
+    def _refill_and_complete(self, study_id: int, spec: StudySpec) -> tuple[int, StudyState]:
+        """Take in new results, complete a spent study, keep the buffer full; returns
+        how many results the engine took in, and the study's state.
 
         While a running study's buffer is above its low watermark (half of
-        ``proposal_buffer``), results stay recorded but untold: the engine is told in
-        batches, right before it next asks, and a burst of results costs one engine save.
+        ``proposal_buffer``), results stay recorded but untaken: the engine takes them
+        in by batches, right before it next asks, and a burst of results costs one
+        engine save.
         """
         with self._locked(study_id) as (session, study):
             # One tally serves the whole transaction: telling changes no trial's state,
@@ -214,20 +216,24 @@ class Scheduler:
                 return 0, StudyState(study.state)
             left = trials_left(session, study=study, tally=tally)
             fresh = not repo.has_engine_state(study)
-            engine = self.engines.get(study)
-            told = sync(session, study, engine)
+            opened = self._open(session, study, spec)
             asked = self._refill(
-                session, study, engine, waiting=tally.by_state[TrialState.WAITING], left=left
+                session,
+                study,
+                opened.engine,
+                waiting=tally.by_state[TrialState.WAITING],
+                left=left,
             )
             self._maybe_complete(
                 session,
                 study,
+                opened.spec,
                 left=left,
                 unfinished=tally.by_state[TrialState.RUNNING] + tally.requeued,
             )
-            if fresh or told or asked or study.state == StudyState.COMPLETE:
-                self.engines.save(session, study, engine)
-            return told, StudyState(study.state)
+            if fresh or opened.told or asked or study.state == StudyState.COMPLETE:
+                self._save(session, study, opened.engine)
+            return opened.told, StudyState(study.state)
 
     def _buffer_is_full_enough(self, session: Session, study: StudyRow, tally: repo.Tally) -> bool:
         """Whether the engine can wait: the buffer is above its low watermark or covers
@@ -257,9 +263,9 @@ class Scheduler:
     def ask_external(self, study_id: int, *, count: int) -> list[TrialRow]:
         """Hand out up to ``count`` trials to an external runner (ask/tell), each on a lease."""
         with self._locked(study_id) as (session, study):
-            engine = self.engines.get(study)
-            sync(session, study, engine)
-            self.reclaimer.reclaim(session, study, consumers=None, retired=[])
+            spec = load_spec(study)
+            self.reclaimer.reclaim(session, study, spec, consumers=None, retired=[])
+            engine = self._open(session, study, spec).engine
             if study.state == StudyState.COMPLETE:
                 trials = waiting_verifications(session, study_id=study.id)[: max(0, count)]
             elif study.state == StudyState.RUNNING:
@@ -274,23 +280,23 @@ class Scheduler:
                 repo.start_trial(
                     session, trial=trial, now=now, lease_seconds=self.settings.lease_seconds
                 )
-            self.engines.save(session, study, engine)
+            self._save(session, study, engine)
         return trials
 
     # -- pieces of a step ------------------------------------------------------------
 
     def _dispatch(
-        self, session: Session, study: StudyRow, tally: repo.Tally
-    ) -> list[tuple[TrialRequest, str]]:
-        spec = load_spec(study)
+        self, session: Session, study: StudyRow, spec: StudySpec, tally: repo.Tally
+    ) -> tuple[StudySpec, list[tuple[TrialRequest, str]]]:
+        """The trials to send and the spec (its space resolved if the engine was built)."""
         running = tally.by_state[TrialState.RUNNING]
         # Requeued trials run again on the budget they already spent.
         left = trials_left(session, study=study, tally=tally) + tally.requeued
         n = min(spec.in_flight - running, left)
         if n <= 0:
-            return []
+            return spec, []
         queue = self.settings.queue_name(spec.queue)
-        taken = self._take_or_ask(session, study, n, tally.by_state[TrialState.WAITING])
+        spec, taken = self._take_or_ask(session, study, spec, n, tally.by_state[TrialState.WAITING])
         now = self.clock()  # after the ask, which may take a while and creates trials
         requests = []
         for trial in taken:
@@ -298,14 +304,13 @@ class Scheduler:
                 session, trial=trial, now=now, queue=queue, lease_seconds=self._dispatch_lease(spec)
             )
             requests.append((_request(study, spec, trial), queue))
-        return requests
+        return spec, requests
 
     def _dispatch_verification(
-        self, session: Session, study: StudyRow
+        self, session: Session, study: StudyRow, spec: StudySpec
     ) -> list[tuple[TrialRequest, str]]:
         """A finished study's verification trial: dispatched outside the budget, which
         is spent (see ``service.orchestration.verification``); the study stays COMPLETE."""
-        spec = load_spec(study)
         queue = self.settings.queue_name(spec.queue)
         requests = []
         for trial in waiting_verifications(session, study_id=study.id):
@@ -324,20 +329,19 @@ class Scheduler:
         return max(self.settings.heartbeat_grace_seconds, spec.time_limit_s or 0.0)
 
     def _take_or_ask(
-        self, session: Session, study: StudyRow, n: int, n_waiting: int
-    ) -> list[TrialRow]:
+        self, session: Session, study: StudyRow, spec: StudySpec, n: int, n_waiting: int
+    ) -> tuple[StudySpec, list[TrialRow]]:
         """``n`` trials from the buffer (``n_waiting`` long; only the ``n`` taken are loaded);
-        only a short buffer loads, syncs and saves the engine."""
+        only a short buffer rebuilds, asks and saves the engine."""
         waiting = repo.trials_in_state(
             session, study_id=study.id, states=[TrialState.WAITING], limit=n
         )
         if n_waiting >= n:
-            return waiting
-        engine = self.engines.get(study)
-        sync(session, study, engine)
-        taken = waiting + self._ask(session, study, engine, n - len(waiting))
-        self.engines.save(session, study, engine)
-        return taken
+            return spec, waiting
+        opened = self._open(session, study, spec)
+        taken = waiting + self._ask(session, study, opened.engine, n - len(waiting))
+        self._save(session, study, opened.engine)
+        return opened.spec, taken
 
     def _take(
         self, session: Session, study: StudyRow, engine: ParetoSearch, n: int
@@ -361,18 +365,15 @@ class Scheduler:
         return repo.add_trials(session, study=study, suggestions=suggestions, now=self.clock())
 
     def _maybe_complete(
-        self, session: Session, study: StudyRow, *, left: int, unfinished: int
+        self, session: Session, study: StudyRow, spec: StudySpec, *, left: int, unfinished: int
     ) -> None:
         """A study whose budget is spent (``left`` 0) and whose last dispatched trial
         finished (``unfinished`` 0: none running or requeued) is COMPLETE."""
         if study.state != StudyState.RUNNING or left > 0 or unfinished > 0:
             return
         self._cancel_waiting(session, study)
-        sync(session, study, self.engines.get(study))
-        trials = repo.trials_in_state(
-            session, study_id=study.id, states=[TrialState.COMPLETE, TrialState.FAILED]
-        )
-        rules, why = fit_rules(load_spec(study), trials)
+        trials = repo.finished_trials(session, study_id=study.id)
+        rules, why = fit_rules(spec, trials)
         repo.save_rules(session, study=study, rules=rules, now=self.clock())
         repo.set_study_state(
             session,
@@ -389,20 +390,23 @@ class Scheduler:
     # -- engines -----------------------------------------------------------------------
 
     def engine_for(self, study_id: int) -> ParetoSearch:
-        """The study's engine as stored (read-only use: front, observations)."""
+        """The study's engine rebuilt from the store (read-only use: front, observations;
+        nothing is saved)."""
         with transaction(self.sessions) as session:
-            return self.engines.get(repo.get_study(session, study_id=study_id))
+            study = repo.get_study(session, study_id=study_id)
+            return self._open(session, study, load_spec(study)).engine
+
+    def _open(self, session: Session, study: StudyRow, spec: StudySpec) -> StudyEngine:
+        return open_engine(session, study, spec, clock=self.clock)
+
+    def _save(self, session: Session, study: StudyRow, engine: ParetoSearch) -> None:
+        save_engine(session, study, engine, now=self.clock())
 
     @contextmanager
     def _locked(self, study_id: int) -> Iterator[tuple[Session, StudyRow]]:
-        """A transaction holding the study's lock; a rollback drops the cached engine,
-        whose in-memory state may include the rolled-back asks and tells."""
-        try:
-            with transaction(self.sessions) as session:
-                yield session, repo.get_study(session, study_id=study_id, lock=True)
-        except BaseException:
-            self.engines.drop(study_id)
-            raise
+        """A transaction holding the study's lock."""
+        with transaction(self.sessions) as session:
+            yield session, repo.get_study(session, study_id=study_id, lock=True)
 
     def _send(self, requests: list[tuple[TrialRequest, str]]) -> None:
         """Send a step's trials, together where the dispatcher can batch them."""

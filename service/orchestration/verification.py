@@ -5,8 +5,8 @@ budget (``search.scaling.verification_trial``), added to a finished study on req
 It is an explicit extra: stored as a WAITING trial with reason ``"verification"``,
 dispatched by the scheduler even though the study is COMPLETE (the study stays
 COMPLETE: a finished study never reopens, and nothing else is asked for it), outside
-the budget, and marked ``synced`` from the start so the engine is never told of it
-(the engine state, and so a restarted study, stay as they were when it completed).
+the budget, and never learned from (``service.domain.learns_from``): the engine, and so
+a restarted study, stay as they were when it completed.
 
 Warm start re-centres a new study's space where a finished study's rules point
 (``search.scaling.warm_start_space``) and seeds its search settings from it.
@@ -23,11 +23,16 @@ from search.scaling.rules import ScalingRules
 from search.scaling.verification import verification_trial, verify
 from search.scaling.warm_start import warm_start_space
 from search.types import Suggestion
-from service.domain import FINAL_TRIAL_STATES, StudySpec, StudyState, TrialState, trial_observation
+from service.domain import (
+    FINAL_TRIAL_STATES,
+    VERIFICATION_REASON,
+    StudySpec,
+    StudyState,
+    TrialState,
+    row_observation,
+)
 from service.storage import repository as repo
 from service.storage.tables import StudyRow, TrialRow
-
-VERIFICATION_REASON = "verification"
 
 
 class NoRulesError(LookupError):
@@ -69,11 +74,9 @@ def request_verification(
         params=params,
         reason=VERIFICATION_REASON,
     )
-    trial = repo.add_trial(
+    return repo.add_trial(
         session, study=study, suggestion=suggestion, now=now, external=spec.executor == "external"
     )
-    trial.synced = True  # never told to the engine (see the module docstring)
-    return trial
 
 
 def latest_verification(session: Session, *, study_id: int) -> TrialRow | None:
@@ -122,15 +125,7 @@ def verification_status(session: Session, *, study_id: int) -> dict[str, Any]:
         raise LookupError(f"study {study_id} has no verification trial; POST .../verify first")
     out: dict[str, Any] = {"trial_id": trial.id, "state": trial.state, "params": trial.params}
     if trial.state in (TrialState.COMPLETE, TrialState.FAILED):
-        observation = trial_observation(
-            params=trial.params,
-            loss=trial.loss,
-            cost=trial.cost_seconds or 0.0,
-            failed=trial.state == TrialState.FAILED,
-            suggestion_id=trial.suggestion_id,
-            metrics=trial.metrics,
-        )
-        out["report"] = verify(rules, observation).model_dump(mode="json")
+        out["report"] = verify(rules, row_observation(trial)).model_dump(mode="json")
     else:
         out["report"] = None
     return out

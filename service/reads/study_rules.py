@@ -12,31 +12,15 @@ from typing import Any
 
 from search.errors import SearchError
 from search.types import Observation
-from service.domain import StudySpec, TrialState, trial_observation
+from service.domain import StudySpec, learned_observations
 from service.storage.tables import TrialRow
 
 logger = logging.getLogger(__name__)
 
 
 def observations(trials: list[TrialRow]) -> list[Observation]:
-    """The engine's view of the finished trials (infrastructure failures left out)."""
-    out = []
-    for trial in trials:
-        learnable = trial.state == TrialState.COMPLETE or (
-            trial.state == TrialState.FAILED and trial.failure_kind != "infrastructure"
-        )
-        if learnable:
-            out.append(
-                trial_observation(
-                    params=trial.params,
-                    loss=trial.loss,
-                    cost=trial.cost_seconds or 0.0,
-                    failed=trial.state == TrialState.FAILED,
-                    suggestion_id=trial.suggestion_id,
-                    metrics=trial.metrics,
-                )
-            )
-    return out
+    """The engine's view of the finished trials (``service.domain.learned_observations``)."""
+    return learned_observations(trials)
 
 
 def fit_rules(spec: StudySpec, trials: list[TrialRow]) -> tuple[dict[str, Any] | None, str]:

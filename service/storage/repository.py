@@ -8,7 +8,9 @@ The contract (tested on SQLite and PostgreSQL by tests/service/test_repository.p
   everything that dispatches, asks or tells a study's engine takes it first;
 - trial states only move along ``service.domain``'s lifecycle; a forbidden move raises
   ``InvalidTransitionError`` and writes nothing; final trials never change again;
-- trial numbers are dense per study (0, 1, 2, ...) and unique with the suggestion id.
+- trial numbers are dense per study (0, 1, 2, ...) and unique with the suggestion id;
+- a trial given a result gets the study's next ``finish_seq`` (0, 1, 2, ...), so the
+  finished trials in that order only ever grow at the end (the engine's history).
 """
 
 from __future__ import annotations
@@ -22,7 +24,6 @@ from sqlalchemy.orm import Session, defer
 
 from search.types import Suggestion
 from service.domain import (
-    FINAL_TRIAL_STATES,
     StudyNotFoundError,
     StudyState,
     TrialNotFoundError,
@@ -57,6 +58,7 @@ def create_study(
         engine_state=engine_state,
         engine_version=0,
         next_number=0,
+        next_finish_seq=0,
     )
     session.add(study)
     session.flush()
@@ -64,7 +66,7 @@ def create_study(
 
 
 def get_study(session: Session, *, study_id: int, lock: bool = False) -> StudyRow:
-    """The study; its engine state (O(observations) JSON) loads only when touched."""
+    """The study; its engine state (JSON text) loads only when touched."""
     query = select(StudyRow).where(StudyRow.id == study_id).options(defer(StudyRow.engine_state))
     if lock:
         query = query.with_for_update()
@@ -181,7 +183,6 @@ def add_trials(
                 created_at=now,
                 curve=[],
                 metrics={},
-                synced=False,
             )
         )
         study.next_number += 1
@@ -376,9 +377,14 @@ def finish_trial(
     metrics: dict[str, Any] | None = None,
     worker: str | None = None,
 ) -> None:
-    """RUNNING -> COMPLETE (or FAILED) with its result; the engine is told later (synced)."""
+    """RUNNING (or WAITING: a late result) -> COMPLETE or FAILED with its result, next in
+    the study's finish order; the caller holds the study's row lock, which orders it."""
     target = TrialState.FAILED if failed else TrialState.COMPLETE
     check_trial_transition(TrialState(trial.state), target)
+    study = session.get(StudyRow, trial.study_id)
+    assert study is not None  # the trial's foreign key
+    trial.finish_seq = study.next_finish_seq
+    study.next_finish_seq += 1
     trial.state = target
     trial.finished_at = _not_before(now, trial)
     trial.loss = None if failed else loss
@@ -391,7 +397,6 @@ def finish_trial(
     trial.worker = worker or trial.worker
     trial.result_key = result_key
     trial.lease_expires_at = None
-    trial.synced = False
 
 
 def requeue_trial(session: Session, *, trial: TrialRow, now: float, started: bool = True) -> None:
@@ -418,7 +423,6 @@ def cancel_trial(session: Session, *, trial: TrialRow, now: float) -> None:
     check_trial_transition(TrialState(trial.state), TrialState.CANCELLED)
     trial.state = TrialState.CANCELLED
     trial.finished_at = _not_before(now, trial)
-    trial.synced = False
 
 
 def _not_before(now: float, trial: TrialRow) -> float:
@@ -439,17 +443,33 @@ def expired_trials(session: Session, *, study_id: int, now: float) -> list[Trial
     )
 
 
-def unsynced_final_trials(session: Session, *, study_id: int) -> list[TrialRow]:
-    """Final trials the engine has not yet been told (or made to forget), oldest first."""
+def finished_trials(session: Session, *, study_id: int) -> list[TrialRow]:
+    """COMPLETE and FAILED trials in the order their results were recorded (curves left
+    unloaded until touched): what the engine's history is built from."""
     return list(
         session.scalars(
             select(TrialRow)
             .where(
                 TrialRow.study_id == study_id,
-                TrialRow.synced.is_(False),
-                TrialRow.state.in_([str(s) for s in FINAL_TRIAL_STATES]),
+                TrialRow.state.in_([TrialState.COMPLETE, TrialState.FAILED]),
             )
-            .order_by(TrialRow.finished_at, TrialRow.number)
+            .order_by(TrialRow.finish_seq)
+            .options(defer(TrialRow.curve))
+        ).all()
+    )
+
+
+def unfinished_trials(session: Session, *, study_id: int) -> list[TrialRow]:
+    """WAITING and RUNNING trials by number (curves left unloaded until touched)."""
+    return list(
+        session.scalars(
+            select(TrialRow)
+            .where(
+                TrialRow.study_id == study_id,
+                TrialRow.state.in_([TrialState.WAITING, TrialState.RUNNING]),
+            )
+            .order_by(TrialRow.number)
+            .options(defer(TrialRow.curve))
         ).all()
     )
 

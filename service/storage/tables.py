@@ -84,6 +84,8 @@ class StudyRow(Base):
     engine_version: Mapped[int] = mapped_column(Integer, default=0)
     # Next per-study trial number; taken under the study's row lock.
     next_number: Mapped[int] = mapped_column(Integer, default=0)
+    # Next per-study finish order (``TrialRow.finish_seq``); taken under the same lock.
+    next_finish_seq: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
     rules: Mapped[dict[str, Any] | None] = mapped_column(JSON, nullable=True)
     message: Mapped[str | None] = mapped_column(Text, nullable=True)
 
@@ -93,6 +95,7 @@ class TrialRow(Base):
     __table_args__ = (
         UniqueConstraint("study_id", "number", name="uq_trials_study_number"),
         UniqueConstraint("study_id", "suggestion_id", name="uq_trials_study_suggestion"),
+        UniqueConstraint("study_id", "finish_seq", name="uq_trials_study_finish_seq"),
         Index("ix_trials_study_state", "study_id", "state"),
         Index("ix_trials_state", "state"),
     )
@@ -127,5 +130,7 @@ class TrialRow(Base):
     metrics: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
     # "<attempt>" of the result that finished the trial: proof of which delivery won.
     result_key: Mapped[str | None] = mapped_column(String(100), nullable=True)
-    # Whether the engine has been told this final trial (told or forgotten).
-    synced: Mapped[bool] = mapped_column(Boolean, default=False)
+    # The order results were recorded in (0, 1, 2, ... per study; None until a result):
+    # the engine's history is the learnable finished trials in this order, which only
+    # ever appends (``service.orchestration.engines``).
+    finish_seq: Mapped[int | None] = mapped_column(Integer, nullable=True)

@@ -84,7 +84,7 @@ def test_lifecycle_moves_and_refuses_forbidden_ones(sessions) -> None:
         trial_id = trial.id
     with transaction(sessions) as session:
         trial = repo.get_trial(session, trial_id=trial_id)
-        assert (trial.state, trial.loss, trial.synced) == (TrialState.COMPLETE, 1.5, False)
+        assert (trial.state, trial.loss, trial.finish_seq) == (TrialState.COMPLETE, 1.5, 0)
         with pytest.raises(InvalidTransitionError, match="COMPLETE trial cannot become"):
             repo.requeue_trial(session, trial=trial, now=5.0)
         with pytest.raises(InvalidTransitionError):
@@ -126,21 +126,14 @@ def test_heartbeat_extends_only_running_leases(sessions) -> None:
         ]
 
 
-def test_counts_cost_and_unsynced(sessions) -> None:
+def test_counts_cost_and_the_order_results_were_recorded_in(sessions) -> None:
+    """Finished trials come back in the order their results were recorded (later
+    ones last, whatever their numbers or clocks), unfinished ones by number."""
     with transaction(sessions) as session:
         study = _study(session)
         trials = [_trial(session, study, i) for i in range(4)]
         for t in trials[:3]:
             repo.start_trial(session, trial=t, now=1.0, lease_seconds=5.0)
-        repo.finish_trial(
-            session,
-            trial=trials[0],
-            now=2.0,
-            failed=False,
-            loss=1.0,
-            cost_seconds=3.0,
-            result_key="0",
-        )
         repo.finish_trial(
             session,
             trial=trials[1],
@@ -150,6 +143,15 @@ def test_counts_cost_and_unsynced(sessions) -> None:
             cost_seconds=0.5,
             result_key="0",
             failure_kind="config",
+        )
+        repo.finish_trial(
+            session,
+            trial=trials[0],
+            now=2.0,  # another process's clock, behind
+            failed=False,
+            loss=1.0,
+            cost_seconds=3.0,
+            result_key="0",
         )
         repo.cancel_trial(session, trial=trials[3], now=4.0)
         counts = repo.count_by_state(session, study_id=study.id)
@@ -161,8 +163,10 @@ def test_counts_cost_and_unsynced(sessions) -> None:
             TrialState.CANCELLED: 1,
         }
         assert repo.tally(session, study_id=study.id).spent_cost == pytest.approx(3.5)
-        unsynced = repo.unsynced_final_trials(session, study_id=study.id)
-        assert [t.number for t in unsynced] == [0, 1, 3]
+        finished = repo.finished_trials(session, study_id=study.id)
+        assert [(t.number, t.finish_seq) for t in finished] == [(1, 0), (0, 1)]
+        assert trials[3].finish_seq is None and study.next_finish_seq == 2
+        assert [t.number for t in repo.unfinished_trials(session, study_id=study.id)] == [2]
 
 
 def test_listing_pages_and_filters(sessions) -> None:
