@@ -112,11 +112,13 @@ def _add_finished_study(session, *, name: str, n_trials: int, rng) -> tuple[int,
                 result_key="0",
                 curve=[{"step": s, "loss": 5.0 - s / 100} for s in range(CURVE_POINTS)],
             )
-            trial.synced = True
             trial_ids.append(trial.id)
         session.flush()
     repo.save_engine_state(
-        session, study=study, engine_state=json.dumps(search.state_dict()), now=1.0
+        session,
+        study=study,
+        engine_state=json.dumps(search.state_dict(with_history=False)),
+        now=1.0,
     )
     return study.id, trial_ids
 

@@ -25,7 +25,6 @@ Run: python -m bench.load_studies [--studies 50] [--in-flight 8] [--trials 40]
 from __future__ import annotations
 
 import argparse
-import json
 import math
 import os
 import random
@@ -46,9 +45,12 @@ import numpy as np
 import redis
 from sqlalchemy import create_engine, func, select, text
 from sqlalchemy.engine import make_url
+from sqlalchemy.orm import Session
 
 from bench.processes import free_port, stop_process_group, wait_ready
+from search.errors import HistoryMismatchError
 from service.domain import Budget, StudySpec, StudyState, TrialState
+from service.orchestration.engines import study_history, taken_in
 from service.storage import tenants
 from service.storage.db import make_engine, make_sessionmaker, migrate, transaction
 from service.storage.tables import StudyRow, TrialRow
@@ -264,13 +266,13 @@ def audit(database_url: str, study_ids: list[int]) -> Audit:
             for study_id in study_ids:
                 study = session.get(StudyRow, study_id)
                 trials = session.scalars(select(TrialRow).where(TrialRow.study_id == study_id))
-                _audit_study(out, study, list(trials))
+                _audit_study(out, session, study, list(trials))
     finally:
         engine.dispose()
     return out
 
 
-def _audit_study(out: Audit, study: StudyRow, trials: list[TrialRow]) -> None:
+def _audit_study(out: Audit, session: Session, study: StudyRow, trials: list[TrialRow]) -> None:
     name = f"study {study.id}"
     budget = StudySpec.model_validate(study.spec).budget
     if study.state == StudyState.COMPLETE:
@@ -287,18 +289,10 @@ def _audit_study(out: Audit, study: StudyRow, trials: list[TrialRow]) -> None:
         out.stopped_on_cost += 1
     if len(finished) != len(dispatched):
         out.problems.append(f"{name}: {len(dispatched)} dispatched, {len(finished)} finished")
-    unproven = [t.number for t in finished if t.result_key is None or not t.synced]
+    unproven = [t.number for t in finished if t.result_key is None or t.finish_seq is None]
     if unproven:
         out.problems.append(f"{name}: trials {unproven} finished without a recorded result")
-    told = Counter(o["suggestion_id"] for o in _observations(study))
-    twice = sorted(s for s, n in told.items() if n > 1)
-    if twice:
-        out.problems.append(f"{name}: the engine was told {twice} more than once")
-    expected = {t.suggestion_id for t in trials if t.state in FINISHED}
-    if set(told) != expected:
-        out.problems.append(
-            f"{name}: engine observations {len(told)} differ from the {len(expected)} finished"
-        )
+    out.problems.extend(f"{name}: {problem}" for problem in _engine_problems(session, study))
     out.dispatched += len(dispatched)
     out.finished += len(finished)
     out.failed += sum(t.state == TrialState.FAILED for t in trials)
@@ -331,8 +325,17 @@ def _budget_problems(budget: Budget, dispatched: list[TrialRow]) -> list[str]:
     return problems
 
 
-def _observations(study: StudyRow) -> list[dict]:
-    return json.loads(study.engine_state)["observations"] if study.engine_state else []
+def _engine_problems(session: Session, study: StudyRow) -> list[str]:
+    """The saved engine rebuilds from the stored trials and has taken in every finished
+    trial it learns from (each once: the history holds each trial once)."""
+    learned = study_history(session, study_id=study.id).observations
+    try:
+        told = len(taken_in(session, study))
+    except HistoryMismatchError as exc:
+        return [f"its engine does not rebuild from its trials: {exc}"]
+    if told != len(learned):
+        return [f"the engine took in {told} of the {len(learned)} finished trials"]
+    return []
 
 
 # -- the run ----------------------------------------------------------------------------

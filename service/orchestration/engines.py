@@ -26,6 +26,7 @@ from search.history import History
 from search.pacing import StudyLimits
 from search.settings import SearchSettings
 from search.space import SearchSpace
+from search.types import Observation
 from service.domain import (
     StudySpec,
     holds_engine_suggestion,
@@ -124,6 +125,18 @@ def save_engine(session: Session, study: StudyRow, engine: ParetoSearch, *, now:
         now=now,
         engine_state=json.dumps(engine.state_dict(with_history=False)),
     )
+
+
+def taken_in(session: Session, study: StudyRow) -> list[Observation]:
+    """The observations the study's saved engine has taken in, read from the store: the
+    start of its history, checked as a rebuild checks it (``HistoryMismatchError`` if
+    the stored trials no longer start with them); none before its first save."""
+    if not repo.has_engine_state(study):
+        return []
+    state = json.loads(study.engine_state)
+    history = History(observations=study_history(session, study_id=study.id).observations)
+    engine = ParetoSearch.from_state_dict(state, history=history)
+    return list(engine.observations[: _taken_in(state)])
 
 
 def _taken_in(state: dict[str, Any]) -> int:

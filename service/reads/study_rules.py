@@ -24,10 +24,14 @@ def observations(trials: list[TrialRow]) -> list[Observation]:
 
 
 def fit_rules(spec: StudySpec, trials: list[TrialRow]) -> tuple[dict[str, Any] | None, str]:
-    """The rules as JSON, or None and why not (no axes, or too little data to fit)."""
+    """The rules as JSON, or None and why not (no axes, or too little data to fit).
+
+    ``spec``'s space is the resolved one (the engine's; ``engines.open_engine``)."""
     axes = spec.scaling
     if axes.n_params is None and axes.tokens is None and axes.compute is None:
         return None, "no scaling axes were given"
+    if spec.space is None:
+        return None, "the study's space was never resolved (no engine was built)"
     from search.scaling import ScalingAxes, fit_scaling_rules
 
     try:

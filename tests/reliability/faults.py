@@ -3,14 +3,15 @@ observations and hand-made result deliveries through the real broker."""
 
 from __future__ import annotations
 
-import json
 import warnings
 from typing import Any
 
 from sqlalchemy import select
 
 from service.config import Settings
+from service.orchestration.engines import taken_in
 from service.orchestration.messaging import control_queue, create_sender
+from service.storage import repository as repo
 from service.storage.db import make_engine, make_sessionmaker, transaction
 from service.storage.tables import StudyRow, TrialRow
 from workers.contracts import RECORD_RESULT_TASK
@@ -44,7 +45,7 @@ def trial_rows(database_url: str, study_id: int) -> list[dict[str, Any]]:
                     "state": r.state,
                     "loss": r.loss,
                     "attempt": r.attempt,
-                    "synced": r.synced,
+                    "finish_seq": r.finish_seq,
                 }
                 for r in rows
             ]
@@ -53,12 +54,13 @@ def trial_rows(database_url: str, study_id: int) -> list[dict[str, Any]]:
 
 
 def engine_observations(database_url: str, study_id: int) -> list[dict[str, Any]]:
-    """The observations in the study's saved engine state (what the engine learned from)."""
+    """The observations the study's saved engine has taken in (what it learned from),
+    checked against the stored trials as a rebuild checks them."""
     engine = make_engine(database_url)
     try:
         with transaction(make_sessionmaker(engine)) as session:
-            state = session.get(StudyRow, study_id).engine_state
-            return json.loads(state)["observations"] if state else []
+            study = repo.get_study(session, study_id=study_id)
+            return [o.to_dict() for o in taken_in(session, study)]
     finally:
         engine.dispose()
 
