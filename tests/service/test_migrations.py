@@ -1,5 +1,6 @@
-"""Migration 0003 on a store written before tenants existed, on SQLite and PostgreSQL:
-its studies move to the tenant ``default`` and nothing of theirs is lost."""
+"""Migrations on stores written before them, on SQLite and PostgreSQL: 0003 moves
+studies to the tenant ``default`` and loses nothing of theirs; 0005 numbers finished
+trials in the order the engine was told them."""
 
 from __future__ import annotations
 
@@ -48,5 +49,61 @@ def test_a_0002_study_and_its_trials_move_to_the_default_tenant(database_url) ->
         with engine.begin() as conn:
             trials = conn.execute(text("SELECT count(*) FROM trials WHERE study_id = 7")).scalar()
         assert trials == 2
+    finally:
+        engine.dispose()
+
+
+STUDY_0004 = (
+    "INSERT INTO studies (id, tenant_id, name, objective, state, spec, created_at, "
+    "updated_at, engine_state, engine_version, next_number) VALUES (7, (SELECT id FROM "
+    "tenants WHERE name = 'default'), 'old', 'testbed', 'RUNNING', '{}', 1.0, 2.0, '{}', 3, 5)"
+)
+TRIAL_0004 = (
+    "INSERT INTO trials (study_id, number, suggestion_id, state, params, reason, external, "
+    "attempt, lost_dispatches, created_at, finished_at, curve, metrics, synced) VALUES "
+    "(7, :n, :s, :state, '{}', 'startup', false, 0, 0, 1.0, :f, '[]', '{}', :synced)"
+)
+
+
+def test_0005_numbers_finished_trials_in_the_order_they_were_told(database_url) -> None:
+    """Finished trials get ``finish_seq`` by (finished_at, number), the order the
+    scheduler told them to the engine; the study's counter continues after them."""
+    engine = make_engine(database_url)
+    config = alembic_config(engine)
+    rows = [  # number, state, finished_at
+        (0, "COMPLETE", 5.0),
+        (1, "FAILED", 3.0),
+        (2, "COMPLETE", 3.0),
+        (3, "CANCELLED", 4.0),
+        (4, "RUNNING", None),
+    ]
+    try:
+        command.upgrade(config, "0004")
+        with engine.begin() as conn:
+            conn.execute(text(STUDY_0004))
+            for number, state, finished in rows:
+                synced = state in ("COMPLETE", "FAILED", "CANCELLED")
+                conn.execute(
+                    text(TRIAL_0004),
+                    {
+                        "n": number,
+                        "s": f"sg-{number}",
+                        "state": state,
+                        "f": finished,
+                        "synced": synced,
+                    },
+                )
+        command.upgrade(config, "head")
+        with engine.begin() as conn:
+            order = conn.execute(
+                text("SELECT number, finish_seq FROM trials ORDER BY number")
+            ).all()
+            counter = conn.execute(text("SELECT next_finish_seq FROM studies")).scalar()
+        assert order == [(0, 2), (1, 0), (2, 1), (3, None), (4, None)] and counter == 3
+
+        command.downgrade(config, "0004")  # and back: final trials are synced
+        with engine.begin() as conn:
+            synced = conn.execute(text("SELECT number FROM trials WHERE synced ORDER BY number"))
+            assert [n for (n,) in synced] == [0, 1, 2, 3]
     finally:
         engine.dispose()
