@@ -78,12 +78,12 @@ class StepReport:
     state: StudyState
     dispatched: list[int] = field(default_factory=list)
     requeued: list[int] = field(default_factory=list)
-    told: int = 0
+    told: int = 0  # results the engine took in (recorded since its last save)
     outcomes: list[IngestOutcome] = field(default_factory=list)
 
 
 class Scheduler:
-    """Asks, dispatches, syncs and reclaims for every study in one database."""
+    """Asks, dispatches and reclaims for every study in one database."""
 
     def __init__(
         self,
@@ -189,13 +189,13 @@ class Scheduler:
                 spec, requests = self._dispatch(session, study, spec, tally)
             elif study.state == StudyState.COMPLETE and spec.executor == "workers":
                 requests = self._dispatch_verification(session, study, spec)
-            skip_sync = self._buffer_is_full_enough(
+            skip_refill = self._buffer_is_full_enough(
                 session, study, _after_dispatch(tally, [r for r, _ in requests])
             )
         self.reclaimer.retire(retired)
         self._send(requests)
         report.dispatched = [request.trial_id for request, _ in requests]
-        if not skip_sync:
+        if not skip_refill:
             report.told, report.state = self._refill_and_complete(study_id, spec)
         return report
 
@@ -209,7 +209,7 @@ class Scheduler:
         engine save.
         """
         with self._locked(study_id) as (session, study):
-            # One tally serves the whole transaction: telling changes no trial's state,
+            # One tally serves the whole transaction: the rebuild changes no trial's state,
             # and asking adds WAITING trials, which count neither as spent nor running.
             tally = repo.tally(session, study_id=study_id)
             if self._buffer_is_full_enough(session, study, tally):
@@ -238,7 +238,7 @@ class Scheduler:
     def _buffer_is_full_enough(self, session: Session, study: StudyRow, tally: repo.Tally) -> bool:
         """Whether the engine can wait: the buffer is above its low watermark or covers
         the rest of the budget, or the budget is used up and trials still run (the study
-        completes, with one sync, after the last of them)."""
+        completes, with one rebuild, after the last of them)."""
         if study.state != StudyState.RUNNING or not repo.has_engine_state(study):
             return False
         waiting = tally.by_state[TrialState.WAITING]
