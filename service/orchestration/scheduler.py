@@ -35,6 +35,7 @@ from pydantic import ValidationError
 from sqlalchemy.orm import Session, sessionmaker
 
 from search.engine import ParetoSearch
+from search.errors import HistoryMismatchError
 from service.config import Settings
 from service.domain import (
     FINAL_STUDY_STATES,
@@ -124,29 +125,33 @@ class Scheduler:
         """Step each study on its own: one whose step fails is logged and the rest still
         run (a tick must not leave every later study's silent trials unreclaimed).
 
-        A study whose stored spec no longer validates (a check added after the study was
-        created) would fail on every tick: it is stopped, with the reason as its message.
+        A study that would fail on every tick is stopped, with the reason as its message:
+        its stored spec no longer validates (a check added after the study was created),
+        or its engine no longer rebuilds from its trials (``HistoryMismatchError``: the
+        stored trials do not start with those the engine took in).
         """
         for study_id in study_ids:
             try:
                 self.step(study_id)
             except ValidationError as exc:
-                self._stop_unrunnable(study_id, exc)
+                reason = "; ".join(
+                    f"{'.'.join(str(part) for part in e['loc'])}: {e['msg']}" for e in exc.errors()
+                )
+                self._stop_unrunnable(study_id, f"its stored spec is no longer valid ({reason})")
+            except HistoryMismatchError as exc:
+                self._stop_unrunnable(study_id, f"its engine no longer rebuilds ({exc})")
             except Exception:
                 logger.exception("step of study %s failed; the others still run", study_id)
 
-    def _stop_unrunnable(self, study_id: int, error: ValidationError) -> None:
-        reason = "; ".join(
-            f"{'.'.join(str(part) for part in e['loc'])}: {e['msg']}" for e in error.errors()
-        )
-        logger.error("study %s stopped: its stored spec is invalid (%s)", study_id, reason)
+    def _stop_unrunnable(self, study_id: int, why: str) -> None:
+        logger.error("study %s stopped: %s", study_id, why)
         with self._locked(study_id) as (session, study):
             repo.set_study_state(
                 session,
                 study=study,
                 state=StudyState.STOPPED,
                 now=self.clock(),
-                message=f"stopped: its stored spec is no longer valid ({reason})",
+                message=f"stopped: {why}",
             )
             self._cancel_waiting(session, study)
 

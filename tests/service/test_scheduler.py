@@ -411,6 +411,32 @@ def test_a_study_whose_stored_spec_no_longer_validates_is_stopped_and_the_others
     assert _states(sqlite_sessions, broken).get(TrialState.WAITING, 0) == 0
 
 
+def test_a_study_whose_engine_no_longer_rebuilds_from_its_trials_is_stopped(
+    sqlite_sessions,
+) -> None:
+    """A finished trial's result edited by hand: the stored trials no longer start with
+    what the engine took in, which would fail every step."""
+    dispatcher = RecordingDispatcher()
+    scheduler = _scheduler(sqlite_sessions, dispatcher=dispatcher)
+    study_id = scheduler.create_study(make_spec(in_flight=1))
+    scheduler.step(study_id)
+    (request,) = dispatcher.take()
+    _record(sqlite_sessions, completed(request, loss=3.0))
+    assert scheduler.step(study_id).told == 1
+    with transaction(sqlite_sessions) as session:
+        repo.get_trial(session, trial_id=request.trial_id).loss = 2.5
+    (running,) = dispatcher.take()
+    _record(sqlite_sessions, completed(running, loss=3.0))  # the next step rebuilds
+
+    scheduler.step_each([study_id])
+
+    with transaction(sqlite_sessions) as session:
+        stopped = repo.get_study(session, study_id=study_id)
+        assert stopped.state == StudyState.STOPPED
+        assert "engine no longer rebuilds" in (stopped.message or "")
+    assert _states(sqlite_sessions, study_id)[TrialState.WAITING] == 0
+
+
 def test_the_budgets_last_trial_requeued_runs_again_instead_of_being_cancelled(
     sqlite_sessions,
 ) -> None:
