@@ -19,7 +19,7 @@ import json
 import logging
 import math
 from collections.abc import Iterable
-from typing import Any, Literal, Self
+from typing import Any, Literal, Protocol, Self
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
@@ -312,7 +312,31 @@ def trial_observation(
     )
 
 
-def row_observation(trial: TrialRow) -> Observation:
+class FinishedTrial(Protocol):
+    """A finished trial's stored values: a ``TrialRow``, or the columns of one
+    (``repository.finished_results``)."""
+
+    @property
+    def id(self) -> int: ...
+    @property
+    def state(self) -> str: ...
+    @property
+    def reason(self) -> str: ...
+    @property
+    def failure_kind(self) -> str | None: ...
+    @property
+    def suggestion_id(self) -> str: ...
+    @property
+    def params(self) -> dict[str, Any]: ...
+    @property
+    def loss(self) -> float | None: ...
+    @property
+    def cost_seconds(self) -> float | None: ...
+    @property
+    def metrics(self) -> dict[str, Any]: ...
+
+
+def row_observation(trial: FinishedTrial) -> Observation:
     """``trial_observation`` of a finished trial row; an imported run carries no
     suggestion id (the engine did not suggest it)."""
     return trial_observation(
@@ -326,7 +350,7 @@ def row_observation(trial: TrialRow) -> Observation:
     )
 
 
-def learns_from(trial: TrialRow) -> bool:
+def learns_from(trial: FinishedTrial) -> bool:
     """Whether the engine learns from ``trial``: COMPLETE, or FAILED through its
     configuration's fault (an infrastructure failure says nothing about it); never a
     verification trial."""
@@ -337,7 +361,7 @@ def learns_from(trial: TrialRow) -> bool:
     )
 
 
-def learned_observations(trials: Iterable[TrialRow]) -> list[Observation]:
+def learned_observations(trials: Iterable[FinishedTrial]) -> list[Observation]:
     """The observations the engine learns from among ``trials``, in their order: the
     one row-to-observation conversion of the service. A row whose values the engine
     refuses is left out (and logged once)."""

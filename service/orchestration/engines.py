@@ -71,7 +71,7 @@ def study_history(session: Session, *, study_id: int) -> History:
     they were recorded, new last, and the unfinished trials holding its suggestions by
     number (their leases are the trials', kept by the service)."""
     return History(
-        observations=learned_observations(repo.finished_trials(session, study_id=study_id)),
+        observations=learned_observations(repo.finished_results(session, study_id=study_id)),
         pending=[
             pending_suggestion(trial)
             for trial in repo.unfinished_trials(session, study_id=study_id)

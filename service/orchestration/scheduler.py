@@ -377,8 +377,7 @@ class Scheduler:
         if study.state != StudyState.RUNNING or left > 0 or unfinished > 0:
             return
         self._cancel_waiting(session, study)
-        trials = repo.finished_trials(session, study_id=study.id)
-        rules, why = fit_rules(spec, trials)
+        rules, why = fit_rules(spec, repo.finished_results(session, study_id=study.id))
         repo.save_rules(session, study=study, rules=rules, now=self.clock())
         repo.set_study_state(
             session,

@@ -8,22 +8,24 @@ from __future__ import annotations
 
 import json
 import logging
+from collections.abc import Sequence
 from typing import Any
 
 from search.errors import SearchError
 from search.types import Observation
-from service.domain import StudySpec, learned_observations
-from service.storage.tables import TrialRow
+from service.domain import FinishedTrial, StudySpec, learned_observations
 
 logger = logging.getLogger(__name__)
 
 
-def observations(trials: list[TrialRow]) -> list[Observation]:
+def observations(trials: Sequence[FinishedTrial]) -> list[Observation]:
     """The engine's view of the finished trials (``service.domain.learned_observations``)."""
     return learned_observations(trials)
 
 
-def fit_rules(spec: StudySpec, trials: list[TrialRow]) -> tuple[dict[str, Any] | None, str]:
+def fit_rules(
+    spec: StudySpec, trials: Sequence[FinishedTrial]
+) -> tuple[dict[str, Any] | None, str]:
     """The rules as JSON, or None and why not (no axes, or too little data to fit).
 
     ``spec``'s space is the resolved one (the engine's; ``engines.open_engine``)."""

@@ -163,7 +163,7 @@ def test_counts_cost_and_the_order_results_were_recorded_in(sessions) -> None:
             TrialState.CANCELLED: 1,
         }
         assert repo.tally(session, study_id=study.id).spent_cost == pytest.approx(3.5)
-        finished = repo.finished_trials(session, study_id=study.id)
+        finished = repo.finished_results(session, study_id=study.id)
         assert [(t.number, t.finish_seq) for t in finished] == [(1, 0), (0, 1)]
         assert trials[3].finish_seq is None and study.next_finish_seq == 2
         assert [t.number for t in repo.unfinished_trials(session, study_id=study.id)] == [2]
