@@ -51,7 +51,13 @@ from search.candidates import SpaceLayout
 from search.errors import InvalidObservationError, UnknownSuggestionError
 from search.loss_model import ScaledLossModel
 from search.pacing import Pace, StudyLimits, pace
-from search.pareto import FrontPoint, RepeatGroup, estimated_front, group_repeats
+from search.pareto import (
+    FrontPoint,
+    RepeatGroup,
+    config_key,
+    estimated_front,
+    group_repeats,
+)
 from search.proposals import (
     Proposal,
     ProposalContext,
@@ -148,7 +154,7 @@ class ParetoSearch:
         """
         observations = self._observations
         groups = group_repeats(
-            [json.dumps(o.params, sort_keys=True) for o in observations],
+            [config_key(o.params) for o in observations],
             np.array([math.nan if o.failed else o.loss for o in observations]),
             np.array([o.cost for o in observations]),
         )

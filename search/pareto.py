@@ -12,8 +12,10 @@ its measurements), so a lucky draw alone does not put a point on it.
 
 from __future__ import annotations
 
-from collections.abc import Hashable, Sequence
+import json
+from collections.abc import Hashable, Mapping, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
@@ -65,6 +67,17 @@ def best_loss_within_cost(
     n_affordable = np.searchsorted(front_cost, limits, side="right")
     padded = np.concatenate([[np.inf], front_loss])
     return padded[n_affordable]
+
+
+def config_key(params: Mapping[str, Any]) -> str:
+    """The key under which measurements of one configuration are grouped: its params as
+    sorted JSON, integers written as floats (a stored ``10`` and an engine's ``10.0``
+    are the same configuration)."""
+    canonical = {
+        name: float(v) if isinstance(v, int) and not isinstance(v, bool) else v
+        for name, v in params.items()
+    }
+    return json.dumps(canonical, sort_keys=True)
 
 
 @dataclass(frozen=True)

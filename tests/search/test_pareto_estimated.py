@@ -7,7 +7,7 @@ import math
 import numpy as np
 import pytest
 
-from search.pareto import estimated_front, group_repeats
+from search.pareto import config_key, estimated_front, group_repeats
 
 
 def test_repeats_are_merged_into_their_mean_in_order_of_first_sight():
@@ -65,3 +65,9 @@ def test_mismatched_lengths_are_refused():
     groups = group_repeats(["a"], np.array([1.0]), np.array([1.0]))
     with pytest.raises(ValueError, match="one value per group"):
         estimated_front(groups, np.array([1.0, 2.0]))
+
+
+def test_a_configuration_has_one_key_whatever_the_order_or_number_type():
+    assert config_key({"b": 10, "a": "x"}) == config_key({"a": "x", "b": 10.0})
+    assert config_key({"flag": True}) != config_key({"flag": 1.0})
+    assert config_key({"b": 10}) != config_key({"b": 10.5})
