@@ -43,9 +43,9 @@ def print_study_result(
 
 def print_front(console: Console, trials: list[Any], points: list[FrontEntry]) -> None:
     """The front, cheapest first: per configuration the trial standing for it, its mean
-    cost, the loss the front was taken on, the measured mean and how many runs, and
-    every hyperparameter (``trials`` and ``points`` as ``views.front_trials`` pairs them).
-    """
+    cost, the loss the front was taken on (``loss``: the engine's estimate where current),
+    the mean of its measurements (``measured``) and how many (``runs``), and every
+    hyperparameter (``trials`` and ``points`` as ``views.front_trials`` pairs them)."""
     names = sorted({name for t in trials for name in t.params})
     rows = [
         [
@@ -61,7 +61,7 @@ def print_front(console: Console, trials: list[Any], points: list[FrontEntry]) -
     show_table(
         console,
         title=f"Pareto front (loss vs cost): {plural(len(trials), 'point')}",
-        headers=["trial", "cost", "loss (est.)", "loss (mean)", "runs", *names],
+        headers=["trial", "cost", "loss", "measured", "runs", *names],
         rows=rows,
     )
 
