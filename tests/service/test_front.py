@@ -10,6 +10,7 @@ import pytest
 
 from search.types import Observation
 from service.api.app import create_app
+from service.cli.remote import _status_table
 from service.config import Settings
 from service.orchestration.engines import EngineCache
 from service.orchestration.front_estimate import store_front
@@ -112,6 +113,10 @@ def test_a_lucky_draw_is_merged_with_its_repeat_and_leaves_the_observed_front(ap
     assert detail["front_source"] == "observed" and detail["front"] == front["data"]
     assert detail["trials_by_state"]["COMPLETE"] == 5  # the raw trials stay listed
     assert lucky_again in ids and lucky in ids
+    rows = dict(_status_table(detail)["rows"])  # what `scaletune status` prints
+    assert rows["front"] == (
+        "3 points (observed losses); best: loss 1.2 (measured 1.2 over 1 run) at cost 40"
+    )
 
 
 def test_the_served_front_is_the_stored_estimate_once_the_engine_stores_it(api) -> None:
@@ -134,6 +139,10 @@ def test_the_served_front_is_the_stored_estimate_once_the_engine_stores_it(api) 
     detail = api.get(url).json()
     assert detail["front_source"] == "model" and detail["front"] == front["data"]
     assert detail["best_per_cost_band"][-1]["best_loss"] == 1.1
+    rows = dict(_status_table(detail)["rows"])
+    assert rows["front"] == (
+        "2 points (model losses); best: loss 1.1 (measured 2 over 2 runs) at cost 10"
+    )
 
 
 def test_the_engine_stores_its_front_and_the_api_serves_it(inline_api) -> None:
