@@ -16,7 +16,7 @@ from sqlalchemy.orm import Session
 
 from search.pareto import config_key
 from service.domain import TrialState
-from service.reads.views import current_estimate, front_entries
+from service.reads.views import current_estimate, estimate_json, front_entries
 from service.storage import repository as repo
 from service.storage.fronts import complete_measurements
 from service.storage.tables import StudyRow
@@ -33,7 +33,4 @@ def store_front(session: Session, study: StudyRow, engine: ParetoSearch) -> None
         return
     believed = {config_key(o.params): o.loss for o in engine.front()}
     points = front_entries(complete_measurements(session, study_id=study.id), believed)
-    study.front_estimate = {
-        "n_complete": n_complete,
-        "points": [p.to_json() for p in points],
-    }
+    study.front_estimate = estimate_json(points, n_complete=n_complete)

@@ -82,6 +82,10 @@ def _finite_number(value: Any) -> bool:
     return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
 
 
+# The format of the study row's ``front_estimate``; a stored one of another is ignored.
+FRONT_ESTIMATE_VERSION = 1
+
+
 @dataclass(frozen=True)
 class FrontEntry:
     """A point of the front a user sees: one configuration, all its COMPLETE trials
@@ -146,12 +150,27 @@ def front_entries(
     ]
 
 
+def estimate_json(points: list[FrontEntry], *, n_complete: int) -> dict[str, Any]:
+    """The study row's ``front_estimate``: the engine's front and the count of COMPLETE
+    trials it was computed from."""
+    return {
+        "version": FRONT_ESTIMATE_VERSION,
+        "n_complete": n_complete,
+        "points": [p.to_json() for p in points],
+    }
+
+
 def current_estimate(study: StudyRow, *, n_complete: int) -> list[FrontEntry] | None:
     """The engine's front as stored on the study row, when it was computed from the
     study's ``n_complete`` COMPLETE trials (COMPLETE is final and trials are never
-    deleted, so the same count means the same trials); None when absent or behind."""
+    deleted, so the same count means the same trials); None when absent, behind, or of
+    another format version (the next engine save rewrites it)."""
     stored = study.front_estimate
-    if not isinstance(stored, dict) or stored.get("n_complete") != n_complete:
+    if (
+        not isinstance(stored, dict)
+        or stored.get("version") != FRONT_ESTIMATE_VERSION
+        or stored.get("n_complete") != n_complete
+    ):
         return None
     return [FrontEntry.from_json(point) for point in stored["points"]]
 

@@ -14,7 +14,7 @@ from service.cli.remote import _status_table
 from service.config import Settings
 from service.orchestration.engines import EngineCache
 from service.orchestration.front_estimate import store_front
-from service.reads.views import current_estimate
+from service.reads.views import FrontEntry, current_estimate, estimate_json
 from service.storage import repository as repo
 from service.storage.db import transaction
 from service.storage.tables import StudyRow
@@ -170,8 +170,11 @@ def test_the_engine_stores_its_front_and_the_api_serves_it(inline_api) -> None:
 
 def test_a_stored_estimate_is_current_only_for_the_trials_it_was_computed_from() -> None:
     point = {"trial_ids": [3, 4], "cost": 10.0, "estimated_loss": 1.1, "observed_loss": 2.0}
-    study = StudyRow(front_estimate={"n_complete": 5, "points": [point]})
+    stored = estimate_json([FrontEntry.from_json(point)], n_complete=5)
+    study = StudyRow(front_estimate=stored)
     (entry,) = current_estimate(study, n_complete=5)
     assert (entry.trial_id, entry.n_measurements, entry.estimated_loss) == (3, 2, 1.1)
     assert current_estimate(study, n_complete=6) is None
+    other_format = StudyRow(front_estimate={**stored, "version": 0})
+    assert current_estimate(other_format, n_complete=5) is None
     assert current_estimate(StudyRow(front_estimate=None), n_complete=5) is None
