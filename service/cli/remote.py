@@ -230,7 +230,7 @@ def _status_table(study: dict) -> dict:  # type: ignore[type-arg]
         ["spent / budget cost", f"{p['spent_cost']:.4g} / {_or_none(p['max_cost'])}"],
         ["trials / budget", f"{p['dispatched']} / {_or_none(p['max_trials'])}"],
         *([f"trials {state}", str(n)] for state, n in study["trials_by_state"].items()),
-        ["front size", str(len(study["front"]))],
+        ["front", _front_line(study)],
     ]
     if study.get("error"):  # its stored spec no longer loads: it cannot run
         rows.insert(0, ["error", escape(study["error"])])
@@ -239,6 +239,22 @@ def _status_table(study: dict) -> dict:  # type: ignore[type-arg]
         rows.append(["queue", queue])
     title = f"study {study['id']} {escape(study['name'])}: {study['state']}"
     return {"title": title, "headers": ["field", "value"], "rows": rows, "wrap": ["value"]}
+
+
+def _front_line(study: dict) -> str:  # type: ignore[type-arg]
+    """The front's size, its best point and where its losses come from."""
+    front = study["front"]
+    if not front:
+        return "no completed trial yet"
+    best = front[-1]  # by increasing cost, so by decreasing estimated loss
+    source = study.get("front_source", "observed")
+    estimated = best.get("estimated_loss", best["loss"])
+    observed, runs = best.get("observed_loss", best["loss"]), best.get("n_measurements", 1)
+    return (
+        f"{plural(len(front), 'point')} ({source} losses); best: loss {estimated:.4g} "
+        f"(measured {observed:.4g} over {plural(runs, 'run')}) at cost "
+        f"{best.get('mean_cost', best['cost_seconds']):.4g}"
+    )
 
 
 def _or_none(value: float | None) -> str:

@@ -21,6 +21,7 @@ from search.pacing import StudyLimits
 from search.settings import SearchSettings
 from search.space import SearchSpace
 from service.domain import StudySpec, TrialState, trial_observation
+from service.orchestration.front_estimate import store_front
 from service.storage import repository as repo
 from service.storage.tables import StudyRow, TrialRow
 
@@ -99,6 +100,7 @@ class EngineCache:
         repo.save_engine_state(
             session, study=study, now=self.clock(), engine_state=json.dumps(engine.state_dict())
         )
+        store_front(session, study, engine)
         self._engines[study.id] = (study.engine_version, engine)
 
     def drop(self, study_id: int) -> None:

@@ -102,7 +102,7 @@ def test_the_front_stays_whole_at_80_columns_piped_and_on_a_terminal(tmp_path: P
     assert piped.returncode == 0, piped.stderr
     n, lines = _front(piped.stdout)
     header, rows = lines[0].split(), [line.split() for line in lines[1 : 1 + n]]
-    assert header == ["trial", "cost", "loss", *sorted(PARAM_NAMES)]
+    assert header == ["trial", "cost", "loss", "measured", "runs", *sorted(PARAM_NAMES)]
     assert all(len(row) == len(header) for row in rows), rows  # one whole value per column
     assert max(len(line) for line in lines[: 1 + n]) > 80  # wider than the terminal: not cut
 

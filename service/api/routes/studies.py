@@ -21,12 +21,12 @@ from service.api.deps import (
 from service.api.refusals import AUTHENTICATED, OWNED, refusals
 from service.api.schemas import (
     CostBand,
+    FrontPointPublic,
     Progress,
     StudiesPublic,
     StudyCreate,
     StudyDetail,
     StudyPublic,
-    TrialPublic,
 )
 from service.config import Settings
 from service.domain import (
@@ -204,7 +204,11 @@ def study_detail(  # type: ignore[no-untyped-def]
             fraction=progress.fraction,
         ),
         trials_by_state=progress.by_state,
-        front=[TrialPublic.model_validate(t) for t in views.front_trials(session, summary)],
+        front=[
+            FrontPointPublic.of(t, p)
+            for t, p in zip(views.front_trials(session, summary), summary.points, strict=True)
+        ],
+        front_source=summary.source,
         best_per_cost_band=[CostBand(**b) for b in summary.bands],
         has_rules=study.rules is not None,
         queue_workers=queue_workers,
