@@ -9,7 +9,13 @@ from __future__ import annotations
 
 from sqlalchemy.orm import Session
 
-from service.domain import StudySpec, StudyState, TrialState, result_problem
+from service.domain import (
+    FINAL_STUDY_STATES,
+    StudySpec,
+    StudyState,
+    TrialState,
+    result_problem,
+)
 from service.orchestration.budget import trials_left
 from service.orchestration.results import IngestOutcome, ingest_result
 from service.orchestration.verification import apply_warm_start, waiting_verifications
@@ -77,6 +83,25 @@ def create_study_row(
         now=now,
         tenant_id=tenant_id,
     )
+
+
+def change_state(
+    session: Session, *, study: StudyRow, state: StudyState, now: float, message: str | None = None
+) -> None:
+    """Pause, resume or stop ``study`` (locked by the caller); InvalidTransitionError if
+    its state cannot become ``state``. A final state cancels the proposal buffer: no one
+    will dispatch those trials now.
+
+    The one state change, for the API's routes and the scheduler alike."""
+    repo.set_study_state(session, study=study, state=state, now=now, message=message)
+    if state in FINAL_STUDY_STATES:
+        cancel_waiting(session, study=study, now=now)
+
+
+def cancel_waiting(session: Session, *, study: StudyRow, now: float) -> None:
+    """Cancel the study's buffered proposals (its WAITING trials)."""
+    for trial in repo.trials_in_state(session, study_id=study.id, states=[TrialState.WAITING]):
+        repo.cancel_trial(session, trial=trial, now=now)
 
 
 def take_buffered(
