@@ -61,7 +61,7 @@ def create_app(settings: Settings | None = None, *, run_migrations: bool = True)
         else ControlProposals(sessions=app.state.sessions, settings=settings)
     )
     app.state.heartbeats = HeartbeatStore.from_url(
-        settings.broker_url, prefix=settings.heartbeat_prefix
+        settings.heartbeat_url, prefix=settings.heartbeat_prefix
     )
     app.state.ask_log = AskLatencyLog.from_url(
         settings.broker_url, prefix=settings.heartbeat_prefix
