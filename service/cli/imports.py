@@ -142,18 +142,13 @@ def _column_mapping(base, params: str | None, flags: dict):  # type: ignore[no-u
 def _import_embedded(body, *, db: Path | None, report: Path | None, rules_out: Path | None):  # type: ignore[no-untyped-def]
     import time
 
-    from service.cli.local_store import check_rules_path, open_store
+    from service.cli.local_store import open_store_for_rules
     from service.interop.imports import ImportRefusedError, create_imported_study
     from service.orchestration.scheduler import Scheduler
     from service.reads.reports.outcome import print_study_result
     from service.storage.db import transaction
 
-    if rules_out is not None:
-        try:
-            check_rules_path(rules_out)
-        except ValueError as exc:
-            fail(f"--rules-out: {exc}")
-    path, sessions = open_store(db)
+    path, sessions = open_store_for_rules(db, rules_out)
     try:
         with transaction(sessions) as session:
             study, _ = create_imported_study(session, body=body, now=time.time())

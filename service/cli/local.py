@@ -80,17 +80,12 @@ def _run_embedded(
     report: Path | None = None,
     rules_out: Path | None = None,
 ) -> None:
-    from service.cli.local_store import check_rules_path, open_store
+    from service.cli.local_store import open_store_for_rules
     from service.orchestration.embedded import run_embedded
     from service.orchestration.scheduler import Scheduler
     from service.orchestration.verification import NoRulesError
 
-    if rules_out is not None:
-        try:
-            check_rules_path(rules_out)
-        except ValueError as exc:
-            fail(f"--rules-out: {exc}")
-    path, sessions = open_store(db)
+    path, sessions = open_store_for_rules(db, rules_out)
     settings = Settings(database_url=f"sqlite:///{path}")
     try:
         study_id = Scheduler(sessions=sessions, settings=settings).create_study(spec)

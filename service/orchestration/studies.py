@@ -74,6 +74,15 @@ def create_study_row(
             check_parameter_names(spec.objective, space_names)
         axes = spec.scaling.model_dump(exclude_none=True).values()
         check_scaling_axes(spec.objective, axes, space_names)
+    return store_study(session, spec=spec, now=now, tenant_id=tenant_id)
+
+
+def store_study(
+    session: Session, *, spec: StudySpec, now: float, tenant_id: int | None
+) -> StudyRow:
+    """Store an already checked ``spec`` as a new RUNNING study, with no engine state
+    yet (``create_study_row`` checks a new study's spec; an import stores finished runs
+    under its own)."""
     return repo.create_study(
         session,
         name=spec.name,
