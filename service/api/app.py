@@ -7,6 +7,7 @@ and writes the store, hands out buffered proposals and sends tasks by name.
 from __future__ import annotations
 
 import math
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from fastapi import FastAPI, HTTPException, Request, status
@@ -78,7 +79,7 @@ def create_app(settings: Settings | None = None, *, run_migrations: bool = True)
 
 
 def _add_error_handlers(app: FastAPI) -> None:
-    def handler(code: int):  # type: ignore[no-untyped-def]
+    def handler(code: int) -> Callable[[Request, Exception], Awaitable[JSONResponse]]:
         async def respond(_: Request, exc: Exception) -> JSONResponse:
             return JSONResponse({"detail": str(exc)}, status_code=code)
 

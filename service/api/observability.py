@@ -91,7 +91,11 @@ def _engine_ask_latency(ask_log: AskLatencyLog) -> HistogramMetricFamily:
 
 
 def _count_by_state(
-    session: Session, table: type, states: type, name: str, doc: str
+    session: Session,
+    table: type[TrialRow] | type[StudyRow],
+    states: type[TrialState] | type[StudyState],
+    name: str,
+    doc: str,
 ) -> GaugeMetricFamily:
     counts = dict(session.execute(select(table.state, func.count()).group_by(table.state)).all())
     gauge = GaugeMetricFamily(name, doc, labels=["state"])

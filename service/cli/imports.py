@@ -4,7 +4,7 @@ or (``--api``) in a running service."""
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
@@ -20,6 +20,10 @@ from service.cli.common import (
 )
 from service.cli.local import write_local_outputs
 from service.config import Settings
+
+if TYPE_CHECKING:  # the import machinery loads when the command runs, not at start-up
+    from service.interop.imports import StudyImport
+    from service.interop.runs_file import ColumnMapping
 
 app = typer.Typer()
 
@@ -122,7 +126,9 @@ def import_runs(
     _import_embedded(body, db=db, report=report, rules_out=rules_out)
 
 
-def _column_mapping(base, params: str | None, flags: dict):  # type: ignore[no-untyped-def]
+def _column_mapping(
+    base: ColumnMapping | None, params: str | None, flags: dict[str, Any]
+) -> ColumnMapping:
     """The mapping file's columns with the flags given on top."""
     from service.interop.runs_file import ColumnMapping
 
@@ -139,7 +145,9 @@ def _column_mapping(base, params: str | None, flags: dict):  # type: ignore[no-u
     return ColumnMapping.model_validate(data)
 
 
-def _import_embedded(body, *, db: Path | None, report: Path | None, rules_out: Path | None):  # type: ignore[no-untyped-def]
+def _import_embedded(
+    body: StudyImport, *, db: Path | None, report: Path | None, rules_out: Path | None
+) -> None:
     import time
 
     from service.cli.local_store import open_store_for_rules

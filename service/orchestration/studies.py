@@ -70,7 +70,7 @@ def create_study_row(
     spec = apply_warm_start(session, spec=spec)
     if spec.executor == "workers":
         space_names = None if spec.space is None else spec.space.names
-        if spec.space is not None:
+        if space_names is not None:
             check_parameter_names(spec.objective, space_names)
         axes = spec.scaling.model_dump(exclude_none=True).values()
         check_scaling_axes(spec.objective, axes, space_names)

@@ -182,8 +182,8 @@ def study_public(study: StudyRow) -> StudyPublic:
     return public.model_copy(update={"error": spec_error(study.spec)})
 
 
-def study_detail(  # type: ignore[no-untyped-def]
-    session, *, study: StudyRow, fronts: FrontCache, queue_workers: int | None = None
+def study_detail(
+    session: Session, *, study: StudyRow, fronts: FrontCache, queue_workers: int | None = None
 ) -> StudyDetail:
     """The detail of a study; one whose stored spec no longer loads is shown as stored,
     with its ``error``, never a 500 (it must not break a list or a dashboard)."""
