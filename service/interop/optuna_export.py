@@ -257,10 +257,10 @@ def _floor_to(value: int, step: int) -> int:
 
 
 def _frozen_trial(optuna: Any, t: ExportTrial, distributions: dict) -> Any:
-    complete = t.state == TrialState.COMPLETE and t.loss is not None
+    loss = t.loss if t.state == TrialState.COMPLETE else None
     trial = optuna.trial.create_trial(
-        state=optuna.trial.TrialState.COMPLETE if complete else optuna.trial.TrialState.FAIL,
-        values=[float(t.loss), float(t.cost_seconds or 0.0)] if complete else None,
+        state=optuna.trial.TrialState.FAIL if loss is None else optuna.trial.TrialState.COMPLETE,
+        values=None if loss is None else [float(loss), float(t.cost_seconds or 0.0)],
         params={k: v for k, v in t.params.items() if k in distributions},
         distributions={k: d for k, d in distributions.items() if k in t.params},
         user_attrs=_trial_attrs(t),

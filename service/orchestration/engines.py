@@ -136,7 +136,7 @@ def _sync_one(engine: ParetoSearch, trial: TrialRow) -> None:
         metrics=trial.metrics,
     )
     try:
-        engine.tell(obs.suggestion_id, obs.loss, obs.cost, failed=failed, metrics=obs.metrics)
+        engine.tell(obs.suggestion_id, obs.loss, obs.cost, failed=failed, metrics=obs.metrics)  # type: ignore[arg-type]  # None: UnknownSuggestionError
     except UnknownSuggestionError:
         engine.observe(obs.params, obs.loss, obs.cost, failed=failed, metrics=obs.metrics)
     except InvalidObservationError as exc:

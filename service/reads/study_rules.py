@@ -40,10 +40,15 @@ def observations(trials: list[TrialRow]) -> list[Observation]:
 
 
 def fit_rules(spec: StudySpec, trials: list[TrialRow]) -> tuple[dict[str, Any] | None, str]:
-    """The rules as JSON, or None and why not (no axes, or too little data to fit)."""
+    """The rules as JSON, or None and why not (no axes, or too little data to fit).
+
+    ``spec`` is the stored one: the first engine writes the space it searches into it
+    (``orchestration.engines``), so a study that ran always has one."""
     axes = spec.scaling
     if axes.n_params is None and axes.tokens is None and axes.compute is None:
         return None, "no scaling axes were given"
+    if spec.space is None:
+        return None, "the study never ran: its space was not resolved"
     from search.scaling import ScalingAxes, fit_scaling_rules
 
     try:

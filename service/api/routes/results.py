@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import time
+from typing import Any
 
 import yaml
 from fastapi import APIRouter, HTTPException, Response, status
 from fastapi.responses import FileResponse
+from sqlalchemy.orm import Session
 
 from search.errors import SearchError
 from service.api.auth import OwnedStudy
@@ -62,7 +64,7 @@ def get_rules_yaml(study_id: StudyId, session: SessionDep) -> Response:
     return Response(content=text, media_type="application/yaml")
 
 
-def _rules(session, study_id: int) -> dict:  # type: ignore[no-untyped-def]
+def _rules(session: Session, study_id: int) -> dict[str, Any]:
     study = repo.get_study(session, study_id=study_id)
     if study.rules is None:
         why = study.message or "the study has not finished"

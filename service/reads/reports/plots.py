@@ -181,7 +181,16 @@ def _law_band(law: LinearLaw, grid: np.ndarray, transform: str):
         return tuple(inverse(transform, v) for v in (estimate, low, high))
 
 
-def _band(ax, grid, low, high, limits, label, *, color="tab:red") -> None:  # type: ignore[no-untyped-def]
+def _band(
+    ax: Axes,
+    grid: np.ndarray,
+    low: np.ndarray,
+    high: np.ndarray,
+    limits: tuple[float, float],
+    label: str | None,
+    *,
+    color: str = "tab:red",
+) -> None:
     """The interval band, clipped to the axes' limits (never past them, never NaN)."""
     low = np.clip(np.nan_to_num(low, nan=limits[0]), *limits)
     high = np.clip(np.nan_to_num(high, nan=limits[1]), *limits)
@@ -197,7 +206,7 @@ def _padded(scale: str, low: float, high: float) -> tuple[float, float]:
         low, high = max(low, 1e-300), max(high, 1e-300)
         to, back = math.log, math.exp
     else:
-        to = back = float  # type: ignore[assignment]
+        to = back = float
     a, b = to(low), to(high)
     margin = 0.08 * (b - a) if b > a else max(abs(a) * 0.1, 0.1)
     lo, hi = back(a - margin), back(b + margin)
