@@ -246,7 +246,7 @@ def _status_table(study: dict[str, Any]) -> dict[str, Any]:
     return {"title": title, "headers": ["field", "value"], "rows": rows, "wrap": ["value"]}
 
 
-def _front_line(study: dict) -> str:  # type: ignore[type-arg]
+def _front_line(study: dict[str, Any]) -> str:
     """The front's size, its best point and where its losses come from."""
     front = study["front"]
     if not front:

@@ -58,8 +58,12 @@ def terminal_table(
         table = Table(title=title)
         numeric = _numeric_columns(len(headers), cells)
         for i, header in enumerate(headers):
-            justify = "right" if i in numeric else "left"
-            table.add_column(header, no_wrap=header not in wrap, overflow="fold", justify=justify)
+            table.add_column(
+                header,
+                no_wrap=header not in wrap,
+                overflow="fold",
+                justify="right" if i in numeric else "left",
+            )
         for row in cells:
             table.add_row(*row)
         return table
