@@ -59,7 +59,13 @@ from search.errors import HistoryMismatchError, UnknownSuggestionError
 from search.history import History, checked, digest, make_observation
 from search.loss_model import ScaledLossModel
 from search.pacing import Pace, StudyLimits, pace
-from search.pareto import front_indices
+from search.pareto import (
+    FrontPoint,
+    RepeatGroup,
+    config_key,
+    estimated_front,
+    group_repeats,
+)
 from search.proposals import (
     Proposal,
     ProposalContext,
@@ -153,27 +159,44 @@ class ParetoSearch:
         measurements), and the front is taken on those estimates: a lucky draw does not
         stay on it. Before the model can be fitted (fewer than 2 successes, or a failed
         fit) the estimate is the observed mean. The raw trials are ``observations``.
+        Grouping and the front are ``search.pareto.group_repeats`` and
+        ``estimated_front``, the definition the service shows too.
         """
-        groups = self._groups()
+        observations = self._observations
+        groups = group_repeats(
+            [config_key(o.params) for o in observations],
+            np.array([math.nan if o.failed else o.loss for o in observations]),
+            np.array([o.cost for o in observations]),
+        )
         if not groups:
             return []
-        merged = [self._merge(members) for members in groups]
-        estimate = self._estimated_losses(merged)
-        cost = np.array([o.cost for o in merged])
-        return [
-            dataclasses.replace(
-                merged[i],
-                loss=float(estimate[i]),
-                metrics={**merged[i].metrics, "observed_loss": merged[i].loss},
-            )
-            for i in front_indices(estimate, cost)
-        ]
+        params = [observations[g.members[0]].params for g in groups]
+        points = estimated_front(groups, self._estimated_losses(groups, params))
+        return [self._front_observation(point) for point in points]
 
-    def _estimated_losses(self, merged: list[Observation]) -> np.ndarray:
-        """The loss GP's posterior means at ``merged``, or their observed means. Read
-        only: models fitted here are not kept and the GP cache is copied, so calling
-        ``front()`` never changes what the engine suggests next."""
-        observed = np.array([o.loss for o in merged])
+    def _front_observation(self, point: FrontPoint) -> Observation:
+        """A front point as an observation: its first measurement's params, suggestion
+        and metrics, the estimated loss, the mean cost."""
+        first = self._observations[point.members[0]]
+        return Observation(
+            params=first.params,
+            loss=point.estimated_loss,
+            cost=point.cost,
+            suggestion_id=first.suggestion_id,
+            metrics={
+                **first.metrics,
+                "observed_loss": point.observed_loss,
+                "n_measurements": float(point.n_measurements),
+            },
+        )
+
+    def _estimated_losses(
+        self, groups: list[RepeatGroup], params: list[dict[str, Any]]
+    ) -> np.ndarray:
+        """The loss GP's posterior means at each group's ``params``, or their observed
+        means. Read only: models fitted here are not kept and the GP cache is copied, so
+        calling ``front()`` never changes what the engine suggests next."""
+        observed = np.array([g.observed_loss for g in groups])
         if int(np.sum(~self._failed)) < 2:
             return observed
         models = self._models
@@ -183,8 +206,7 @@ class ParetoSearch:
                 models = fit_models(self._arrays(), settings=self.settings, cache=cache)
         if models.loss_gp is None:
             return observed
-        x = self.space.to_internal_many([o.params for o in merged])
-        return models.loss_gp.predict_mean(x)
+        return models.loss_gp.predict_mean(self.space.to_internal_many(params))
 
     # -- asking -----------------------------------------------------------------------
 
@@ -479,28 +501,6 @@ class ParetoSearch:
             self._x.round(12), axis=0, return_inverse=True, return_counts=True
         )
         return counts[inverse.reshape(-1)]
-
-    def _groups(self) -> list[list[Observation]]:
-        """Successful observations grouped by configuration, in order of first sight."""
-        groups: dict[str, list[Observation]] = {}
-        for observation in self._observations:
-            if not observation.failed:
-                key = json.dumps(observation.params, sort_keys=True)
-                groups.setdefault(key, []).append(observation)
-        return list(groups.values())
-
-    @staticmethod
-    def _merge(members: list[Observation]) -> Observation:
-        if len(members) == 1:
-            return members[0]
-        first = members[0]
-        return Observation(
-            params=first.params,
-            loss=float(np.mean([o.loss for o in members])),
-            cost=float(np.mean([o.cost for o in members])),
-            suggestion_id=first.suggestion_id,
-            metrics={**first.metrics, "n_measurements": float(len(members))},
-        )
 
     # -- state ------------------------------------------------------------------------
 

@@ -43,7 +43,7 @@ from pydantic import BaseModel, ConfigDict, Field
 # Target quantiles are bent as quantile ** CHEAP_BIAS: a round's cost is set by its
 # dearest trials, so cheap targets buy more rounds of learning from the same budget, and
 # cheap trials are where the hyperparameters are learnt that transfer up
-# (docs/architecture.md, "Search engine (decisions)").
+# (docs/architecture.md, "Decisions", "Search engine").
 CHEAP_BIAS = 3.0
 
 

@@ -12,14 +12,17 @@ from pathlib import Path
 from typing import Literal
 
 from pydantic import Field, SecretStr, field_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic_settings import SettingsConfigDict
+
+from workers.config import BrokerSettings
 
 DEFAULT_HOME = Path(".scaletune")
 MIN_ADMIN_TOKEN_LENGTH = 32
 
 
-class Settings(BaseSettings):
-    """Where the store and the broker live, and the timing of leases and heartbeats."""
+class Settings(BrokerSettings):
+    """Where the store lives, and the timing of leases and heartbeats; the broker, queue
+    and heartbeat-store settings are the workers' own (``workers.config.BrokerSettings``)."""
 
     model_config = SettingsConfigDict(
         env_prefix="SCALETUNE_",
@@ -33,8 +36,6 @@ class Settings(BaseSettings):
         f"sqlite:///{DEFAULT_HOME / 'scaletune.db'}",
         description="SQLAlchemy URL: a SQLite file (embedded) or postgresql+psycopg://...",
     )
-    broker_url: str = Field("redis://127.0.0.1:6379/0", description="Celery broker (Redis)")
-    queue_prefix: str = Field("", description="prefix of every Celery queue name (tests)")
     lease_seconds: float = Field(
         600.0, gt=0, description="an ask/tell trial must heartbeat or tell within this"
     )
@@ -51,9 +52,6 @@ class Settings(BaseSettings):
     )
     tick_seconds: float = Field(
         5.0, gt=0, description="the control worker steps every running study this often"
-    )
-    heartbeat_prefix: str = Field(
-        "scaletune", min_length=1, description="prefix of worker heartbeat keys in Redis"
     )
     proposals: Literal["control", "inline"] = Field(
         "control",
@@ -90,10 +88,6 @@ class Settings(BaseSettings):
                 "(make one with: openssl rand -hex 32)"
             )
         return token
-
-    def queue_name(self, name: str) -> str:
-        """The broker-level name of a logical queue (``control``, ``gpu``, ...)."""
-        return f"{self.queue_prefix}{name}"
 
 
 @lru_cache(maxsize=1)

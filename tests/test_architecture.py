@@ -139,6 +139,20 @@ def test_the_api_package_never_imports_the_engine_or_torch() -> None:
     assert not offenders, f"service/api imports what the API process must not: {offenders}"
 
 
+def test_only_the_app_imports_the_api_routes() -> None:
+    """Route handlers are the HTTP surface, not a library: shared reads live in reads/ or
+    orchestration/ (the control worker serves metrics without loading the routes)."""
+    routes = "service.api.routes"
+    importers = [
+        str(path.relative_to(ROOT))
+        for path in sorted((ROOT / "service").rglob("*.py"))
+        if path.parent.name != "routes"
+        and path.name != "app.py"
+        and any(m == routes or m.startswith(routes + ".") for m in _imported_modules(path))
+    ]
+    assert not importers, f"these import route handlers: {importers}"
+
+
 def test_no_service_module_is_over_500_lines() -> None:
     long = {
         str(path.relative_to(ROOT)): n

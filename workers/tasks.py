@@ -84,7 +84,7 @@ def report_result(app: Celery, result: TrialResult) -> None:
     app.send_task(
         RECORD_RESULT_TASK,
         args=[result.model_dump(mode="json")],
-        queue=settings_of(app).results_queue,
+        queue=settings_of(app).control_queue_name,
     )
 
 

@@ -7,6 +7,7 @@ and writes the store, hands out buffered proposals and sends tasks by name.
 from __future__ import annotations
 
 import math
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from fastapi import FastAPI, HTTPException, Request, status
@@ -61,7 +62,7 @@ def create_app(settings: Settings | None = None, *, run_migrations: bool = True)
         else ControlProposals(sessions=app.state.sessions, settings=settings)
     )
     app.state.heartbeats = HeartbeatStore.from_url(
-        settings.broker_url, prefix=settings.heartbeat_prefix
+        settings.heartbeat_url, prefix=settings.heartbeat_prefix
     )
     app.state.ask_log = AskLatencyLog.from_url(
         settings.broker_url, prefix=settings.heartbeat_prefix
@@ -78,7 +79,7 @@ def create_app(settings: Settings | None = None, *, run_migrations: bool = True)
 
 
 def _add_error_handlers(app: FastAPI) -> None:
-    def handler(code: int):  # type: ignore[no-untyped-def]
+    def handler(code: int) -> Callable[[Request, Exception], Awaitable[JSONResponse]]:
         async def respond(_: Request, exc: Exception) -> JSONResponse:
             return JSONResponse({"detail": str(exc)}, status_code=code)
 

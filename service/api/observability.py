@@ -29,10 +29,10 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from service.api.auth import metrics_access
 from service.api.refusals import refusals
-from service.api.routes.queues import list_queues
 from service.domain import StudyState, TrialState
 from service.logs import log_context
 from service.orchestration.ask_latency import AskLatencyLog
+from service.reads.queues import Queues, read_queues
 from service.storage.tables import StudyRow, TrialRow
 from workers.heartbeat import HeartbeatStore
 
@@ -71,7 +71,7 @@ class StoreCollector(Collector):
                 session, StudyRow, StudyState, "scaletune_studies", "Studies by state."
             )
             yield _trial_durations(session)
-            queues = list_queues(session, self.heartbeats)  # what GET /queues shows
+            queues = read_queues(session, self.heartbeats)  # what GET /queues shows
         yield from _queue_metrics(queues)
         if self.ask_log is not None and queues.heartbeats_available:
             yield _engine_ask_latency(self.ask_log)
@@ -91,7 +91,11 @@ def _engine_ask_latency(ask_log: AskLatencyLog) -> HistogramMetricFamily:
 
 
 def _count_by_state(
-    session: Session, table: type, states: type, name: str, doc: str
+    session: Session,
+    table: type[TrialRow] | type[StudyRow],
+    states: type[TrialState] | type[StudyState],
+    name: str,
+    doc: str,
 ) -> GaugeMetricFamily:
     counts = dict(session.execute(select(table.state, func.count()).group_by(table.state)).all())
     gauge = GaugeMetricFamily(name, doc, labels=["state"])
@@ -134,7 +138,7 @@ def _le(bound: float) -> str:
     return repr(float(bound))
 
 
-def _queue_metrics(queues: Any) -> Iterator[Metric]:
+def _queue_metrics(queues: Queues) -> Iterator[Metric]:
     """Queue depths from the /queues view; workers online and the busy fraction."""
     depth = GaugeMetricFamily(
         "scaletune_queue_trials",

@@ -8,6 +8,7 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from search.types import MAX_COST, MIN_COST
 from service.domain import StudySpec, StudyState, TrialState, result_problem
+from service.reads.views import FrontEntry
 from service.storable import StorableBody
 
 StudyCreate = StudySpec
@@ -52,6 +53,43 @@ class TrialPublic(_Out):
     finished_at: float | None
 
 
+class FrontPointPublic(TrialPublic):
+    """A point of the front: the trial standing for its configuration (its own fields,
+    ``loss`` and ``cost_seconds`` included, as measured), and what the front was taken
+    on. The raw trials stay in the trials list."""
+
+    trial_ids: list[int] = Field(description="every COMPLETE trial of this configuration")
+    n_measurements: int = Field(description="how many times it was measured")
+    mean_cost: float = Field(description="the mean cost of its measurements")
+    observed_loss: float = Field(description="the mean loss of its measurements")
+    estimated_loss: float = Field(
+        description="the loss the front was taken on: the engine's model estimate where "
+        "the front's source is 'model', else the observed mean"
+    )
+
+    @classmethod
+    def of(cls, trial: Any, point: FrontEntry) -> FrontPointPublic:
+        """The point from the row of the trial standing for it and its front entry."""
+        return cls.model_validate(
+            {
+                **TrialPublic.model_validate(trial).model_dump(),
+                "trial_ids": list(point.trial_ids),
+                "n_measurements": point.n_measurements,
+                "mean_cost": point.cost,
+                "observed_loss": point.observed_loss,
+                "estimated_loss": point.estimated_loss,
+            }
+        )
+
+
+FRONT_SOURCE = Field(
+    description="where the front's estimated losses come from: 'model' (the engine's "
+    "estimate, current with the study's completed trials) or 'observed' (the measured "
+    "means: an imported or external study, or the engine has not yet seen the latest "
+    "trials)"
+)
+
+
 class TrialDetail(TrialPublic):
     predicted_loss: float | None
     predicted_cost: float | None
@@ -84,7 +122,8 @@ class StudyDetail(StudyPublic):
     spec: dict[str, Any]
     progress: Progress
     trials_by_state: dict[str, int]
-    front: list[TrialPublic]
+    front: list[FrontPointPublic]
+    front_source: str = FRONT_SOURCE
     best_per_cost_band: list[CostBand]
     has_rules: bool
     queue_workers: int | None = Field(
@@ -177,8 +216,9 @@ class QueuesPublic(BaseModel):
 
 class FrontPublic(BaseModel):
     study_id: int
-    data: list[TrialPublic]
+    data: list[FrontPointPublic]
     count: int
+    source: str = FRONT_SOURCE
 
 
 class Health(BaseModel):

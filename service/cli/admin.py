@@ -3,7 +3,8 @@ straight into the store named by the settings (``SCALETUNE_DATABASE_URL``)."""
 
 from __future__ import annotations
 
-from typing import Annotated
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Annotated, TypeVar
 
 import typer
 from rich.markup import escape
@@ -12,6 +13,14 @@ from service.cli.common import console, fail
 from service.config import Settings
 from service.reads.reports.terminal import show_table
 
+if TYPE_CHECKING:  # the store's modules load when a command runs, not at start-up
+    from sqlalchemy.orm import Session, sessionmaker
+
+    from service.storage.tables import ApiTokenRow
+    from service.storage.tokens import IssuedToken
+
+T = TypeVar("T")
+
 app = typer.Typer(
     no_args_is_help=True,
     help="Tenants and API tokens, written straight into the store of the settings "
@@ -19,7 +28,7 @@ app = typer.Typer(
 )
 
 
-def _admin_store():  # type: ignore[no-untyped-def]
+def _admin_store() -> sessionmaker[Session]:
     """A sessionmaker on the settings' store (migrated), or a CLI error without the URL's
     password."""
     from pydantic import ValidationError
@@ -42,7 +51,7 @@ def _admin_store():  # type: ignore[no-untyped-def]
     return make_sessionmaker(engine)
 
 
-def _admin_write(action):  # type: ignore[no-untyped-def]
+def _admin_write(action: Callable[[Session], T]) -> T:
     """Run ``action(session)`` in one transaction; a lookup or name error is a CLI error."""
     from sqlalchemy.exc import SQLAlchemyError
 
@@ -90,7 +99,7 @@ def issue_token(
     if (tenant is None) == (not admin_token):
         fail("name a TENANT, or pass --admin for an admin token (not both)")
 
-    def issue(session):  # type: ignore[no-untyped-def]
+    def issue(session: Session) -> IssuedToken:
         tenant_id = None
         if tenant is not None:
             row = tenants.find_tenant(session, name=tenant)
@@ -124,7 +133,7 @@ def list_tokens() -> None:
     """Tenants and their tokens (prefix, name, revoked or not); never the secrets."""
     from service.storage import tenants
 
-    def read(session):  # type: ignore[no-untyped-def]
+    def read(session: Session) -> tuple[dict[int, str], list[ApiTokenRow]]:
         names = {t.id: t.name for t in tenants.list_tenants(session)}
         return names, tenants.list_tokens(session)
 

@@ -3,11 +3,17 @@ the API client of the commands that talk to a running service."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated, Any, NoReturn, TypeVar, overload
 
 import typer
 from rich.console import Console
+
+if TYPE_CHECKING:  # loaded by the commands that talk to an API, not at start-up
+    from service.interop.client import ScaletuneClient
+
+T = TypeVar("T")
 
 console = Console()
 errors = Console(stderr=True)
@@ -56,7 +62,7 @@ TokenOption = Annotated[
 ]
 
 
-def fail(message: str) -> None:
+def fail(message: str) -> NoReturn:
     """End the command with exit code 2 and ``message`` on stderr, no traceback."""
     # soft_wrap: one line per message, so a long path is never cut in two (the terminal
     # wraps it for display; a pipe or log keeps it whole)
@@ -64,7 +70,7 @@ def fail(message: str) -> None:
     raise typer.Exit(code=2)
 
 
-def api_client(api: str, token: str | None):  # type: ignore[no-untyped-def]
+def api_client(api: str, token: str | None) -> ScaletuneClient:
     """A client of the API at ``api``; without a token the command ends saying how to give
     one. Every command over the API builds its client here (``common.api_client``)."""
     from service.interop.client import ScaletuneClient
@@ -74,7 +80,13 @@ def api_client(api: str, token: str | None):  # type: ignore[no-untyped-def]
     return ScaletuneClient(api, token=token)
 
 
-def api_call(fn, *args, tolerate: int | None = None, **kwargs):  # type: ignore[no-untyped-def]
+@overload
+def api_call(fn: Callable[..., T], *args: Any, tolerate: None = None, **kwargs: Any) -> T: ...
+@overload
+def api_call(fn: Callable[..., T], *args: Any, tolerate: int, **kwargs: Any) -> T | None: ...
+def api_call(
+    fn: Callable[..., T], *args: Any, tolerate: int | None = None, **kwargs: Any
+) -> T | None:
     """``fn``'s answer; an API error ends the command with its message, except a
     ``tolerate`` status, which returns None."""
     import httpx

@@ -33,7 +33,7 @@ def demo_space() -> SearchSpace:
             Pow2Param(name="batch_size", center=64, min=1, max=16384),
             LogitParam(name="warmup_fraction", center=0.05, min=0.045, max=0.055),
             LogParam(name="weight_decay", center=0.03, min=0.028, max=0.032),
-            ChoiceParam(name="schedule", choices=["wsd"]),
+            ChoiceParam(name="schedule", choices=["wsd"], center="wsd"),
         ]
     )
 

@@ -4,7 +4,7 @@ or (``--api``) in a running service."""
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
@@ -20,6 +20,10 @@ from service.cli.common import (
 )
 from service.cli.local import write_local_outputs
 from service.config import Settings
+
+if TYPE_CHECKING:  # the import machinery loads when the command runs, not at start-up
+    from service.interop.imports import StudyImport
+    from service.interop.runs_file import ColumnMapping
 
 app = typer.Typer()
 
@@ -122,7 +126,9 @@ def import_runs(
     _import_embedded(body, db=db, report=report, rules_out=rules_out)
 
 
-def _column_mapping(base, params: str | None, flags: dict):  # type: ignore[no-untyped-def]
+def _column_mapping(
+    base: ColumnMapping | None, params: str | None, flags: dict[str, Any]
+) -> ColumnMapping:
     """The mapping file's columns with the flags given on top."""
     from service.interop.runs_file import ColumnMapping
 
@@ -139,21 +145,18 @@ def _column_mapping(base, params: str | None, flags: dict):  # type: ignore[no-u
     return ColumnMapping.model_validate(data)
 
 
-def _import_embedded(body, *, db: Path | None, report: Path | None, rules_out: Path | None):  # type: ignore[no-untyped-def]
+def _import_embedded(
+    body: StudyImport, *, db: Path | None, report: Path | None, rules_out: Path | None
+) -> None:
     import time
 
-    from service.cli.local_store import check_rules_path, open_store
+    from service.cli.local_store import open_store_for_rules
     from service.interop.imports import ImportRefusedError, create_imported_study
     from service.orchestration.scheduler import Scheduler
     from service.reads.reports.outcome import print_study_result
     from service.storage.db import transaction
 
-    if rules_out is not None:
-        try:
-            check_rules_path(rules_out)
-        except ValueError as exc:
-            fail(f"--rules-out: {exc}")
-    path, sessions = open_store(db)
+    path, sessions = open_store_for_rules(db, rules_out)
     try:
         with transaction(sessions) as session:
             study, _ = create_imported_study(session, body=body, now=time.time())

@@ -5,7 +5,7 @@ and reading that store for ``export --db``. Their studies belong to the local te
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
@@ -23,6 +23,9 @@ from service.cli.demo import DEMO_IN_FLIGHT, DEMO_TRIALS, demo_spec
 from service.cli.studyfile import StudyFileError, load_study_file
 from service.config import Settings
 from service.domain import StudySpec
+
+if TYPE_CHECKING:  # the store's modules load when a command runs, not at start-up
+    from sqlalchemy.orm import Session, sessionmaker
 
 app = typer.Typer()
 
@@ -80,17 +83,12 @@ def _run_embedded(
     report: Path | None = None,
     rules_out: Path | None = None,
 ) -> None:
-    from service.cli.local_store import check_rules_path, open_store
+    from service.cli.local_store import open_store_for_rules
     from service.orchestration.embedded import run_embedded
     from service.orchestration.scheduler import Scheduler
     from service.orchestration.verification import NoRulesError
 
-    if rules_out is not None:
-        try:
-            check_rules_path(rules_out)
-        except ValueError as exc:
-            fail(f"--rules-out: {exc}")
-    path, sessions = open_store(db)
+    path, sessions = open_store_for_rules(db, rules_out)
     settings = Settings(database_url=f"sqlite:///{path}")
     try:
         study_id = Scheduler(sessions=sessions, settings=settings).create_study(spec)
@@ -117,8 +115,8 @@ def _run_embedded(
     write_local_outputs(sessions, study_id, report=report, rules_out=rules_out)
 
 
-def write_local_outputs(  # type: ignore[no-untyped-def]
-    sessions, study_id: int, *, report: Path | None, rules_out: Path | None
+def write_local_outputs(
+    sessions: sessionmaker[Session], study_id: int, *, report: Path | None, rules_out: Path | None
 ) -> None:
     """The report and the rules file an embedded command was asked for; without rules,
     each says why and the command exits with code 1 once both were tried."""
@@ -157,7 +155,7 @@ def _total(spec: StudySpec) -> float | None:
     return spec.budget.max_trials
 
 
-def _done(sessions, study_id: int) -> int:  # type: ignore[no-untyped-def]
+def _done(sessions: sessionmaker[Session], study_id: int) -> int:
     from service.domain import FINAL_TRIAL_STATES
     from service.storage import repository as repo
     from service.storage.db import transaction

@@ -12,6 +12,7 @@ from pathlib import Path
 from sqlalchemy.orm import Session, sessionmaker
 
 from search.scaling import ScalingRules
+from service.cli.common import fail
 from service.config import DEFAULT_HOME
 from service.domain import TrialState
 from service.reads.reports.files import NoReportError
@@ -38,6 +39,19 @@ def open_store(path: Path | None, *, create: bool = True) -> tuple[Path, session
     engine = make_engine(f"sqlite:///{path}")
     migrate(engine)
     return path, make_sessionmaker(engine)
+
+
+def open_store_for_rules(
+    path: Path | None, rules_out: Path | None
+) -> tuple[Path, sessionmaker[Session]]:
+    """``open_store`` for a command that will write rules to ``rules_out`` (``run``,
+    ``import``): a path that cannot take rules fails the command before any work."""
+    if rules_out is not None:
+        try:
+            check_rules_path(rules_out)
+        except ValueError as exc:
+            fail(f"--rules-out: {exc}")
+    return open_store(path)
 
 
 def study_rules(sessions: sessionmaker[Session], study_id: int) -> ScalingRules:

@@ -5,7 +5,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.console import Group
@@ -24,6 +24,9 @@ from service.cli.common import (
 from service.cli.local import export_local
 from service.cli.studyfile import StudyFileError, load_study_file
 from service.reads.reports.terminal import plural, show_table, terminal_table
+
+if TYPE_CHECKING:  # loaded by the commands that talk to an API, not at start-up
+    from service.interop.client import ScaletuneClient
 
 app = typer.Typer()
 
@@ -181,7 +184,9 @@ def export(
         console.print(f"wrote {out}")
 
 
-def _export_to_optuna(client, study_id: int, storage: str, name: str | None, overwrite: bool):  # type: ignore[no-untyped-def]
+def _export_to_optuna(
+    client: ScaletuneClient, study_id: int, storage: str, name: str | None, overwrite: bool
+) -> None:
     from service.interop.optuna_export import (
         OptunaExportError,
         OptunaStudyExistsError,
@@ -211,7 +216,7 @@ def _export_to_optuna(client, study_id: int, storage: str, name: str | None, ove
     )
 
 
-def _download_report(client, study_id: int, out: Path) -> None:  # type: ignore[no-untyped-def]
+def _download_report(client: ScaletuneClient, study_id: int, out: Path) -> None:
     """The Markdown report and every plot it links, into ``out``."""
     import re
 
@@ -223,14 +228,14 @@ def _download_report(client, study_id: int, out: Path) -> None:  # type: ignore[
     console.print(f"wrote {out / 'scaling-report.md'}")
 
 
-def _status_table(study: dict) -> dict:  # type: ignore[type-arg]
+def _status_table(study: dict[str, Any]) -> dict[str, Any]:
     """``show_table``'s arguments for a study's state, budget, trials and queue."""
     p = study["progress"]
     rows = [
         ["spent / budget cost", f"{p['spent_cost']:.4g} / {_or_none(p['max_cost'])}"],
         ["trials / budget", f"{p['dispatched']} / {_or_none(p['max_trials'])}"],
         *([f"trials {state}", str(n)] for state, n in study["trials_by_state"].items()),
-        ["front size", str(len(study["front"]))],
+        ["front", _front_line(study)],
     ]
     if study.get("error"):  # its stored spec no longer loads: it cannot run
         rows.insert(0, ["error", escape(study["error"])])
@@ -241,11 +246,27 @@ def _status_table(study: dict) -> dict:  # type: ignore[type-arg]
     return {"title": title, "headers": ["field", "value"], "rows": rows, "wrap": ["value"]}
 
 
+def _front_line(study: dict[str, Any]) -> str:
+    """The front's size, its best point and where its losses come from."""
+    front = study["front"]
+    if not front:
+        return "no completed trial yet"
+    best = front[-1]  # by increasing cost, so by decreasing estimated loss
+    source = study.get("front_source", "observed")
+    estimated = best.get("estimated_loss", best["loss"])
+    observed, runs = best.get("observed_loss", best["loss"]), best.get("n_measurements", 1)
+    return (
+        f"{plural(len(front), 'point')} ({source} losses); best: loss {estimated:.4g} "
+        f"(measured {observed:.4g} over {plural(runs, 'run')}) at cost "
+        f"{best.get('mean_cost', best['cost_seconds']):.4g}"
+    )
+
+
 def _or_none(value: float | None) -> str:
     return "none" if value is None else f"{value:.4g}"
 
 
-def _queue_line(study: dict) -> str | None:  # type: ignore[type-arg]
+def _queue_line(study: dict[str, Any]) -> str | None:
     """The study's queue and its live workers; a warning when none consumes it."""
     workers = study.get("queue_workers")
     if workers is None:  # an external study, or heartbeats unreadable
@@ -256,7 +277,7 @@ def _queue_line(study: dict) -> str | None:  # type: ignore[type-arg]
     return f"{name}: {plural(workers, 'live worker')}"
 
 
-def _queues_table(queues: dict | None) -> dict:  # type: ignore[type-arg]
+def _queues_table(queues: dict[str, Any] | None) -> dict[str, Any]:
     """``show_table``'s arguments for the queue view (admins only)."""
     if queues is None:
         return {

@@ -37,6 +37,7 @@ from search.space import (
 )
 from search.types import Suggestion
 from service.domain import IMPORTED_REASON, Budget, ScalingAxesSpec, StudySpec
+from service.orchestration.studies import store_study
 from service.storable import StorableBody
 from service.storage import repository as repo
 from service.storage.tables import StudyRow
@@ -166,15 +167,7 @@ def create_imported_study(
         if not run.failed and run.loss is not None and run.loss < 0:
             raise ImportRefusedError(f"run {number}: loss {run.loss} is negative")
         runs.append((params, run))
-    study = repo.create_study(
-        session,
-        name=spec.name,
-        objective=spec.objective,
-        spec=spec.model_dump(mode="json"),
-        engine_state="",
-        now=now,
-        tenant_id=tenant_id,
-    )
+    study = store_study(session, spec=spec, now=now, tenant_id=tenant_id)
     suggestions = [
         Suggestion(suggestion_id=f"imported-{i}", params=params, reason=IMPORTED_REASON)
         for i, (params, _) in enumerate(runs)

@@ -10,7 +10,10 @@ What the snapshot holds:
 
 - a two-objective study (minimize loss, minimize cost), metric names ``loss`` and
   ``cost_seconds``; study user attributes ``scaletune_study_id``, ``objective``,
-  ``state`` and ``spec`` (the study's spec as JSON);
+  ``state``, ``spec`` (the study's spec as JSON), and ``scaletune_front`` with
+  ``scaletune_front_source``: the front the service shows (``service.reads.views``:
+  repeats merged, each point's trial ids, mean cost, estimated and measured loss). Optuna's
+  own ``best_trials`` is the raw front of the trials' values, lucky draws included;
 - per trial: params with distributions derived from the space (below), values
   ``[loss, cost_seconds]`` (COMPLETE) or state FAIL, the start and end times, the
   learning curve as intermediate values (loss by step), and user attributes
@@ -37,6 +40,7 @@ from sqlalchemy.orm import Session
 
 from search.space import ChoiceParam, IntParam, LogParam, Pow2Param, SearchSpace
 from service.domain import TrialState
+from service.reads.views import FrontSummary, summarise
 from service.storage import repository as repo
 from service.storage.tables import StudyRow, TrialRow
 
@@ -136,8 +140,10 @@ def export_to_optuna(
     """
     study = repo.get_study(session, study_id=study_id)
     rows = repo.trials_in_state(session, study_id=study_id, states=_EXPORTED_STATES)
+    complete = repo.count_by_state(session, study_id=study_id)[TrialState.COMPLETE]
+    front = summarise(session, study=study, n_complete=complete)
     return export_study(
-        study=_study_public(study),
+        study=_study_public(study, front),
         trials=[ExportTrial.from_row(row) for row in sorted(rows, key=lambda r: r.number)],
         storage=storage,
         study_name=study_name,
@@ -251,10 +257,10 @@ def _floor_to(value: int, step: int) -> int:
 
 
 def _frozen_trial(optuna: Any, t: ExportTrial, distributions: dict) -> Any:
-    complete = t.state == TrialState.COMPLETE and t.loss is not None
+    loss = t.loss if t.state == TrialState.COMPLETE else None
     trial = optuna.trial.create_trial(
-        state=optuna.trial.TrialState.COMPLETE if complete else optuna.trial.TrialState.FAIL,
-        values=[float(t.loss), float(t.cost_seconds or 0.0)] if complete else None,
+        state=optuna.trial.TrialState.FAIL if loss is None else optuna.trial.TrialState.COMPLETE,
+        values=None if loss is None else [float(loss), float(t.cost_seconds or 0.0)],
         params={k: v for k, v in t.params.items() if k in distributions},
         distributions={k: d for k, d in distributions.items() if k in t.params},
         user_attrs=_trial_attrs(t),
@@ -304,14 +310,29 @@ def _create(optuna: Any, *, name: str, storage: Any, overwrite: bool) -> Any:
         raise OptunaStudyExistsError(name) from None
 
 
-def _study_public(study: StudyRow) -> dict[str, Any]:
+def _study_public(study: StudyRow, front: FrontSummary) -> dict[str, Any]:
+    """The fields of a ``StudyDetail`` body that the snapshot keeps."""
     return {
         "id": study.id,
         "name": study.name,
         "objective": study.objective,
         "state": study.state,
         "spec": study.spec,
+        "front": [
+            {
+                "trial_ids": list(p.trial_ids),
+                "n_measurements": p.n_measurements,
+                "mean_cost": p.cost,
+                "estimated_loss": p.estimated_loss,
+                "observed_loss": p.observed_loss,
+            }
+            for p in front.points
+        ],
+        "front_source": front.source,
     }
+
+
+_FRONT_FIELDS = ("trial_ids", "n_measurements", "mean_cost", "estimated_loss", "observed_loss")
 
 
 def _study_attrs(study: dict[str, Any]) -> dict[str, Any]:
@@ -320,6 +341,10 @@ def _study_attrs(study: dict[str, Any]) -> dict[str, Any]:
         "objective": study["objective"],
         "state": str(study["state"]),
         "spec": study.get("spec") or {},
+        "scaletune_front": [
+            {name: point[name] for name in _FRONT_FIELDS} for point in study.get("front", [])
+        ],
+        "scaletune_front_source": study.get("front_source", "observed"),
     }
 
 

@@ -409,12 +409,15 @@ def _cost(
     return cost
 
 
-def study_import(runs: RunsFile, mapping: ColumnMapping, *, name: str, seed: int = 0):  # type: ignore[no-untyped-def]
+def study_import(
+    runs: RunsFile, mapping: ColumnMapping, *, name: str, seed: int = 0
+) -> tuple[StudyImport, list[str]]:
     """The ``POST /studies/import`` body for ``runs``: the inferred space with the
     mapping's parameter specs in place of the inferred ones, constant parameters left
     out of the space and of every run; and the names of those constants."""
     space, constant = infer_space([run.params for run in runs.runs])
-    params = {param.name: param for param in space.params}
+    # a mapping's spec (a dict, validated with the space below) replaces the inferred one
+    params: dict[str, Any] = {param.name: param for param in space.params}
     for override in mapping.space:
         name_ = override.get("name")
         if name_ not in params and name_ not in constant:

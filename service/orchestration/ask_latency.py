@@ -10,6 +10,7 @@ best-effort: a Redis hiccup loses a sample, never a dispatch.
 from __future__ import annotations
 
 import logging
+from typing import cast
 
 import redis
 
@@ -44,6 +45,8 @@ class AskLatencyLog:
 
     def read(self) -> tuple[list[tuple[float, int]], int, float]:
         """``([(le, cumulative count), ...], count, sum)``; zeros when nothing was recorded."""
-        raw = {k.decode(): v.decode() for k, v in self.client.hgetall(self.key).items()}
+        # a client without decode_responses: keys and values are bytes
+        stored = cast(dict[bytes, bytes], self.client.hgetall(self.key))
+        raw = {k.decode(): v.decode() for k, v in stored.items()}
         buckets = [(le, int(raw.get(f"le:{le}", 0))) for le in ASK_BUCKETS_S]
         return buckets, int(raw.get("count", 0)), float(raw.get("sum", 0.0))

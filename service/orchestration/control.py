@@ -88,7 +88,9 @@ class _ProcessState:
         if self.pid != os.getpid() or self.scheduler is None or self.sessions is None:
             settings: Settings = app.scaletune_settings
             self.sessions = make_sessionmaker(make_engine(settings.database_url))
-            store = HeartbeatStore.from_url(settings.broker_url, prefix=settings.heartbeat_prefix)
+            store = HeartbeatStore.from_url(
+                settings.heartbeat_url, prefix=settings.heartbeat_prefix
+            )
             fleet = RedisFleet(store)
             asks = AskLatencyLog.from_url(settings.broker_url, prefix=settings.heartbeat_prefix)
             self.scheduler = Scheduler(

@@ -77,7 +77,7 @@ class ControlQueueReader:
                     message.requeue()
                     break
                 taken.append(parsed)
-        except (KombuError, OSError, *self._broker_errors()) as exc:
+        except self._broker_errors() as exc:
             logger.warning("taking more control messages failed: %s", exc)
             self._close()
         return taken
@@ -105,9 +105,16 @@ class ControlQueueReader:
         return self._connection
 
     def _broker_errors(self) -> tuple[type[BaseException], ...]:
+        """What a lost or refused broker raises, the open connection's transport errors
+        included."""
+        errors: tuple[type[BaseException], ...] = (KombuError, OSError)
         if self._connection is None:
-            return ()
-        return tuple(self._connection.connection_errors) + tuple(self._connection.channel_errors)
+            return errors
+        return (
+            errors
+            + tuple(self._connection.connection_errors)
+            + tuple(self._connection.channel_errors)
+        )
 
     def _close(self) -> None:
         connection, self._connection = self._connection, None

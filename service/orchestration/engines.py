@@ -33,6 +33,7 @@ from service.domain import (
     learned_observations,
     pending_suggestion,
 )
+from service.orchestration.front_estimate import store_front
 from service.storage import repository as repo
 from service.storage.tables import StudyRow
 
@@ -117,14 +118,15 @@ def open_engine(
 def save_engine(session: Session, study: StudyRow, engine: ParetoSearch, *, now: float) -> None:
     """Store the engine's small state on the study row (bumping ``engine_version``).
 
-    The one place an engine is saved: whatever else is stored from an engine belongs
-    right after this write, in the same transaction."""
+    The one place an engine is saved; the front it believes is stored with it, in the
+    same transaction (``front_estimate.store_front``), for the API to serve."""
     repo.save_engine_state(
         session,
         study=study,
         now=now,
         engine_state=json.dumps(engine.state_dict(with_history=False)),
     )
+    store_front(session, study, engine)
 
 
 def taken_in(session: Session, study: StudyRow) -> list[Observation]:

@@ -14,14 +14,15 @@ from celery import Celery
 from kombu import Producer
 
 from service.config import Settings
-from workers.contracts import CONTROL_QUEUE, RUN_TRIAL_TASK, TrialRequest, trial_send_options
+from workers.contracts import RUN_TRIAL_TASK, TrialRequest, trial_send_options
 
 STEP_TASK = "scaletune.step_study"
 TICK_TASK = "scaletune.tick"
 
 
 def control_queue(settings: Settings) -> str:
-    return settings.queue_name(CONTROL_QUEUE)
+    """The control worker's queue, as the workers name it (``BrokerSettings``)."""
+    return settings.control_queue_name
 
 
 def create_sender(settings: Settings, *, name: str = "scaletune-service") -> Celery:
@@ -38,6 +39,8 @@ def create_sender(settings: Settings, *, name: str = "scaletune-service") -> Cel
         broker_connection_retry_on_startup=True,
         worker_hijack_root_logger=False,
     )
+    if settings.broker_key_prefix:  # the keys the workers use (workers.celery_app)
+        app.conf.broker_transport_options = {"global_keyprefix": settings.broker_key_prefix}
     app.scaletune_settings = settings
     return app
 

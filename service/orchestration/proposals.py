@@ -11,7 +11,7 @@ Two implementations of one small interface, picked by ``Settings.proposals``:
 from __future__ import annotations
 
 import time
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -19,6 +19,11 @@ from service.config import Settings
 from service.orchestration.studies import take_buffered
 from service.storage.db import transaction
 from service.storage.tables import TrialRow
+
+if TYPE_CHECKING:  # the engine (torch) loads only where proposals are inline
+    from celery import Celery
+
+    from service.orchestration.scheduler import Scheduler
 
 
 class Proposals(Protocol):
@@ -77,24 +82,26 @@ class InlineProposals:
     def __init__(self, *, sessions: sessionmaker[Session], settings: Settings) -> None:
         self.sessions = sessions
         self.settings = settings
-        self._scheduler = None
+        self._scheduler: Scheduler | None = None
+        self._sender: Celery | None = None
 
     @property
-    def scheduler(self):  # type: ignore[no-untyped-def]
+    def scheduler(self) -> Scheduler:
         if self._scheduler is None:
             from service.orchestration.messaging import CeleryDispatcher, create_sender
             from service.orchestration.scheduler import Scheduler
 
+            self._sender = create_sender(self.settings)
             self._scheduler = Scheduler(
                 sessions=self.sessions,
                 settings=self.settings,
-                dispatcher=CeleryDispatcher(create_sender(self.settings)),
+                dispatcher=CeleryDispatcher(self._sender),
             )
         return self._scheduler
 
     def close(self) -> None:
-        if self._scheduler is not None and self._scheduler.dispatcher is not None:
-            self._scheduler.dispatcher.app.close()
+        if self._sender is not None:
+            self._sender.close()
 
     def kick(self, study_id: int) -> None:
         self.scheduler.step(study_id)

@@ -103,16 +103,15 @@ class Reclaimer:
                 repo.requeue_trial(session, trial=trial, now=now, started=trial.id in taken)
                 requeued.append(trial.id)
             else:
-                repo.finish_trial(
+                attempts = repo.attempts_used(trial)
+                _fail(
                     session,
-                    trial=trial,
-                    now=now,
-                    failed=True,
-                    loss=None,
+                    trial,
+                    now,
                     cost_seconds=0.0,
                     result_key="reclaimed",
-                    failure_kind="infrastructure",
-                    failure_reason=f"no heartbeat after {repo.attempts_used(trial)} attempts",
+                    kind="infrastructure",
+                    reason=f"no heartbeat after {attempts} attempts",
                 )
         return requeued
 
@@ -172,14 +171,36 @@ def _past_time_limit(trial: TrialRow, spec: StudySpec, now: float) -> bool:
 
 
 def _fail_timed_out(session: Session, trial: TrialRow, spec: StudySpec, now: float) -> None:
+    _fail(
+        session,
+        trial,
+        now,
+        cost_seconds=float(spec.time_limit_s or 0.0),
+        result_key="timeout",
+        kind="config",
+        reason=f"ran past its {spec.time_limit_s}s limit",
+    )
+
+
+def _fail(
+    session: Session,
+    trial: TrialRow,
+    now: float,
+    *,
+    cost_seconds: float,
+    result_key: str,
+    kind: str,
+    reason: str,
+) -> None:
+    """Fail a reclaimed trial without a loss; ``kind`` says whose fault it was."""
     repo.finish_trial(
         session,
         trial=trial,
         now=now,
         failed=True,
         loss=None,
-        cost_seconds=float(spec.time_limit_s or 0.0),
-        result_key="timeout",
-        failure_kind="config",
-        failure_reason=f"ran past its {spec.time_limit_s}s limit",
+        cost_seconds=cost_seconds,
+        result_key=result_key,
+        failure_kind=kind,
+        failure_reason=reason,
     )

@@ -37,17 +37,12 @@ from sqlalchemy.orm import Session, sessionmaker
 from search.engine import ParetoSearch
 from search.errors import HistoryMismatchError
 from service.config import Settings
-from service.domain import (
-    FINAL_STUDY_STATES,
-    StudySpec,
-    StudyState,
-    TrialState,
-)
+from service.domain import StudySpec, StudyState, TrialState
 from service.orchestration.budget import trials_left
 from service.orchestration.engines import StudyEngine, load_spec, open_engine, save_engine
 from service.orchestration.reclaim import Fleet, HeartbeatSource, Reclaimer
 from service.orchestration.results import IngestOutcome, ingest_results
-from service.orchestration.studies import create_study_row
+from service.orchestration.studies import cancel_waiting, change_state, create_study_row
 from service.orchestration.verification import waiting_verifications
 from service.reads.study_rules import fit_rules
 from service.storage import repository as repo
@@ -117,9 +112,7 @@ class Scheduler:
     def set_state(self, study_id: int, state: StudyState) -> None:
         """Pause, resume or stop; stopping cancels the proposal buffer."""
         with self._locked(study_id) as (session, study):
-            repo.set_study_state(session, study=study, state=state, now=self.clock())
-            if state in FINAL_STUDY_STATES:
-                self._cancel_waiting(session, study)
+            change_state(session, study=study, state=state, now=self.clock())
 
     def step_each(self, study_ids: Sequence[int]) -> None:
         """Step each study on its own: one whose step fails is logged and the rest still
@@ -146,14 +139,13 @@ class Scheduler:
     def _stop_unrunnable(self, study_id: int, why: str) -> None:
         logger.error("study %s stopped: %s", study_id, why)
         with self._locked(study_id) as (session, study):
-            repo.set_study_state(
+            change_state(
                 session,
                 study=study,
                 state=StudyState.STOPPED,
                 now=self.clock(),
                 message=f"stopped: {why}",
             )
-            self._cancel_waiting(session, study)
 
     # -- the step ----------------------------------------------------------------------
 
@@ -376,7 +368,7 @@ class Scheduler:
         finished (``unfinished`` 0: none running or requeued) is COMPLETE."""
         if study.state != StudyState.RUNNING or left > 0 or unfinished > 0:
             return
-        self._cancel_waiting(session, study)
+        cancel_waiting(session, study=study, now=self.clock())
         rules, why = fit_rules(spec, repo.finished_results(session, study_id=study.id))
         repo.save_rules(session, study=study, rules=rules, now=self.clock())
         repo.set_study_state(
@@ -386,10 +378,6 @@ class Scheduler:
             now=self.clock(),
             message=f"budget spent; scaling rules: {why}",
         )
-
-    def _cancel_waiting(self, session: Session, study: StudyRow) -> None:
-        for trial in repo.trials_in_state(session, study_id=study.id, states=[TrialState.WAITING]):
-            repo.cancel_trial(session, trial=trial, now=self.clock())
 
     # -- engines -----------------------------------------------------------------------
 

@@ -9,7 +9,13 @@ from __future__ import annotations
 
 from sqlalchemy.orm import Session
 
-from service.domain import StudySpec, StudyState, TrialState, result_problem
+from service.domain import (
+    FINAL_STUDY_STATES,
+    StudySpec,
+    StudyState,
+    TrialState,
+    result_problem,
+)
 from service.orchestration.budget import trials_left
 from service.orchestration.results import IngestOutcome, ingest_result
 from service.orchestration.verification import apply_warm_start, waiting_verifications
@@ -64,10 +70,19 @@ def create_study_row(
     spec = apply_warm_start(session, spec=spec)
     if spec.executor == "workers":
         space_names = None if spec.space is None else spec.space.names
-        if spec.space is not None:
+        if space_names is not None:
             check_parameter_names(spec.objective, space_names)
         axes = spec.scaling.model_dump(exclude_none=True).values()
         check_scaling_axes(spec.objective, axes, space_names)
+    return store_study(session, spec=spec, now=now, tenant_id=tenant_id)
+
+
+def store_study(
+    session: Session, *, spec: StudySpec, now: float, tenant_id: int | None
+) -> StudyRow:
+    """Store an already checked ``spec`` as a new RUNNING study, with no engine state
+    yet (``create_study_row`` checks a new study's spec; an import stores finished runs
+    under its own)."""
     return repo.create_study(
         session,
         name=spec.name,
@@ -77,6 +92,25 @@ def create_study_row(
         now=now,
         tenant_id=tenant_id,
     )
+
+
+def change_state(
+    session: Session, *, study: StudyRow, state: StudyState, now: float, message: str | None = None
+) -> None:
+    """Pause, resume or stop ``study`` (locked by the caller); InvalidTransitionError if
+    its state cannot become ``state``. A final state cancels the proposal buffer: no one
+    will dispatch those trials now.
+
+    The one state change, for the API's routes and the scheduler alike."""
+    repo.set_study_state(session, study=study, state=state, now=now, message=message)
+    if state in FINAL_STUDY_STATES:
+        cancel_waiting(session, study=study, now=now)
+
+
+def cancel_waiting(session: Session, *, study: StudyRow, now: float) -> None:
+    """Cancel the study's buffered proposals (its WAITING trials)."""
+    for trial in repo.trials_in_state(session, study_id=study.id, states=[TrialState.WAITING]):
+        repo.cancel_trial(session, trial=trial, now=now)
 
 
 def take_buffered(

@@ -1,6 +1,9 @@
 """Read-side summaries of a study from its stored trials: the front, cost bands, progress.
 
-No engine and no torch: ``search.pareto`` is numpy only, so the API can serve these.
+No engine and no torch: ``search.pareto`` is numpy only, so the API can serve these. The
+front is ``search.pareto``'s (repeats merged, the front taken on loss estimates), with
+the engine's estimates where its process stored them on the study row
+(``service.orchestration.front_estimate``).
 """
 
 from __future__ import annotations
@@ -8,16 +11,23 @@ from __future__ import annotations
 import math
 import threading
 from collections import OrderedDict
+from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeGuard
 
 import numpy as np
 import redis
 from sqlalchemy.orm import Session
 
-from search.pareto import best_loss_within_cost, front_indices
+from search.pareto import (
+    best_loss_within_cost,
+    config_key,
+    estimated_front,
+    group_repeats,
+)
 from service.domain import TrialState
 from service.storage import repository as repo
+from service.storage.fronts import Measurement, complete_measurements
 from service.storage.tables import StudyRow, TrialRow
 from workers.heartbeat import HeartbeatStore
 
@@ -68,65 +78,176 @@ def _stored_budget(spec: Any) -> tuple[float | None, int | None]:
     )
 
 
-def _finite_number(value: Any) -> bool:
+def _finite_number(value: Any) -> TypeGuard[int | float]:
     return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
+
+
+# The format of the study row's ``front_estimate``; a stored one of another is ignored.
+FRONT_ESTIMATE_VERSION = 1
+
+
+@dataclass(frozen=True)
+class FrontEntry:
+    """A point of the front a user sees: one configuration, all its COMPLETE trials
+    (``trial_ids``, the first of them ``trial_id``, whose row stands for the point), their
+    mean cost, their mean loss (``observed_loss``) and the loss the front was taken on
+    (``estimated_loss``: the engine's model where the study has a current estimate,
+    else the observed mean)."""
+
+    trial_ids: tuple[int, ...]
+    cost: float
+    estimated_loss: float
+    observed_loss: float
+
+    @property
+    def trial_id(self) -> int:
+        return self.trial_ids[0]
+
+    @property
+    def n_measurements(self) -> int:
+        return len(self.trial_ids)
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "trial_ids": list(self.trial_ids),
+            "cost": self.cost,
+            "estimated_loss": self.estimated_loss,
+            "observed_loss": self.observed_loss,
+        }
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> FrontEntry:
+        return cls(
+            trial_ids=tuple(int(i) for i in data["trial_ids"]),
+            cost=float(data["cost"]),
+            estimated_loss=float(data["estimated_loss"]),
+            observed_loss=float(data["observed_loss"]),
+        )
+
+
+def front_entries(
+    measurements: list[Measurement], estimates: Mapping[str, float] | None = None
+) -> list[FrontEntry]:
+    """The front of ``measurements`` by ``search.pareto``'s definition (repeats merged,
+    by increasing cost), taken on the observed means, or on ``estimates`` (loss by
+    ``config_key``) when given: a configuration without one is not on the front."""
+    keys = [config_key(m.params) for m in measurements]
+    loss = np.array([m.loss for m in measurements], dtype=float)
+    cost = np.array([m.cost for m in measurements], dtype=float)
+    groups = group_repeats(keys, loss, cost)
+    believed = None
+    if estimates is not None:
+        believed = np.array([estimates.get(keys[g.members[0]], math.nan) for g in groups])
+    points = estimated_front(groups, believed)
+    return [
+        FrontEntry(
+            trial_ids=tuple(measurements[i].trial_id for i in p.members),
+            cost=p.cost,
+            estimated_loss=p.estimated_loss,
+            observed_loss=p.observed_loss,
+        )
+        for p in points
+    ]
+
+
+def estimate_json(points: list[FrontEntry], *, n_complete: int) -> dict[str, Any]:
+    """The study row's ``front_estimate``: the engine's front and the count of COMPLETE
+    trials it was computed from."""
+    return {
+        "version": FRONT_ESTIMATE_VERSION,
+        "n_complete": n_complete,
+        "points": [p.to_json() for p in points],
+    }
+
+
+def current_estimate(study: StudyRow, *, n_complete: int) -> list[FrontEntry] | None:
+    """The engine's front as stored on the study row, when it was computed from the
+    study's ``n_complete`` COMPLETE trials (COMPLETE is final and trials are never
+    deleted, so the same count means the same trials); None when absent, behind, or of
+    another format version (the next engine save rewrites it)."""
+    stored = study.front_estimate
+    if (
+        not isinstance(stored, dict)
+        or stored.get("version") != FRONT_ESTIMATE_VERSION
+        or stored.get("n_complete") != n_complete
+    ):
+        return None
+    return [FrontEntry.from_json(point) for point in stored["points"]]
 
 
 @dataclass(frozen=True)
 class FrontSummary:
-    """What a study's completed trials give the read routes: the ids of the trials on
-    the (loss, cost) front, by increasing cost, and the best loss per cost band."""
+    """What a study's completed trials give the read routes: the front (by increasing
+    cost), where its loss estimates come from (``"model"``: the engine's stored estimate;
+    ``"observed"``: the measured means), and the best estimated loss per cost band."""
 
     n_complete: int
-    front_ids: list[int]
+    source: str
+    points: list[FrontEntry]
     bands: list[dict[str, Any]]
+
+    @property
+    def front_ids(self) -> list[int]:
+        """The trial standing for each front point, by increasing cost."""
+        return [p.trial_id for p in self.points]
+
+
+def summarise(session: Session, *, study: StudyRow, n_complete: int) -> FrontSummary:
+    """The front and cost bands of a study with ``n_complete`` COMPLETE trials: the
+    engine's stored estimate when it is current, else the front of the observed means
+    (an imported or external study, or one whose engine has not seen the latest trials).
+    """
+    measurements = complete_measurements(session, study_id=study.id)
+    points = current_estimate(study, n_complete=n_complete)
+    source = "model"
+    if points is None:
+        points, source = front_entries(measurements), "observed"
+    costs = np.array([m.cost for m in measurements], dtype=float)
+    return FrontSummary(
+        n_complete=n_complete,
+        source=source,
+        points=points,
+        bands=best_per_cost_band(points, costs),
+    )
 
 
 class FrontCache:
     """Per-process front summaries of recent studies, so that a dashboard polling a
-    study of thousands of trials does not read and sort all of them on every request.
+    study of thousands of trials does not read and group all of them on every request.
 
-    An entry is valid while the study's count of COMPLETE trials is unchanged: COMPLETE
-    is final (its loss and cost never change) and trials are never deleted, so a study's
-    complete trials only grow, and two reads that count the same number saw the same
-    trials. Counting them is an index-only query; the summary is rebuilt (one read of
-    three columns) only when the count moved.
+    An entry is valid while the study's count of COMPLETE trials and its stored front
+    estimate are unchanged: COMPLETE is final (its loss and cost never change) and
+    trials are never deleted, so a study's complete trials only grow, and two reads that
+    count the same number saw the same trials; the estimate comes with the study row the
+    route reads anyway. Counting is an index-only query; the summary is rebuilt (one read
+    of four columns) only when either moved.
     """
 
     def __init__(self, max_studies: int = 256) -> None:
-        self._entries: OrderedDict[tuple[int, float], FrontSummary] = OrderedDict()
+        self._entries: OrderedDict[tuple[int, float], tuple[Any, FrontSummary]] = OrderedDict()
         self._max = max_studies
         self._lock = threading.Lock()
 
     def summary(self, session: Session, *, study: StudyRow, n_complete: int) -> FrontSummary:
         key = (study.id, study.created_at)
+        stored = study.front_estimate
         with self._lock:
             hit = self._entries.get(key)
-            if hit is not None and hit.n_complete == n_complete:
+            if hit is not None and hit[1].n_complete == n_complete and hit[0] == stored:
                 self._entries.move_to_end(key)
-                return hit
-        fresh = summarise(repo.completed_outcomes(session, study_id=study.id))
+                return hit[1]
+        fresh = summarise(session, study=study, n_complete=n_complete)
         with self._lock:
-            self._entries[key] = fresh
+            self._entries[key] = (stored, fresh)
             self._entries.move_to_end(key)
             while len(self._entries) > self._max:
                 self._entries.popitem(last=False)
         return fresh
 
 
-def summarise(outcomes: list[tuple[int, float | None, float | None]]) -> FrontSummary:
-    """The front and cost bands of ``(id, loss, cost)`` of all COMPLETE trials."""
-    done = [(i, loss, cost) for i, loss, cost in outcomes if loss is not None]
-    loss = np.array([loss for _, loss, _ in done], dtype=float)
-    cost = np.array([cost for _, _, cost in done], dtype=float)
-    front_ids = [done[k][0] for k in front_indices(loss, cost)] if done else []
-    return FrontSummary(
-        n_complete=len(outcomes), front_ids=front_ids, bands=best_per_cost_band(loss, cost)
-    )
-
-
 def front_trials(session: Session, summary: FrontSummary) -> list[TrialRow]:
-    """The front's trials, by increasing cost, read by id (without their curves)."""
+    """The trial standing for each front point, by increasing cost, read by id (without
+    their curves)."""
     if not summary.front_ids:
         return []
     rows = repo.get_trials(session, trial_ids=summary.front_ids, with_curves=False)
@@ -134,14 +255,20 @@ def front_trials(session: Session, summary: FrontSummary) -> list[TrialRow]:
 
 
 def best_per_cost_band(
-    loss: np.ndarray, cost: np.ndarray, *, n_bands: int = 5
+    front: list[FrontEntry], costs: np.ndarray, *, n_bands: int = 5
 ) -> list[dict[str, Any]]:
-    """The best loss affordable at log-spaced cost limits spanning the completed trials."""
-    costs = [c for c in cost.tolist() if c > 0]
-    if not costs:
+    """The best estimated loss on the front affordable at log-spaced cost limits
+    spanning the completed trials' ``costs``."""
+    positive = [c for c in costs.tolist() if c > 0]
+    if not positive or not front:
         return []
-    limits = np.geomspace(min(costs), max(costs), n_bands) if len(set(costs)) > 1 else [costs[0]]
-    best = best_loss_within_cost(loss, cost, np.asarray(limits, dtype=float))
+    if len(set(positive)) > 1:
+        limits = np.geomspace(min(positive), max(positive), n_bands)
+    else:
+        limits = np.array(positive[:1])
+    best = best_loss_within_cost(
+        np.array([p.estimated_loss for p in front]), np.array([p.cost for p in front]), limits
+    )
     return [
         {"max_cost": float(c), "best_loss": None if math.isinf(b) else float(b)}
         for c, b in zip(limits, best, strict=True)

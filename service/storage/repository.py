@@ -256,7 +256,9 @@ def trials_in_state(
     return list(session.scalars(query).all())
 
 
-def completed_outcomes(session: Session, *, study_id: int) -> list[tuple[int, float, float | None]]:
+def completed_outcomes(
+    session: Session, *, study_id: int
+) -> list[tuple[int, float | None, float | None]]:
     """``(id, loss, cost_seconds)`` of the study's COMPLETE trials that have a loss, in
     ``trials_in_state``'s order: the front and the cost bands without loading trials."""
     rows = session.execute(

@@ -88,6 +88,9 @@ class StudyRow(Base):
     next_finish_seq: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
     rules: Mapped[dict[str, Any] | None] = mapped_column(JSON, nullable=True)
     message: Mapped[str | None] = mapped_column(Text, nullable=True)
+    # The engine's estimate of the front, written by the process that owns the engine so
+    # the API serves it without torch (``service.storage.fronts``); null until then.
+    front_estimate: Mapped[dict[str, Any] | None] = mapped_column(JSON, nullable=True)
 
 
 class TrialRow(Base):

@@ -7,6 +7,8 @@ read each, so the API can check every request against its token's tenant cheaply
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
@@ -126,7 +128,7 @@ class Owners:
         self.maxsize = maxsize
         self._owners: dict[tuple[str, int], int] = {}
 
-    def of(self, kind: str, row_id: int, lookup) -> int | None:  # type: ignore[no-untyped-def]
+    def of(self, kind: str, row_id: int, lookup: Callable[[], int | None]) -> int | None:
         """The owner of ``kind`` ("study" or "trial") ``row_id``; ``lookup()`` reads it."""
         key = (kind, row_id)
         tenant = self._owners.get(key)

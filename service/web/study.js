@@ -28,7 +28,9 @@
     const detail = await ST.getJSON(`/studies/${studyId}`);
     view.detail = detail;
     renderSummary(detail);
-    const signature = JSON.stringify([detail.state, detail.trials_by_state, detail.progress.spent_cost, detail.has_rules]);
+    // The front can move with no new trial (the engine's estimate is stored later).
+    const front = detail.front.map((p) => [p.trial_ids, p.estimated_loss]);
+    const signature = JSON.stringify([detail.state, detail.trials_by_state, detail.progress.spent_cost, detail.has_rules, detail.front_source, front]);
     if (signature === view.signature) return;
     view.trials = await ST.getAll(`/studies/${studyId}/trials`, 1000);
     view.rules = detail.has_rules ? await ST.getJSON(`/studies/${studyId}/rules`) : null;
@@ -46,11 +48,13 @@
     return [a.n_params, a.tokens, a.compute].filter(Boolean);
   }
 
-  // Axes named after metrics are not in the trial list: read the front trials' details.
+  // Axes named after metrics are not in the trial list: read the details of the front's
+  // trials (every run of a front configuration; called once the trial list is loaded).
   async function loadAxisMetrics() {
     const names = axisNames().filter((n) => n !== "cost");
     const missing = (t) => names.some((n) => !(n in t.params)) && !view.metrics.has(t.id);
-    const wanted = view.detail.front.filter(missing);
+    const onFront = frontIds();
+    const wanted = view.trials.filter((t) => onFront.has(t.id) && missing(t));
     const details = await Promise.all(wanted.map((t) => ST.getJSON(`/trials/${t.id}`)));
     for (const d of details) view.metrics.set(d.id, d.metrics);
   }
@@ -73,8 +77,14 @@
     return view.trials.filter((t) => t.state === "COMPLETE" && t.loss !== null && t.cost_seconds > 0);
   }
 
+  // Every completed trial of a configuration on the front (a repeated one has several).
   function frontIds() {
-    return new Set(view.detail.front.map((t) => t.id));
+    return new Set(view.detail.front.flatMap((p) => p.trial_ids));
+  }
+
+  // The front point a trial belongs to, if any, by trial id.
+  function frontPointOf(id) {
+    return view.detail.front.find((p) => p.trial_ids.includes(id));
   }
 
   function paramNames() {
@@ -145,7 +155,11 @@
 
   function trialTitle(t) {
     const params = Object.entries(t.params).map(([k, v]) => `${k} = ${fmt.value(v)}`);
-    return [`trial #${t.number} (${t.reason})`, `loss ${fmt.num(t.loss)} · cost ${fmt.num(t.cost_seconds)} GPU-s`, ...params].join("\n");
+    const p = frontPointOf(t.id);
+    const onFront = p
+      ? [`on the front: loss ${fmt.num(p.estimated_loss)} (${view.detail.front_source === "model" ? "model estimate" : "measured"}), measured mean ${fmt.num(p.observed_loss)} over ${p.n_measurements} run${p.n_measurements === 1 ? "" : "s"}`]
+      : [];
+    return [`trial #${t.number} (${t.reason})`, `loss ${fmt.num(t.loss)} · cost ${fmt.num(t.cost_seconds)} GPU-s`, ...onFront, ...params].join("\n");
   }
 
   function showTrial(id) {
@@ -165,11 +179,14 @@
     return q90 + 0.3 * (q90 - sorted[0]);
   }
 
-  function frontStaircase(front) {
+  // Through the front's points as the API gives them (by cost): each configuration at its
+  // mean cost and the loss the front was taken on, which for a repeated or lucky run is
+  // not where its own trials sit.
+  function frontStaircase(points) {
     const steps = [];
-    front.forEach((t, i) => {
-      if (i > 0) steps.push({ x: t.cost_seconds, y: front[i - 1].loss });
-      steps.push({ x: t.cost_seconds, y: t.loss });
+    points.forEach((p, i) => {
+      if (i > 0) steps.push({ x: p.mean_cost, y: points[i - 1].estimated_loss });
+      steps.push({ x: p.mean_cost, y: p.estimated_loss });
     });
     return steps;
   }
@@ -184,7 +201,7 @@
     const point = (t, fallback, r) => ({ x: t.cost_seconds, y: t.loss, id: t.id, r, color: colour(t, fallback), title: trialTitle(t), onclick: () => showTrial(t.id) });
     const chart = new ST.Chart({ width: widthOf("front-chart", 860), height: 400, xLabel: "cost (GPU-seconds, log scale)", yLabel: "loss", xLog: true, yMax: lossCeiling(done.map((t) => t.loss)) });
     chart.points(others.map((t) => point(t, OTHER_COLOUR, 3.5)), { class: "points trials", stroke: scale ? "rgba(0,0,0,0.25)" : "none" });
-    chart.line(frontStaircase(front), { stroke: "#1d2330", width: 1.5, class: "front-step" });
+    chart.line(frontStaircase(view.detail.front), { stroke: "#1d2330", width: 1.5, class: "front-step" });
     chart.points(front.map((t) => point(t, FRONT_COLOUR, 5.5)), { class: "points front", stroke: "#1d2330", strokeWidth: 1.2 });
     ST.replace("front-chart", done.length ? chart.render() : el("div", { class: "empty" }, "No completed trial yet."));
     const failed = view.trials.filter((t) => t.state === "FAILED").length;
@@ -192,8 +209,8 @@
     ST.replace(
       "front-legend",
       scale ? el("span", {}, `${view.colourBy}: `) : null,
-      scale ? scale.legend() : [key(FRONT_COLOUR, `front (${front.length})`), key(OTHER_COLOUR, `other completed (${others.length})`)],
-      el("span", { class: "note" }, `outlined: on the front · ▲ above the plotted range · ${failed} failed and ${running} running not shown`),
+      scale ? scale.legend() : [key(FRONT_COLOUR, `front (${view.detail.front.length} configurations, ${front.length} trials)`), key(OTHER_COLOUR, `other completed (${others.length})`)],
+      el("span", { class: "note" }, `outlined: trials of a configuration on the front · line: the front at each configuration's mean cost and ${view.detail.front_source === "model" ? "the engine's loss estimate" : "mean measured loss"} · ▲ above the plotted range · ${failed} failed and ${running} running not shown`),
     );
   }
 

@@ -4,6 +4,7 @@ columns, piped or on a terminal."""
 
 from __future__ import annotations
 
+import io
 import os
 import re
 import subprocess
@@ -12,9 +13,11 @@ from importlib.metadata import version
 from pathlib import Path
 
 import pytest
+from rich.console import Console
 from typer.testing import CliRunner
 
 from service.cli import app
+from service.reads.reports.terminal import show_table
 from workers.objectives.testbed_truth import PARAM_NAMES
 
 # The console script installed with the package (it imports this checkout's modules when
@@ -102,7 +105,7 @@ def test_the_front_stays_whole_at_80_columns_piped_and_on_a_terminal(tmp_path: P
     assert piped.returncode == 0, piped.stderr
     n, lines = _front(piped.stdout)
     header, rows = lines[0].split(), [line.split() for line in lines[1 : 1 + n]]
-    assert header == ["trial", "cost", "loss", *sorted(PARAM_NAMES)]
+    assert header == ["trial", "cost", "loss", "measured", "runs", *sorted(PARAM_NAMES)]
     assert all(len(row) == len(header) for row in rows), rows  # one whole value per column
     assert max(len(line) for line in lines[: 1 + n]) > 80  # wider than the terminal: not cut
 
@@ -114,3 +117,24 @@ def test_the_front_stays_whole_at_80_columns_piped_and_on_a_terminal(tmp_path: P
         values = [line.split(": ", 1)[1] for line in lines if line.startswith(f"  {name}: ")]
         assert len(values) == n and all(" " not in v for v in values), (name, values)
     assert all(len(line) <= 80 for line in lines)
+
+
+def test_number_columns_are_right_aligned_and_text_columns_left() -> None:
+    rows = [["7", "0.5", "warm", "-"], ["12", "1.25e+06", "lr sweep", "3%"]]
+    plain = _table_lines(rows, terminal=False)
+    assert plain[1:] == [
+        "id      cost  note      share",
+        " 7       0.5  warm          -",
+        "12  1.25e+06  lr sweep     3%",
+    ]
+    framed = _table_lines(rows, terminal=True)
+    cells = [line.split("│")[1:-1] for line in framed if line.count("│") == 5]
+    assert [c[0] for c in cells] == ["  7 ", " 12 "]  # the id column, right-aligned
+    assert [c[2] for c in cells] == [" warm     ", " lr sweep "]  # prose, left
+
+
+def _table_lines(rows: list[list[str]], *, terminal: bool) -> list[str]:
+    out = io.StringIO()
+    console = Console(file=out, width=120, force_terminal=terminal, color_system=None)
+    show_table(console, title="t", headers=["id", "cost", "note", "share"], rows=rows)
+    return out.getvalue().splitlines()

@@ -1,5 +1,5 @@
 """Migrations on stores written before them, on SQLite and PostgreSQL: 0003 moves
-studies to the tenant ``default`` and loses nothing of theirs; 0005 numbers finished
+studies to the tenant ``default`` and loses nothing of theirs; 0006 numbers finished
 trials in the order the engine was told them."""
 
 from __future__ import annotations
@@ -92,7 +92,7 @@ def _store_0004(conn, study_id: int, state: str, rows: list[tuple]) -> None:
         )
 
 
-def test_0005_numbers_finished_trials_in_the_order_they_were_told(database_url) -> None:
+def test_0006_numbers_finished_trials_in_the_order_they_were_told(database_url) -> None:
     """Finished trials get ``finish_seq`` in the order the engine was told them: its
     stored observations' order, then by (finished_at, number); the study's counter
     continues after them. Downgrading marks every final trial synced."""

@@ -38,6 +38,7 @@ from service.interop.optuna_export import (
 )
 from service.orchestration.embedded import run_embedded
 from service.orchestration.scheduler import Scheduler
+from service.reads.views import summarise
 from service.storage import repository as repo
 from service.storage.db import transaction
 from tests.auth import authorize
@@ -243,8 +244,18 @@ def test_an_embedded_study_exports_the_front_the_service_found(sqlite_sessions, 
         loss = np.array([r.loss for r in rows])
         cost = np.array([r.cost_seconds for r in rows])
         ours = sorted(rows[i].number for i in front_indices(loss, cost))
+    # Optuna's best_trials is the raw front of the values; the service's front (the
+    # engine's estimate, repeats merged) travels as a study attribute.
     assert sorted(t.user_attrs["number"] for t in study.best_trials) == ours
     assert len(study.trials[0].params) == len(study.user_attrs["spec"]["space"]["params"])
+    with transaction(sqlite_sessions) as session:
+        row = repo.get_study(session, study_id=study_id)
+        served = summarise(session, study=row, n_complete=len(rows))
+    assert served.source == study.user_attrs["scaletune_front_source"] == "model"
+    assert [
+        (p["trial_ids"], p["estimated_loss"], p["observed_loss"], p["mean_cost"])
+        for p in study.user_attrs["scaletune_front"]
+    ] == [(list(p.trial_ids), p.estimated_loss, p.observed_loss, p.cost) for p in served.points]
 
 
 @pytest.mark.integration
@@ -268,6 +279,7 @@ def test_a_study_exports_over_the_http_api_as_the_cli_reads_it(sqlite_url, redis
             )
         storage = f"sqlite:///{tmp_path / 'optuna.db'}"
         name = export_from_api(client, study_id=study["id"], storage=storage)
+        served = client.get_study(study["id"])
     exported = optuna.load_study(study_name=name, storage=storage)
     trials = exported.trials
     states = [OptunaState.COMPLETE, OptunaState.FAIL, OptunaState.COMPLETE]
@@ -276,6 +288,11 @@ def test_a_study_exports_over_the_http_api_as_the_cli_reads_it(sqlite_url, redis
     assert trials[0].user_attrs["metrics"] == {"tokens": 1e6}  # from the trial's detail
     assert trials[1].user_attrs["cost_seconds"] == 2.0
     space = exported.user_attrs["spec"]["space"]["params"]  # the objective's default space
+    front = exported.user_attrs["scaletune_front"]
+    assert [(p["trial_ids"], p["estimated_loss"]) for p in front] == [
+        (p["trial_ids"], p["estimated_loss"]) for p in served["front"]
+    ]
+    assert exported.user_attrs["scaletune_front_source"] == served["front_source"]
     assert set(trials[0].params) == {p["name"] for p in space}
 
 

@@ -9,7 +9,7 @@ import pytest
 
 from search.pacing import StudyLimits
 from service.config import Settings
-from service.domain import Budget, StudyState, TrialState
+from service.domain import Budget, InvalidTransitionError, StudyState, TrialState
 from service.orchestration.engines import study_limits
 from service.orchestration.results import IngestOutcome, ResultMismatchError, ingest_result
 from service.orchestration.scheduler import Scheduler
@@ -454,3 +454,20 @@ def test_the_budgets_last_trial_requeued_runs_again_instead_of_being_cancelled(
     _record(sqlite_sessions, completed(attempt1, loss=3.0))
     assert scheduler.step(study_id).state == StudyState.COMPLETE
     assert _states(sqlite_sessions, study_id)[TrialState.COMPLETE] == 1
+
+
+def test_pausing_keeps_the_proposal_buffer_and_stopping_cancels_it(sqlite_sessions) -> None:
+    """``Scheduler.set_state`` is the state change the API's routes make too
+    (``orchestration.studies.change_state``)."""
+    scheduler = _scheduler(sqlite_sessions)
+    study_id = scheduler.create_study(make_spec(budget=Budget(max_trials=20), in_flight=1))
+    scheduler.step(study_id)
+    buffered = _states(sqlite_sessions, study_id)[TrialState.WAITING]
+    assert buffered > 0
+    scheduler.set_state(study_id, StudyState.PAUSED)
+    assert _states(sqlite_sessions, study_id)[TrialState.WAITING] == buffered
+    scheduler.set_state(study_id, StudyState.STOPPED)
+    states = _states(sqlite_sessions, study_id)
+    assert (states[TrialState.WAITING], states[TrialState.CANCELLED]) == (0, buffered)
+    with pytest.raises(InvalidTransitionError):
+        scheduler.set_state(study_id, StudyState.RUNNING)

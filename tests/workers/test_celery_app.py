@@ -47,7 +47,7 @@ def test_settings_come_from_scaletune_environment_variables(
     assert settings.is_gpu and settings.heartbeat_url == "redis://broker:6379/1"
     assert create_celery(settings).conf.worker_concurrency == 1
     monkeypatch.setenv("SCALETUNE_QUEUE_PREFIX", "staging-")
-    assert WorkerSettings().results_queue == "staging-control"  # as the service names it
+    assert WorkerSettings().control_queue_name == "staging-control"  # as the service names it
 
 
 def test_a_heartbeat_ttl_too_short_for_its_interval_is_refused() -> None:

@@ -3,16 +3,18 @@
 from __future__ import annotations
 
 import time
+from typing import Any
 
 import yaml
 from fastapi import APIRouter, HTTPException, Response, status
 from fastapi.responses import FileResponse
+from sqlalchemy.orm import Session
 
 from search.errors import SearchError
 from service.api.auth import OwnedStudy
 from service.api.deps import FrontsDep, SessionDep, SettingsDep, StudyId
 from service.api.refusals import AUTHENTICATED, OWNED, refusals
-from service.api.schemas import FrontPublic, TrialPublic, VerifyRequest
+from service.api.schemas import FrontPointPublic, FrontPublic, VerifyRequest
 from service.domain import TrialState
 from service.orchestration.verification import (
     NoRulesError,
@@ -34,13 +36,18 @@ router = APIRouter(
 
 @router.get("/front")
 def get_front(study_id: StudyId, session: SessionDep, fronts: FrontsDep) -> FrontPublic:
-    """The completed trials no other trial beats in both loss and cost, by cost."""
+    """The configurations no other beats in both estimated loss and mean cost, by cost:
+    repeats merged, losses as the engine estimates them (``source``) when it has seen
+    every completed trial, else as measured (``docs/architecture.md``, "The front")."""
     study = repo.get_study(session, study_id=study_id)
     complete = repo.count_by_state(session, study_id=study_id)[TrialState.COMPLETE]
     summary = fronts.summary(session, study=study, n_complete=complete)
-    front = views.front_trials(session, summary)
+    rows = views.front_trials(session, summary)
     return FrontPublic(
-        study_id=study_id, data=[TrialPublic.model_validate(t) for t in front], count=len(front)
+        study_id=study_id,
+        data=[FrontPointPublic.of(t, p) for t, p in zip(rows, summary.points, strict=True)],
+        count=len(rows),
+        source=summary.source,
     )
 
 
@@ -57,7 +64,7 @@ def get_rules_yaml(study_id: StudyId, session: SessionDep) -> Response:
     return Response(content=text, media_type="application/yaml")
 
 
-def _rules(session, study_id: int) -> dict:  # type: ignore[no-untyped-def]
+def _rules(session: Session, study_id: int) -> dict[str, Any]:
     study = repo.get_study(session, study_id=study_id)
     if study.rules is None:
         why = study.message or "the study has not finished"

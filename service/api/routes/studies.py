@@ -7,6 +7,7 @@ from typing import Annotated
 
 import redis
 from fastapi import APIRouter, HTTPException, Query, status
+from sqlalchemy.orm import Session
 
 from service.api.auth import Authenticated, OwnedStudy, PrincipalDep
 from service.api.deps import (
@@ -21,12 +22,12 @@ from service.api.deps import (
 from service.api.refusals import AUTHENTICATED, OWNED, refusals
 from service.api.schemas import (
     CostBand,
+    FrontPointPublic,
     Progress,
     StudiesPublic,
     StudyCreate,
     StudyDetail,
     StudyPublic,
-    TrialPublic,
 )
 from service.config import Settings
 from service.domain import (
@@ -36,7 +37,11 @@ from service.domain import (
     TrialState,
     spec_error,
 )
-from service.orchestration.studies import UnknownObjectiveNameError, create_study_row
+from service.orchestration.studies import (
+    UnknownObjectiveNameError,
+    change_state,
+    create_study_row,
+)
 from service.orchestration.verification import NoRulesError
 from service.reads import views
 from service.reads.views import FrontCache
@@ -142,24 +147,18 @@ def resume_study(study_id: StudyId, session: SessionDep, proposals: ProposalsDep
 @router.post("/{study_id}/stop", dependencies=[OwnedStudy], responses=OWNED | refusals(409))
 def stop_study(study_id: StudyId, session: SessionDep) -> StudyPublic:
     """Stop for good: no new trials, buffered proposals cancelled."""
+    return _move(session, study_id, StudyState.STOPPED)
+
+
+def _move(session: Session, study_id: int, state: StudyState) -> StudyPublic:
+    """The scheduler's state change (``orchestration.studies.change_state``); a move the
+    study's state does not allow is a 409."""
     study = repo.get_study(session, study_id=study_id, lock=True)
-    _set_state(session, study, StudyState.STOPPED)
-    for trial in repo.trials_in_state(session, study_id=study_id, states=["WAITING"]):
-        repo.cancel_trial(session, trial=trial, now=time.time())
-    return study_public(study)
-
-
-def _move(session, study_id: int, state: StudyState) -> StudyPublic:  # type: ignore[no-untyped-def]
-    study = repo.get_study(session, study_id=study_id, lock=True)
-    _set_state(session, study, state)
-    return study_public(study)
-
-
-def _set_state(session, study: StudyRow, state: StudyState) -> None:  # type: ignore[no-untyped-def]
     try:
-        repo.set_study_state(session, study=study, state=state, now=time.time())
+        change_state(session, study=study, state=state, now=time.time())
     except InvalidTransitionError as exc:
         raise HTTPException(status.HTTP_409_CONFLICT, str(exc)) from exc
+    return study_public(study)
 
 
 def live_queue_workers(
@@ -183,8 +182,8 @@ def study_public(study: StudyRow) -> StudyPublic:
     return public.model_copy(update={"error": spec_error(study.spec)})
 
 
-def study_detail(  # type: ignore[no-untyped-def]
-    session, *, study: StudyRow, fronts: FrontCache, queue_workers: int | None = None
+def study_detail(
+    session: Session, *, study: StudyRow, fronts: FrontCache, queue_workers: int | None = None
 ) -> StudyDetail:
     """The detail of a study; one whose stored spec no longer loads is shown as stored,
     with its ``error``, never a 500 (it must not break a list or a dashboard)."""
@@ -204,7 +203,11 @@ def study_detail(  # type: ignore[no-untyped-def]
             fraction=progress.fraction,
         ),
         trials_by_state=progress.by_state,
-        front=[TrialPublic.model_validate(t) for t in views.front_trials(session, summary)],
+        front=[
+            FrontPointPublic.of(t, p)
+            for t, p in zip(views.front_trials(session, summary), summary.points, strict=True)
+        ],
+        front_source=summary.source,
         best_per_cost_band=[CostBand(**b) for b in summary.bands],
         has_rules=study.rules is not None,
         queue_workers=queue_workers,

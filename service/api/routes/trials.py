@@ -34,6 +34,7 @@ from service.orchestration import studies
 from service.orchestration.verification import waiting_verifications
 from service.reads import views
 from service.storage import repository as repo
+from service.storage.tables import TrialRow
 
 router = APIRouter(tags=["trials"], dependencies=[Authenticated], responses=AUTHENTICATED)
 
@@ -57,7 +58,7 @@ def list_trials(
     return TrialsPublic(data=data, count=total)
 
 
-def _public(trial, worker: str | None) -> TrialPublic:  # type: ignore[no-untyped-def]
+def _public(trial: TrialRow, worker: str | None) -> TrialPublic:
     """The trial; a running one's worker (recorded with its result) from its heartbeat."""
     public = TrialPublic.model_validate(trial)
     return public if worker is None else public.model_copy(update={"worker": worker})

@@ -11,9 +11,10 @@ from rich.markup import escape
 from sqlalchemy.orm import Session, sessionmaker
 
 from search.scaling.rules import HyperparameterRule, ScalingRules
+from service.domain import TrialState
 from service.reads.reports.rules_text import allocation_texts, rule_laws
 from service.reads.reports.terminal import plural, show_table
-from service.reads.views import front_trials, summarise
+from service.reads.views import FrontEntry, front_trials, summarise
 from service.storage import repository as repo
 from service.storage.db import transaction
 
@@ -24,10 +25,11 @@ def print_study_result(
     """The front and the rules of an embedded study (kept in the SQLite file ``store``)."""
     with transaction(sessions) as session:
         study = repo.get_study(session, study_id=study_id)
-        outcomes = repo.completed_outcomes(session, study_id=study_id)
-        trials = front_trials(session, summarise(outcomes))
+        complete = repo.count_by_state(session, study_id=study_id)[TrialState.COMPLETE]
+        summary = summarise(session, study=study, n_complete=complete)
+        trials = front_trials(session, summary)
         rules, message = study.rules, study.message
-    print_front(console, trials)
+    print_front(console, trials, summary.points)
     if rules is None:
         why = message or "not fitted"
         console.print(f"scaling rules: none ({why})", highlight=False, markup=False)
@@ -39,17 +41,27 @@ def print_study_result(
         )
 
 
-def print_front(console: Console, trials: list[Any]) -> None:
-    """The front's trials, cheapest first: cost, loss and every hyperparameter."""
+def print_front(console: Console, trials: list[Any], points: list[FrontEntry]) -> None:
+    """The front, cheapest first: per configuration the trial standing for it, its mean
+    cost, the loss the front was taken on (``loss``: the engine's estimate where current),
+    the mean of its measurements (``measured``) and how many (``runs``), and every
+    hyperparameter (``trials`` and ``points`` as ``views.front_trials`` pairs them)."""
     names = sorted({name for t in trials for name in t.params})
     rows = [
-        [str(t.number), _fmt(t.cost_seconds), _fmt(t.loss), *(_fmt(t.params.get(n)) for n in names)]
-        for t in trials
+        [
+            str(t.number),
+            _fmt(p.cost),
+            _fmt(p.estimated_loss),
+            _fmt(p.observed_loss),
+            str(p.n_measurements),
+            *(_fmt(t.params.get(n)) for n in names),
+        ]
+        for t, p in zip(trials, points, strict=True)
     ]
     show_table(
         console,
         title=f"Pareto front (loss vs cost): {plural(len(trials), 'point')}",
-        headers=["trial", "cost", "loss", *names],
+        headers=["trial", "cost", "loss", "measured", "runs", *names],
         rows=rows,
     )
 

@@ -18,7 +18,7 @@ import numpy as np
 from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 
-from search.pareto import pareto_mask
+from search.pareto import config_key, estimated_front, group_repeats
 from search.scaling import ScalingRules
 from search.scaling.laws import LinearLaw
 from search.scaling.rules import HyperparameterRule, inverse
@@ -32,7 +32,8 @@ _SCALES = {"ln": "log", "log2": "log", "logit": "logit", "identity": "linear"}
 
 @dataclass(frozen=True)
 class RunData:
-    """The successful runs: compute, loss, params; ``front`` marks the (loss, compute) front."""
+    """The successful runs: compute, loss, params; ``front`` marks the runs of the
+    configurations on the (loss, compute) front."""
 
     compute: np.ndarray
     loss: np.ndarray
@@ -41,7 +42,13 @@ class RunData:
 
 
 def run_data(compute: np.ndarray, loss: np.ndarray, params: list[dict]) -> RunData:
-    front = pareto_mask(loss, compute) if len(loss) else np.zeros(0, dtype=bool)
+    """The runs with the front marked by ``search.pareto``'s definition on (loss,
+    compute): a repeated configuration counts once, at its mean, and every run of a
+    configuration on the front is marked (a lone lucky draw of a repeated one is not)."""
+    front = np.zeros(len(loss), dtype=bool)
+    groups = group_repeats([config_key(p) for p in params], loss, compute)
+    for point in estimated_front(groups):
+        front[list(point.members)] = True
     return RunData(compute=compute, loss=loss, params=params, front=front)
 
 
@@ -174,7 +181,16 @@ def _law_band(law: LinearLaw, grid: np.ndarray, transform: str):
         return tuple(inverse(transform, v) for v in (estimate, low, high))
 
 
-def _band(ax, grid, low, high, limits, label, *, color="tab:red") -> None:  # type: ignore[no-untyped-def]
+def _band(
+    ax: Axes,
+    grid: np.ndarray,
+    low: np.ndarray,
+    high: np.ndarray,
+    limits: tuple[float, float],
+    label: str | None,
+    *,
+    color: str = "tab:red",
+) -> None:
     """The interval band, clipped to the axes' limits (never past them, never NaN)."""
     low = np.clip(np.nan_to_num(low, nan=limits[0]), *limits)
     high = np.clip(np.nan_to_num(high, nan=limits[1]), *limits)
@@ -190,7 +206,7 @@ def _padded(scale: str, low: float, high: float) -> tuple[float, float]:
         low, high = max(low, 1e-300), max(high, 1e-300)
         to, back = math.log, math.exp
     else:
-        to = back = float  # type: ignore[assignment]
+        to = back = float
     a, b = to(low), to(high)
     margin = 0.08 * (b - a) if b > a else max(abs(a) * 0.1, 0.1)
     lo, hi = back(a - margin), back(b + margin)

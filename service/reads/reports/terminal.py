@@ -7,10 +7,13 @@ Rich folds a column that does not fit into fragments (``learn/ing_r/ate``,
 - on a terminal wide enough: a rich table whose cells never wrap, except the ``wrap``
   columns (prose), which wrap between words;
 - on a narrower terminal: one block per row, a ``header: value`` line per cell.
+
+A column whose every filled cell is a number is right-aligned, so that digits line up.
 """
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 
 from rich.console import Console, Group, RenderableType
@@ -19,6 +22,8 @@ from rich.text import Text
 
 # A rich table's frame: "│ " before every cell, " " after it, and the closing "│".
 _PER_COLUMN = 3
+# A number as the CLI prints one: 12, -0.5, 1.2e+06, 3,200, 45%, 2.0x.
+_NUMBER = re.compile(r"[-+]?(\d[\d,]*\.?\d*|\.\d+)(e[-+]?\d+)?[%x]?", re.IGNORECASE)
 
 
 def show_table(
@@ -51,8 +56,14 @@ def terminal_table(
     cells = [[Text.from_markup(cell) for cell in row] for row in rows]
     if _natural_width(headers, cells, wrap) <= console.width:
         table = Table(title=title)
-        for header in headers:
-            table.add_column(header, no_wrap=header not in wrap, overflow="fold")
+        numeric = _numeric_columns(len(headers), cells)
+        for i, header in enumerate(headers):
+            table.add_column(
+                header,
+                no_wrap=header not in wrap,
+                overflow="fold",
+                justify="right" if i in numeric else "left",
+            )
         for row in cells:
             table.add_row(*row)
         return table
@@ -82,13 +93,27 @@ def _plain(console: Console, title: str, headers: Sequence[str], rows: list[list
     widths = [
         max([len(header)] + [row[i].cell_len for row in rows]) for i, header in enumerate(headers)
     ]
+    numeric = _numeric_columns(len(headers), rows)
     console.print(title, highlight=False, markup=False, soft_wrap=True)
     for line in [[Text(h) for h in headers], *rows]:
         padded = Text("  ").join(
-            cell + " " * (width - cell.cell_len) for cell, width in zip(line, widths, strict=True)
+            Text(" " * (width - cell.cell_len)) + cell
+            if i in numeric
+            else cell + " " * (width - cell.cell_len)
+            for i, (cell, width) in enumerate(zip(line, widths, strict=True))
         )
         padded.rstrip()
         console.print(padded, highlight=False, soft_wrap=True)
+
+
+def _numeric_columns(n_columns: int, rows: list[list[Text]]) -> set[int]:
+    """Indices of the columns whose filled cells are all numbers (and that have one)."""
+    numeric = set()
+    for i in range(n_columns):
+        filled = [row[i].plain.strip() for row in rows if row[i].plain.strip() not in ("", "-")]
+        if filled and all(_NUMBER.fullmatch(cell) for cell in filled):
+            numeric.add(i)
+    return numeric
 
 
 def plural(n: int, noun: str) -> str:

@@ -15,8 +15,8 @@ engine checks that the history starts with the trials it took in.
 Downgrading marks every final trial synced; engine states saved since the upgrade
 (version 2) do not load in the code of the earlier revision.
 
-Revision ID: 0005
-Revises: 0004
+Revision ID: 0006
+Revises: 0005
 Create Date: 2026-12-05 17:50:00
 """
 
@@ -29,8 +29,8 @@ from typing import Any
 import sqlalchemy as sa
 from alembic import op
 
-revision = "0005"
-down_revision = "0004"
+revision = "0006"
+down_revision = "0005"
 branch_labels = None
 depends_on = None
 
