@@ -4,6 +4,7 @@ the observed means otherwise, the raw trials still listed."""
 
 from __future__ import annotations
 
+import time
 import warnings
 
 import pytest
@@ -12,7 +13,7 @@ from search.types import Observation
 from service.api.app import create_app
 from service.cli.remote import _status_table
 from service.config import Settings
-from service.orchestration.engines import EngineCache
+from service.orchestration.engines import load_spec, open_engine
 from service.orchestration.front_estimate import store_front
 from service.reads.views import FrontEntry, current_estimate, estimate_json
 from service.storage import repository as repo
@@ -154,7 +155,7 @@ def test_the_engine_stores_its_front_and_the_api_serves_it(inline_api) -> None:
     sessions = inline_api.app.state.sessions
     with transaction(sessions) as session:
         row = repo.get_study(session, study_id=study["id"])
-        engine_front = EngineCache().get(row).front()
+        engine_front = open_engine(session, row, load_spec(row), clock=time.time).engine.front()
     assert [p["estimated_loss"] for p in front["data"]] == pytest.approx(
         [o.loss for o in engine_front]
     )
