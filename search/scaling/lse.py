@@ -196,8 +196,9 @@ def cell_effect_draws(theta: np.ndarray, log_x: np.ndarray, log_loss: np.ndarray
     resample that repeats some cells and drops others changes it; with ten cells and
     five parameters many resamples lose the cells that identify an exponent, and their
     wild fits made the intervals several times wider than the errors. Why not flip each
-    cell's residual (a wild bootstrap): the Huber fit passes through the cells that
-    carry most weight, whose residuals are then near 0 and flip to nothing.
+    cell's residual (a wild bootstrap): it came out too narrow on 17-cell sweeps; the
+    Huber fit can pass through the cells that carry most weight, whose residuals are
+    then near 0 and flip to nothing (docs/scaling-rules.md, "Intervals of a sweep").
     """
     fitted = np.log(predict_lse(theta, log_x))
     residual = log_loss - fitted
