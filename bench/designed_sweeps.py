@@ -20,8 +20,10 @@ Rules are fitted on the smallest cells (at most ``FIT_SHARE`` of the sweep's com
   truth (``Testbed.compute_optimal`` and ``optimal_hparams`` there), and their widths.
 
 Ground truths: the three of ``bench.scaling_extrapolation`` (the default one has the
-published step law, whose lr optimum falls with N and rises with D) and ``held-out``,
-whose exponents were never used while developing the fit.
+published step law, whose lr optimum falls with N and rises with D) and ``HELD_OUT``,
+whose exponents were never used while developing the fit or its intervals (score them
+on other seeds than the development truths: a seed's noise draws are the same in every
+truth).
 
 Run:  nice -n 10 .venv/bin/python -m bench.designed_sweeps [--seeds 0,1,2,3]
       [--fit-share 0.1] [--truths chinchilla-steplaw,held-out]
@@ -56,7 +58,16 @@ SWEEP_TRUTHS: dict[str, dict[str, float]] = {
         "lr_n_exp": -0.35, "lr_d_exp": 0.12, "batch_d_exp": 0.5, "batch_n_exp": 0.05,
         "alpha": 0.31, "beta": 0.36,
     },
+    "held-out-2": {
+        "lr_n_exp": -0.55, "lr_d_exp": 0.25, "batch_d_exp": 0.40, "batch_n_exp": 0.1,
+        "alpha": 0.42, "beta": 0.30,
+    },
+    "held-out-3": {
+        "lr_n_exp": -0.30, "lr_d_exp": 0.05, "batch_d_exp": 0.60, "alpha": 0.28, "beta": 0.40,
+    },
 }  # fmt: skip
+# Ground truths never used while developing the fit or its intervals.
+HELD_OUT = ("held-out", "held-out-2", "held-out-3")
 NOISE_SHARES = (0.01, 0.03)
 MODEL_SIZES = np.geomspace(1e7, 1e9, 7)
 TOKENS_PER_PARAM = (5.0, 20.0, 80.0)
@@ -282,19 +293,34 @@ def tables(rows: list[dict]) -> str:
             f"| {truth} | {label} | {pair('learning_rate')} | {pair('batch_size')} "
             f"| {pair('loss_excess', 100.0, '.3f')}% |"
         )
-    lines += [
-        "",
-        "| interval at 100x | studies | coverage | median width (dex) |",
-        "|---|---|---|---|",
-    ]
-    for name in ("learning_rate", "batch_size", "n_star", "d_star", "loss"):
-        got = [r["coverage"][name] for r in rows if "coverage" in r and r["coverage"][name]]
-        covered = sum(g["covered"] for g in got)
-        width = float(np.median([g["width_dex"] for g in got])) if got else math.nan
-        share = covered / max(len(got), 1)
-        lines.append(f"| {name} | {len(got)} | {covered}/{len(got)} ({share:.0%}) | {width:.3f} |")
+    lines += ["", coverage_table(rows)]
     refused = [r for r in rows if "refused" in r]
     lines.append(f"\nrefused: {len(refused)} of {len(rows)}")
+    return "\n".join(lines)
+
+
+def coverage_table(rows: list[dict]) -> str:
+    """Coverage and median width (dex) of each 90% interval at 100x, over the
+    development truths, the held-out ones and all."""
+    parts = {
+        "development": [r for r in rows if r["truth"] not in HELD_OUT],
+        "held-out": [r for r in rows if r["truth"] in HELD_OUT],
+        "all": rows,
+    }
+    parts = {label: part for label, part in parts.items() if part}
+    lines = [
+        "| interval at 100x | " + " | ".join(f"{label}: coverage, width" for label in parts) + " |",
+        "|---|" + "---|" * len(parts),
+    ]
+    for name in ("learning_rate", "batch_size", "n_star", "d_star", "loss"):
+        cells = []
+        for part in parts.values():
+            got = [r["coverage"][name] for r in part if "coverage" in r and r["coverage"][name]]
+            covered = sum(g["covered"] for g in got)
+            width = float(np.median([g["width_dex"] for g in got])) if got else math.nan
+            share = covered / max(len(got), 1)
+            cells.append(f"{covered}/{len(got)} ({share:.0%}), {width:.3f}")
+        lines.append(f"| {name} | " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
 

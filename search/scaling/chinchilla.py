@@ -101,8 +101,9 @@ def fit_chinchilla(
 ) -> ChinchillaFit:
     """Fit ``L = E + A / N^alpha + B / D^beta`` to runs ``(n_params, tokens, loss)``.
 
-    ``groups`` (n,) labels runs whose errors are shared; the bootstrap then resamples
-    whole groups (see ``search.scaling.lse.fit_lse``).
+    ``groups`` (n,) labels runs whose errors are shared (a sweep's cells); the bootstrap
+    then redraws each group's effect with the design fixed
+    (``search.scaling.lse.cell_effect_draws``).
 
     Raises NotEnoughDataError when fewer than 15 runs are given, when N or D spans
     less than a decade, or when the fitted exponents are not both positive (a loss

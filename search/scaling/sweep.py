@@ -8,7 +8,8 @@
    (at most ``MAX_CORRECTED_PER_CELL`` per cell, the least corrected), each loss
    corrected by what it loses there; the allocation ``N*(C)``, ``D*(C)`` follows
    from it in closed form, with the bootstrap of ``L(N, D)`` as its uncertainty (the
-   bootstrap resamples whole cells: a cell's runs share one local fit's correction).
+   design kept fixed, each cell's level redrawn: a cell's runs share one local fit's
+   correction; ``search.scaling.lse.cell_effect_draws``).
 4. The law against compute is the ``(N, D)`` law read along that allocation:
    ``T = a + p ln N*(C) + q ln D*(C)``, its covariance propagated from both laws.
 
