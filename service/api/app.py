@@ -7,7 +7,8 @@ and writes the store, hands out buffered proposals and sends tasks by name.
 from __future__ import annotations
 
 import math
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
 from typing import Any
 
 from fastapi import FastAPI, HTTPException, Request, status
@@ -43,8 +44,10 @@ def create_app(settings: Settings | None = None, *, run_migrations: bool = True)
         title="scaletune",
         version="0.1.0",
         description="Cost-aware Bayesian hyperparameter scaling as a service.",
+        lifespan=_release_on_shutdown,
     )
     engine = make_engine(settings.database_url)
+    app.state.db_engine = engine
     if run_migrations:
         migrate(engine)
     app.state.settings = settings
@@ -76,6 +79,18 @@ def create_app(settings: Settings | None = None, *, run_migrations: bool = True)
     install_observability(app)
     mount_dashboard(app)
     return app
+
+
+@asynccontextmanager
+async def _release_on_shutdown(app: FastAPI) -> AsyncIterator[None]:
+    """On shutdown, close what the app holds open: the broker and Redis connections and
+    the database pool (an app built and stopped in one process, as tests and embedded
+    servers do, would otherwise leave open connections for the garbage collector)."""
+    yield
+    app.state.proposals.close()
+    app.state.heartbeats.client.close()
+    app.state.ask_log.client.close()
+    app.state.db_engine.dispose()
 
 
 def _add_error_handlers(app: FastAPI) -> None:
