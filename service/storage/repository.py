@@ -17,9 +17,9 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
-from sqlalchemy import Row, func, select
+from sqlalchemy import Row, Select, func, select
 from sqlalchemy.orm import Session, defer
 
 from search.types import Suggestion
@@ -33,6 +33,8 @@ from service.domain import (
 )
 from service.storage import tenants
 from service.storage.tables import StudyRow, TrialRow
+
+RowT = TypeVar("RowT", StudyRow, TrialRow)
 
 
 def create_study(
@@ -103,10 +105,8 @@ def list_studies(
         query = query.where(StudyRow.tenant_id == tenant_id)
     if states is not None:
         query = query.where(StudyRow.state.in_([str(s) for s in states]))
-    total = session.scalar(select(func.count()).select_from(query.subquery())) or 0
     query = query.options(defer(StudyRow.engine_state)).order_by(StudyRow.id)
-    rows = session.scalars(query.offset(offset).limit(limit)).all()
-    return list(rows), total
+    return _page(session, query, offset=offset, limit=limit)
 
 
 def set_study_state(
@@ -228,10 +228,17 @@ def list_trials(
     query = select(TrialRow).where(TrialRow.study_id == study_id)
     if states is not None:
         query = query.where(TrialRow.state.in_([str(s) for s in states]))
-    total = session.scalar(select(func.count()).select_from(query.subquery())) or 0
     query = query.options(defer(TrialRow.curve)).order_by(TrialRow.number)
+    return _page(session, query, offset=offset, limit=limit)
+
+
+def _page(
+    session: Session, query: Select[RowT], *, offset: int, limit: int
+) -> tuple[list[RowT], int]:
+    """One page of ``query``'s rows and how many rows it has in all."""
+    total = session.scalar(select(func.count()).select_from(query.order_by(None).subquery()))
     rows = session.scalars(query.offset(offset).limit(limit)).all()
-    return list(rows), total
+    return list(rows), total or 0
 
 
 def trials_in_state(
