@@ -263,23 +263,6 @@ def trials_in_state(
     return list(session.scalars(query).all())
 
 
-def completed_outcomes(
-    session: Session, *, study_id: int
-) -> list[tuple[int, float | None, float | None]]:
-    """``(id, loss, cost_seconds)`` of the study's COMPLETE trials that have a loss, in
-    ``trials_in_state``'s order: the front and the cost bands without loading trials."""
-    rows = session.execute(
-        select(TrialRow.id, TrialRow.loss, TrialRow.cost_seconds)
-        .where(
-            TrialRow.study_id == study_id,
-            TrialRow.state == TrialState.COMPLETE,
-            TrialRow.loss.is_not(None),
-        )
-        .order_by(TrialRow.attempt.desc(), TrialRow.number)
-    ).all()
-    return [(trial_id, loss, cost) for trial_id, loss, cost in rows]
-
-
 def count_by_state(session: Session, *, study_id: int) -> dict[TrialState, int]:
     rows = session.execute(
         select(TrialRow.state, func.count())

@@ -339,7 +339,7 @@ def test_a_workers_result_with_a_cost_tell_refuses_fails_the_trial(sessions, cos
     with transaction(sessions) as session:
         trial = repo.get_trial(session, trial_id=request.trial_id)
         state, kind, reason = trial.state, trial.failure_kind, trial.failure_reason
-        complete = repo.completed_outcomes(session, study_id=study_id)
+        complete = repo.trials_in_state(session, study_id=study_id, states=[TrialState.COMPLETE])
     assert (state, kind, complete) == (TrialState.FAILED, "config", [])
     assert f"cost {cost:g} of a completed trial is below 1e-30" in reason
     (observation,) = scheduler.engine_for(study_id).observations
