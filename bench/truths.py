@@ -1,11 +1,13 @@
-"""Ground truths of the budget-pacing bench (``bench.budget_pacing``), by name.
+"""Held-out ground truths of the benches, by name: ``BENCH_TRUTHS`` of the budget-pacing
+bench (``bench.budget_pacing``), ``ENGINE_HELD_OUT`` of the scaling-rules engine studies.
 
 Each is a set of ``TestbedConfig`` overrides. ``chinchilla-steplaw`` is the default
 testbed, on which the engine's defaults were tuned (``bench.pareto_regret``); the other
 two were written for issue 18 and never tuned on: their loss exponents, irreducible loss,
 learning-rate and batch-size laws, penalty widths, failure threshold and optimal warmup,
 weight decay and schedule all differ from the default and from the scaling-rules bench's
-truths (``bench.scaling_extrapolation.GROUND_TRUTHS``).
+truths (``bench.scaling_extrapolation.GROUND_TRUTHS``). ``ENGINE_HELD_OUT`` is described
+where it is defined.
 """
 
 from __future__ import annotations
