@@ -17,11 +17,23 @@ default hardware model, where small batches under-use the GPU: the engine then (
 favours larger batches and smaller models than the compute-optimal ones, and its runs
 may not bracket the compute-optimal allocation.
 
+Noise: by default the testbed's (a fixed sd of 0.01 on every loss); ``--noise 0.01,0.03``
+runs each study at each of these shares of the reducible loss instead (sd
+``share * (L_chin(N, D) - E)`` at each run's N and D, ``TestbedConfig.loss_noise_share``).
+
+``--held-out`` runs issue 16's held-out matrix: the truths of ``bench.truths.
+ENGINE_HELD_OUT`` (never used to tune the engine or the fit), noise 1% and 3%, seeds
+0-4, 240 trials: 30 studies. It also scores the 90% intervals of the learning rate,
+batch size, N*, D* and loss at 100x (``bench.designed_sweeps.coverage_at_100x``) and
+prints, per truth and noise, the median |log10 error| of lr and batch and the median
+|error| of the N*(C) exponent, then the pooled coverage and median widths.
+
 Run:  .venv/bin/python -m bench.scaling_extrapolation [--budgets 152,304,600]
-      [--seeds 0,1,2] [--cost flops|seconds] [--jobs 2]
+      [--seeds 0,1,2] [--truths a,b] [--noise 0.01,0.03] [--cost flops|seconds]
+      [--jobs 2] [--held-out]
 Studies are kept as JSON under bench/results/scaling_studies/ and reused by later runs
-(delete them to rerun the engine); the results go to
-bench/results/scaling_extrapolation_<UTC time>.json, and a Markdown table is printed.
+(delete them to rerun the engine), so a run stopped midway resumes; the results go to
+bench/results/scaling_extrapolation_<UTC time>.json, and Markdown tables are printed.
 """
 
 from __future__ import annotations
@@ -30,6 +42,7 @@ import argparse
 import json
 import math
 import platform
+import subprocess
 import time
 from concurrent.futures import ProcessPoolExecutor
 from datetime import UTC, datetime
@@ -37,6 +50,7 @@ from pathlib import Path
 
 import numpy as np
 
+from bench.truths import ENGINE_HELD_OUT
 from search.engine import ParetoSearch
 from search.errors import NotEnoughDataError
 from search.scaling import ScalingAxes, fit_scaling_rules
@@ -64,6 +78,37 @@ GROUND_TRUTHS: dict[str, dict[str, float]] = {
     },
 }  # fmt: skip
 COST_MODELS = {"flops": {"half_utilisation_batch_tokens": 0.0}, "seconds": {}}
+TRUTHS = {**GROUND_TRUTHS, **ENGINE_HELD_OUT}
+# Issue 16's bars at 100x: median |log10 error| of lr and batch (dex), |N*(C) exponent error|.
+BARS = {"learning_rate": 0.08, "batch_size": 0.12, "exponent_error": 0.03}
+COVERAGE_BAND = (0.80, 0.97)
+HELD_OUT_MATRIX = {
+    "truths": ",".join(ENGINE_HELD_OUT), "noise": "0.01,0.03", "seeds": "0,1,2,3,4",
+    "budgets": "240",
+}  # fmt: skip
+
+
+def truth_config(truth: str, cost: str, noise_share: float | None = None) -> TestbedConfig:
+    """The testbed of ground truth ``truth`` under cost model ``cost``; with
+    ``noise_share``, the loss noise is that share of the reducible loss (and nothing else)."""
+    if truth not in TRUTHS:
+        raise ValueError(f"unknown ground truth {truth!r}; known: {', '.join(TRUTHS)}")
+    noise = {} if noise_share is None else {"loss_noise_std": 0.0, "loss_noise_share": noise_share}
+    return TestbedConfig(**TRUTHS[truth], **COST_MODELS[cost], **noise)
+
+
+def study_name(truth: str, cost: str, noise_share: float | None) -> str:
+    """The cache key of a study's observations (``parse_study_path`` reads it back)."""
+    label = truth if noise_share is None else f"{truth}@noise{noise_share:g}"
+    return f"{label}_{cost}"
+
+
+def parse_study_path(path: Path) -> tuple[str, str, float | None, int, int]:
+    """truth, cost, noise share (None: the testbed's default), trials and seed of a
+    cached study's file."""
+    label, cost, trials, seed = path.stem.rsplit("_", 3)
+    truth, _, noise = label.partition("@noise")
+    return truth, cost, float(noise) if noise else None, int(trials), int(seed)
 
 
 def engine_study(config: TestbedConfig, *, trials: int, seed: int) -> list:
@@ -81,21 +126,26 @@ def engine_study(config: TestbedConfig, *, trials: int, seed: int) -> list:
     return list(engine.observations)
 
 
-def extrapolation_errors(config: TestbedConfig, rules) -> dict[str, float] | None:
+def extrapolation_errors(config: TestbedConfig, rules) -> dict[str, float | None] | None:
     """Factors pred/true for lr and batch at 100x the largest compute, and the N*(C)
-    exponent error; None when the rules refused one of them (counted, not scored)."""
+    exponent error; None without an N*(C) law. A refused (unsupported) rule's factor is
+    None; ``<name>_as_used`` is the factor of what the user is given either way: the
+    law's estimate, or for a refused rule the best observed value."""
     target = 100.0 * rules.observed.compute_max
     prediction = rules.predict(compute=target)
-    names = ("learning_rate", "batch_size")
     allocation = rules.allocation
     if allocation is None or allocation.n_params is None:
-        return None
-    if any(prediction.values[k].estimate is None for k in names):
         return None
     testbed = TestbedObjective(config).testbed
     n_star, d_star, _ = testbed.compute_optimal(target)
     optimum = testbed.optimal_hparams(n_star, d_star)
-    out = {k: prediction.values[k].estimate / float(optimum[k]) for k in names}
+    out: dict[str, float | None] = {}
+    for name in ("learning_rate", "batch_size"):
+        value = prediction.values[name]
+        truth = float(optimum[name])
+        out[name] = None if value.estimate is None else value.estimate / truth
+        used = value.estimate if value.estimate is not None else float(value.value)
+        out[f"{name}_as_used"] = used / truth
     out["exponent_error"] = allocation.n_params.coef[1] - config.beta / (config.alpha + config.beta)
     return out
 
@@ -111,16 +161,23 @@ def cached_study(config: TestbedConfig, name: str, *, trials: int, seed: int) ->
     return observations
 
 
-def _one(job: tuple[str, str, list[int], int]) -> list[dict]:
-    truth, cost, budgets, seed = job
-    config = TestbedConfig(**GROUND_TRUTHS[truth], **COST_MODELS[cost])
+def _one(job: tuple[str, str, float | None, list[int], int]) -> list[dict]:
+    # bench.designed_sweeps imports this module: import its scoring here.
+    from bench.designed_sweeps import coverage_at_100x
+
+    truth, cost, noise_share, budgets, seed = job
+    config = truth_config(truth, cost, noise_share)
+    name = study_name(truth, cost, noise_share)
     start = time.perf_counter()
-    observations = cached_study(config, f"{truth}_{cost}", trials=max(budgets), seed=seed)
+    observations = cached_study(config, name, trials=max(budgets), seed=seed)
     engine_seconds = time.perf_counter() - start
     space = TestbedObjective(config).default_space()
     rows = []
     for trials in budgets:
-        row = {"truth": truth, "cost": cost, "trials": trials, "seed": seed}
+        row = {
+            "truth": truth, "cost": cost, "noise_share": noise_share, "trials": trials,
+            "seed": seed,
+        }  # fmt: skip
         row["engine_seconds_all_budgets"] = engine_seconds
         try:
             rules = fit_scaling_rules(
@@ -131,8 +188,16 @@ def _one(job: tuple[str, str, list[int], int]) -> list[dict]:
             continue
         row["compute_max"] = rules.observed.compute_max
         row["unsupported"] = [r.name for r in rules.hyperparameters if not r.supported]
+        row["coverage"] = coverage_at_100x(config, rules)
         errors = extrapolation_errors(config, rules)
-        rows.append(row | ({"refused": "a rule refused"} if errors is None else errors))
+        if errors is None:
+            row["refused"] = "no N*(C) law"
+        else:
+            row |= errors
+            refused = [k for k in ("learning_rate", "batch_size") if errors[k] is None]
+            if refused:
+                row["refused"] = f"no law for {', '.join(refused)}"
+        rows.append(row)
     return rows
 
 
@@ -168,19 +233,111 @@ def table(rows: list[dict]) -> str:
     return "\n".join(lines)
 
 
-def main() -> None:
+def _median_dex(rows: list[dict], key: str) -> tuple[float, int]:
+    """Median |log10| of a factor (or |exponent error|) over the rows that have it, and
+    how many rows lack it."""
+    values = np.array([r[key] for r in rows if r.get(key) is not None], dtype=float)
+    dex = np.abs(values) if key == "exponent_error" else np.abs(np.log10(values))
+    return (float(np.median(dex)) if dex.size else math.nan), len(rows) - dex.size
+
+
+def _against(value: float, bar: float) -> str:
+    return f"{value:.3f}" + (" ok" if value <= bar else "")
+
+
+def dex_table(rows: list[dict]) -> str:
+    """Per truth, noise and budget, and pooled: median |log10 error| of lr and batch at
+    100x, as used (a refused rule's best observed value included) and of the laws only
+    (refused rules left out, counted), and median |N*(C) exponent error|; "ok" marks a
+    median within its bar."""
+    lines = [
+        "| truth | noise | trials | studies | lr dex: as used / law only (refused) "
+        "| batch dex: as used / law only (refused) | N* exponent: median abs error |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    cells = sorted(
+        {(r["truth"], r.get("noise_share"), r["trials"]) for r in rows},
+        key=lambda c: (c[0], c[1] or 0.0, c[2]),
+    )
+    for trials in sorted({r["trials"] for r in rows}):
+        cells.append(("all", None, trials))
+    for truth, noise, trials in cells:
+        cell = [
+            r
+            for r in rows
+            if r["trials"] == trials
+            and (truth == "all" or (r["truth"], r.get("noise_share")) == (truth, noise))
+        ]
+        stats = []
+        for name in ("learning_rate", "batch_size"):
+            used, _ = _median_dex(cell, f"{name}_as_used")
+            law, refused = _median_dex(cell, name)
+            stats.append(f"{_against(used, BARS[name])} / {law:.3f} ({refused})")
+        exponent, _ = _median_dex(cell, "exponent_error")
+        stats.append(_against(exponent, BARS["exponent_error"]))
+        label = "all" if truth == "all" else "default" if noise is None else f"{noise:.0%}"
+        lines.append(f"| {truth} | {label} | {trials} | {len(cell)} | " + " | ".join(stats) + " |")
+    return "\n".join(lines)
+
+
+def coverage_table(rows: list[dict]) -> str:
+    """Pooled over ``rows`` (with a ``coverage`` entry): how often each 90% interval at
+    100x holds the truth, its median width and the median |error| of its estimate (dex)."""
+    lines = [
+        "| interval at 100x | scored | coverage | median width (dex) | median abs error (dex) |",
+        "|---|---|---|---|---|",
+    ]
+    low, high = COVERAGE_BAND
+    for name in ("learning_rate", "batch_size", "n_star", "d_star", "loss"):
+        got = [r["coverage"][name] for r in rows if r.get("coverage") and r["coverage"][name]]
+        covered = sum(g["covered"] for g in got)
+        share = covered / len(got) if got else math.nan
+        width = np.median([g["width_dex"] for g in got]) if got else math.nan
+        error = np.median([abs(g["error_dex"]) for g in got]) if got else math.nan
+        verdict = " ok" if low <= share <= high else ""
+        lines.append(
+            f"| {name} | {len(got)} | {covered}/{len(got)} ({share:.0%}){verdict} "
+            f"| {width:.3f} | {error:.3f} |"
+        )
+    return "\n".join(lines)
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    """The command line; ``--held-out`` sets ``HELD_OUT_MATRIX`` as the defaults."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--budgets", default="152,304,600")
     parser.add_argument("--seeds", default="0,1,2")
+    parser.add_argument("--truths", default=",".join(GROUND_TRUTHS))
+    parser.add_argument("--noise", default="", help="shares of the reducible loss, e.g. 0.01,0.03")
     parser.add_argument("--cost", choices=sorted(COST_MODELS), default="flops")
     parser.add_argument("--jobs", type=int, default=2)
-    args = parser.parse_args()
+    parser.add_argument(
+        "--held-out", action="store_true", help="issue 16's held-out matrix (see above)"
+    )
+    if parser.parse_known_args(argv)[0].held_out:
+        parser.set_defaults(**HELD_OUT_MATRIX)  # explicit options still win
+    return parser.parse_args(argv)
+
+
+def study_jobs(args: argparse.Namespace) -> list[tuple[str, str, float | None, list[int], int]]:
+    """One job per truth, noise share and seed: (truth, cost, noise share, budgets, seed)."""
     budgets = sorted(int(trials) for trials in args.budgets.split(","))
-    jobs = [
-        (truth, args.cost, budgets, int(seed))
-        for truth in GROUND_TRUTHS
+    noises = [float(n) for n in args.noise.split(",")] if args.noise else [None]
+    truths = args.truths.split(",")
+    for truth in truths:
+        truth_config(truth, args.cost)  # fail fast on an unknown name
+    return [
+        (truth, args.cost, noise, budgets, int(seed))
+        for truth in truths
+        for noise in noises
         for seed in args.seeds.split(",")
     ]
+
+
+def main() -> None:
+    args = parse_args()
+    jobs = study_jobs(args)
+    budgets = jobs[0][3]
     rows = []
     with ProcessPoolExecutor(max_workers=args.jobs) as pool:
         for study_rows in pool.map(_one, jobs):
@@ -190,11 +347,20 @@ def main() -> None:
     stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
     RESULTS.mkdir(exist_ok=True)
     machine = f"{platform.processor() or platform.machine()}, {platform.system()}"
+    commit = subprocess.run(
+        ["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, check=False
+    ).stdout.strip()
     (RESULTS / f"scaling_extrapolation_{stamp}.json").write_text(
-        json.dumps({"machine": machine, "rows": rows}, indent=1)
+        json.dumps({"machine": machine, "commit": commit, "rows": rows}, indent=1)
     )
-    print(f"machine: {machine}; {stamp}")
+    print(f"machine: {machine}; {stamp}; commit {commit}")
     print(table(rows))
+    print()
+    print(dex_table(rows))
+    print()
+    largest = [r for r in rows if r["trials"] == max(budgets)]
+    print(f"intervals at {max(budgets)} trials, pooled over {len(largest)} studies:")
+    print(coverage_table(largest))
 
 
 if __name__ == "__main__":

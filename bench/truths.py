@@ -1,11 +1,13 @@
-"""Ground truths of the budget-pacing bench (``bench.budget_pacing``), by name.
+"""Held-out ground truths of the benches, by name: ``BENCH_TRUTHS`` of the budget-pacing
+bench (``bench.budget_pacing``), ``ENGINE_HELD_OUT`` of the scaling-rules engine studies.
 
 Each is a set of ``TestbedConfig`` overrides. ``chinchilla-steplaw`` is the default
 testbed, on which the engine's defaults were tuned (``bench.pareto_regret``); the other
 two were written for issue 18 and never tuned on: their loss exponents, irreducible loss,
 learning-rate and batch-size laws, penalty widths, failure threshold and optimal warmup,
 weight decay and schedule all differ from the default and from the scaling-rules bench's
-truths (``bench.scaling_extrapolation.GROUND_TRUTHS``).
+truths (``bench.scaling_extrapolation.GROUND_TRUTHS``). ``ENGINE_HELD_OUT`` is described
+where it is defined.
 """
 
 from __future__ import annotations
@@ -33,5 +35,34 @@ BENCH_TRUTHS: dict[str, dict[str, Any]] = {
         "batch_coef": 0.3, "batch_d_exp": 0.62,
         "lr_penalty": 0.05, "batch_penalty": 0.03, "divergence_lr_factor": 2.5,
         "warmup_opt": 0.08, "weight_decay_coef": 0.01,
+    },
+}  # fmt: skip
+
+# Held-out truths of the scaling-rules engine studies (``bench.scaling_extrapolation
+# --held-out``), written for issue 16 and never used to tune the engine or the rules'
+# fit: their loss exponents (so N*(C) ~ C^(beta / (alpha + beta))), irreducible loss and
+# learning-rate and batch-size laws differ from the development truths
+# (``bench.scaling_extrapolation.GROUND_TRUTHS``) and from the designed sweeps' held-out
+# ones (``bench.designed_sweeps.HELD_OUT``). A and B are set so that D*/N* is 10-40
+# near 1e19 FLOPs, as in published fits, and the reducible loss of a 3e8 model is about
+# Chinchilla's.
+ENGINE_HELD_OUT: dict[str, dict[str, Any]] = {
+    # N and D scale alike (N* ~ C^0.5); lr falls gently with N, batch grows a little with N.
+    "engine-balanced": {
+        "loss_e": 1.9, "loss_a": 280.0, "loss_b": 730.0, "alpha": 0.32, "beta": 0.32,
+        "lr_coef": 1.2, "lr_n_exp": -0.6, "lr_d_exp": 0.22,
+        "batch_coef": 0.8, "batch_n_exp": 0.05, "batch_d_exp": 0.5,
+    },
+    # Parameters matter more (N* ~ C^0.42); steep lr law, steep batch law shrinking with N.
+    "engine-steep-laws": {
+        "loss_a": 1300.0, "loss_b": 637.0, "alpha": 0.40, "beta": 0.29,
+        "lr_coef": 2.5, "lr_n_exp": -0.85, "lr_d_exp": 0.42,
+        "batch_coef": 0.4, "batch_n_exp": -0.05, "batch_d_exp": 0.62,
+    },
+    # Data matters more (N* ~ C^0.56); shallow lr law, shallow batch law growing with N.
+    "engine-shallow-laws": {
+        "loss_e": 1.5, "loss_a": 150.0, "loss_b": 1346.0, "alpha": 0.29, "beta": 0.37,
+        "lr_coef": 0.6, "lr_n_exp": -0.45, "lr_d_exp": 0.15,
+        "batch_coef": 1.5, "batch_n_exp": 0.1, "batch_d_exp": 0.47,
     },
 }  # fmt: skip

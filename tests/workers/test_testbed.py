@@ -194,6 +194,25 @@ def test_noise_is_seeded_and_has_the_configured_size():
     assert np.log(costs).std() == pytest.approx(DEFAULT.cost_noise_sigma, rel=0.2)
 
 
+def test_noise_can_be_a_share_of_the_reducible_loss():
+    """``loss_noise_share`` sets the loss sd to that share of L_chin(N, D) - E, at every
+    size, so that small and large runs are equally noisy relative to what can be learned."""
+    config = replace(DEFAULT, loss_noise_std=0.0, loss_noise_share=0.03)
+    objective = TestbedObjective(config)
+    for n_params, tokens in ((1e7, 2e8), (1e9, 2e10)):
+        params = {**START_PARAMS, "n_params": n_params, "tokens": tokens}
+        reducible = float(objective.testbed.chinchilla_loss(n_params, tokens)) - config.loss_e
+        assert float(objective.testbed.loss_noise_sd(n_params, tokens)) == pytest.approx(
+            0.03 * reducible
+        )
+        losses = np.array(
+            [objective.run(params, seed=s, context=NullContext()).loss for s in range(400)]
+        )
+        assert losses.std() == pytest.approx(0.03 * reducible, rel=0.2)
+    with pytest.raises(TestbedError, match="loss_noise_share"):
+        replace(DEFAULT, loss_noise_share=-0.01)
+
+
 def test_same_seed_on_different_params_draws_different_noise():
     objective = TestbedObjective()
     other = {**START_PARAMS, "weight_decay": 0.1000001}

@@ -132,7 +132,8 @@ class TestbedObjective(Objective):
         for fraction in fractions:
             ratio = float(tb.chinchilla_loss(params["n_params"], fraction * tokens))
             ratio /= float(tb.chinchilla_loss(params["n_params"], tokens))
-            loss = loss_final * ratio + cfg.loss_noise_std * rng.standard_normal()
+            noise_sd = float(tb.loss_noise_sd(params["n_params"], fraction * tokens))
+            loss = loss_final * ratio + noise_sd * rng.standard_normal()
             point = {"step": round(fraction * steps_total), "tokens": float(fraction * tokens)}
             curve.append({**point, "loss": loss})
         if diverged:

@@ -33,8 +33,9 @@ out of memory when ``n_params * batch_tokens > oom_limit`` (it pays ``oom_cost_s
 Cost, in GPU-seconds: ``6 N D`` FLOPs at ``peak_flops * utilisation`` where utilisation
 grows with the batch, ``max_utilisation * b / (b + half_utilisation_batch_tokens)`` for b
 batch tokens (small batches underuse the GPU), times lognormal noise of mean 1
-(``Testbed.sample_cost``). The observed loss carries Gaussian noise of
-``loss_noise_std``.
+(``Testbed.sample_cost``). The observed loss carries Gaussian noise of sd
+``loss_noise_std + loss_noise_share * (L_chin(N, D_seen) - E)``: a fixed part and a share
+of the reducible loss at the tokens seen so far (``Testbed.loss_noise_sd``).
 
 ``batch_size`` counts sequences of ``seq_len`` tokens (1024 by default); every law above
 is written in tokens, ``batch_tokens = batch_size * seq_len``.
@@ -116,8 +117,10 @@ class TestbedConfig:
     divergence_at_fraction: float = 0.1
     oom_limit: float = 4e15
     oom_cost_seconds: float = 30.0
-    # Noise: absolute std of the observed loss; sigma of the lognormal cost factor (mean 1).
+    # Noise: absolute std of the observed loss, plus a share of the reducible loss
+    # L_chin(N, D) - E; sigma of the lognormal cost factor (mean 1).
     loss_noise_std: float = 0.01
+    loss_noise_share: float = 0.0
     cost_noise_sigma: float = 0.05
     # Hardware: an A100's dense bf16 peak; utilisation saturates with the batch.
     peak_flops: float = 312e12
@@ -210,6 +213,13 @@ class Testbed:
         cfg = self.config
         n, d = np.asarray(n_params, dtype=float), np.asarray(tokens, dtype=float)
         return cfg.loss_e + cfg.loss_a / n**cfg.alpha + cfg.loss_b / d**cfg.beta
+
+    def loss_noise_sd(self, n_params: Any, tokens: Any) -> np.ndarray:
+        """The sd of the observed loss after ``tokens``: ``loss_noise_std`` plus
+        ``loss_noise_share`` of the reducible loss ``L_chin(N, D) - E`` there."""
+        cfg = self.config
+        reducible = self.chinchilla_loss(n_params, tokens) - cfg.loss_e
+        return cfg.loss_noise_std + cfg.loss_noise_share * reducible
 
     def lr_opt(self, n_params: Any, tokens: Any) -> np.ndarray:
         """Step-law optimal learning rate at the optimal batch size."""

@@ -1,0 +1,111 @@
+"""The held-out engine-study matrix of bench/scaling_extrapolation.py: its options, cache
+keys, truths and tables (no engine study is run here)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from bench.scaling_extrapolation import (
+    GROUND_TRUTHS,
+    HELD_OUT_MATRIX,
+    coverage_table,
+    dex_table,
+    parse_args,
+    parse_study_path,
+    study_jobs,
+    study_name,
+    truth_config,
+)
+from bench.truths import ENGINE_HELD_OUT
+from workers.objectives.testbed_truth import Testbed
+
+
+def test_held_out_runs_thirty_studies_of_240_trials_and_explicit_options_win():
+    jobs = study_jobs(parse_args(["--held-out", "--jobs", "1"]))
+    assert len(jobs) == 30
+    assert {j[0] for j in jobs} == set(ENGINE_HELD_OUT)
+    assert {j[2] for j in jobs} == {0.01, 0.03}
+    assert {j[3] == [240] for j in jobs} == {True}
+    fewer = parse_args(["--held-out", "--seeds", "0,1,2"])
+    assert len(study_jobs(fewer)) == 18 and fewer.truths == HELD_OUT_MATRIX["truths"]
+    # without the flag: the development truths at the testbed's default noise
+    assert {(j[0], j[2]) for j in study_jobs(parse_args([]))} == {
+        (truth, None) for truth in GROUND_TRUTHS
+    }
+
+
+def test_unknown_truth_is_refused_with_the_known_names():
+    with pytest.raises(ValueError, match=r"unknown ground truth 'nope'.*engine-balanced"):
+        study_jobs(parse_args(["--truths", "nope"]))
+
+
+@pytest.mark.parametrize("noise", [None, 0.03])
+def test_study_cache_key_reads_back(noise):
+    name = study_name("engine-steep-laws", "flops", noise)
+    path = Path(f"/tmp/{name}_240_4.json")
+    assert parse_study_path(path) == ("engine-steep-laws", "flops", noise, 240, 4)
+
+
+def test_noise_share_replaces_the_fixed_noise():
+    config = truth_config("engine-balanced", "flops", 0.03)
+    assert (config.loss_noise_std, config.loss_noise_share) == (0.0, 0.03)
+    assert config.half_utilisation_batch_tokens == 0.0
+    default = truth_config("engine-balanced", "flops")
+    assert (default.loss_noise_std, default.loss_noise_share) == (0.01, 0.0)
+
+
+def test_held_out_truths_differ_from_the_development_ones_and_are_plausible():
+    """Other N*(C) exponents and lr and batch laws; D*/N* within 5-100 at 1e19 FLOPs."""
+
+    def laws(overrides: dict) -> tuple[float, ...]:
+        config = truth_config(*overrides)
+        exponent = config.beta / (config.alpha + config.beta)
+        return (round(exponent, 3), config.lr_n_exp, config.lr_d_exp, config.batch_d_exp)
+
+    development = [laws((t, "flops")) for t in GROUND_TRUTHS]
+    for truth in ENGINE_HELD_OUT:
+        held_out = laws((truth, "flops"))
+        for dev in development:
+            assert all(h != d for h, d in zip(held_out, dev, strict=True))
+        n_star, d_star, _ = Testbed(truth_config(truth, "flops")).compute_optimal(1e19)
+        assert 5 < float(d_star / n_star) < 100
+
+
+def _row(truth, noise, lr, batch, exponent, refused=False):
+    row = {"truth": truth, "noise_share": noise, "trials": 240}
+    row |= {"learning_rate_as_used": lr, "batch_size_as_used": batch, "exponent_error": exponent}
+    row |= {"learning_rate": None if refused else lr, "batch_size": batch}
+    return row | ({"refused": "no law for learning_rate"} if refused else {})
+
+
+def test_dex_table_scores_what_the_user_gets_and_counts_refused_laws():
+    rows = [
+        _row("a", 0.01, 1.1, 1.2, 0.01),
+        _row("a", 0.01, 1.1, 1.2, -0.02),
+        _row("a", 0.01, 10.0, 1.2, 0.01, refused=True),
+    ]
+    lines = dex_table(rows).splitlines()
+    # as used, the refused rule's 10x miss is in the median; the law-only median is not
+    assert lines[2].startswith("| a | 1% | 240 | 3 | 0.041 ok / 0.041 (1) | 0.079 ok / 0.079 (0)")
+    assert lines[2].endswith("| 0.010 ok |")
+    assert lines[3].startswith("| all | all | 240 | 3 |")
+    worse = dex_table([_row("a", 0.03, 10.0, 1.2, 0.05, refused=True)] * 2).splitlines()
+    assert "| 1.000 / nan (2) |" in worse[2] and worse[2].endswith("| 0.050 |")
+
+
+def test_coverage_table_marks_coverage_inside_80_to_97_percent():
+    def cover(hits: int, total: int) -> list[dict]:
+        entry = {"covered": True, "width_dex": 0.5, "error_dex": -0.1}
+        miss = entry | {"covered": False, "error_dex": 0.4}
+        names = ("learning_rate", "batch_size", "n_star", "d_star")
+        return [
+            {"coverage": {**dict.fromkeys(names, entry if i < hits else miss), "loss": None}}
+            for i in range(total)
+        ]
+
+    lines = coverage_table(cover(9, 10)).splitlines()
+    assert lines[2] == "| learning_rate | 10 | 9/10 (90%) ok | 0.500 | 0.100 |"
+    assert lines[-1].startswith("| loss | 0 | 0/0")
+    assert "(100%) |" in coverage_table(cover(10, 10)).splitlines()[2]
