@@ -6,10 +6,11 @@ Start it with::
 
 Tasks (all JSON, all idempotent):
 - ``RECORD_RESULT_TASK`` (sent by trial workers): record the result and dispatch the
-  next trial from the proposal buffer in one transaction (the engine is told and the
-  buffer refilled once it is down to its low watermark); the messages already waiting
-  behind it are taken along (``service.orchestration.control_batch``), so a burst of
-  results costs one transaction per study;
+  next trial from the proposal buffer in one transaction (the engine is rebuilt with
+  the new results and the buffer refilled once it is down to its low watermark); the
+  messages already waiting behind it are taken along
+  (``service.orchestration.control_batch``), so a burst of results costs one
+  transaction per study;
 - ``STEP_TASK`` (sent by the API after create/resume/tell/ask, and by the beat every
   ``tick_seconds`` for every running study): one scheduler step, which also reclaims
   trials whose heartbeat stopped.

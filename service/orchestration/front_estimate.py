@@ -1,7 +1,7 @@
 """The engine's front, stored on the study row for the API to serve without torch.
 
-The process that owns a study's engine calls ``store_front`` after telling the engine
-the new trials and saving it (``service.orchestration.engines``). The stored front is
+``service.orchestration.engines.save_engine`` calls ``store_front`` each time it saves
+a study's engine (rebuilt with the new trials). The stored front is
 ``service.reads.views``'s definition (repeats merged, by increasing cost) taken on the
 engine's loss estimates (``ParetoSearch.front()``: the loss model's posterior means), so
 a lucky draw that the model does not believe leaves it. It records how many COMPLETE
