@@ -189,24 +189,10 @@ def _sweep_rules(table, front, space, axes, sweep: SweepFit, options):
     for param in space.params:
         if param.name in axes.names:
             continue
-        common = {"name": param.name, "kind": param.kind}
-        fallback = _best_value(param, table, members)
+        common = _rule_fields(param, table, members)
         if param.kind == "choice":
-            counts = Counter(table.params[i][param.name] for i in members).most_common()
-            summary = ChoiceSummary(
-                value=counts[0][0], frequency=counts[0][1] / len(members), counts=counts
-            )
-            rules.append(
-                HyperparameterRule(
-                    **common, transform="none", supported=True, fallback=fallback, choice=summary
-                )
-            )
+            rules.append(_choice_rule(param, table, members, None, common))
             continue
-        common |= _described(param, table, members) | {
-            "transform": transform_of(param),
-            "multiple_of": getattr(param, "multiple_of", 1),
-            "fallback": fallback,
-        }
         size_law = sweep.size_laws.get(param.name)
         if size_law is None:
             rules.append(
@@ -333,12 +319,22 @@ def _best_value(param: Any, table: _Table, members: np.ndarray) -> Any:
     return table.params[int(top[np.argmin(table.loss[top])])][param.name]
 
 
-def _described(param: Any, table: _Table, members: np.ndarray) -> dict[str, Any]:
-    """The rule fields every continuous parameter gets: its declared limits (a logit
+def _rule_fields(param: Any, table: _Table, members: np.ndarray) -> dict[str, Any]:
+    """The rule fields every parameter gets, law or not: its name, kind and fallback
+    (``_best_value``); a continuous one also its transform, its declared limits (a logit
     parameter's are inside (0, 1) anyway) and the range of its values over the near-best
     runs ``members``, reported when it has no law."""
+    fields = {
+        "name": param.name,
+        "kind": param.kind,
+        "fallback": _best_value(param, table, members),
+    }
+    if param.kind == "choice":
+        return fields | {"transform": "none"}
     values = [float(table.params[i][param.name]) for i in members]
-    return {
+    return fields | {
+        "transform": transform_of(param),
+        "multiple_of": getattr(param, "multiple_of", 1),
         "limit_min": None if param.min is None else float(param.min),
         "limit_max": None if param.max is None else float(param.max),
         "observed_low": min(values),
@@ -351,23 +347,15 @@ def _fit_rules(table, members, space, axes, stage: SurfaceStage, est: Estimates,
     for param in space.params:
         if param.name in axes.names:
             continue
-        common = {"name": param.name, "kind": param.kind}
-        fallback = _best_value(param, table, members)
-        if param.kind != "choice":
-            common |= _described(param, table, members)
+        common = _rule_fields(param, table, members)
         if param.kind == "choice":
-            rules.append(_choice_rule(param, table, members, stage, common, fallback))
+            rules.append(_choice_rule(param, table, members, stage, common))
         else:
-            rules.append(_hp_rule(param, table, members, stage, est, common, fallback, options))
+            rules.append(_hp_rule(param, table, members, stage, est, common, options))
     return rules
 
 
-def _hp_rule(param, table, members, stage, est: Estimates, common: dict, fallback, options):
-    common |= {
-        "transform": transform_of(param),
-        "multiple_of": getattr(param, "multiple_of", 1),
-        "fallback": fallback,
-    }
+def _hp_rule(param, table, members, stage, est: Estimates, common: dict, options):
     log_c = np.log(table.compute[members])
     reason = _unsupported(param, stage, est, log_c, options.level)
     if reason is not None:
@@ -464,21 +452,19 @@ def _fit_size_tokens(table: _Table, members: np.ndarray, optima: Optima, j: int,
     return law, None
 
 
-def _choice_rule(param, table: _Table, members, stage: SurfaceStage, common: dict, fallback):
+def _choice_rule(param, table: _Table, members, stage: SurfaceStage | None, common: dict):
     """The level the surface finds best (lowest loss offset); the counts are those of
-    the efficient set. Without a surface, the most frequent level on the efficient set."""
+    ``members``. Without a surface (a sweep has none), the most frequent level there."""
     counts = Counter(table.params[i][param.name] for i in members).most_common()
     value = counts[0][0]
-    if stage.surface is not None:
+    if stage is not None and stage.surface is not None:
         offsets = dict(zip(stage.choice_levels, stage.surface.choice_offsets(), strict=True))
         observed = sorted({row[param.name] for row in table.params}, key=str)
         value = min(observed, key=lambda level: offsets.get((param.name, level), 0.0))
     count = dict(counts).get(value, 0)
     return HyperparameterRule(
         **common,
-        transform="none",
         supported=True,
-        fallback=fallback,
         choice=ChoiceSummary(value=value, frequency=count / len(members), counts=counts),
     )
 
