@@ -7,6 +7,8 @@ import sys
 import warnings
 
 import pytest
+from sqlalchemy import create_engine, make_url, text
+from sqlalchemy.pool import NullPool
 
 with warnings.catch_warnings():
     # starlette asks for its "httpx2" fork; the httpx we depend on works for TestClient.
@@ -199,3 +201,26 @@ def test_the_api_process_never_imports_torch() -> None:
         [sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=120
     )
     assert out.stdout.strip() == "[]"
+
+
+def test_a_stopped_api_holds_no_database_connection(pg_database_url: str, redis_url: str) -> None:
+    """Shutting the app down disposes its pool: PostgreSQL sees no connection of it left
+    (an open one would otherwise wait for the garbage collector)."""
+    settings = Settings(database_url=pg_database_url, broker_url=redis_url, proposals="inline")
+    with TestClient(create_app(settings)) as client:
+        authorize(client)
+        assert client.get("/studies").status_code == 200
+        assert _connections_to(pg_database_url) >= 1  # the pool keeps what it opened
+    assert _connections_to(pg_database_url) == 0
+
+
+def _connections_to(database_url: str) -> int:
+    """Connections to ``database_url``'s database, counted from another one."""
+    url = make_url(database_url)
+    checker = create_engine(url.set(database="postgres"), poolclass=NullPool)
+    try:
+        with checker.connect() as conn:
+            query = text("SELECT count(*) FROM pg_stat_activity WHERE datname = :name")
+            return int(conn.execute(query, {"name": url.database}).scalar_one())
+    finally:
+        checker.dispose()
