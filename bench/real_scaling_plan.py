@@ -85,8 +85,8 @@ PRESETS: dict[str, Preset] = {
             tokens=(262144, 65536, 2**25),
             batch_size=(8192, 512, 65536),
         ),
-        max_cost=400.0,
-        max_trial_cost=8.0,
+        max_cost=240.0,
+        max_trial_cost=2.5,
         objective_options=_CPU_OPTIONS,
     ),
     "short": Preset(
