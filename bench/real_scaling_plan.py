@@ -44,6 +44,7 @@ class Preset:
     queue: str = "trials"
     in_flight: int = 2
     scale_factor: float = 10.0
+    max_trials: int | None = None  # with max_cost, the engine paces its climb to spend both
     search: dict[str, Any] = field(default_factory=dict)
 
 
@@ -87,6 +88,10 @@ PRESETS: dict[str, Preset] = {
         ),
         max_cost=240.0,
         max_trial_cost=2.5,
+        # Without a trial cap the engine climbs by a share of what it has spent, and at
+        # the smallest widths (0.002 TFLOP in ~1 s) that took over 160 trials for the first
+        # 5 TFLOP; a cap makes it climb at the pace that spends the budget in 300 trials.
+        max_trials=300,
         objective_options=_CPU_OPTIONS,
     ),
     "short": Preset(
@@ -142,7 +147,8 @@ def study_spec(preset: Preset, *, name: str, seed: int = 0) -> dict[str, Any]:
         # head is a large share of the FLOPs, and a non-embedding N made the smallest
         # models look nearly free in 6ND (see docs/case-study-real-scaling.md).
         "scaling": {"n_params": "n_params_total", "tokens": "tokens"},
-        "budget": {"max_cost": preset.max_cost},
+        "budget": {"max_cost": preset.max_cost}
+        | ({} if preset.max_trials is None else {"max_trials": preset.max_trials}),
         "max_trial_cost": preset.max_trial_cost,
         "in_flight": preset.in_flight,
         "queue": preset.queue,

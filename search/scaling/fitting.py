@@ -56,6 +56,7 @@ from search.scaling.rules import (
     ScalingAxes,
     ScalingRules,
 )
+from search.scaling.size_map import fit_size_map
 from search.scaling.sweep import SweepFit, fit_sweep
 from search.scaling.transforms import compute_of
 from search.space import SearchSpace
@@ -126,6 +127,19 @@ def fit_scaling_rules(
 
 def _fit(observations, space: SearchSpace, axes: ScalingAxes, options: _Options, band: dict):
     table = _read_table(observations, space, axes)
+    return _with_size_map(_fit_table(table, space, axes, options, band), table, space, axes)
+
+
+def _with_size_map(rules: ScalingRules, table: _Table, space: SearchSpace, axes: ScalingAxes):
+    """The rules with the size map when N is a metric (no parameter to set it with)."""
+    if table.n_params is None or axes.n_params in space.names:
+        return rules
+    shape = [p.name for p in space.params if p.kind != "choice" and p.name not in axes.names]
+    size_map, reason = fit_size_map(table.params, table.n_params, shape)
+    return rules.model_copy(update={"size_map": size_map, "size_map_reason": reason})
+
+
+def _fit_table(table: _Table, space: SearchSpace, axes: ScalingAxes, options: _Options, band):
     front = tolerant_front(table.loss, table.compute)
     if axes.has_size_and_tokens and axes.compute is None:
         sweep = fit_sweep(

@@ -12,6 +12,7 @@ from search.errors import InvalidParamsError
 from search.scaling.chinchilla import FLOPS_PER_PARAM_TOKEN, derived_quantities
 from search.scaling.laws import LinearLaw
 from search.scaling.prediction import Interval, ParamPrediction, Prediction
+from search.scaling.size_map import SizeMap, resize, snap_to_size
 from search.scaling.transforms import compute_of, inverse, snap
 
 if TYPE_CHECKING:  # the rules model calls this module; only its types are needed here
@@ -39,6 +40,8 @@ def predict_rules(
 ) -> Prediction:
     target = _resolve_target(rules, compute=compute, n_params=n_params, tokens=tokens)
     values = {rule.name: _predict_param(rule, target) for rule in rules.hyperparameters}
+    if rules.size_map is not None and target.n_params is not None:
+        values |= _sized(rules, rules.size_map, values, target.n_params)
     loss, loss_source = _predict_loss(rules, target)
     params = {name: value.value for name, value in values.items()}
     axes = rules.axes
@@ -156,6 +159,54 @@ def _predict_param(rule: HyperparameterRule, target: _Target) -> ParamPrediction
         clipped=any(clipped),
         source=source,
     )
+
+
+def _sized(
+    rules: ScalingRules, size_map: SizeMap, values: dict[str, ParamPrediction], size: Interval
+) -> dict[str, ParamPrediction]:
+    """The shape parameters moved from their own predictions to the model size N*
+    (``search.scaling.size_map``): N is a metric, so only they can set it."""
+    shape = {name: rules.rule(name) for name in size_map.slopes}
+    start = {name: _numeric(values[name]) for name in shape}
+    spread = {
+        name: math.log(rule.observed_high / rule.observed_low)
+        for name, rule in shape.items()
+        if rule.observed_low and rule.observed_high
+    }
+    limits = {name: (rule.limit_min, rule.limit_max) for name, rule in shape.items()}
+
+    def at(n_params: float) -> dict[str, float]:
+        return resize(size_map, start, math.log(n_params), spread=spread, limits=limits)
+
+    estimate, low, high = at(size.estimate), at(size.low), at(size.high)
+    grid = {name: (str(rule.kind), rule.multiple_of) for name, rule in shape.items()}
+    snapped = snap_to_size(size_map, estimate, math.log(size.estimate), grid=grid, limits=limits)
+    reached = math.exp(size_map.log_size(snapped))
+    source = (
+        f"sized to N* {size.estimate:.3g} by the size map (R^2 {size_map.r_squared:.3f}; "
+        f"N {reached:.3g} on the grid)"
+    )
+    return {
+        name: ParamPrediction(
+            value=snap(rule.kind, rule.multiple_of, snapped[name]),
+            estimate=estimate[name],
+            low=min(low[name], high[name]),
+            high=max(low[name], high[name]),
+            clipped=any(
+                limit is not None and math.isclose(estimate[name], limit) for limit in limits[name]
+            ),
+            source=source,
+        )
+        for name, rule in shape.items()
+    }
+
+
+def _numeric(value: ParamPrediction) -> float:
+    """A numeric parameter's continuous prediction, else its value (no law)."""
+    if value.estimate is not None:
+        return value.estimate
+    assert isinstance(value.value, int | float)  # the size map holds numeric parameters only
+    return float(value.value)
 
 
 def _best_observed(rule: HyperparameterRule, source: str) -> ParamPrediction:

@@ -8,7 +8,9 @@ compute axis C):
   the data, ``T(x*) = a + b ln N + c ln D``; a choice parameter gets its most frequent
   value along the compute-efficient set;
 - the compute-optimal allocation ``N*(C)``, ``D*(C)`` and the loss frontier ``L*(C)``;
-- the parametric ``L(N, D) = E + A/N^alpha + B/D^beta`` where the axes allow.
+- the parametric ``L(N, D) = E + A/N^alpha + B/D^beta`` where the axes allow;
+- when N is a metric rather than a parameter, the size map ``ln N`` in the shape
+  parameters (``search.scaling.size_map``), so a prediction at N* sets width and depth.
 
 Every part carries its uncertainty (bootstrap) and, when the data could not support it,
 ``supported: false`` (or a null law) with the reason. ``predict`` turns the rules into
@@ -31,6 +33,7 @@ from search.scaling.chinchilla import ChinchillaFit
 from search.scaling.laws import LinearLaw
 from search.scaling.predict import predict_rules
 from search.scaling.prediction import Interval, ParamPrediction, Prediction
+from search.scaling.size_map import SizeMap
 from search.scaling.transforms import compute_of, forward, inverse
 
 # Re-exported: callers read the prediction models and transforms from here.
@@ -177,6 +180,8 @@ class ScalingRules(BaseModel):
     loss_frontier_reason: str | None = None
     parametric: ChinchillaFit | None = None
     parametric_reason: str | None = None
+    size_map: SizeMap | None = None
+    size_map_reason: str | None = None
 
     def rule(self, name: str) -> HyperparameterRule:
         for rule in self.hyperparameters:

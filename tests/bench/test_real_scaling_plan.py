@@ -39,7 +39,8 @@ def test_every_preset_is_a_study_the_service_accepts(name: str) -> None:
     spec = StudySpec.model_validate(study_spec(PRESETS[name], name=f"real-{name}"))
     check_options("lm", spec.objective_options)
     check_parameter_names("lm", spec.space.names)
-    assert spec.budget.max_cost == PRESETS[name].max_cost and spec.budget.max_trials is None
+    assert spec.budget.max_cost == PRESETS[name].max_cost
+    assert spec.budget.max_trials == PRESETS[name].max_trials
     assert spec.objective_options["cost_unit"] == "tflop"
 
 
