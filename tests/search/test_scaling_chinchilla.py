@@ -83,7 +83,7 @@ def test_refuses_a_narrow_range_of_model_sizes():
 
 
 def test_one_run_is_refused_in_the_singular():
-    with pytest.raises(NotEnoughDataError, match="^1 run cannot support"):
+    with pytest.raises(NotEnoughDataError, match=r"^1 run cannot support"):
         fit_chinchilla(np.array([1e8]), np.array([1e10]), np.array([3.0]))
 
 
