@@ -111,7 +111,9 @@ def fit_chinchilla(
     """
     n_params, tokens, loss = (np.asarray(v, dtype=float) for v in (n_params, tokens, loss))
     if len(loss) < 2:
-        raise NotEnoughDataError(f"{len(loss)} runs cannot support L(N, D)")
+        raise NotEnoughDataError(
+            f"{len(loss)} run{'' if len(loss) == 1 else 's'} cannot support L(N, D)"
+        )
     if np.any(n_params <= 0) or np.any(tokens <= 0):
         raise NotEnoughDataError("n_params and tokens must be positive")
     for name, values in (("n_params", n_params), ("tokens", tokens)):

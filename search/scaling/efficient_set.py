@@ -102,8 +102,9 @@ def efficient_set(
     front = tolerant_front(loss, compute)
     if len(front) < MIN_FRONT_POINTS:
         raise NotEnoughDataError(
-            f"the loss-compute front has {len(front)} points; scaling rules need at least "
-            f"{MIN_FRONT_POINTS} compute-efficient runs spread over compute"
+            f"the loss-compute front has {len(front)} point{'' if len(front) == 1 else 's'}; "
+            f"scaling rules need at least {MIN_FRONT_POINTS} compute-efficient runs spread "
+            "over compute"
         )
     if reference_loss is None:
         reference = front_loss_at(np.log(compute[front]), loss[front], np.log(compute))

@@ -82,6 +82,11 @@ def test_refuses_a_narrow_range_of_model_sizes():
         fit_chinchilla(n_params, tokens, _law(n_params, tokens, **CHINCHILLA))
 
 
+def test_one_run_is_refused_in_the_singular():
+    with pytest.raises(NotEnoughDataError, match=r"^1 run cannot support"):
+        fit_chinchilla(np.array([1e8]), np.array([1e10]), np.array([3.0]))
+
+
 def test_refuses_loss_that_grows_with_model_size():
     n_params, tokens = _grid_runs(np.random.default_rng(6), 60)
     loss = 1.7 + 1e-3 * n_params**0.3 + 410.7 / tokens**0.28

@@ -189,9 +189,10 @@ def test_non_monotone_optimum_is_refused_with_its_reason():
     assert any("non-monotone" in warning for warning in prediction.warnings)
 
 
-def test_too_few_front_points_are_refused():
-    space, observations = _compute_only_study(lambda log_c: -5.0, n_budgets=3, per_budget=5)
-    with pytest.raises(NotEnoughDataError, match="front has 3 points"):
+@pytest.mark.parametrize("n_budgets, says", [(3, "3 points;"), (1, "1 point;")])
+def test_too_few_front_points_are_refused(n_budgets: int, says: str):
+    space, observations = _compute_only_study(lambda log_c: -5.0, n_budgets=n_budgets, per_budget=5)
+    with pytest.raises(NotEnoughDataError, match=f"front has {says}"):
         fit_scaling_rules(observations, space, ScalingAxes(compute="budget"))
 
 

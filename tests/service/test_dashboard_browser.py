@@ -387,6 +387,12 @@ def test_study_page_draws_front_rules_allocation_and_table(server, browser, stor
     fitted = [r for r in rules["hyperparameters"] if r["vs_compute"] is not None]
     assert _count(browser, "#hp-charts .small-chart") == len(rules["hyperparameters"])
     assert _count(browser, "#hp-charts path.law-line") == len(fitted) > 0
+    for rule in (r for r in fitted if r["supported"]):
+        # a fit quality to act on, not R² (~1 for a law through estimated optima)
+        where = f".small-chart[data-param='{rule['name']}'] .law"
+        law = browser.find_element("css selector", where)
+        assert "slope [" in law.text and "at the largest run" in law.text, law.text
+        assert "R²" not in law.text
     assert _count(browser, "#allocation-chart path.alloc-N") == 1
     assert _count(browser, "#allocation-chart g.front-D circle") == n_front
     _no_page_errors(browser)

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 
 from search.scaling import fit_scaling_rules
+from search.scaling.allocation import fit_loss_frontier
 from service.reads.reports import write_scaling_report
 from tests.search.near_front_study import AXES, sample_study
 from workers.objectives.testbed_truth import TestbedConfig
@@ -79,3 +81,18 @@ def test_a_failing_plot_leaves_no_partial_report(fitted, tmp_path, monkeypatch):
         write_scaling_report(rules, observations, out)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["report"]  # no scratch left
     assert sorted(p.name for p in out.iterdir()) == ["keep.txt"]
+
+
+def test_a_frontier_whose_floor_is_not_identified_says_so_instead_of_e_0(fitted, tmp_path):
+    """A front that is a pure power law over its budgets drives E to ~0 (3.5e-13 in every
+    bootstrap draw in issue 17); the report prints the power law and why, not E = 0.000."""
+    rules, observations = fitted
+    compute = np.geomspace(1e15, 1e18, 10)
+    pure = fit_loss_frontier(compute, 50.0 * compute**-0.08, n_bootstrap=10)
+    text = write_scaling_report(
+        rules.model_copy(update={"loss_frontier": pure}), observations, tmp_path
+    ).read_text()
+    line = next(line for line in text.splitlines() if line.startswith("- L*(C)"))
+    assert line.startswith(f"- L*(C) = {pure.A:.3g} / C^{pure.gamma:.3f}; its floor E is")
+    assert "not identified" in line and "ignores any irreducible loss" in line
+    assert "0.000 +" not in line

@@ -81,14 +81,22 @@ def _markdown(rules: ScalingRules, images: list[tuple[str, str]]) -> str:
     return "\n".join(lines)
 
 
+def _frontier_line(rules: ScalingRules) -> str:
+    """``L*(C)``; where the front does not identify its floor E (fitted at ~0, in every
+    bootstrap draw alike), the pure power law it is and why, instead of ``E = 0.000``."""
+    frontier = rules.loss_frontier
+    if frontier is None:
+        return f"- L*(C): {rules.loss_frontier_reason}"
+    decay = f"{frontier.A:.3g} / C^{frontier.gamma:.3f}"
+    if frontier.E_reason is not None:
+        return f"- L*(C) = {decay}; its floor E is {frontier.E_reason}"
+    return f"- L*(C) = {frontier.E:.3f} + {decay}"
+
+
 def _allocation_lines(rules: ScalingRules) -> list[str]:
     lines = ["## Allocation and loss", ""]
     lines += [f"- {name}: {text}" for name, text in allocation_texts(rules)]
-    frontier = rules.loss_frontier
-    lines.append(
-        f"- L*(C) = {frontier.E:.3f} + {frontier.A:.3g} / C^{frontier.gamma:.3f}"
-        if frontier is not None else f"- L*(C): {rules.loss_frontier_reason}"
-    )  # fmt: skip
+    lines.append(_frontier_line(rules))
     fit = rules.parametric
     lines.append(
         f"- L(N, D) = {fit.E:.3f} + {fit.A:.4g}/N^{fit.alpha:.3f} + {fit.B:.4g}/D^{fit.beta:.3f} "
