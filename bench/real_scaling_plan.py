@@ -86,12 +86,14 @@ PRESETS: dict[str, Preset] = {
             tokens=(262144, 65536, 2**25),
             batch_size=(8192, 512, 65536),
         ),
-        max_cost=240.0,
-        max_trial_cost=2.5,
+        # 150 TFLOP is about 1.7 CPU-hours at the 0.025 TFLOP/s one thread gets from these
+        # small, head-heavy models; each 10x trial is then up to 15 TFLOP (~10 minutes).
+        max_cost=150.0,
+        max_trial_cost=1.5,
         # Without a trial cap the engine climbs by a share of what it has spent, and at
         # the smallest widths (0.002 TFLOP in ~1 s) that took over 160 trials for the first
-        # 5 TFLOP; a cap makes it climb at the pace that spends the budget in 300 trials.
-        max_trials=300,
+        # 5 TFLOP; a cap makes it climb at the pace that spends the budget in 250 trials.
+        max_trials=250,
         objective_options=_CPU_OPTIONS,
     ),
     "short": Preset(
