@@ -72,6 +72,10 @@ MAX_EDGE_FRACTION = 0.2
 # of the budget at most of the efficient runs is refused: the surface would be
 # extrapolating its bowl rather than locating a bottom the runs bracket.
 MAX_OUTSIDE_FRACTION = 0.5
+SHAPE_REASON = (
+    "sets the model size N with the other shape parameters (the size map): a prediction "
+    "at N* sizes it from N*(C), not from an optimum of its own"
+)
 SWEEP_FRONTIER_REASON = (
     "a designed sweep's front is a few cells: the loss at a compute comes from L(N, D) "
     "at the compute-optimal allocation"
@@ -127,30 +131,44 @@ def fit_scaling_rules(
 
 def _fit(observations, space: SearchSpace, axes: ScalingAxes, options: _Options, band: dict):
     table = _read_table(observations, space, axes)
-    return _with_size_map(_fit_table(table, space, axes, options, band), table, space, axes)
+    size_map, size_map_reason = None, None
+    if table.n_params is not None and axes.n_params not in space.names:
+        candidates = [
+            p.name for p in space.params if p.kind != "choice" and p.name not in axes.names
+        ]
+        size_map, size_map_reason = fit_size_map(table.params, table.n_params, candidates)
+    shape = () if size_map is None else tuple(size_map.slopes)
+    rules = _fit_table(table, space, axes, options, band, shape)
+    return rules.model_copy(update={"size_map": size_map, "size_map_reason": size_map_reason})
 
 
-def _with_size_map(rules: ScalingRules, table: _Table, space: SearchSpace, axes: ScalingAxes):
-    """The rules with the size map when N is a metric (no parameter to set it with)."""
-    if table.n_params is None or axes.n_params in space.names:
-        return rules
-    shape = [p.name for p in space.params if p.kind != "choice" and p.name not in axes.names]
-    size_map, reason = fit_size_map(table.params, table.n_params, shape)
-    return rules.model_copy(update={"size_map": size_map, "size_map_reason": reason})
+def _hyperparameters(space: SearchSpace, axes: ScalingAxes, shape: tuple[str, ...]) -> list:
+    """The parameters whose optimum the surface or the cells estimate: not the axes, and
+    not the shape parameters of a size map. Those set N, which the surface already has as
+    an axis; as free hyperparameters beside it the surface would seek an optimum along
+    directions the runs barely vary (the aspect ratio at a given N), extrapolate it, and
+    count every run as far from its optimum."""
+    return [p for p in space.params if p.name not in axes.names and p.name not in shape]
 
 
-def _fit_table(table: _Table, space: SearchSpace, axes: ScalingAxes, options: _Options, band):
+def _shape_rule(common: dict[str, Any]) -> HyperparameterRule:
+    return HyperparameterRule(**common, supported=False, reason=SHAPE_REASON)
+
+
+def _fit_table(
+    table: _Table, space: SearchSpace, axes: ScalingAxes, options: _Options, band, shape
+):
     front = tolerant_front(table.loss, table.compute)
     if axes.has_size_and_tokens and axes.compute is None:
         sweep = fit_sweep(
             table,
-            [p for p in space.params if p.name not in axes.names],
+            _hyperparameters(space, axes, shape),
             level=options.level,
             n_bootstrap=options.n_bootstrap,
             seed=options.seed,
         )
         if sweep is not None:
-            return _sweep_rules(table, front, space, axes, sweep, options)
+            return _sweep_rules(table, front, space, axes, sweep, options, shape)
     frontier, frontier_reason = _fit_frontier(table, front, options)
     eff = efficient_set(
         table.loss,
@@ -165,9 +183,7 @@ def _fit_table(table: _Table, space: SearchSpace, axes: ScalingAxes, options: _O
             f"the compute-efficient runs span {decades:.2f} decades of compute; scaling "
             f"rules need at least {MIN_DECADES:g} (run the study over a wider budget range)"
         )
-    stage = fit_stage(
-        table, [p for p in space.params if p.name not in axes.names], level=options.level
-    )
+    stage = fit_stage(table, _hyperparameters(space, axes, shape), level=options.level)
     parametric, parametric_reason = _fit_parametric(table, stage, axes, options)
     est = estimate(
         stage,
@@ -178,7 +194,7 @@ def _fit_table(table: _Table, space: SearchSpace, axes: ScalingAxes, options: _O
         n_bootstrap=options.n_bootstrap,
         seed=options.seed,
     )
-    hyperparameters = _fit_rules(table, members, space, axes, stage, est, options)
+    hyperparameters = _fit_rules(table, members, space, axes, stage, est, options, shape)
     return ScalingRules(
         axes=axes,
         level=options.level,
@@ -194,7 +210,7 @@ def _fit_table(table: _Table, space: SearchSpace, axes: ScalingAxes, options: _O
     )
 
 
-def _sweep_rules(table, front, space, axes, sweep: SweepFit, options):
+def _sweep_rules(table, front, space, axes, sweep: SweepFit, options, shape):
     """ScalingRules of a designed sweep (``search.scaling.sweep``). No loss frontier:
     a sweep's front is a few cells, and the loss at a compute comes from ``L(N, D)`` at
     the compute-optimal allocation."""
@@ -204,6 +220,9 @@ def _sweep_rules(table, front, space, axes, sweep: SweepFit, options):
         if param.name in axes.names:
             continue
         common = _rule_fields(param, table, members)
+        if param.name in shape:
+            rules.append(_shape_rule(common))
+            continue
         if param.kind == "choice":
             rules.append(_choice_rule(param, table, members, None, common))
             continue
@@ -356,13 +375,15 @@ def _rule_fields(param: Any, table: _Table, members: np.ndarray) -> dict[str, An
     }
 
 
-def _fit_rules(table, members, space, axes, stage: SurfaceStage, est: Estimates, options):
+def _fit_rules(table, members, space, axes, stage: SurfaceStage, est: Estimates, options, shape):
     rules = []
     for param in space.params:
         if param.name in axes.names:
             continue
         common = _rule_fields(param, table, members)
-        if param.kind == "choice":
+        if param.name in shape:
+            rules.append(_shape_rule(common))
+        elif param.kind == "choice":
             rules.append(_choice_rule(param, table, members, stage, common))
         else:
             rules.append(_hp_rule(param, table, members, stage, est, common, options))

@@ -114,7 +114,37 @@ def _allocate(rules: ScalingRules, target: _Target) -> None:
         target.n_params, target.tokens = _parametric_allocation(rules, target.compute)
         target.warnings.append("N* and D* come from the parametric L(N, D) law")
         return
+    if allocation is not None and rules.axes.compute is None:
+        one = _one_law_allocation(allocation, target.compute)
+        if one is not None:
+            target.n_params, target.tokens, note = one
+            target.warnings.append(note)
+            return
     target.warnings.append("no supported allocation: N* and D* are not predicted")
+
+
+def _one_law_allocation(allocation, compute: float) -> tuple[Interval, Interval, str] | None:
+    """N* and D* from the one of their laws that is supported, the other from
+    ``C = 6 N D`` (its interval the mirror of the supported one's); None when neither is."""
+    scaled = compute / FLOPS_PER_PARAM_TOKEN
+    log_c = [math.log(compute)]
+
+    def mirror(interval: Interval) -> Interval:
+        return Interval(
+            estimate=scaled / interval.estimate,
+            low=scaled / interval.high,
+            high=scaled / interval.low,
+        )
+
+    if allocation.tokens is not None:
+        tokens = _law_interval(allocation.tokens, log_c)
+        why = allocation.n_params_reason
+        return mirror(tokens), tokens, f"N* is C / 6 D*(C) (its own law: {why})"
+    if allocation.n_params is not None:
+        n_params = _law_interval(allocation.n_params, log_c)
+        why = allocation.tokens_reason
+        return n_params, mirror(n_params), f"D* is C / 6 N*(C) (its own law: {why})"
+    return None
 
 
 def _parametric_allocation(rules: ScalingRules, compute: float) -> tuple[Interval, Interval]:
