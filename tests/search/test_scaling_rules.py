@@ -70,6 +70,27 @@ def test_predict_returns_a_full_configuration_with_intervals(study):
     assert prediction.extrapolation_decades == pytest.approx(2.0)
 
 
+@pytest.mark.parametrize("refused", ["n_params", "tokens"])
+def test_with_one_allocation_law_the_other_comes_from_c_equals_6nd(study, refused):
+    _, _, rules = study
+    compute = 100.0 * rules.observed.compute_max
+    both = rules.predict(compute=compute)
+    allocation = rules.allocation.model_copy(
+        update={refused: None, f"{refused}_reason": "flat or falling (a test)"}
+    )
+    one = rules.model_copy(update={"allocation": allocation, "parametric": None})
+    prediction = one.predict(compute=compute)
+    kept = "tokens" if refused == "n_params" else "n_params"
+    assert getattr(prediction, kept) == getattr(both, kept)  # the supported law, unchanged
+    derived = getattr(prediction, refused)
+    assert derived.estimate * getattr(both, kept).estimate * 6.0 == pytest.approx(compute)
+    assert derived.low < derived.estimate < derived.high
+    assert any("C / 6" in w and "a test" in w for w in prediction.warnings)
+    # with neither law, nothing is predicted
+    none = one.model_copy(update={"allocation": allocation.model_copy(update={kept: None})})
+    assert none.predict(compute=compute).n_params is None
+
+
 def test_intervals_widen_with_extrapolation(study):
     _, _, rules = study
     widths = []
