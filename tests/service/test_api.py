@@ -190,6 +190,13 @@ def test_health_ready_queues_and_openapi(client: TestClient) -> None:
     assert {"/studies/{study_id}/ask", "/trials/{trial_id}/tell", "/queues"} <= set(paths)
 
 
+def test_the_root_and_a_browsers_favicon_request_lead_to_the_dashboard(client: TestClient) -> None:
+    assert client.get("/").url.path == "/ui/"
+    icon = client.get("/favicon.ico")  # Chrome asks for it; a 404 is a console error
+    assert icon.status_code == 200 and icon.url.path == "/ui/favicon.svg"
+    assert icon.headers["content-type"].startswith("image/svg+xml")
+
+
 def test_the_api_process_never_imports_torch() -> None:
     code = (
         "import sys; from service.config import Settings; from service.api.app import create_app;"
