@@ -520,7 +520,7 @@ def _fit_allocation(table: _Table, members: np.ndarray, est: Estimates, options:
             f"N*(C) lies at the edge of the model sizes tried at {optima.edge_fraction:.0%} "
             "of the efficient runs' budgets: the runs do not bracket the compute-optimal size"
         )
-        return AllocationRules(n_params_reason=reason, tokens_reason=reason)
+        return _allocation_through_runs(table, members, options, surface_reason=reason)
     log_c = np.log(table.compute[members])
     log_d = log_c - LN6
     parts: dict[str, Any] = {}
@@ -537,7 +537,14 @@ def _fit_allocation(table: _Table, members: np.ndarray, est: Estimates, options:
     return AllocationRules(**parts)
 
 
-def _allocation_through_runs(table: _Table, members: np.ndarray, options: _Options):
+def _allocation_through_runs(
+    table: _Table, members: np.ndarray, options: _Options, *, surface_reason: str | None = None
+):
+    """N*(C), D*(C) through the compute-efficient runs' own N and D (CARBS's way). The
+    only way with a separate compute axis; with ``surface_reason`` the fallback when the
+    surface's iso-FLOP minima are not bracketed by the runs: the runs that came out
+    efficient still say where the search found the good sizes, and the reason is kept
+    as the allocation's note (a law refused here keeps both reasons)."""
     assert table.n_params is not None and table.tokens is not None  # size and token axes
     parts: dict[str, Any] = {}
     for name, values in (("n_params", table.n_params), ("tokens", table.tokens)):
@@ -546,7 +553,10 @@ def _allocation_through_runs(table: _Table, members: np.ndarray, options: _Optio
                 table.compute[members], values[members], name=name, **vars(options)
             )
         except NotEnoughDataError as exc:
-            parts[f"{name}_reason"] = str(exc)
+            prefix = "" if surface_reason is None else f"{surface_reason}; through the runs: "
+            parts[f"{name}_reason"] = prefix + str(exc)
+    if surface_reason is not None and (parts.get("n_params") or parts.get("tokens")):
+        parts["note"] = f"through the compute-efficient runs, not the surface: {surface_reason}"
     return AllocationRules(**parts)
 
 

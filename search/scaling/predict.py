@@ -106,6 +106,8 @@ def _allocate(rules: ScalingRules, target: _Target) -> None:
     allocation = rules.allocation
     assert target.compute is not None  # _resolve_target gives it before allocating
     log_c = math.log(target.compute)
+    if allocation is not None and allocation.note is not None:
+        target.warnings.append(f"N* and D*: {allocation.note}")
     if allocation is not None and allocation.n_params is not None and allocation.tokens:
         target.n_params = _law_interval(allocation.n_params, [log_c])
         target.tokens = _law_interval(allocation.tokens, [log_c])

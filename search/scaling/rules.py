@@ -135,7 +135,9 @@ class HyperparameterRule(BaseModel):
 
 
 class AllocationRules(BaseModel):
-    """``N*(C)`` and ``D*(C)`` as laws ``ln X* = ln G + a ln C`` (null with a reason)."""
+    """``N*(C)`` and ``D*(C)`` as laws ``ln X* = ln G + a ln C`` (null with a reason);
+    ``note`` says when they were fitted through the efficient runs instead of the
+    surface's optima, and why."""
 
     model_config = ConfigDict(frozen=True, extra="forbid")
 
@@ -143,6 +145,7 @@ class AllocationRules(BaseModel):
     n_params_reason: str | None = None
     tokens: LinearLaw | None = None
     tokens_reason: str | None = None
+    note: str | None = None
 
 
 class ObservedRange(BaseModel):

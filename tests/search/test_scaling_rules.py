@@ -267,3 +267,24 @@ def test_an_unidentified_slope_is_refused_and_predicts_the_best_observed_value(m
     assert value.low == rule.observed_low < rule.observed_high == value.high
     lrs = [o.params["lr"] for o in observations]
     assert min(lrs) <= value.low and value.high <= max(lrs)
+
+
+def test_unbracketed_sizes_fall_back_to_the_allocation_through_the_efficient_runs():
+    """Runs placed at (almost) one size per budget never bracket the surface's iso-FLOP
+    minimum, so the surface's allocation is refused; the efficient runs themselves still
+    show how the good sizes grow, and the rules say that is where N*(C) comes from."""
+    # 1.8 decades of compute: N spans under a decade, so no L(N, D) to take N* from
+    objective, observations = sample_study(
+        TestbedConfig(), compute_min=1e16, compute_max=10**17.8, spread=0.03, seed=2
+    )
+    rules = fit_scaling_rules(observations, objective.default_space(), AXES, n_bootstrap=40)
+    assert rules.parametric is None
+    allocation = rules.allocation
+    assert allocation.note is not None and "not bracket" in allocation.note
+    assert allocation.n_params is not None and allocation.tokens is not None
+    truth = objective.testbed
+    low, high = (float(truth.compute_optimal(c)[0]) for c in (1e16, 1e18))
+    exponent = math.log(high / low) / math.log(1e2)
+    assert allocation.n_params.coef[1] == pytest.approx(exponent, abs=0.05)
+    prediction = rules.predict(compute=10 * rules.observed.compute_max)
+    assert any("through the compute-efficient runs" in w for w in prediction.warnings)
