@@ -33,6 +33,7 @@ PUBLIC = {
     ("GET", "/docs/oauth2-redirect"),
     ("GET", "/redoc"),
     ("GET", "/"),  # a redirect to the dashboard
+    ("GET", "/favicon.ico"),  # a redirect to the dashboard's icon
     ("MOUNT", "/ui"),  # the dashboard's static files (they read the API with a token)
 }
 ADMIN_ONLY = {
