@@ -219,13 +219,30 @@ def test_surface_from_one_or_two_points(n):
     assert np.all(np.diff(values) <= 1e-12)
 
 
-def test_failure_model_prior_far_away_and_high_near_failures():
+def test_failure_model_trend_far_away_and_high_near_failures():
     x = np.array([[0.0, 0.0], [0.1, 0.0], [3.0, 3.0]])
     model = FailureModel(x, np.array([True, True, False]), prior=0.1, bandwidth=0.5)
-    p = model.probability_of_failure(np.array([[0.05, 0.0], [3.0, 3.0], [20.0, -20.0]]))
-    assert p[0] > 0.6 and p[1] < 0.1 and p[2] == pytest.approx(0.1)
+    queries = np.array([[0.05, 0.0], [3.0, 3.0], [20.0, -20.0]])
+    p = model.probability_of_failure(queries)
+    assert p[0] > 0.6 and p[1] < 0.3
+    assert p[2] == pytest.approx(model.prior_at(queries[2:])[0], abs=1e-9)
     empty = FailureModel(np.zeros((0, 2)), np.zeros(0, dtype=bool), prior=0.2, bandwidth=1.0)
     assert empty.probability_of_failure(np.zeros((2, 2))).tolist() == [0.2, 0.2]
+    no_failure = FailureModel(x, np.zeros(3, dtype=bool), prior=0.2, bandwidth=0.5)
+    assert no_failure.probability_of_failure(queries)[2] == pytest.approx(0.2)
+
+
+def test_failure_model_carries_a_learnt_boundary_to_where_no_trial_was():
+    """Runs fail beyond a plane (a learning rate above a limit that falls with size, as
+    divergence does): far from every trial along the other axes, the side of the plane
+    still decides, where a kernel alone would return the prior."""
+    rng = np.random.default_rng(3)
+    x = rng.uniform(-1.5, 1.5, size=(120, 5))
+    failed = x[:, 0] + 0.7 * x[:, 1] > 0.5
+    model = FailureModel(x, failed, prior=0.1, bandwidth=0.5)
+    far = np.array([[2.5, 0.0, 6.0, -6.0, 6.0], [-2.0, 0.0, 6.0, -6.0, 6.0]])
+    p = model.probability_of_failure(far)
+    assert p[0] > 0.9 and p[1] < 0.05
 
 
 def test_training_set_is_bounded_and_keeps_the_anchors_and_recent_points():
