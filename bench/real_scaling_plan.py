@@ -4,9 +4,10 @@ Pure functions over plain dicts (the API's JSON), so the CI smoke test checks th
 a stack. The pieces:
 
 - ``PRESETS``: the study's space, budget and objective options per mode (``full``: the
-  ~1 hour, 2-CPU-core study; ``short``: a reduced one; ``smoke``: CI-sized; ``gpu``: one
-  CUDA device). Cost is the trial's training TFLOP (``cost_unit: tflop``), which a busy
-  machine does not change, where wall seconds would.
+  ~40-minute, 2-CPU-core study, then ~50 minutes of 10x trials; ``short``: a reduced
+  one; ``smoke``: CI-sized; ``gpu``: one CUDA device). Cost is the trial's training
+  TFLOP (``cost_unit: tflop``), which a busy machine does not change, where wall seconds
+  would.
 - ``fixed_study``: a one-trial study of one given configuration (each parameter a choice
   of one value), so a hand-picked 10x trial runs through the API, the control worker and
   the Celery workers like any other trial, and is stored with its exact params.
