@@ -62,7 +62,9 @@ def fit_size_map(
         for name in candidates
         if all(isinstance(p[name], int | float) and p[name] > 0 for p in params)
     ]
-    if upper.sum() < MIN_RUNS or not names:
+    if not names:
+        return None, "no positive numeric parameter could explain the model size N"
+    if upper.sum() < MIN_RUNS:
         return None, f"{int(upper.sum())} runs in the larger half; the size map needs {MIN_RUNS}"
     rows = [int(i) for i in np.flatnonzero(upper)]
     y = log_n[rows]

@@ -136,3 +136,9 @@ def test_a_size_the_parameters_do_not_explain_gets_no_map():
     ]
     size_map, reason = fit_size_map(params, rng.lognormal(10, 1, 40), ["lr", "width"])
     assert size_map is None and "size" in reason
+
+
+def test_no_numeric_candidate_is_named_as_the_reason():
+    params = [{"act": "gelu"} for _ in range(20)]
+    size_map, reason = fit_size_map(params, np.geomspace(1e3, 1e6, 20), ["act"])
+    assert size_map is None and "no positive numeric parameter" in reason
