@@ -71,6 +71,11 @@ def test_the_map_finds_the_shape_parameters_and_nothing_else(shaped_study):
     assert size_map.r_squared > 0.99
     assert 1.7 < size_map.slopes["d_model"] < 2.1  # N ~ d^2 in the larger models
     assert 0.8 < size_map.slopes["n_layers"] < 1.1
+    # the shape parameters follow N*, so the surface does not seek optima of their own
+    for name in ("d_model", "n_layers"):
+        rule = rules.rule(name)
+        assert not rule.supported and "size map" in rule.reason
+        assert rule.vs_compute is None
 
 
 def test_a_prediction_at_10x_is_sized_to_n_star(shaped_study):
