@@ -256,7 +256,7 @@ def test_an_unidentified_slope_is_refused_and_predicts_the_best_observed_value(m
     """A slope whose standard error exceeds the limit (here set to 0) is refused with the
     numbers, and the prediction is the best observed value with the near-best runs'
     range, inside the declared limits, rather than a band from the law."""
-    monkeypatch.setattr("search.scaling.fitting.MAX_SLOPE_SE", 0.0)
+    monkeypatch.setattr("search.scaling.hyperparameter_rules.MAX_SLOPE_SE", 0.0)
     space, observations = _compute_only_study(lambda log_c: -5.0 - 0.3 * log_c)
     rules = fit_scaling_rules(observations, space, ScalingAxes(compute="budget"))
     rule = rules.rule("lr")

@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 
 from search.scaling import ScalingRules
-from search.scaling.fitting import observation_compute
+from search.scaling.fit_inputs import observation_compute
 from search.scaling.rules import HyperparameterRule
 from search.types import Observation
 from service.reads.reports.plots import (
