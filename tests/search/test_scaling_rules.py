@@ -21,6 +21,7 @@ from search.scaling import (
     verify,
     warm_start_space,
 )
+from search.scaling.allocation import fit_loss_frontier
 from search.space import LogParam, SearchSpace
 from search.types import Observation
 from tests.search.near_front_study import AXES, sample_study
@@ -106,6 +107,48 @@ def test_predict_at_explicit_size_and_tokens(study):
     assert prediction.compute == pytest.approx(6 * 3e8 * 6e9)
     assert prediction.loss_source == "parametric L(N, D)"
     assert prediction.params["n_params"] == 3e8
+
+
+def test_loss_at_a_compute_target_is_the_corrected_law_with_an_interval_spanning_both(study):
+    """The estimate is L(N, D) at (N*, D*) (the corrected runs), the interval spans
+    the loss frontier's as well, and the truth at 100x lies inside it."""
+    objective, _, rules = study
+    assert rules.parametric is not None and rules.loss_frontier is not None
+    target = 100.0 * rules.observed.compute_max
+    prediction = rules.predict(compute=target)
+    n_star, d_star = prediction.n_params.estimate, prediction.tokens.estimate
+    estimate, low, high = rules.parametric.predict_loss(np.array([n_star]), np.array([d_star]))
+    _, frontier_low, frontier_high = rules.loss_frontier.predict(np.array([target]))
+    loss = prediction.loss
+    assert loss.estimate == pytest.approx(float(estimate[0]))
+    assert loss.low == pytest.approx(min(float(low[0]), float(frontier_low[0])))
+    assert loss.high == pytest.approx(max(float(high[0]), float(frontier_high[0])))
+    assert "spans the loss frontier" in prediction.loss_source
+    true_loss = float(objective.testbed.compute_optimal(target)[2])
+    assert loss.low <= true_loss <= loss.high
+
+
+def test_a_floorless_frontier_reaches_up_to_no_further_gain(study):
+    """Without L(N, D), a pure power law's interval beyond the front reaches up to the
+    frontier at the largest observed compute: its floor is unknown."""
+    _, _, rules = study
+    top = rules.observed.compute_max
+    frontier = fit_loss_frontier(
+        np.geomspace(top / 1e3, top, 12),
+        50.0 * np.geomspace(top / 1e3, top, 12) ** -0.08,
+        n_bootstrap=20,
+    )
+    assert frontier.E_reason is not None
+    floorless = rules.model_copy(update={"parametric": None, "loss_frontier": frontier})
+    prediction = floorless.predict(compute=100.0 * top)
+    at_top = float(frontier.predict(np.array([top]))[0][0])
+    _, _, power_law_high = frontier.predict(np.array([100.0 * top]))
+    assert prediction.loss_source == "loss frontier L*(C)"
+    assert prediction.loss.high == pytest.approx(at_top)
+    assert prediction.loss.high > float(power_law_high[0])
+    inside = floorless.predict(compute=top / 10.0)  # within the front: the bootstrap's
+    _, _, high_inside = frontier.predict(np.array([top / 10.0]))
+    assert inside.loss.high == pytest.approx(float(high_inside[0]))
 
 
 @pytest.mark.parametrize(
