@@ -152,8 +152,8 @@ def test_under_a_trial_cap_a_large_budget_is_spent_before_the_cap() -> None:
 def test_under_a_trial_cap_a_per_trial_ceiling_does_not_leave_the_budget_unspent() -> None:
     """Issue 18: 48 trials, 150x the start cost (a fair share of about 3x the start
     cost) and a per-trial ceiling of 10x the start cost. Targets spread evenly up to the
-    ceiling averaged well under the fair share (70-76% spent at the cap for seeds 1 and
-    2); bent until they average it, the engine spends >= 85% by the cap."""
+    ceiling averaged well under the fair share (69-70% spent at the cap for seeds 1 and
+    2, 89% for seed 0); bent until they average it, the engine spends >= 85% (97-99%)."""
     budget, cap = 150 * START_COST, 48
     limits = StudyLimits(max_trials=cap, max_cost=budget, in_flight=8)
     for seed in (0, 1, 2):
