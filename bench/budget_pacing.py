@@ -4,7 +4,11 @@ Scenarios (``Scenario``) vary the compute budget (300x, 2,000x, 20,000x the star
 cost), the trial cap (none, or 240), the trials in flight (rounds of 8 or 32), the ground
 truth (``bench.truths``: the default testbed and two never tuned on), the loss noise
 (1% or 3% of the start point's reducible loss, its loss minus the irreducible E) and the
-box (the practitioner's, or the wide one of ``bench.problem.WIDE_BOX``). Each (method,
+box (the practitioner's, or the wide one of ``bench.problem.WIDE_BOX``), and, optionally
+(not in ``--list``), a per-trial cost ceiling, in multiples of the start point's cost as
+the budget is: our engine gets it as ``max_suggestion_cost``, as the service sets it from
+a study's ``max_trial_cost``; the peers, which have no such notion, are not held to it.
+A scenario name with one ends in ``:ceilXx``. Each (method,
 seed, scenario) run spends the budget in rounds of ``in_flight`` trials with the launch
 guard of ``bench.pareto_regret`` (a trial the budget left cannot pay for is refused),
 until the budget or the cap is spent; without a cap, ``SAFETY_TRIALS`` stops a run.
@@ -20,6 +24,7 @@ limits, reporting the observed front like the peers.
 
     python -m bench.budget_pacing --list                      # the scenario names
     python -m bench.budget_pacing --scenarios NAME ... --methods ours tpe-mo --seeds 2
+    python -m bench.budget_pacing --scenarios NAME:ceil3.75x --methods ours --seeds 1
 """
 
 from __future__ import annotations
@@ -69,18 +74,22 @@ class Scenario:
     truth: str
     noise: float  # loss noise std, as a fraction of the start point's reducible loss
     box: str
+    trial_ceiling: float | None = None  # per-trial cost ceiling, as the budget; None: none
 
     @property
     def name(self) -> str:
         cap = "nocap" if self.cap is None else f"cap{self.cap}"
+        ceiling = "" if self.trial_ceiling is None else f":ceil{self.trial_ceiling:g}x"
         return (
             f"{self.truth}:{self.box}:{self.budget:g}x:{cap}:"
-            f"{self.in_flight}fl:noise{round(100 * self.noise)}"
+            f"{self.in_flight}fl:noise{round(100 * self.noise)}{ceiling}"
         )
 
     @classmethod
     def parse(cls, name: str) -> Scenario:
-        truth, box, budget, cap, in_flight, noise = name.split(":")
+        truth, box, budget, cap, in_flight, noise, *rest = name.split(":")
+        if len(rest) > 1 or (rest and not rest[0].startswith("ceil")):
+            raise ValueError(f"{name!r}: after the noise, only a ceiling (ceilXx) may follow")
         return cls(
             budget=float(budget.removesuffix("x")),
             cap=None if cap == "nocap" else int(cap.removeprefix("cap")),
@@ -88,6 +97,7 @@ class Scenario:
             truth=truth,
             noise=int(noise.removeprefix("noise")) / 100,
             box=box,
+            trial_ceiling=float(rest[0].removeprefix("ceil").removesuffix("x")) if rest else None,
         )
 
     def config(self) -> TestbedConfig:
@@ -116,12 +126,18 @@ def run_one(method: str, seed: int, scenario_name: str) -> dict[str, Any]:
     config = scenario.config()
     objective = TestbedObjective(config)
     testbed = objective.testbed
-    budget = scenario.budget * float(testbed.expected_cost(START_PARAMS))
+    start_cost = float(testbed.expected_cost(START_PARAMS))
+    budget = scenario.budget * start_cost
     limits = {"max_trials": scenario.cap, "max_cost": budget, "in_flight": scenario.in_flight}
+    settings = {}
+    if scenario.trial_ceiling is not None:
+        settings["max_suggestion_cost"] = scenario.trial_ceiling * start_cost
     if method == OURS_IN_OPTUNA:
-        searcher = SamplerSearcher(seed=seed, box=scenario.box, limits=limits)
+        searcher = SamplerSearcher(seed=seed, box=scenario.box, limits=limits, settings=settings)
     else:
-        searcher = make_searcher(method, seed=seed, limits=limits, box=scenario.box)
+        searcher = make_searcher(
+            method, seed=seed, limits=limits, box=scenario.box, engine_settings=settings
+        )
     cap = scenario.cap or SAFETY_TRIALS
     trials: list[Trial] = []
     ask_seconds: list[float] = []

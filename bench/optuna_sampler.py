@@ -44,11 +44,17 @@ class SamplerSearcher:
     """``ParetoCostSampler`` in a plain two-objective Optuna study, driven like the peers."""
 
     def __init__(
-        self, *, seed: int, box: str = "practitioner", limits: dict[str, Any] | None = None
+        self,
+        *,
+        seed: int,
+        box: str = "practitioner",
+        limits: dict[str, Any] | None = None,
+        settings: dict[str, Any] | None = None,
     ) -> None:
+        """``settings``: SearchSettings fields over the sampler's default (``box_settings``)."""
         import optuna
 
-        from integrations.optuna import ParetoCostSampler, UnusableTrialWarning
+        from integrations.optuna import ParetoCostSampler, UnusableTrialWarning, box_settings
         from search.pacing import StudyLimits
 
         optuna.logging.set_verbosity(optuna.logging.WARNING)
@@ -56,7 +62,11 @@ class SamplerSearcher:
         # out (and says so with this warning, which is expected here).
         warnings.filterwarnings("ignore", category=UnusableTrialWarning)
         self._distributions, encoders = _optuna_box(box)
-        sampler = ParetoCostSampler(seed=seed, limits=StudyLimits(**(limits or {})))
+        sampler = ParetoCostSampler(
+            seed=seed,
+            settings=box_settings().model_copy(update=settings or {}),
+            limits=StudyLimits(**(limits or {})),
+        )
         self.study = optuna.create_study(directions=["minimize", "minimize"], sampler=sampler)
         self.study.enqueue_trial({key: encode(START_PARAMS) for key, encode in encoders.items()})
 

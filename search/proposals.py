@@ -319,7 +319,10 @@ def _target_log_cost(ctx: ProposalContext, front_log_cost: np.ndarray) -> tuple[
     Successive targets follow the golden-ratio sequence (offset by the seed) rather than
     independent draws: any run of k suggestions covers the cost range evenly, so a
     batch of 8 never happens to put most of its trials, and most of the budget, at the
-    expensive end. The quantiles are bent towards the cheap end (``Pace.cheap_bias``).
+    expensive end. The quantiles are bent (``Pace.target_bias``): towards the cheap end,
+    or, while a trial cap binds first, towards the dear end as far as it takes for the
+    targets' mean cost to be the compute left per trial left (``search.pacing``), which
+    a range held down by ``max_suggestion_cost`` would not reach spread evenly.
     """
     low, high = float(front_log_cost.min()), float(front_log_cost.max())
     if ctx.pace.compute_bound:
@@ -333,10 +336,8 @@ def _target_log_cost(ctx: ProposalContext, front_log_cost: np.ndarray) -> tuple[
         high = min(high, math.log(max(ceiling, 1e-300)))
         low = min(low, high)
     width = ctx.settings.cost_window * max(0.35, 0.1 * (high - low))
-    quantile = (
-        (_GOLDEN * (ctx.sequence_index + 1 + ctx.settings.seed)) % 1.0
-    ) ** ctx.pace.cheap_bias
-    return low + quantile * (high - low), width
+    quantile = (_GOLDEN * (ctx.sequence_index + 1 + ctx.settings.seed)) % 1.0
+    return low + quantile ** ctx.pace.target_bias(low, high) * (high - low), width
 
 
 def _cheapest(x: np.ndarray, log_cost: np.ndarray, *, limit: float, limit_name: str) -> Proposal:

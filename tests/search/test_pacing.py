@@ -2,12 +2,21 @@
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 import pytest
 from pydantic import ValidationError
 
 from search.engine import ParetoSearch
-from search.pacing import StudyLimits, pace
+from search.pacing import (
+    CHEAP_BIAS,
+    DEAR_BIAS,
+    StudyLimits,
+    expected_target_cost,
+    pace,
+    spending_bias,
+)
 from search.settings import SearchSettings
 from search.testing import SizedQuadratic
 
@@ -45,6 +54,54 @@ def test_behind_its_pace_under_a_trial_cap_the_climb_gets_a_rounds_share() -> No
     p = pace(limits, spent=100.0, pending_cost=0.0, n_used=20, climb_share=0.15)
     assert not p.compute_bound
     assert p.climb_allowance == pytest.approx(9_900.0 * 8 / 80)
+
+
+def test_under_a_trial_cap_targets_are_bent_dear_until_they_cost_the_fair_share() -> None:
+    """Front from 5 to a ceiling of 125: evenly spread targets average about 37; a fair
+    share of 60 bends them towards the dear end until the golden-ratio targets the
+    proposals draw average 60."""
+    limits = StudyLimits(max_trials=100, max_cost=4_000.0, in_flight=8)
+    p = pace(limits, spent=1_000.0, pending_cost=0.0, n_used=50, climb_share=0.15)
+    assert not p.compute_bound and p.fair_share == pytest.approx(60.0)
+    low, high = math.log(5.0), math.log(125.0)
+    assert expected_target_cost(low, high, 1.0) < 40.0
+    bias = p.target_bias(low, high)
+    assert DEAR_BIAS < bias < 1.0
+    assert expected_target_cost(low, high, bias) == pytest.approx(60.0, rel=1e-3)
+    quantiles = (0.5 * (math.sqrt(5.0) - 1.0) * np.arange(1, 401)) % 1.0
+    targets = np.exp(low + quantiles**bias * (high - low))
+    assert targets.mean() == pytest.approx(60.0, rel=0.03)
+
+
+def test_the_bias_stays_put_where_no_trial_cap_binds_or_an_even_spread_spends_enough() -> None:
+    low, high = math.log(5.0), math.log(125.0)
+    compute_bound = pace(
+        StudyLimits(max_trials=100, max_cost=1_000.0),
+        spent=600.0,
+        pending_cost=0.0,
+        n_used=50,
+        climb_share=0.15,
+    )
+    unlimited = pace(StudyLimits(), spent=600.0, pending_cost=0.0, n_used=50, climb_share=0.15)
+    for p in (compute_bound, unlimited):
+        assert p.fair_share is None and p.target_bias(low, high) == CHEAP_BIAS
+    trial_bound = pace(
+        StudyLimits(max_trials=100, max_cost=1_600.0),
+        spent=100.0,
+        pending_cost=0.0,
+        n_used=50,
+        climb_share=0.15,
+    )
+    assert trial_bound.fair_share == pytest.approx(30.0)
+    assert expected_target_cost(low, high, 1.0) > 30.0  # an even spread spends it already
+    assert trial_bound.target_bias(low, high) == 1.0
+    assert spending_bias(low, low, 60.0) == 1.0  # no range to bend
+
+
+def test_a_fair_share_beyond_the_ceiling_bends_the_targets_no_further_than_the_bound() -> None:
+    low, high = math.log(5.0), math.log(125.0)
+    assert spending_bias(low, high, 500.0) == DEAR_BIAS
+    assert expected_target_cost(low, high, DEAR_BIAS) < 125.0
 
 
 def test_limits_are_checked() -> None:
@@ -90,6 +147,22 @@ def test_under_a_trial_cap_a_large_budget_is_spent_before_the_cap() -> None:
         spent_untold, _ = _spend(untold, budget=budget, cap=cap, seed=seed)
         assert n == cap and spent >= 0.85 * budget, (seed, spent / budget)
         assert spent_untold < 0.7 * budget, (seed, spent_untold / budget)
+
+
+def test_under_a_trial_cap_a_per_trial_ceiling_does_not_leave_the_budget_unspent() -> None:
+    """Issue 18: 48 trials, 150x the start cost (a fair share of about 3x the start
+    cost) and a per-trial ceiling of 10x the start cost. Targets spread evenly up to the
+    ceiling averaged well under the fair share (69-70% spent at the cap for seeds 1 and
+    2, 89% for seed 0); bent until they average it, the engine spends >= 85% (97-99%)."""
+    budget, cap = 150 * START_COST, 48
+    limits = StudyLimits(max_trials=cap, max_cost=budget, in_flight=8)
+    for seed in (0, 1, 2):
+        settings = SearchSettings(seed=seed, max_suggestion_cost=10 * START_COST)
+        engine = ParetoSearch(PROBLEM.space(), settings, limits=limits)
+        spent, n = _spend(engine, budget=budget, cap=cap, seed=seed)
+        assert n == cap and spent >= 0.85 * budget, (seed, spent / budget)
+        dearest = max(o.cost for o in engine.observations)
+        assert dearest <= 1.2 * settings.max_suggestion_cost, dearest
 
 
 def test_startup_is_drawn_around_the_first_trial_it_did_not_suggest() -> None:
