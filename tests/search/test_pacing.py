@@ -75,23 +75,15 @@ def test_under_a_trial_cap_targets_are_bent_dear_until_they_cost_the_fair_share(
 
 def test_the_bias_stays_put_where_no_trial_cap_binds_or_an_even_spread_spends_enough() -> None:
     low, high = math.log(5.0), math.log(125.0)
-    compute_bound = pace(
-        StudyLimits(max_trials=100, max_cost=1_000.0),
-        spent=600.0,
-        pending_cost=0.0,
-        n_used=50,
-        climb_share=0.15,
-    )
-    unlimited = pace(StudyLimits(), spent=600.0, pending_cost=0.0, n_used=50, climb_share=0.15)
+
+    def half_way(limits: StudyLimits, spent: float):  # 50 of the trials used
+        return pace(limits, spent=spent, pending_cost=0.0, n_used=50, climb_share=0.15)
+
+    compute_bound = half_way(StudyLimits(max_trials=100, max_cost=1_000.0), 600.0)
+    unlimited = half_way(StudyLimits(), 600.0)
     for p in (compute_bound, unlimited):
         assert p.fair_share is None and p.target_bias(low, high) == CHEAP_BIAS
-    trial_bound = pace(
-        StudyLimits(max_trials=100, max_cost=1_600.0),
-        spent=100.0,
-        pending_cost=0.0,
-        n_used=50,
-        climb_share=0.15,
-    )
+    trial_bound = half_way(StudyLimits(max_trials=100, max_cost=1_600.0), 100.0)
     assert trial_bound.fair_share == pytest.approx(30.0)
     assert expected_target_cost(low, high, 1.0) > 30.0  # an even spread spends it already
     assert trial_bound.target_bias(low, high) == 1.0
