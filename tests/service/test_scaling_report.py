@@ -7,8 +7,10 @@ import pytest
 
 from search.scaling import fit_scaling_rules
 from search.scaling.allocation import fit_loss_frontier
-from service.reads.reports import write_scaling_report
+from service.reads.reports import scaling, write_scaling_report
 from tests.search.near_front_study import AXES, sample_study
+from tests.search.test_scaling_size_map import AXES as SHAPED_AXES
+from tests.search.test_scaling_size_map import shaped_study  # noqa: F401 (a fixture)
 from workers.objectives.testbed_truth import TestbedConfig
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
@@ -96,3 +98,25 @@ def test_a_frontier_whose_floor_is_not_identified_says_so_instead_of_e_0(fitted,
     assert line.startswith(f"- L*(C) = {pure.A:.3g} / C^{pure.gamma:.3f}; its floor E is")
     assert "not identified" in line and "ignores any irreducible loss" in line
     assert "0.000 +" not in line
+
+
+def test_the_allocation_plot_shows_the_runs_n_when_n_is_a_metric(
+    shaped_study,  # noqa: F811 (the fixture imported above)
+    tmp_path,
+    monkeypatch,
+):
+    """The lm objective reports N as a metric; the plot draws the runs' N from it."""
+    space, observations = shaped_study
+    rules = fit_scaling_rules(observations, space, SHAPED_AXES, n_bootstrap=20)
+    drawn = {}
+    draw = scaling.plot_allocation
+
+    def spy(rules, data, path):
+        drawn["params"] = data.params
+        draw(rules, data, path)
+
+    monkeypatch.setattr(scaling, "plot_allocation", spy)
+    write_scaling_report(rules, observations, tmp_path)
+    sizes = [p.get("n_params_total") for p in drawn["params"]]
+    assert sizes and all(s is not None and s > 0 for s in sizes)
+    assert sizes == [o.metrics["n_params_total"] for o in observations if not o.failed]

@@ -35,10 +35,14 @@ REPORT_NAME = "scaling-report.md"
 
 
 def _successful(rules: ScalingRules, observations: Sequence[Observation]) -> RunData:
-    """The successful observations' compute, loss and params, with the front marked."""
+    """The successful observations' compute, loss and params, with the front marked;
+    an axis the objective reports as a metric (the ``lm`` objective's model size) joins
+    the params, so the allocation plot shows the runs' N as well as their D."""
     ok = [o for o in observations if not o.failed and math.isfinite(o.loss)]
     compute = np.array([observation_compute(rules.axes, o) for o in ok])
-    return run_data(compute, np.array([o.loss for o in ok]), [o.params for o in ok])
+    metric_axes = [a for a in (rules.axes.n_params, rules.axes.tokens) if a is not None]
+    params = [{**{a: o.metrics[a] for a in metric_axes if a in o.metrics}, **o.params} for o in ok]
+    return run_data(compute, np.array([o.loss for o in ok]), params)
 
 
 def _rule_row(rule: HyperparameterRule) -> str:
