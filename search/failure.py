@@ -63,8 +63,7 @@ class FailureModel:
         x_query = np.atleast_2d(x_query)
         if self.trend is None:
             return np.full(x_query.shape[0], self.prior)
-        logit = self.trend[0] + x_query @ self.trend[1:]
-        return 0.5 * (1.0 + np.tanh(0.5 * logit))  # the logistic function, overflow-free
+        return _logistic(self.trend[0] + x_query @ self.trend[1:])
 
     def probability_of_failure(self, x_query: np.ndarray) -> np.ndarray:
         """(q,) probabilities in (0, 1)."""
@@ -92,7 +91,7 @@ def _logistic_trend(x: np.ndarray, failed: np.ndarray) -> np.ndarray | None:
     coef = np.zeros(design.shape[1])
     coef[0] = math.log(n_failed / (failed.size - n_failed))
     for _ in range(_NEWTON_STEPS):
-        p = 0.5 * (1.0 + np.tanh(0.5 * (design @ coef)))
+        p = _logistic(design @ coef)
         gradient = design.T @ (p - failed) + penalty * coef
         hessian = (design.T * (p * (1.0 - p))) @ design + np.diag(penalty + 1e-9)
         step = np.linalg.solve(hessian, gradient)
@@ -100,3 +99,8 @@ def _logistic_trend(x: np.ndarray, failed: np.ndarray) -> np.ndarray | None:
         if float(np.abs(step).max()) < 1e-8:
             break
     return coef
+
+
+def _logistic(logit: np.ndarray) -> np.ndarray:
+    """1 / (1 + exp(-logit)), written with tanh so a large |logit| cannot overflow."""
+    return 0.5 * (1.0 + np.tanh(0.5 * logit))
