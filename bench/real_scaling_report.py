@@ -14,6 +14,7 @@ its trials and the 10x trials through the API, and writes into ``out``:
 
 from __future__ import annotations
 
+import json
 import math
 from pathlib import Path
 from typing import Any
@@ -311,8 +312,31 @@ def write_report(
         if t["state"] in ("COMPLETE", "FAILED")
     ]  # fmt: skip
     write_scaling_report(data["rules"], observations, out / "rules-report")
+    write_trials([(str(t["id"]), t) for t in data["trials"]], out / "trials.jsonl")
+    write_trials(list(data["scaled"].items()), out / "at-scale.jsonl")
     (out / "summary.md").write_text(markdown(summary))
     return summary
+
+
+def write_trials(trials: list[tuple[str, dict[str, Any] | None]], path: Path) -> None:
+    """``(label, trial)`` pairs' finished trials, one JSON object a line, in the layout
+    ``scaletune import`` reads (``params.*``, ``loss``, ``cost``, ``failed``,
+    ``metrics.*``; ``label`` names a trial at scale): a study's runs outlive its database,
+    so its rules can be refitted and its analysis redone from the files alone."""
+    with path.open("w") as out:
+        for label, trial in trials:
+            if trial is None or trial["state"] not in ("COMPLETE", "FAILED"):
+                continue
+            loss = _loss(trial)
+            row = {
+                "label": label,
+                "params": trial["params"],
+                "loss": loss if loss is not None and math.isfinite(loss) else None,
+                "cost": trial["cost_seconds"],
+                "failed": trial["state"] == "FAILED",
+                "metrics": trial["metrics"],
+            }
+            out.write(json.dumps(row) + "\n")
 
 
 def _pct(value: float | None) -> str:

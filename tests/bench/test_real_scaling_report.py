@@ -18,10 +18,12 @@ from bench.real_scaling_report import (
     plot_optima,
     plot_verification,
     summarise,
+    write_trials,
 )
 from search.scaling import ScalingAxes, fit_scaling_rules
 from search.space import SearchSpace
 from service.domain import trial_observation
+from service.interop.runs_file import ColumnMapping, read_runs
 
 
 def _lr_opt(params: dict) -> float:
@@ -148,3 +150,17 @@ def test_a_study_without_a_10x_check_still_gets_its_numbers(data) -> None:
     assert "gap_to_sweep_best" not in summary and summary["baselines"] == {}
     summary["verification_refused"] = "the rules cannot set ['tokens'] at this compute"
     assert "Verification refused by the API: the rules cannot set" in markdown(summary)
+
+
+def test_the_trials_are_written_as_a_runs_file_scaletune_import_reads(data, tmp_path) -> None:
+    study = tmp_path / "trials.jsonl"
+    write_trials([(str(t["id"]), t) for t in data["trials"]], study)
+    runs = read_runs(study, ColumnMapping()).runs
+    assert len(runs) == 48
+    assert [r.params for r in runs] == [t["params"] for t in data["trials"]]
+    assert [r.loss for r in runs] == pytest.approx([t["loss"] for t in data["trials"]])
+    at_scale = tmp_path / "at-scale.jsonl"
+    write_trials(list(data["scaled"].items()), at_scale)
+    scaled = read_runs(at_scale, ColumnMapping()).runs
+    assert len(scaled) == 7
+    assert [r.failed for r in scaled] == [label == "carbs" for label in data["scaled"]]
