@@ -6,7 +6,9 @@ width, depth, tokens, learning rate, batch, warmup and weight decay submitted th
 the API, then at 10x the largest compute the rules saw:
 
 - the verification trial (``POST /studies/{id}/verify``);
-- a learning-rate sweep around it (x0.5, 0.7, 1.4, 2; the verification is x1);
+- a learning-rate sweep around its configuration (x0.5, 0.7, 1, 1.4, 2), each run
+  ``--repeats`` times under trial seeds 0, 1, ... (the verification trial is one more
+  run of x1, under the study's next trial seed);
 - baselines: (a) the best small run scaled naively, (b) CARBS's extrapolation of the
   largest front config by least squares through the front;
 
@@ -52,6 +54,7 @@ from bench.real_scaling_plan import (
     fixed_study,
     lr_sweep,
     naive_baseline,
+    repeat_label,
     study_front,
     study_spec,
     trial_tflop,
@@ -75,9 +78,17 @@ class Run:
     """One run of the benchmark against a started stack."""
 
     def __init__(
-        self, client: ScaletuneClient, preset: Preset, name: str, seed: int, *, wait: bool = True
+        self,
+        client: ScaletuneClient,
+        preset: Preset,
+        name: str,
+        seed: int,
+        *,
+        repeats: int = 1,
+        wait: bool = True,
     ) -> None:
         self.client, self.preset, self.name, self.seed = client, preset, name, seed
+        self.repeats = repeats  # runs of each 10x configuration, under trial seeds 0, 1, ...
         self.wait = wait  # False: report the trials at scale as they stand
 
     # -- finding or creating studies by name ---------------------------------------------
@@ -144,31 +155,36 @@ class Run:
         return status
 
     def at_scale(self, study_id: int, predicted: dict[str, Any]) -> dict[str, int]:
-        """The sweep and the baselines as one-trial studies; their ids by label."""
+        """The sweep (the rules' configuration, x1, among it) and the baselines, each
+        ``repeats`` times, as one-trial studies; their ids by label (``repeat_label``)."""
         trials = self.all_trials(study_id)
         ours = [t for t in trials if t["reason"] != "verification"]
-        configs = {k: v for k, v in lr_sweep(predicted, LR_FACTORS).items() if k != "lr-x1"}
+        configs = lr_sweep(predicted, LR_FACTORS)
         configs["naive"] = naive_baseline(predicted, best_trial(ours)["params"])
         # The study's own front: the verification trial is on the API's front once it
         # finished, and would be the "largest config" CARBS extrapolates from.
         configs["carbs"] = carbs_baseline(
             study_front(ours), self.preset.space, target_cost=trial_tflop(predicted)
         )
+        runs = {
+            repeat_label(label, repeat): (params, repeat)
+            for repeat in range(self.repeats)
+            for label, params in configs.items()
+        }
+        names = {label: f"{self.name}/10x/{label}" for label in runs}
+        if not self.wait:  # report what exists; creating all at once would hit the below
+            existing = self.studies()
+            return {k: existing[n]["id"] for k, n in names.items() if n in existing}
         # As many at once as there are workers: a trial left waiting in the broker past
         # the heartbeat grace is reclaimed, and the reclaimed last trial of a one-trial
         # budget is cancelled rather than run (the service counts it as dispatched).
         ids: dict[str, int] = {}
-        labels = list(configs)
-        if not self.wait:  # report what exists; creating all at once would hit the above
-            existing = self.studies()
-            names = {label: f"{self.name}/10x/{label}" for label in labels}
-            return {k: existing[n]["id"] for k, n in names.items() if n in existing}
+        labels = list(runs)
         for start in range(0, len(labels), self.preset.workers):
             batch = labels[start : start + self.preset.workers]
             for label in batch:
-                spec = fixed_study(
-                    self.preset, name=f"{self.name}/10x/{label}", params=configs[label]
-                )
+                params, repeat = runs[label]
+                spec = fixed_study(self.preset, name=names[label], params=params, seed=repeat)
                 ids[label] = self.ensure_study(spec)
             self.wait_final([ids[label] for label in batch], what="10x trials")
         return ids
@@ -221,7 +237,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     with Stack(config) as stack:
         log(f"stack up at {stack.base} (logs in {config.log_dir})")
         client = ScaletuneClient(stack.base, token=tenant_token(stack.base, admin_token))
-        bench = Run(client, preset, name, args.seed, wait=not args.report_now)
+        bench = Run(client, preset, name, args.seed, repeats=args.repeats, wait=not args.report_now)
         study_id = bench.study()
         log(f"study {study_id} finished")
         if args.until == "study":
@@ -263,6 +279,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         default=None,
         help="verify at this multiple of the largest compute (default: the preset's, 10)",
     )
+    parser.add_argument(
+        "--repeats",
+        type=_positive_int,
+        default=1,
+        help="run each 10x configuration this many times, under trial seeds 0, 1, ... "
+        "(one seed's runs share initialisation and data order, so the sweep is paired)",
+    )
     parser.add_argument("--admin-token", help="the API's admin token (default: a fresh one)")
     parser.add_argument(
         "--until", choices=("study", "all"), default="all", help="stop after the study"
@@ -274,6 +297,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "instead of waiting for them or starting more (a rerun without it carries on)",
     )
     return parser.parse_args(argv)
+
+
+def _positive_int(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"at least 1, not {value}")
+    return value
 
 
 def _exit_on_sigterm(signum: int, frame: object) -> None:

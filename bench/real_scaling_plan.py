@@ -11,7 +11,10 @@ a stack. The pieces:
 - ``fixed_study``: a one-trial study of one given configuration (each parameter a choice
   of one value), so a hand-picked 10x trial runs through the API, the control worker and
   the Celery workers like any other trial, and is stored with its exact params.
-- ``lr_sweep``, ``naive_baseline``, ``carbs_baseline``: the configurations run at 10x.
+- ``lr_sweep``, ``naive_baseline``, ``carbs_baseline``: the configurations run at 10x,
+  each ``repeats`` times under trial seeds 0, 1, ... (``repeat_label``): one seed's runs
+  share their initialisation and data order across the sweep, so the comparison between
+  learning rates is paired, and the repeats measure how far a seed moves the loss.
 - ``overheads``: the share of each trial's wall time that is not optimizer steps.
 """
 
@@ -167,8 +170,11 @@ def study_spec(preset: Preset, *, name: str, seed: int = 0) -> dict[str, Any]:
     }
 
 
-def fixed_study(preset: Preset, *, name: str, params: dict[str, Any]) -> dict[str, Any]:
-    """A study whose only possible trial is ``params`` (each a choice of one value)."""
+def fixed_study(
+    preset: Preset, *, name: str, params: dict[str, Any], seed: int = 0
+) -> dict[str, Any]:
+    """A study whose only possible trial is ``params`` (each a choice of one value),
+    trained under trial seed ``seed``'s initialisation and data order."""
     space = [{"kind": "choice", "name": k, "choices": [v]} for k, v in sorted(params.items())]
     return {
         "name": name,
@@ -177,8 +183,19 @@ def fixed_study(preset: Preset, *, name: str, params: dict[str, Any]) -> dict[st
         "budget": {"max_trials": 1},
         "in_flight": 1,
         "queue": preset.queue,
+        "seed": seed,
         "objective_options": dict(preset.objective_options),
     }
+
+
+def repeat_label(label: str, repeat: int) -> str:
+    """The label of a 10x configuration's ``repeat``-th run (0: the label itself)."""
+    return label if repeat == 0 else f"{label}/seed{repeat}"
+
+
+def base_label(label: str) -> str:
+    """``repeat_label``'s inverse: the configuration a run's label names."""
+    return label.split("/seed", 1)[0]
 
 
 def lr_sweep(params: dict[str, Any], factors=LR_FACTORS) -> dict[str, dict[str, Any]]:

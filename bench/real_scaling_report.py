@@ -22,7 +22,7 @@ from typing import Any
 import numpy as np
 from matplotlib.figure import Figure
 
-from bench.real_scaling_plan import overheads
+from bench.real_scaling_plan import base_label, overheads
 from search.pareto import pareto_mask
 from search.scaling import ScalingRules
 from search.scaling.rules import inverse
@@ -58,7 +58,7 @@ def collect(
     if at_scale is not None:
         verification = client.verification(study_id)
         scaled = {label: (_trials(client, sid) or [None])[0] for label, sid in at_scale.items()}
-        scaled["lr-x1"] = next(t for t in trials if t["id"] == verification["trial_id"])
+        scaled["verification"] = next(t for t in trials if t["id"] == verification["trial_id"])
     return {
         "study": client.get_study(study_id),
         "rules": ScalingRules.model_validate(client.rules(study_id)),
@@ -68,21 +68,64 @@ def collect(
     }
 
 
+def _runs_by_config(scaled: dict[str, Any]) -> dict[str, list[dict[str, Any] | None]]:
+    """The trials at scale grouped by configuration (``base_label``), in repeat order."""
+    groups: dict[str, list[dict[str, Any] | None]] = {}
+    for label, trial in scaled.items():
+        groups.setdefault(base_label(label), []).append(trial)
+    return groups
+
+
+def _config_row(runs: list[dict[str, Any] | None]) -> dict[str, Any]:
+    """One configuration's runs: its learning rate, each run's loss, and their mean once
+    every run has finished without failing (a diverged repeat leaves it without one)."""
+    losses = [_loss(t) for t in runs]
+    states = [t["state"] if t else "WAITING" for t in runs]
+    state = next((s for s in states if s != "COMPLETE"), "COMPLETE")
+    first = next((t for t in runs if t is not None), None)
+    return {
+        "learning_rate": first["params"]["learning_rate"] if first else None,
+        "params": first["params"] if first else None,
+        "losses": losses,
+        "loss": float(np.mean([v for v in losses if v is not None]))
+        if state == "COMPLETE"
+        else None,
+        "state": state,
+    }
+
+
+def seed_spread(groups: dict[str, list[dict[str, Any] | None]]) -> float | None:
+    """How far a trial seed moves the loss at scale: the pooled standard deviation of
+    ln loss between the repeats of each configuration (None without repeats)."""
+    squares, dof = 0.0, 0
+    for runs in groups.values():
+        logs = np.log([loss for loss in map(_loss, runs) if loss is not None])
+        if len(logs) >= 2:
+            squares += float(np.sum((logs - logs.mean()) ** 2))
+            dof += len(logs) - 1
+    return math.sqrt(squares / dof) if dof else None
+
+
+def _paired_gaps(sweep: dict[str, dict[str, Any]]) -> list[float]:
+    """Per trial seed that every sweep point finished: the rules' configuration (x1)
+    against that seed's best point."""
+    repeats = min(len(row["losses"]) for row in sweep.values())
+    gaps = []
+    for r in range(repeats):
+        losses = {label: row["losses"][r] for label, row in sweep.items()}
+        if None not in losses.values() and losses.get("lr-x1") is not None:
+            gaps.append(losses["lr-x1"] / min(losses.values()) - 1.0)
+    return gaps
+
+
 def summarise(data: dict[str, Any], *, scale_factor: float) -> dict[str, Any]:
     """The headline numbers: the rules' prediction at ``scale_factor`` x the largest
-    compute, against the sweep and the baselines there."""
+    compute, against the sweep and the baselines there (each a mean over its repeats)."""
     rules: ScalingRules = data["rules"]
     prediction = rules.predict(compute=scale_factor * rules.observed.compute_max)
     scaled = data["scaled"]
-    sweep = {
-        label: {
-            "learning_rate": t["params"]["learning_rate"],
-            "loss": _loss(t),
-            "state": t["state"],
-        }
-        for label, t in scaled.items()
-        if label.startswith("lr-x") and t is not None
-    }
+    groups = _runs_by_config({k: v for k, v in scaled.items() if k != "verification"})
+    sweep = {label: _config_row(runs) for label, runs in groups.items() if label.startswith("lr-x")}
     finished = {k: v for k, v in sweep.items() if v["loss"] is not None}
     best_label = min(finished, key=lambda k: finished[k]["loss"]) if finished else None
     predicted_loss = sweep.get("lr-x1", {}).get("loss")
@@ -103,6 +146,9 @@ def summarise(data: dict[str, Any], *, scale_factor: float) -> dict[str, Any]:
             "warnings": prediction.warnings,
         },
         "verification": (data["verification"] or {}).get("report"),
+        "verification_loss": _loss(scaled.get("verification")),
+        "repeats": max((len(runs) for runs in groups.values()), default=0),
+        "seed_sd": seed_spread(groups),
         "sweep": sweep,
         "sweep_best": best_label,
     }
@@ -111,20 +157,16 @@ def summarise(data: dict[str, Any], *, scale_factor: float) -> dict[str, Any]:
         gap = predicted_loss / best["loss"] - 1.0
         inside = lr.low is not None and lr.low <= best["learning_rate"] <= lr.high
         summary["gap_to_sweep_best"] = gap
+        summary["gap_by_seed"] = _paired_gaps(sweep)
         summary["best_lr_in_interval"] = inside
         summary["target_met"] = gap <= TARGET_GAP and inside
-    summary["baselines"] = {
-        label: {
-            "params": t["params"] if t else None,
-            "loss": _loss(t),
-            "state": t["state"] if t else "WAITING",
-            "vs_rules": None
-            if _loss(t) is None or predicted_loss is None
-            else _loss(t) / predicted_loss - 1.0,
-        }
-        for label, t in scaled.items()
-        if label in ("naive", "carbs")
-    }
+    summary["baselines"] = {}
+    for label in ("naive", "carbs"):
+        if label in groups:
+            row = _config_row(groups[label])
+            both = row["loss"] is not None and predicted_loss is not None
+            row["vs_rules"] = row["loss"] / predicted_loss - 1.0 if both else None
+            summary["baselines"][label] = row
     summary["overheads"] = _overhead_rows(data["trials"] + [t for t in scaled.values() if t])
     return summary
 
@@ -181,15 +223,17 @@ def plot_front(data: dict[str, Any], path: Path, *, scale_factor: float = 10.0) 
     order = np.argsort(cost[front])
     ax.plot(cost[front][order], loss[front][order], "o-", color="tab:blue", label="front")
     styles = {"lr-x1": ("*", "tab:red", 160), "naive": ("s", "tab:orange", 50)}
-    styles["carbs"] = ("D", "tab:purple", 50)
+    styles |= {"carbs": ("D", "tab:purple", 50), "verification": ("*", "tab:red", 160)}
+    x = f"{scale_factor:g}x"
+    names = {"lr-x1": f"{x}: rules", "naive": f"{x}: naive", "carbs": f"{x}: CARBS"}
+    names["verification"] = names["lr-x1"]
     for label, trial in data["scaled"].items():
         if _loss(trial) is not None:
-            marker, color, size = styles.get(label, ("o", "tab:green", 25))
-            x = f"{scale_factor:g}x"
-            name = {"lr-x1": f"{x}: rules", "naive": f"{x}: naive", "carbs": f"{x}: CARBS"}
+            config = base_label(label)
+            marker, color, size = styles.get(config, ("o", "tab:green", 25))
             ax.scatter(
                 trial["cost_seconds"], trial["loss"], marker=marker, color=color, s=size,
-                label=name.get(label, f"{x}: lr sweep"), zorder=3,
+                label=names.get(config, f"{x}: lr sweep"), zorder=3,
             )  # fmt: skip
     handles, labels = ax.get_legend_handles_labels()
     unique = dict(zip(labels, handles, strict=True))
@@ -247,11 +291,20 @@ def _law_along(rule, grid, path_n, path_d):
 
 
 def plot_verification(data: dict[str, Any], summary: dict[str, Any], path: Path) -> None:
+    """The sweep's mean loss against lr (each run a dot), the predicted lr and loss
+    intervals, the rules' configuration and the baselines."""
     x = f"{summary['scale_factor']:g}x"
     figure, (ax,) = _figure()
-    sweep = sorted((v["learning_rate"], v["loss"]) for v in summary["sweep"].values() if v["loss"])
-    if sweep:
-        ax.plot(*zip(*sweep, strict=True), "o-", color="tab:green", label=f"lr sweep at {x}")
+    rows = sorted(summary["sweep"].values(), key=lambda row: row["learning_rate"])
+    for row in rows:
+        runs = [loss for loss in row["losses"] if loss is not None]
+        ax.scatter([row["learning_rate"]] * len(runs), runs, s=12, color="tab:green", alpha=0.5)
+    means = [(row["learning_rate"], row["loss"]) for row in rows if row["loss"] is not None]
+    if means:
+        label = f"lr sweep at {x}" + (
+            f" (mean of {summary['repeats']} seeds; dots: each)" if summary["repeats"] > 1 else ""
+        )
+        ax.plot(*zip(*means, strict=True), "o-", color="tab:green", label=label)
     lr = summary["prediction"]["learning_rate"]
     if lr[1] is not None:
         ax.axvspan(lr[1], lr[2], color="tab:red", alpha=0.12, label="predicted lr interval")
@@ -262,17 +315,17 @@ def plot_verification(data: dict[str, Any], summary: dict[str, Any], path: Path)
             predicted["low"], predicted["high"], color="tab:blue", alpha=0.12,
             label="predicted loss interval",
         )  # fmt: skip
-    rules_trial = data["scaled"].get("lr-x1")
-    if _loss(rules_trial) is not None:
+    rules_row = summary["sweep"].get("lr-x1") or {}
+    if rules_row.get("loss") is not None:
         ax.scatter(
-            rules_trial["params"]["learning_rate"], rules_trial["loss"], marker="*", s=200,
+            rules_row["learning_rate"], rules_row["loss"], marker="*", s=200,
             color="tab:red", label="rules' prediction", zorder=3,
         )  # fmt: skip
     for label, marker, color in (("naive", "s", "tab:orange"), ("carbs", "D", "tab:purple")):
-        trial = data["scaled"].get(label)
-        if _loss(trial) is not None:
+        row = summary["baselines"].get(label) or {}
+        if row.get("loss") is not None:
             ax.scatter(
-                trial["params"]["learning_rate"], trial["loss"], marker=marker, color=color,
+                row["learning_rate"], row["loss"], marker=marker, color=color,
                 label=f"baseline: {label}", zorder=3,
             )  # fmt: skip
     ax.set(xscale="log", xlabel="learning rate", ylabel="validation loss (nats/byte)")
@@ -363,23 +416,33 @@ def markdown(summary: dict[str, Any]) -> str:
             else []
         ),
         "",
-        f"| trial at {summary['scale_factor']:g}x | learning rate | loss |",
-        "| --- | --- | --- |",
+        f"| trial at {summary['scale_factor']:g}x | learning rate | loss "
+        f"(mean of {summary['repeats']}) | each seed |",
+        "| --- | --- | --- | --- |",
     ]
-    for label, row in sorted(summary["sweep"].items(), key=lambda kv: kv[1]["learning_rate"]):
+    rows = sorted(summary["sweep"].items(), key=lambda kv: kv[1]["learning_rate"])
+    rows += [(f"baseline {label}", row) for label, row in summary["baselines"].items()]
+    for label, row in rows:
         loss = row["state"].lower() if row["loss"] is None else f"{row['loss']:.4f}"
-        lines.append(f"| {label} | {row['learning_rate']:.3g} | {loss} |")
-    for label, row in summary["baselines"].items():
-        loss = row["state"].lower() if row["loss"] is None else f"{row['loss']:.4f}"
-        lr_value = row["params"]["learning_rate"] if row["params"] else float("nan")
-        lines.append(
-            f"| baseline {label} | {lr_value:.3g} | {loss} ({_pct(row['vs_rules'])} vs rules) |"
-        )
+        if "vs_rules" in row:
+            loss += f" ({_pct(row['vs_rules'])} vs rules)"
+        each = ", ".join("-" if v is None else f"{v:.4f}" for v in row["losses"])
+        lr_value = row["learning_rate"] if row["learning_rate"] is not None else float("nan")
+        lines.append(f"| {label} | {lr_value:.3g} | {loss} | {each} |")
+    seed_sd, verification_loss = summary["seed_sd"], summary["verification_loss"]
     lines += [
         "",
         f"Sweep best: {summary['sweep_best']}; rules' config vs it: "
-        f"{_pct(summary.get('gap_to_sweep_best'))}; best lr in the predicted interval: "
-        f"{summary.get('best_lr_in_interval')}; target met: {summary.get('target_met')}.",
+        f"{_pct(summary.get('gap_to_sweep_best'))} (per seed: "
+        f"{', '.join(_pct(g) for g in summary.get('gap_by_seed', [])) or '-'}); best lr in "
+        f"the predicted interval: {summary.get('best_lr_in_interval')}; target met: "
+        f"{summary.get('target_met')}.",
+        "",
+        "Seed spread (sd of ln loss between repeats of one configuration): "
+        + ("-" if seed_sd is None else f"{seed_sd:.2%}")
+        + "; the /verify trial (the rules' configuration under the study's next seed): "
+        + ("-" if verification_loss is None else f"{verification_loss:.4f}")
+        + ".",
         "",
     ]
     o = summary["overheads"]

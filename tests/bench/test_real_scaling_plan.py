@@ -4,14 +4,17 @@ from __future__ import annotations
 
 import pytest
 
+from bench.real_scaling import parse_args
 from bench.real_scaling_plan import (
     NAIVE_KEPT,
     PRESETS,
+    base_label,
     carbs_baseline,
     fixed_study,
     lr_sweep,
     naive_baseline,
     overheads,
+    repeat_label,
     study_front,
     study_spec,
     trial_n_params,
@@ -139,3 +142,21 @@ def test_the_study_front_keeps_the_trials_nothing_beats_in_loss_and_cost() -> No
     ]
     assert [t["cost_seconds"] for t in study_front(trials)] == [1.0, 4.0]
     assert study_front(trials[3:]) == []
+
+
+def test_repeat_labels_name_the_configuration_they_repeat() -> None:
+    labels = [repeat_label("lr-x0.7", r) for r in range(3)]
+    assert labels == ["lr-x0.7", "lr-x0.7/seed1", "lr-x0.7/seed2"]
+    assert {base_label(label) for label in labels} == {"lr-x0.7"}
+    spec = StudySpec.model_validate(fixed_study(PRESETS["short"], name="x", params=CONFIG, seed=2))
+    assert spec.seed == 2
+
+
+def test_the_command_line_takes_a_positive_repeat_count(capsys) -> None:
+    base = ["--database-url", "postgresql+psycopg://x/y", "--broker-url", "redis://x/1"]
+    assert parse_args(base).repeats == 1
+    assert parse_args([*base, "--repeats", "3"]).repeats == 3
+    for bad in ("0", "two"):
+        with pytest.raises(SystemExit):
+            parse_args([*base, "--repeats", bad])
+        assert "--repeats" in capsys.readouterr().err

@@ -11,7 +11,7 @@ import math
 import numpy as np
 import pytest
 
-from bench.real_scaling_plan import PRESETS, trial_n_params, trial_tflop
+from bench.real_scaling_plan import LR_FACTORS, PRESETS, trial_n_params, trial_tflop
 from bench.real_scaling_report import (
     markdown,
     plot_front,
@@ -24,6 +24,8 @@ from search.scaling import ScalingAxes, fit_scaling_rules
 from search.space import SearchSpace
 from service.domain import trial_observation
 from service.interop.runs_file import ColumnMapping, read_runs
+
+SEED_FACTORS = (1.004, 0.99, 1.02, 1.0, 0.995)  # the second seed's loss over the first's
 
 
 def _lr_opt(params: dict) -> float:
@@ -96,18 +98,22 @@ def data() -> dict:
         n_bootstrap=30,
     )
     predicted = {**trials[-1]["params"], "learning_rate": 2e-3}
-    scaled = {
-        f"lr-x{f:g}": _trial(100 + k, {**predicted, "learning_rate": 2e-3 * f})
-        for k, f in enumerate((0.5, 0.7, 1.0, 1.4, 2.0))
-    }
+    scaled = {}
+    for k, f in enumerate(LR_FACTORS):
+        params = {**predicted, "learning_rate": 2e-3 * f}
+        scaled[f"lr-x{f:g}"] = _trial(100 + k, params)
+        # A second seed: the loss moved by a factor that differs between the points.
+        again = _trial(120 + k, params)
+        scaled[f"lr-x{f:g}/seed1"] = again | {"loss": again["loss"] * SEED_FACTORS[k]}
     scaled["naive"] = _trial(110, {**predicted, "learning_rate": 0.02})
     scaled["naive"]["metrics"]["deliveries"] = 2  # its first worker was lost
     scaled["carbs"] = {**_trial(111, predicted), "state": "FAILED", "loss": None}
+    scaled["verification"] = _trial(130, predicted, reason="verification")
     return {
         "study": {"id": 7, "progress": {"spent_cost": 12.5}},
         "rules": rules,
         "trials": trials,
-        "verification": {"trial_id": 102, "params": predicted, "report": None},
+        "verification": {"trial_id": 130, "params": predicted, "report": None},
         "scaled": scaled,
     }
 
@@ -115,27 +121,51 @@ def data() -> dict:
 def test_the_summary_compares_the_rules_config_with_its_sweep_and_baselines(data) -> None:
     summary = summarise(data, scale_factor=10.0)
     sweep = {label: row["loss"] for label, row in summary["sweep"].items()}
+    assert set(sweep) == {f"lr-x{f:g}" for f in LR_FACTORS}  # repeats grouped, not listed
+    first = data["scaled"]["lr-x0.5"]["loss"]
+    assert sweep["lr-x0.5"] == pytest.approx(first * (1 + SEED_FACTORS[0]) / 2)
     assert summary["sweep_best"] == min(sweep, key=sweep.get)
     assert summary["gap_to_sweep_best"] == pytest.approx(sweep["lr-x1"] / min(sweep.values()) - 1)
+    for seed, gap in enumerate(summary["gap_by_seed"]):
+        suffix = "/seed1" if seed else ""
+        losses = [data["scaled"][f"lr-x{f:g}{suffix}"]["loss"] for f in LR_FACTORS]
+        assert gap == pytest.approx(losses[2] / min(losses) - 1)
+    assert len(summary["gap_by_seed"]) == 2 and summary["repeats"] == 2
+    # Pooled over the five pairs (the one-run baselines add nothing).
+    expected = math.sqrt(np.mean([math.log(f) ** 2 / 2 for f in SEED_FACTORS]))
+    assert summary["seed_sd"] == pytest.approx(expected)
+    assert summary["verification_loss"] == data["scaled"]["verification"]["loss"]
     naive = summary["baselines"]["naive"]
     assert naive["vs_rules"] == pytest.approx(naive["loss"] / sweep["lr-x1"] - 1)
     assert summary["baselines"]["carbs"]["loss"] is None  # a failed baseline stays visible
+    assert summary["baselines"]["carbs"]["state"] == "FAILED"
     low, high = summary["prediction"]["learning_rate"][1:]
     best_lr = summary["sweep"][summary["sweep_best"]]["learning_rate"]
     # No interval (an unsupported law) counts as a miss, never as a hit.
     inside = low is not None and low <= best_lr <= high
     assert summary["best_lr_in_interval"] == inside
     overheads = summary["overheads"]
-    assert len(overheads["rows"]) == 48 + 7 and overheads["redelivered"] == 1
-    assert overheads["long_trials"] == 48 + 6  # all 40 s long; the redelivered one left out
+    assert len(overheads["rows"]) == 48 + 13 and overheads["redelivered"] == 1
+    assert overheads["long_trials"] == 48 + 12  # all 40 s long; the redelivered one left out
     assert overheads["long_share_max"] == pytest.approx(1 - 36 / 40)
+
+
+def test_a_repeat_that_failed_leaves_its_configuration_without_a_mean(data) -> None:
+    scaled = dict(data["scaled"])
+    scaled["lr-x2/seed1"] = {**scaled["lr-x2/seed1"], "state": "FAILED", "loss": None}
+    summary = summarise({**data, "scaled": scaled}, scale_factor=10.0)
+    assert summary["sweep"]["lr-x2"]["loss"] is None
+    assert summary["sweep"]["lr-x2"]["state"] == "FAILED"
+    assert summary["gap_by_seed"] == summary["gap_by_seed"][:1]  # seed 1 no longer complete
 
 
 def test_the_markdown_and_plots_are_written(data, tmp_path) -> None:
     summary = summarise(data, scale_factor=10.0)
     text = markdown(summary)
     assert "| baseline carbs |" in text and "failed" in text
-    assert text.count("\n| ") >= 2 + 5 + 2 + 55  # sweep, baselines, one row per trial
+    # The sweep's table (a row per configuration), the overheads' (a row per trial).
+    assert text.count("\n| ") == 2 + 5 + 2 + 2 + 61
+    assert "failed" in text
     plot_front(data, tmp_path / "front.png")
     plot_optima(data, tmp_path / "optima.png", scale_factor=10.0)
     plot_verification(data, summary, tmp_path / "verification.png")
@@ -162,5 +192,5 @@ def test_the_trials_are_written_as_a_runs_file_scaletune_import_reads(data, tmp_
     at_scale = tmp_path / "at-scale.jsonl"
     write_trials(list(data["scaled"].items()), at_scale)
     scaled = read_runs(at_scale, ColumnMapping()).runs
-    assert len(scaled) == 7
+    assert len(scaled) == 13
     assert [r.failed for r in scaled] == [label == "carbs" for label in data["scaled"]]

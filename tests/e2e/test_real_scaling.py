@@ -49,10 +49,16 @@ def test_a_fixed_configuration_runs_on_the_workers_and_is_found_again_by_name(cl
         spec = fixed_study(preset, name="smoke/10x/lr-x2", params=TINY)
         study_id = run.ensure_study(spec)
         assert run.ensure_study(spec) == study_id  # a rerun resumes, never duplicates
-        run.wait_final([study_id], what="the fixed study", poll_s=0.5)
+        # Its repeat under another trial seed: the same configuration, trained anew.
+        again = fixed_study(preset, name="smoke/10x/lr-x2/seed1", params=TINY, seed=1)
+        again_id = run.ensure_study(again)
+        run.wait_final([study_id, again_id], what="the fixed studies", poll_s=0.5)
         (trial,) = run.all_trials(study_id)
         detail = run.client.get_trial(trial["id"])
+        (repeat,) = [run.client.get_trial(t["id"]) for t in run.all_trials(again_id)]
     assert detail["state"] == "COMPLETE", detail["failure_reason"]
+    assert repeat["state"] == "COMPLETE" and repeat["params"] == TINY
+    assert repeat["loss"] != detail["loss"]  # another initialisation and data order
     assert detail["params"] == TINY
     assert detail["cost_seconds"] == pytest.approx(detail["flops"] / 1e12)  # cost_unit tflop
     parts = overheads(detail)
