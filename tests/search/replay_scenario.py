@@ -21,6 +21,8 @@ model's logistic trend (issue 16) changed the suggestions on purpose, so the fix
 re-recorded with the standalone engine of that commit (``python -m
 tests.search.replay_scenario`` from the repository root): the test still proves that the
 engine rebuilt from its small state and the history suggests what the standalone one does.
+The fixture says which CPU vendor recorded it (``recorded_on``): elsewhere only its first
+asks are compared, and loosely (``test_engine_replay``).
 
 Only the standalone ask / tell / observe / forget API is used here, which both engines
 have; the test drives the new engine through ``Driver`` rebuilt from its small state
@@ -30,6 +32,7 @@ and the history at every step.
 from __future__ import annotations
 
 import json
+import platform
 import sys
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -188,8 +191,22 @@ def summary(suggestion: Suggestion) -> dict[str, Any]:
     }
 
 
+def cpu_vendor() -> str:
+    """The CPU's vendor (``vendor_id`` of ``/proc/cpuinfo``; the machine type where
+    there is none). BLAS picks its kernels by CPU, so the same search rounds
+    differently on an Intel and an AMD machine, and a search amplifies that."""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("vendor_id"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.machine()
+
+
 def record_all(make_driver: Callable[[Scenario], Driver]) -> dict[str, Any]:
-    return {s.name: run(s, make_driver(s)) for s in SCENARIOS}
+    recorded: dict[str, Any] = {s.name: run(s, make_driver(s)) for s in SCENARIOS}
+    return recorded | {"recorded_on": cpu_vendor()}
 
 
 def main(out: str) -> None:
