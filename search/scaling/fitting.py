@@ -36,6 +36,7 @@ from search.scaling.allocation import (
     fit_allocation_law,
     fit_loss_frontier,
 )
+from search.scaling.backtest import Backtest, backtest_parametric
 from search.scaling.chinchilla import ChinchillaFit, fit_chinchilla
 from search.scaling.efficient_set import (
     EfficientSet,
@@ -149,7 +150,7 @@ def _surface_rules(fit: FitInputs, front: np.ndarray) -> ScalingRules:
             f"rules need at least {MIN_DECADES:g} (run the study over a wider budget range)"
         )
     stage = fit_stage(table, fit.hyperparameters, level=fit.level)
-    parametric, parametric_reason = _fit_parametric(fit, stage)
+    parametric, parametric_reason, backtest, backtest_reason = _fit_parametric(fit, stage)
     est = estimate(
         stage,
         table,
@@ -171,6 +172,8 @@ def _surface_rules(fit: FitInputs, front: np.ndarray) -> ScalingRules:
         loss_frontier_reason=frontier_reason,
         parametric=parametric,
         parametric_reason=parametric_reason,
+        parametric_backtest=backtest,
+        parametric_backtest_reason=backtest_reason,
     )
 
 
@@ -292,19 +295,27 @@ def _fit_frontier(fit: FitInputs, front: np.ndarray) -> tuple[LossFrontier | Non
         return None, str(exc)
 
 
-def _fit_parametric(fit: FitInputs, stage: SurfaceStage) -> tuple[ChinchillaFit | None, str | None]:
+def _fit_parametric(
+    fit: FitInputs, stage: SurfaceStage
+) -> tuple[ChinchillaFit | None, str | None, Backtest | None, str | None]:
     """L(N, D) through the HP-corrected losses (``search.scaling.estimates``); through
-    the raw losses of every run when there is no surface to correct them with."""
+    the raw losses of every run when there is no surface to correct them with. With the
+    law, its backtest on the same runs (``search.scaling.backtest``), or why there is
+    none."""
     if not fit.axes.has_size_and_tokens:
-        return None, "the study has no n_params/tokens axes"
+        return None, "the study has no n_params/tokens axes", None, None
     table = fit.table
     assert table.n_params is not None and table.tokens is not None
     if stage.surface is None:
         rows, loss = np.arange(len(table.loss)), table.loss
     else:
         rows, loss = corrected_runs(stage)
+    n_params, tokens = table.n_params[rows], table.tokens[rows]
     try:
-        parametric = fit_chinchilla(table.n_params[rows], table.tokens[rows], loss, **fit.bootstrap)
+        parametric = fit_chinchilla(n_params, tokens, loss, **fit.bootstrap)
     except NotEnoughDataError as exc:
-        return None, str(exc)
-    return parametric, None
+        return None, str(exc), None, None
+    try:
+        return parametric, None, backtest_parametric(n_params, tokens, loss), None
+    except NotEnoughDataError as exc:
+        return parametric, None, None, str(exc)

@@ -312,12 +312,30 @@ def _predict_loss(rules: ScalingRules, target: _Target) -> tuple[Interval | None
 
 
 def _parametric_loss(rules: ScalingRules, target: _Target) -> Interval:
+    """``L(N, D)`` at the target with its bootstrap interval; beyond the largest
+    observed compute, the interval also reaches as far as the law's backtest bias
+    carries the estimate (``search.scaling.backtest``), and a warning says so."""
     assert rules.parametric is not None
     assert target.n_params is not None and target.tokens is not None
-    estimate, low, high = rules.parametric.predict_loss(
-        np.array([target.n_params.estimate]), np.array([target.tokens.estimate])
+    n_params, tokens = target.n_params.estimate, target.tokens.estimate
+    point, low, high = (
+        float(v[0]) for v in rules.parametric.predict_loss(np.array([n_params]), np.array([tokens]))
     )
-    return Interval(estimate=float(estimate[0]), low=float(low[0]), high=float(high[0]))
+    backtest = rules.parametric_backtest
+    beyond = math.log10(compute_of(n_params, tokens) / rules.observed.compute_max)
+    if backtest is not None and beyond > 0:
+        stray = backtest.stray(beyond)
+        reach = point * math.exp(-stray)
+        low, high = min(low, reach), max(high, reach)
+        if abs(stray) >= 0.01:
+            direction = "high" if stray > 0 else "low"
+            target.warnings.append(
+                f"loss: L(N, D) refitted to the runs below {backtest.cut_compute:.3g} "
+                f"FLOPs ran {abs(backtest.bias_per_decade):.1%} {direction} per decade "
+                f"beyond them on the {backtest.n_held_out} runs above; {beyond:.2f} "
+                f"decades out, the interval reaches {reach:.4g}"
+            )
+    return Interval(estimate=point, low=low, high=high)
 
 
 def _frontier_loss(rules: ScalingRules, compute: float) -> Interval:

@@ -29,6 +29,7 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from search.errors import InvalidParamsError
 from search.scaling.allocation import LossFrontier
+from search.scaling.backtest import Backtest
 from search.scaling.chinchilla import ChinchillaFit
 from search.scaling.laws import LinearLaw
 from search.scaling.predict import predict_rules
@@ -183,6 +184,11 @@ class ScalingRules(BaseModel):
     loss_frontier_reason: str | None = None
     parametric: ChinchillaFit | None = None
     parametric_reason: str | None = None
+    # L(N, D) refitted below the top of the compute range, scored above it
+    # (search.scaling.backtest); the loss interval beyond the data reaches as far as
+    # its bias carries the estimate.
+    parametric_backtest: Backtest | None = None
+    parametric_backtest_reason: str | None = None
     size_map: SizeMap | None = None
     size_map_reason: str | None = None
 

@@ -41,6 +41,9 @@ def test_report_has_every_plot_and_the_rules(fitted, tmp_path):
         assert f"\n| {factor * largest:.3g} |" in text
     prediction = rules.predict(compute=100.0 * rules.observed.compute_max)
     assert f"{prediction.values['learning_rate'].value:.4g}" in text
+    backtest = rules.parametric_backtest
+    assert backtest is not None
+    assert f"{backtest.bias_per_decade:+.1%} (se {backtest.bias_se:.1%}) per decade" in text
 
 
 def test_unsupported_rules_are_reported_with_their_reason(fitted, tmp_path):
