@@ -1,19 +1,21 @@
-"""How far ``L(N, D)`` strays when it extrapolates inside a study's own compute range.
+"""How far a loss law strays when it extrapolates inside a study's own compute range.
 
-A parametric law's bootstrap interval says how well the runs pin its coefficients, not
-whether its form holds beyond them. On real training it did not: small transformers on
-a CPU improved faster with scale than ``L(N, D)`` fitted to the smaller ones foresaw
-(each widening took the loss down by a step), and the loss at 10x fell 18% below an
-interval that the law's own bootstrap made (docs/case-study-real-scaling.md, run 7).
+The laws are ``L(N, D)`` and the loss frontier ``L*(C)``. A law's bootstrap interval
+says how well the runs pin its coefficients, not whether its form holds beyond them.
+On real training it did not: small transformers on a CPU improved faster with scale
+than ``L(N, D)`` fitted to the smaller ones foresaw (each widening took the loss down
+by a step), and the loss at 10x fell 18% below an interval that the law's own
+bootstrap made (docs/case-study-real-scaling.md, run 7).
 
-So the study checks the law on itself: fitted again to the corrected runs below the top
-``HOLD_OUT_DECADES`` of compute, the law predicts the runs above. Their log-ratio
-``ln(predicted / observed)`` against the decades each lies beyond the cut gives a bias
-per decade of extrapolation, a straight line through the origin (a law whose exponents
-are off by a constant strays in log-loss about in proportion to the log-distance). A
-prediction further out than the data then lets its loss interval reach as far as that
-bias carries the estimate (``search.scaling.predict``). On the testbed's smooth
-Chinchilla truths the bias is about zero and the interval barely moves.
+So the study checks each law on itself: fitted again to its points below the top
+``HOLD_OUT_DECADES`` of compute (``L(N, D)``: the corrected runs; ``L*(C)``: the
+front), the law predicts its points above. Their log-ratio ``ln(predicted /
+observed)`` against the decades each lies beyond the cut gives a bias per decade of
+extrapolation, a straight line through the origin (a law whose exponents are off by a
+constant strays in log-loss about in proportion to the log-distance). A prediction
+further out than the data then lets its loss interval reach as far as that bias
+carries the estimate (``search.scaling.predict``). On the testbed's smooth Chinchilla
+truths the bias is about zero and the interval barely moves.
 """
 
 from __future__ import annotations
@@ -63,10 +65,53 @@ def backtest_parametric(
     n_bootstrap: int = 30,
 ) -> Backtest:
     """The backtest of ``L(N, D)`` on runs ``(n_params, tokens, loss)``; raises
-    NotEnoughDataError (with the numbers) when the runs below the cut cannot support
-    the law or too few lie above it."""
-    n_params, tokens, loss = (np.asarray(v, dtype=float) for v in (n_params, tokens, loss))
-    compute = FLOPS_PER_PARAM_TOKEN * n_params * tokens
+    NotEnoughDataError (with the numbers) when too few runs lie above the cut."""
+    n_params, tokens = np.asarray(n_params, dtype=float), np.asarray(tokens, dtype=float)
+    # No minimum span of N and D below the cut (the law itself needs a decade of each):
+    # the refit only has to say where the larger runs would land, and a refit that
+    # pins its exponents poorly shows as the spread of its bootstrap, in ``bias_se``.
+    return _backtest(
+        np.column_stack([np.log(n_params), np.log(tokens)]),
+        loss,
+        FLOPS_PER_PARAM_TOKEN * n_params * tokens,
+        hold_out_decades=hold_out_decades,
+        seed=seed,
+        n_bootstrap=n_bootstrap,
+    )
+
+
+def backtest_frontier(
+    compute: np.ndarray,
+    loss: np.ndarray,
+    *,
+    hold_out_decades: float = HOLD_OUT_DECADES,
+    seed: int = 0,
+    n_bootstrap: int = 30,
+) -> Backtest:
+    """The backtest of the loss frontier ``L*(C)`` on the front's points."""
+    compute = np.asarray(compute, dtype=float)
+    return _backtest(
+        np.log(compute)[:, None],
+        loss,
+        compute,
+        hold_out_decades=hold_out_decades,
+        seed=seed,
+        n_bootstrap=n_bootstrap,
+        points_per_param=2,  # one point per budget, as the frontier's own fit allows
+    )
+
+
+def _backtest(
+    log_x: np.ndarray,
+    loss: np.ndarray,
+    compute: np.ndarray,
+    *,
+    hold_out_decades: float,
+    seed: int,
+    n_bootstrap: int,
+    points_per_param: int = 3,
+) -> Backtest:
+    loss = np.asarray(loss, dtype=float)
     cut = float(compute.max()) / 10.0**hold_out_decades
     below, above = compute <= cut, compute > cut
     if above.sum() < MIN_HELD_OUT:
@@ -74,11 +119,13 @@ def backtest_parametric(
             f"{int(above.sum())} runs in the top {hold_out_decades:g} decades of compute; "
             f"the backtest needs {MIN_HELD_OUT}"
         )
-    # No minimum span of N and D below the cut (the law itself needs a decade of each):
-    # the refit only has to say where the larger runs would land, and a refit that
-    # pins its exponents poorly shows as scatter, in ``bias_se``.
-    log_x = np.column_stack([np.log(n_params), np.log(tokens)])
-    theta, draws = fit_lse(log_x[below], loss[below], seed=seed, n_bootstrap=n_bootstrap)
+    theta, draws = fit_lse(
+        log_x[below],
+        loss[below],
+        seed=seed,
+        n_bootstrap=n_bootstrap,
+        points_per_param=points_per_param,
+    )
     decades = np.log10(compute[above] / cut)
 
     def slope(fit: np.ndarray) -> np.ndarray:

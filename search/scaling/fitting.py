@@ -36,7 +36,7 @@ from search.scaling.allocation import (
     fit_allocation_law,
     fit_loss_frontier,
 )
-from search.scaling.backtest import Backtest, backtest_parametric
+from search.scaling.backtest import Backtest, backtest_frontier, backtest_parametric
 from search.scaling.chinchilla import ChinchillaFit, fit_chinchilla
 from search.scaling.efficient_set import (
     EfficientSet,
@@ -136,6 +136,9 @@ def _surface_rules(fit: FitInputs, front: np.ndarray) -> ScalingRules:
     """ScalingRules through the response surface (the module docstring's steps)."""
     table = fit.table
     frontier, frontier_reason = _fit_frontier(fit, front)
+    frontier_backtest, frontier_backtest_reason = (
+        _backtest_frontier(fit, front) if frontier is not None else (None, None)
+    )
     eff = efficient_set(
         table.loss,
         table.compute,
@@ -170,6 +173,8 @@ def _surface_rules(fit: FitInputs, front: np.ndarray) -> ScalingRules:
         allocation=_fit_allocation(fit, members, est) if fit.axes.has_size_and_tokens else None,
         loss_frontier=frontier,
         loss_frontier_reason=frontier_reason,
+        loss_frontier_backtest=frontier_backtest,
+        loss_frontier_backtest_reason=frontier_backtest_reason,
         parametric=parametric,
         parametric_reason=parametric_reason,
         parametric_backtest=backtest,
@@ -295,6 +300,15 @@ def _fit_frontier(fit: FitInputs, front: np.ndarray) -> tuple[LossFrontier | Non
         return None, str(exc)
 
 
+def _backtest_frontier(fit: FitInputs, front: np.ndarray) -> tuple[Backtest | None, str | None]:
+    """The frontier's backtest on the front (``search.scaling.backtest``), or why none."""
+    table = fit.table
+    try:
+        return backtest_frontier(table.compute[front], table.loss[front], seed=fit.seed), None
+    except NotEnoughDataError as exc:
+        return None, str(exc)
+
+
 def _fit_parametric(
     fit: FitInputs, stage: SurfaceStage
 ) -> tuple[ChinchillaFit | None, str | None, Backtest | None, str | None]:
@@ -316,6 +330,6 @@ def _fit_parametric(
     except NotEnoughDataError as exc:
         return None, str(exc), None, None
     try:
-        return parametric, None, backtest_parametric(n_params, tokens, loss), None
+        return parametric, None, backtest_parametric(n_params, tokens, loss, seed=fit.seed), None
     except NotEnoughDataError as exc:
         return parametric, None, None, str(exc)

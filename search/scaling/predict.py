@@ -16,6 +16,7 @@ from search.scaling.size_map import SizeMap, resize, snap_to_size
 from search.scaling.transforms import compute_of, inverse, snap
 
 if TYPE_CHECKING:  # the rules model calls this module; only its types are needed here
+    from search.scaling.backtest import Backtest
     from search.scaling.rules import HyperparameterRule, ScalingRules
 
 
@@ -295,7 +296,7 @@ def _predict_loss(rules: ScalingRules, target: _Target) -> tuple[Interval | None
         return _parametric_loss(rules, target), "parametric L(N, D)"
     frontier = None
     if target.compute is not None and rules.loss_frontier is not None:
-        frontier = _frontier_loss(rules, target.compute)
+        frontier = _frontier_loss(rules, target, target.compute)
     if target.n_params is not None and rules.parametric is not None:
         parametric = _parametric_loss(rules, target)
         if frontier is None:
@@ -312,45 +313,59 @@ def _predict_loss(rules: ScalingRules, target: _Target) -> tuple[Interval | None
 
 
 def _parametric_loss(rules: ScalingRules, target: _Target) -> Interval:
-    """``L(N, D)`` at the target with its bootstrap interval; beyond the largest
-    observed compute, the interval also reaches as far as the law's backtest bias
-    carries the estimate (``search.scaling.backtest``), and a warning says so."""
+    """``L(N, D)`` at the target with its bootstrap interval, reaching as far as its
+    backtest carries it beyond the data (``_stray``)."""
     assert rules.parametric is not None
     assert target.n_params is not None and target.tokens is not None
     n_params, tokens = target.n_params.estimate, target.tokens.estimate
-    point, low, high = (
-        float(v[0]) for v in rules.parametric.predict_loss(np.array([n_params]), np.array([tokens]))
-    )
-    backtest = rules.parametric_backtest
-    beyond = math.log10(compute_of(n_params, tokens) / rules.observed.compute_max)
-    if backtest is not None and beyond > 0:
-        stray = backtest.stray(beyond)
-        reach = point * math.exp(-stray)
-        low, high = min(low, reach), max(high, reach)
-        if abs(stray) >= 0.01:
-            direction = "high" if stray > 0 else "low"
-            target.warnings.append(
-                f"loss: L(N, D) refitted to the runs below {backtest.cut_compute:.3g} "
-                f"FLOPs ran {abs(backtest.bias_per_decade):.1%} {direction} per decade "
-                f"beyond them on the {backtest.n_held_out} runs above; {beyond:.2f} "
-                f"decades out, the interval reaches {reach:.4g}"
-            )
-    return Interval(estimate=point, low=low, high=high)
+    estimate, low, high = rules.parametric.predict_loss(np.array([n_params]), np.array([tokens]))
+    interval = Interval(estimate=float(estimate[0]), low=float(low[0]), high=float(high[0]))
+    compute = compute_of(n_params, tokens)
+    return _stray(rules, interval, rules.parametric_backtest, "L(N, D)", compute, target)
 
 
-def _frontier_loss(rules: ScalingRules, compute: float) -> Interval:
+def _frontier_loss(rules: ScalingRules, target: _Target, compute: float) -> Interval:
     """``L*(C)``'s estimate and interval; where the front shows no floor (E not
     identified) and ``compute`` lies beyond the front, the interval reaches up to the
     frontier at the front's largest compute: a pure power law keeps falling at the
     rate it had, the truth with a floor falls ever slower, and no more than "no gain
-    from more compute" can be said."""
+    from more compute" can be said. It reaches as far as its backtest carries it too."""
     frontier = rules.loss_frontier
     assert frontier is not None
     estimate, low, high = frontier.predict(np.array([compute]))
     upper = float(high[0])
     if frontier.E_reason is not None and compute > frontier.compute_max:
         upper = max(upper, float(frontier.predict(np.array([frontier.compute_max]))[0][0]))
-    return Interval(estimate=float(estimate[0]), low=float(low[0]), high=upper)
+    interval = Interval(estimate=float(estimate[0]), low=float(low[0]), high=upper)
+    return _stray(rules, interval, rules.loss_frontier_backtest, "L*(C)", compute, target)
+
+
+def _stray(
+    rules: ScalingRules,
+    interval: Interval,
+    backtest: Backtest | None,
+    law: str,
+    compute: float,
+    target: _Target,
+) -> Interval:
+    """``interval`` of ``law``'s loss at ``compute``, reaching as far as the law's
+    backtest bias carries its estimate beyond the largest observed compute; a warning
+    says so where that moves it by 1% or more (``search.scaling.backtest``)."""
+    beyond = math.log10(compute / rules.observed.compute_max)
+    if backtest is None or beyond <= 0:
+        return interval
+    stray = backtest.stray(beyond)
+    reach = interval.estimate * math.exp(-stray)
+    if abs(stray) >= 0.01:
+        target.warnings.append(
+            f"loss: {law} refitted to its points below {backtest.cut_compute:.3g} ran "
+            f"{abs(backtest.bias_per_decade):.1%} {'high' if stray > 0 else 'low'} per "
+            f"decade on the {backtest.n_held_out} above; {beyond:.2f} decades out, the "
+            f"interval reaches {reach:.4g}"
+        )
+    return Interval(
+        estimate=interval.estimate, low=min(interval.low, reach), high=max(interval.high, reach)
+    )
 
 
 def _extrapolation(rules: ScalingRules, target: _Target) -> float:

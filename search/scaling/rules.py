@@ -182,9 +182,11 @@ class ScalingRules(BaseModel):
     allocation: AllocationRules | None = None
     loss_frontier: LossFrontier | None = None
     loss_frontier_reason: str | None = None
+    loss_frontier_backtest: Backtest | None = None
+    loss_frontier_backtest_reason: str | None = None
     parametric: ChinchillaFit | None = None
     parametric_reason: str | None = None
-    # L(N, D) refitted below the top of the compute range, scored above it
+    # Each loss law refitted below the top of the compute range, scored above it
     # (search.scaling.backtest); the loss interval beyond the data reaches as far as
     # its bias carries the estimate.
     parametric_backtest: Backtest | None = None

@@ -9,7 +9,7 @@ import pytest
 
 from search.errors import NotEnoughDataError
 from search.scaling import ScalingRules
-from search.scaling.backtest import Backtest, backtest_parametric
+from search.scaling.backtest import Backtest, backtest_frontier, backtest_parametric
 
 
 def _runs(seed: int, *, step: float = 0.0, noise: float = 0.003):
@@ -45,6 +45,20 @@ def test_runs_that_beat_the_law_at_scale_show_as_a_positive_bias(seed):
     assert backtest.bias_per_decade > 3 * backtest.bias_se
     assert backtest.stray(2.0) == pytest.approx(2 * backtest.bias_per_decade)
     assert backtest.stray(-1.0) == 0.0  # inside the data: no stray
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_the_frontier_backtests_on_the_front(seed):
+    """A front on a floored power law backtests without bias; one that falls ever faster
+    (as run 8's did) backtests high."""
+    rng = np.random.default_rng(seed)
+    compute = np.geomspace(1e9, 1e12, 40)
+    smooth = (1.2 + 40.0 * compute**-0.15) * np.exp(0.003 * rng.standard_normal(40))
+    flat = backtest_frontier(compute, smooth)
+    assert abs(flat.bias_per_decade) < 3 * flat.bias_se
+    assert flat.n_held_out == int(np.sum(compute > 1e12 / 10**0.5))
+    steeper = smooth * np.exp(-0.03 * np.log10(compute / 1e9) ** 2)
+    assert backtest_frontier(compute, steeper).bias_per_decade > 0.03
 
 
 def test_too_few_runs_above_the_cut_refuse_with_the_numbers():

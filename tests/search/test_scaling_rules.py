@@ -119,12 +119,16 @@ def test_loss_at_a_compute_target_is_the_corrected_law_with_an_interval_spanning
     n_star, d_star = prediction.n_params.estimate, prediction.tokens.estimate
     estimate, low, high = rules.parametric.predict_loss(np.array([n_star]), np.array([d_star]))
     _, frontier_low, frontier_high = rules.loss_frontier.predict(np.array([target]))
-    # ... and as far as the law's backtest bias carries the estimate 2 decades out.
-    reach = float(estimate[0]) * math.exp(-rules.parametric_backtest.stray(2.0))
+    # ... and as far as each law's backtest bias carries its estimate 2 decades out.
+    ends = [float(low[0]), float(frontier_low[0])]
+    ends.append(float(estimate[0]) * math.exp(-rules.parametric_backtest.stray(2.0)))
+    if rules.loss_frontier_backtest is not None:  # too few front points above its cut
+        frontier_estimate = float(rules.loss_frontier.predict(np.array([target]))[0][0])
+        ends.append(frontier_estimate * math.exp(-rules.loss_frontier_backtest.stray(2.0)))
     loss = prediction.loss
     assert loss.estimate == pytest.approx(float(estimate[0]))
-    assert loss.low == pytest.approx(min(float(low[0]), float(frontier_low[0]), reach))
-    assert loss.high == pytest.approx(max(float(high[0]), float(frontier_high[0]), reach))
+    assert loss.low == pytest.approx(min(ends))
+    assert loss.high == pytest.approx(max(float(high[0]), float(frontier_high[0]), *ends))
     assert "spans the loss frontier" in prediction.loss_source
     true_loss = float(objective.testbed.compute_optimal(target)[2])
     assert loss.low <= true_loss <= loss.high
@@ -141,7 +145,9 @@ def test_a_floorless_frontier_reaches_up_to_no_further_gain(study):
         n_bootstrap=20,
     )
     assert frontier.E_reason is not None
-    floorless = rules.model_copy(update={"parametric": None, "loss_frontier": frontier})
+    floorless = rules.model_copy(
+        update={"parametric": None, "loss_frontier": frontier, "loss_frontier_backtest": None}
+    )
     prediction = floorless.predict(compute=100.0 * top)
     at_top = float(frontier.predict(np.array([top]))[0][0])
     _, _, power_law_high = frontier.predict(np.array([100.0 * top]))

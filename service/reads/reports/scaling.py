@@ -107,16 +107,20 @@ def _allocation_lines(rules: ScalingRules) -> list[str]:
         f"(alpha se {fit.se['alpha']:.3f}, beta se {fit.se['beta']:.3f}; N* ~ C^{fit.a:.3f})"
         if fit is not None else f"- L(N, D): {rules.parametric_reason}"
     )  # fmt: skip
-    backtest = rules.parametric_backtest
-    if backtest is not None:
-        lines.append(
-            f"- L(N, D) backtest: refitted to the {backtest.n_fit} runs below "
-            f"{backtest.cut_compute:.3g}, it predicted the {backtest.n_held_out} above "
-            f"{backtest.bias_per_decade:+.1%} (se {backtest.bias_se:.1%}) per decade "
-            "beyond them (positive: too high); loss intervals beyond the data reach that far"
-        )
-    elif fit is not None and rules.parametric_backtest_reason:
-        lines.append(f"- L(N, D) backtest: none ({rules.parametric_backtest_reason})")
+    for law, backtest, reason in (
+        ("L*(C)", rules.loss_frontier_backtest, rules.loss_frontier_backtest_reason),
+        ("L(N, D)", rules.parametric_backtest, rules.parametric_backtest_reason),
+    ):
+        if backtest is not None:
+            lines.append(
+                f"- {law} backtest: refitted to its {backtest.n_fit} points below "
+                f"{backtest.cut_compute:.3g}, it predicted the {backtest.n_held_out} above "
+                f"{backtest.bias_per_decade:+.1%} (se {backtest.bias_se:.1%}) per decade "
+                "beyond them (positive: too high); loss intervals beyond the data reach "
+                "that far"
+            )
+        elif reason:
+            lines.append(f"- {law} backtest: none ({reason})")
     return [*lines, ""]
 
 
