@@ -150,7 +150,10 @@ def expected_target_cost(low: float, high: float, bend: Bend) -> float:
     quantiles q spread evenly on (0, 1); ``low`` and ``high`` are log costs."""
     span = (high - low) * bend.position(_QUANTILES)
     top = float(span.max())
-    return math.exp(low + top) * float(np.mean(np.exp(span - top)))
+    try:
+        return math.exp(low + top) * float(np.mean(np.exp(span - top)))
+    except OverflowError:  # a cost model's far extrapolation (``dearest``)
+        return math.inf
 
 
 def spending_bend(

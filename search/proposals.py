@@ -316,21 +316,23 @@ def _climb_target(
 
 def _dearest_in_box(ctx: ProposalContext, models: FittedModels, data: ObservationArrays) -> float:
     """The cost model's log cost at the box's dearest corner, where its linear prior
-    mean points: the front's costliest point with every continuous parameter moved to
-    the bound its slope makes dearer (choices kept; inf without slopes). An estimate:
-    far from the data the prediction is the prior mean, and log cost is close to
-    linear in the log-scaled size parameters (``search.models``)."""
+    mean points: the front's costliest point with every bounded continuous parameter
+    moved to the bound its slope makes dearer (choices and unbounded parameters kept;
+    inf without slopes, or where the prediction is not finite). An estimate: far from
+    the data the prediction is the prior mean, and log cost is close to linear in the
+    log-scaled size parameters (``search.models``)."""
     assert models.cost_gp is not None and models.smoothed_front is not None
     slopes = models.cost_gp.hyper.slopes
     if slopes is None:
         return math.inf
     top = models.smoothed_front[int(np.argmax(data.log_cost[models.smoothed_front]))]
     x = data.x_internal[top].copy()
-    rise = np.asarray(slopes) > 0
-    mask = ctx.layout.continuous_mask
-    x[mask] = np.where(rise, ctx.layout.upper, ctx.layout.lower)[mask]
+    bound = np.where(np.asarray(slopes) > 0, ctx.layout.upper, ctx.layout.lower)
+    move = ctx.layout.continuous_mask & np.isfinite(bound)
+    x[move] = bound[move]
     corner = ctx.space.project_internal(x[None, :])
-    return float(models.cost_gp.predict_mean(corner)[0])
+    dearest = float(models.cost_gp.predict_mean(corner)[0])
+    return dearest if math.isfinite(dearest) else math.inf
 
 
 def _target_log_cost(

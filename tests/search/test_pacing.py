@@ -197,7 +197,7 @@ def test_under_a_trial_cap_a_budget_near_what_the_box_allows_is_spent() -> None:
     a fair share of 100, a third of the box's dearest corner. Climbs past the box's
     edge fell back to the cheapest candidate and the bend stopped at ``DEAR_BIAS``:
     33-64% spent. Climbs out of reach become targets, and where no climb can close
-    the gap the targets bend until they spend it: 92-99%."""
+    the gap the targets bend until they spend it: 99%."""
     problem = SizedQuadratic(loss_noise_std=0.01, cost_noise_sigma=0.05, size_range=(1.0, 300.0))
     budget, cap = 480 * START_COST, 48
     limits = StudyLimits(max_trials=cap, max_cost=budget, in_flight=8)
