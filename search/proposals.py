@@ -80,17 +80,26 @@ def propose_model(
     data: ObservationArrays,
 ) -> Proposal:
     """The candidate with the best cost-aware Pareto score near the next target cost,
-    or, when the pace allows a climb (``_climb_target``), one step above the front."""
+    or, when the pace allows a climb (``_climb_target``), one step above the front.
+
+    A climb no candidate is predicted to reach (the front's top is at the box's edge)
+    becomes a target: scored as a climb, every candidate would be ruled out and the
+    fallback would run the cheapest one, a wasted trial under a trial cap (issue 18)."""
     assert models.surface is not None and models.cost_gp is not None
     assert models.smoothed_front is not None
     climb = _climb_target(ctx, models, data)
-    if climb is None:
-        target, width = _target_log_cost(ctx, data.log_cost[models.smoothed_front])
-    else:
+    if climb is not None:
         target, width = climb, CLIMB_WIDTH
-    x = _candidates_near(ctx, models.smoothed_front, data, target=target, width=width)
+        x = _candidates_near(ctx, models.smoothed_front, data, target=target, width=width)
+        log_cost = models.cost_gp.predict_mean(x)
+        if not np.any(log_cost >= climb - 0.5 * ctx.settings.cost_overshoot):
+            climb = None  # out of reach (the box's edge): not a step up, a target
+    if climb is None:
+        dearest = _dearest_in_box(ctx, models, data)
+        target, width = _target_log_cost(ctx, data.log_cost[models.smoothed_front], dearest)
+        x = _candidates_near(ctx, models.smoothed_front, data, target=target, width=width)
+        log_cost = models.cost_gp.predict_mean(x)
     mean, std = loss_model.predict(x)
-    log_cost = models.cost_gp.predict_mean(x)
     p_success = 1.0 - models.failure.probability_of_failure(x)
     surface_loss = models.surface.loss_at(log_cost)
     if ctx.sequence_index % 2:
@@ -305,7 +314,30 @@ def _climb_target(
     return step
 
 
-def _target_log_cost(ctx: ProposalContext, front_log_cost: np.ndarray) -> tuple[float, float]:
+def _dearest_in_box(ctx: ProposalContext, models: FittedModels, data: ObservationArrays) -> float:
+    """The cost model's log cost at the box's dearest corner, where its linear prior
+    mean points: the front's costliest point with every bounded continuous parameter
+    moved to the bound its slope makes dearer (choices and unbounded parameters kept;
+    inf without slopes, or where the prediction is not finite). An estimate: far from
+    the data the prediction is the prior mean, and log cost is close to linear in the
+    log-scaled size parameters (``search.models``)."""
+    assert models.cost_gp is not None and models.smoothed_front is not None
+    slopes = models.cost_gp.hyper.slopes
+    if slopes is None:
+        return math.inf
+    top = models.smoothed_front[int(np.argmax(data.log_cost[models.smoothed_front]))]
+    x = data.x_internal[top].copy()
+    bound = np.where(np.asarray(slopes) > 0, ctx.layout.upper, ctx.layout.lower)
+    move = ctx.layout.continuous_mask & np.isfinite(bound)
+    x[move] = bound[move]
+    corner = ctx.space.project_internal(x[None, :])
+    dearest = float(models.cost_gp.predict_mean(corner)[0])
+    return dearest if math.isfinite(dearest) else math.inf
+
+
+def _target_log_cost(
+    ctx: ProposalContext, front_log_cost: np.ndarray, dearest: float = math.inf
+) -> tuple[float, float]:
     """A target across the front's costs, one ``cost_overshoot`` beyond them, and a
     window width.
 
@@ -319,10 +351,15 @@ def _target_log_cost(ctx: ProposalContext, front_log_cost: np.ndarray) -> tuple[
     Successive targets follow the golden-ratio sequence (offset by the seed) rather than
     independent draws: any run of k suggestions covers the cost range evenly, so a
     batch of 8 never happens to put most of its trials, and most of the budget, at the
-    expensive end. The quantiles are bent (``Pace.target_bias``): towards the cheap end,
+    expensive end. The quantiles are bent (``Pace.target_bend``): towards the cheap end,
     or, while a trial cap binds first, towards the dear end as far as it takes for the
     targets' mean cost to be the compute left per trial left (``search.pacing``), which
-    a range held down by ``max_suggestion_cost`` would not reach spread evenly.
+    a range held down by ``max_suggestion_cost`` would not reach spread evenly. How far
+    depends on ``dearest``, the log cost of the box's dearest corner
+    (``_dearest_in_box``) or ``max_suggestion_cost`` if lower: whether the paced climb
+    can still lift the range far enough for the targets to spend the fair share
+    (``search.pacing``). Not the budget left: it shrinks as the study spends, and
+    counting it would bend the last trials of every study to spend all that is left.
     """
     low, high = float(front_log_cost.min()), float(front_log_cost.max())
     if ctx.pace.compute_bound:
@@ -331,13 +368,17 @@ def _target_log_cost(ctx: ProposalContext, front_log_cost: np.ndarray) -> tuple[
         high += ctx.settings.cost_overshoot
     if ctx.pace.fair_share is not None:  # a trial cap binds first: spend what is left
         high = max(high, math.log(max(ctx.pace.fair_share, 1e-300)))
+    if ctx.settings.max_suggestion_cost is not None:
+        dearest = min(dearest, math.log(ctx.settings.max_suggestion_cost))
     ceilings = [ctx.settings.max_suggestion_cost, ctx.pace.cost_ceiling]
     for ceiling in (c for c in ceilings if c is not None):
         high = min(high, math.log(max(ceiling, 1e-300)))
         low = min(low, high)
     width = ctx.settings.cost_window * max(0.35, 0.1 * (high - low))
     quantile = (_GOLDEN * (ctx.sequence_index + 1 + ctx.settings.seed)) % 1.0
-    return low + quantile ** ctx.pace.target_bias(low, high) * (high - low), width
+    bend = ctx.pace.target_bend(low, high, dearest=dearest)
+    position = float(bend.position(quantile))
+    return low + position * (high - low), width
 
 
 def _cheapest(x: np.ndarray, log_cost: np.ndarray, *, limit: float, limit_name: str) -> Proposal:

@@ -12,10 +12,12 @@ from search.engine import ParetoSearch
 from search.pacing import (
     CHEAP_BIAS,
     DEAR_BIAS,
+    SPREAD_SHARE,
+    Bend,
     StudyLimits,
     expected_target_cost,
     pace,
-    spending_bias,
+    spending_bend,
 )
 from search.settings import SearchSettings
 from search.testing import SizedQuadratic
@@ -64,12 +66,12 @@ def test_under_a_trial_cap_targets_are_bent_dear_until_they_cost_the_fair_share(
     p = pace(limits, spent=1_000.0, pending_cost=0.0, n_used=50, climb_share=0.15)
     assert not p.compute_bound and p.fair_share == pytest.approx(60.0)
     low, high = math.log(5.0), math.log(125.0)
-    assert expected_target_cost(low, high, 1.0) < 40.0
-    bias = p.target_bias(low, high)
-    assert DEAR_BIAS < bias < 1.0
-    assert expected_target_cost(low, high, bias) == pytest.approx(60.0, rel=1e-3)
+    assert expected_target_cost(low, high, Bend(1.0)) < 40.0
+    bend = p.target_bend(low, high)
+    assert DEAR_BIAS < bend.bias < 1.0 and bend.spread == 0.0
+    assert expected_target_cost(low, high, bend) == pytest.approx(60.0, rel=1e-3)
     quantiles = (0.5 * (math.sqrt(5.0) - 1.0) * np.arange(1, 401)) % 1.0
-    targets = np.exp(low + quantiles**bias * (high - low))
+    targets = np.exp(low + bend.position(quantiles) * (high - low))
     assert targets.mean() == pytest.approx(60.0, rel=0.03)
 
 
@@ -82,18 +84,44 @@ def test_the_bias_stays_put_where_no_trial_cap_binds_or_an_even_spread_spends_en
     compute_bound = half_way(StudyLimits(max_trials=100, max_cost=1_000.0), 600.0)
     unlimited = half_way(StudyLimits(), 600.0)
     for p in (compute_bound, unlimited):
-        assert p.fair_share is None and p.target_bias(low, high) == CHEAP_BIAS
+        assert p.fair_share is None and p.target_bend(low, high) == Bend(CHEAP_BIAS)
     trial_bound = half_way(StudyLimits(max_trials=100, max_cost=1_600.0), 100.0)
     assert trial_bound.fair_share == pytest.approx(30.0)
-    assert expected_target_cost(low, high, 1.0) > 30.0  # an even spread spends it already
-    assert trial_bound.target_bias(low, high) == 1.0
-    assert spending_bias(low, low, 60.0) == 1.0  # no range to bend
+    assert expected_target_cost(low, high, Bend(1.0)) > 30.0  # an even spread spends it
+    assert trial_bound.target_bend(low, high) == Bend(1.0)
+    assert spending_bend(low, low, 60.0) == Bend(1.0)  # no range to bend
 
 
-def test_a_fair_share_beyond_the_ceiling_bends_the_targets_no_further_than_the_bound() -> None:
+def test_short_of_the_fair_share_where_the_climb_can_close_the_gap_the_bend_stops() -> None:
+    """Targets up to 125 fall short of a fair share of 100 even bent by ``DEAR_BIAS``,
+    but the study allows trials up to 5,000 (the box's dearest corner): climbing will
+    lift the range until they spend it, so the bend stops at the bound (and with no
+    known dearest trial, too). With trials up to 150 at most, no climb can."""
     low, high = math.log(5.0), math.log(125.0)
-    assert spending_bias(low, high, 500.0) == DEAR_BIAS
-    assert expected_target_cost(low, high, DEAR_BIAS) < 125.0
+    assert expected_target_cost(low, high, Bend(DEAR_BIAS)) < 100.0
+    assert expected_target_cost(low, math.log(5_000.0), Bend(DEAR_BIAS)) > 100.0
+    assert spending_bend(low, high, 100.0, dearest=math.log(5_000.0)) == Bend(DEAR_BIAS)
+    assert spending_bend(low, high, 100.0) == Bend(DEAR_BIAS)
+    assert spending_bend(low, high, 100.0, dearest=math.log(150.0)).spread == SPREAD_SHARE
+
+
+def test_where_no_climb_can_spend_it_an_eighth_stays_spread_and_the_rest_bend_dear() -> None:
+    """The range's top is the dearest trial the study allows (the box's edge, or a
+    ceiling): one target in eight stays spread evenly over the range, the rest go as far
+    towards its top as spending the fair share takes, all of the way if even that is
+    short."""
+    low, high = math.log(5.0), math.log(125.0)
+    bend = spending_bend(low, high, 100.0, dearest=high)
+    assert bend.spread == SPREAD_SHARE and bend.bias < DEAR_BIAS
+    assert expected_target_cost(low, high, bend) == pytest.approx(100.0, rel=1e-3)
+    quantiles = (np.arange(800) + 0.5) / 800
+    even = quantiles < SPREAD_SHARE
+    positions = bend.position(quantiles)
+    assert np.allclose(positions[even], quantiles[even] / SPREAD_SHARE)
+    assert np.mean(positions < 0.5) >= 0.5 * SPREAD_SHARE  # the cheaper half keeps some
+    short = spending_bend(low, high, 500.0, dearest=high)  # spend what the range allows
+    assert short.spread == SPREAD_SHARE
+    assert expected_target_cost(low, high, short) > 0.85 * 125.0
 
 
 def test_limits_are_checked() -> None:
@@ -105,7 +133,14 @@ def test_limits_are_checked() -> None:
         StudyLimits(in_flight=0)
 
 
-def _spend(engine: ParetoSearch, *, budget: float, cap: int, seed: int) -> tuple[float, int]:
+def _spend(
+    engine: ParetoSearch,
+    *,
+    budget: float,
+    cap: int,
+    seed: int,
+    problem: SizedQuadratic = PROBLEM,
+) -> tuple[float, int]:
     """Rounds of 8 with a launch guard until the budget or the cap is spent."""
     rng = np.random.default_rng(seed)
     spent, n = 0.0, 0
@@ -120,7 +155,7 @@ def _spend(engine: ParetoSearch, *, budget: float, cap: int, seed: int) -> tuple
         if not launched:
             break
         for s in launched:
-            out = PROBLEM.evaluate(s.params, rng=rng)
+            out = problem.evaluate(s.params, rng=rng)
             engine.tell(s.suggestion_id, out.loss, out.cost, failed=out.failed)
             spent += out.cost
             n += 1
@@ -155,6 +190,23 @@ def test_under_a_trial_cap_a_per_trial_ceiling_does_not_leave_the_budget_unspent
         assert n == cap and spent >= 0.85 * budget, (seed, spent / budget)
         dearest = max(o.cost for o in engine.observations)
         assert dearest <= 1.2 * settings.max_suggestion_cost, dearest
+
+
+def test_under_a_trial_cap_a_budget_near_what_the_box_allows_is_spent() -> None:
+    """Issue 18: sizes up to 300 (30x the start cost), 48 trials, 480x the start cost:
+    a fair share of 100, a third of the box's dearest corner. Climbs past the box's
+    edge fell back to the cheapest candidate and the bend stopped at ``DEAR_BIAS``:
+    33-64% spent. Climbs out of reach become targets, and where no climb can close
+    the gap the targets bend until they spend it: 99%."""
+    problem = SizedQuadratic(loss_noise_std=0.01, cost_noise_sigma=0.05, size_range=(1.0, 300.0))
+    budget, cap = 480 * START_COST, 48
+    limits = StudyLimits(max_trials=cap, max_cost=budget, in_flight=8)
+    for seed in (0, 1, 2):
+        engine = ParetoSearch(problem.space(), SearchSettings(seed=seed), limits=limits)
+        spent, n = _spend(engine, budget=budget, cap=cap, seed=seed, problem=problem)
+        assert n == cap and spent >= 0.85 * budget, (seed, spent / budget)
+        climbs_gone_cheap = [o for o in engine.observations if "cost_overshoot" in o.reason]
+        assert not climbs_gone_cheap, climbs_gone_cheap[0].reason
 
 
 def test_startup_is_drawn_around_the_first_trial_it_did_not_suggest() -> None:
