@@ -14,8 +14,9 @@ observed)`` against the decades each lies beyond the cut gives a bias per decade
 extrapolation, a straight line through the origin (a law whose exponents are off by a
 constant strays in log-loss about in proportion to the log-distance). A prediction
 further out than the data then lets its loss interval reach as far as that bias
-carries the estimate (``search.scaling.predict``). On the testbed's smooth Chinchilla
-truths the bias is about zero and the interval barely moves.
+carries the estimate at the interval's level, the bias's standard error included
+(``search.scaling.predict``). On the testbed's smooth Chinchilla truths the bias is
+about zero, and the interval widens by that uncertainty alone.
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ import math
 
 import numpy as np
 from pydantic import BaseModel, ConfigDict
+from scipy import stats
 
 from search.errors import NotEnoughDataError
 from search.scaling.chinchilla import FLOPS_PER_PARAM_TOKEN
@@ -49,10 +51,17 @@ class Backtest(BaseModel):
     bias_per_decade: float
     bias_se: float
 
-    def stray(self, decades: float) -> float:
-        """The log-loss ``ln(predicted / observed)`` the law is expected to be off by
-        ``decades`` of compute beyond the runs it was fitted to."""
-        return self.bias_per_decade * max(decades, 0.0)
+    def stray(self, decades: float, *, level: float | None = None) -> tuple[float, float]:
+        """The least and most log-loss ``ln(predicted / observed)`` the law may be off
+        by ``decades`` of compute beyond the runs it was fitted to: at ``level``, the
+        ends of the bias's two-sided interval (``bias_se``, normal); without a level,
+        its estimate (both ends the same)."""
+        decades = max(decades, 0.0)
+        z = 0.0 if level is None else float(stats.norm.ppf(0.5 + level / 2.0))
+        return (
+            (self.bias_per_decade - z * self.bias_se) * decades,
+            (self.bias_per_decade + z * self.bias_se) * decades,
+        )
 
 
 def backtest_parametric(

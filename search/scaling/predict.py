@@ -354,17 +354,22 @@ def _stray(
     beyond = math.log10(compute / rules.observed.compute_max)
     if backtest is None or beyond <= 0:
         return interval
-    stray = backtest.stray(beyond)
-    reach = interval.estimate * math.exp(-stray)
-    if abs(stray) >= 0.01:
+    least, most = backtest.stray(beyond, level=rules.level)
+    # The loss the law's stray could reach at the interval's level: lower where the
+    # law ran high (most > 0), higher where it ran low (least < 0).
+    reach_low = interval.estimate * math.exp(-most)
+    reach_high = interval.estimate * math.exp(-least)
+    if max(abs(least), abs(most)) >= 0.01:
         target.warnings.append(
             f"loss: {law} refitted to its points below {backtest.cut_compute:.3g} ran "
-            f"{abs(backtest.bias_per_decade):.1%} {'high' if stray > 0 else 'low'} per "
-            f"decade on the {backtest.n_held_out} above; {beyond:.2f} decades out, the "
-            f"interval reaches {reach:.4g}"
+            f"{backtest.bias_per_decade:+.1%} (se {backtest.bias_se:.1%}) per decade on "
+            f"the {backtest.n_held_out} above (positive: too high); {beyond:.2f} decades "
+            f"out, the interval reaches [{reach_low:.4g}, {reach_high:.4g}]"
         )
     return Interval(
-        estimate=interval.estimate, low=min(interval.low, reach), high=max(interval.high, reach)
+        estimate=interval.estimate,
+        low=min(interval.low, reach_low),
+        high=max(interval.high, reach_high),
     )
 
 

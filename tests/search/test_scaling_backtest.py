@@ -43,8 +43,11 @@ def test_runs_that_beat_the_law_at_scale_show_as_a_positive_bias(seed):
     backtest = backtest_parametric(*_runs(seed, step=0.02))
     assert 0.015 < backtest.bias_per_decade < 0.08
     assert backtest.bias_per_decade > 3 * backtest.bias_se
-    assert backtest.stray(2.0) == pytest.approx(2 * backtest.bias_per_decade)
-    assert backtest.stray(-1.0) == 0.0  # inside the data: no stray
+    assert backtest.stray(2.0) == pytest.approx((2 * backtest.bias_per_decade,) * 2)
+    least, most = backtest.stray(2.0, level=0.9)
+    assert most - least == pytest.approx(2 * 2 * 1.6449 * backtest.bias_se, rel=1e-4)
+    assert (least + most) / 2 == pytest.approx(2 * backtest.bias_per_decade)
+    assert backtest.stray(-1.0, level=0.9) == (0.0, 0.0)  # inside the data: no stray
 
 
 @pytest.mark.parametrize("seed", [0, 1, 2])
@@ -71,28 +74,31 @@ def test_too_few_runs_above_the_cut_refuse_with_the_numbers():
         backtest_parametric(n[keep], d[keep], loss[keep])
 
 
-def test_the_loss_interval_beyond_the_data_reaches_as_far_as_the_bias_carries(study_rules):
+def test_the_loss_interval_beyond_the_data_reaches_as_far_as_the_bias_may_carry(study_rules):
+    """At the interval's level: the bias's estimate plus or minus z standard errors."""
     rules = study_rules
     target = 100.0 * rules.observed.compute_max
     plain = rules.model_copy(update={"parametric_backtest": None}).predict(compute=target)
-    biased = rules.model_copy(
-        update={
-            "parametric_backtest": Backtest(
-                cut_compute=rules.observed.compute_max / 3,
-                n_fit=100,
-                n_held_out=20,
-                bias_per_decade=0.05,
-                bias_se=0.01,
-            )
-        }
+    backtest = Backtest(
+        cut_compute=rules.observed.compute_max / 3,
+        n_fit=100,
+        n_held_out=20,
+        bias_per_decade=0.05,
+        bias_se=0.01,
     )
+    biased = rules.model_copy(update={"parametric_backtest": backtest})
     prediction = biased.predict(compute=target)
-    reach = plain.loss.estimate * math.exp(-0.05 * 2.0)
-    assert prediction.loss.estimate == pytest.approx(plain.loss.estimate)
-    assert prediction.loss.low == pytest.approx(min(plain.loss.low, reach))
+    z = 1.6449  # rules.level 0.9, two-sided
+    estimate = plain.loss.estimate
+    assert prediction.loss.estimate == pytest.approx(estimate)
+    assert prediction.loss.low == pytest.approx(
+        min(plain.loss.low, estimate * math.exp(-(0.05 + z * 0.01) * 2.0)), rel=1e-4
+    )
     assert prediction.loss.low < plain.loss.low  # the bias reaches below the bootstrap's
-    assert prediction.loss.high == pytest.approx(plain.loss.high)
-    assert any("ran 5.0% high per decade" in w for w in prediction.warnings)
+    assert prediction.loss.high == pytest.approx(
+        max(plain.loss.high, estimate * math.exp(-(0.05 - z * 0.01) * 2.0)), rel=1e-4
+    )
+    assert any("ran +5.0% (se 1.0%) per decade" in w for w in prediction.warnings)
     assert not any(w.startswith("loss:") for w in plain.warnings)
     # Inside the observed range the backtest has nothing to say.
     inside = biased.predict(compute=rules.observed.compute_max)

@@ -121,10 +121,12 @@ def test_loss_at_a_compute_target_is_the_corrected_law_with_an_interval_spanning
     _, frontier_low, frontier_high = rules.loss_frontier.predict(np.array([target]))
     # ... and as far as each law's backtest bias carries its estimate 2 decades out.
     ends = [float(low[0]), float(frontier_low[0])]
-    ends.append(float(estimate[0]) * math.exp(-rules.parametric_backtest.stray(2.0)))
+    strays = [(float(estimate[0]), rules.parametric_backtest)]
     if rules.loss_frontier_backtest is not None:  # too few front points above its cut
         frontier_estimate = float(rules.loss_frontier.predict(np.array([target]))[0][0])
-        ends.append(frontier_estimate * math.exp(-rules.loss_frontier_backtest.stray(2.0)))
+        strays.append((frontier_estimate, rules.loss_frontier_backtest))
+    for law_estimate, backtest in strays:
+        ends += [law_estimate * math.exp(-s) for s in backtest.stray(2.0, level=rules.level)]
     loss = prediction.loss
     assert loss.estimate == pytest.approx(float(estimate[0]))
     assert loss.low == pytest.approx(min(ends))
