@@ -36,7 +36,7 @@ MIN_HELD_OUT = 5
 
 
 class Backtest(BaseModel):
-    """``L(N, D)`` refitted below ``cut_compute`` and scored on the runs above it.
+    """A law refitted below ``cut_compute`` and scored on its points above it.
 
     ``bias_per_decade``: ``ln(predicted / observed)`` per decade of compute beyond the
     cut (positive: the law runs high, the larger runs did better than it said), with
@@ -46,6 +46,7 @@ class Backtest(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
     cut_compute: float
+    compute_max: float  # the largest compute among the law's points, in their unit
     n_fit: int
     n_held_out: int
     bias_per_decade: float
@@ -151,6 +152,7 @@ def _backtest(
     refit_var = float(np.var(slope(draws), ddof=1)) if len(draws) > 1 else 0.0
     return Backtest(
         cut_compute=cut,
+        compute_max=float(compute.max()),
         n_fit=int(below.sum()),
         n_held_out=int(above.sum()),
         bias_per_decade=bias,

@@ -349,10 +349,14 @@ def _stray(
     target: _Target,
 ) -> Interval:
     """``interval`` of ``law``'s loss at ``compute``, reaching as far as the law's
-    backtest bias carries its estimate beyond the largest observed compute; a warning
+    backtest bias may carry its estimate beyond the law's largest compute; a warning
     says so where that moves it by 1% or more (``search.scaling.backtest``)."""
-    beyond = math.log10(compute / rules.observed.compute_max)
-    if backtest is None or beyond <= 0:
+    if backtest is None:
+        return interval
+    # From the law's own points, in their unit of compute (6ND for L(N, D), the
+    # compute axis for L*(C)).
+    beyond = math.log10(compute / backtest.compute_max)
+    if beyond <= 0:
         return interval
     least, most = backtest.stray(beyond, level=rules.level)
     # The loss the law's stray could reach at the interval's level: lower where the

@@ -31,7 +31,8 @@ def test_a_smooth_law_backtests_without_bias(seed):
     n, d, loss = _runs(seed)
     backtest = backtest_parametric(n, d, loss)
     assert abs(backtest.bias_per_decade) < 3 * backtest.bias_se
-    assert backtest.cut_compute == pytest.approx(float(np.max(6 * n * d)) / 10**0.5)
+    assert backtest.compute_max == pytest.approx(float(np.max(6 * n * d)))
+    assert backtest.cut_compute == pytest.approx(backtest.compute_max / 10**0.5)
     assert backtest.n_held_out == int(np.sum(6 * n * d > backtest.cut_compute))
     assert backtest.n_fit + backtest.n_held_out == 150
 
@@ -81,6 +82,7 @@ def test_the_loss_interval_beyond_the_data_reaches_as_far_as_the_bias_may_carry(
     plain = rules.model_copy(update={"parametric_backtest": None}).predict(compute=target)
     backtest = Backtest(
         cut_compute=rules.observed.compute_max / 3,
+        compute_max=rules.observed.compute_max,
         n_fit=100,
         n_held_out=20,
         bias_per_decade=0.05,
