@@ -135,7 +135,9 @@ def summarise(data: dict[str, Any], *, scale_factor: float) -> dict[str, Any]:
         "scale_factor": scale_factor,
         "trials": len(data["trials"]),
         "completed": sum(t["state"] == "COMPLETE" for t in data["trials"]),
-        "spent_tflop": data["study"]["progress"]["spent_cost"],
+        # The study's own trials: the service's spent cost counts the /verify trial too,
+        # which runs outside the budget.
+        "spent_tflop": sum(t["cost_seconds"] or 0.0 for t in data["trials"]),
         "observed_compute": [rules.observed.compute_min, rules.observed.compute_max],
         "decades": math.log10(rules.observed.compute_max / rules.observed.compute_min),
         "prediction": {

@@ -135,6 +135,8 @@ def test_the_summary_compares_the_rules_config_with_its_sweep_and_baselines(data
     expected = math.sqrt(np.mean([math.log(f) ** 2 / 2 for f in SEED_FACTORS]))
     assert summary["seed_sd"] == pytest.approx(expected)
     assert summary["verification_loss"] == data["scaled"]["verification"]["loss"]
+    # The study's spend, without the /verify trial (the service's spent cost has it).
+    assert summary["spent_tflop"] == pytest.approx(sum(t["cost_seconds"] for t in data["trials"]))
     naive = summary["baselines"]["naive"]
     assert naive["vs_rules"] == pytest.approx(naive["loss"] / sweep["lr-x1"] - 1)
     assert summary["baselines"]["carbs"]["loss"] is None  # a failed baseline stays visible
