@@ -33,6 +33,7 @@ from search.scaling.lse import fit_lse, predict_lse
 
 HOLD_OUT_DECADES = 0.5
 MIN_HELD_OUT = 5
+N_BOOTSTRAP = 30  # the refit's resamples, for its share of ``bias_se``
 
 
 class Backtest(BaseModel):
@@ -66,13 +67,7 @@ class Backtest(BaseModel):
 
 
 def backtest_parametric(
-    n_params: np.ndarray,
-    tokens: np.ndarray,
-    loss: np.ndarray,
-    *,
-    hold_out_decades: float = HOLD_OUT_DECADES,
-    seed: int = 0,
-    n_bootstrap: int = 30,
+    n_params: np.ndarray, tokens: np.ndarray, loss: np.ndarray, *, seed: int = 0
 ) -> Backtest:
     """The backtest of ``L(N, D)`` on runs ``(n_params, tokens, loss)``; raises
     NotEnoughDataError (with the numbers) when too few runs lie above the cut."""
@@ -80,35 +75,15 @@ def backtest_parametric(
     # No minimum span of N and D below the cut (the law itself needs a decade of each):
     # the refit only has to say where the larger runs would land, and a refit that
     # pins its exponents poorly shows as the spread of its bootstrap, in ``bias_se``.
-    return _backtest(
-        np.column_stack([np.log(n_params), np.log(tokens)]),
-        loss,
-        FLOPS_PER_PARAM_TOKEN * n_params * tokens,
-        hold_out_decades=hold_out_decades,
-        seed=seed,
-        n_bootstrap=n_bootstrap,
-    )
+    log_x = np.column_stack([np.log(n_params), np.log(tokens)])
+    return _backtest(log_x, loss, FLOPS_PER_PARAM_TOKEN * n_params * tokens, seed=seed)
 
 
-def backtest_frontier(
-    compute: np.ndarray,
-    loss: np.ndarray,
-    *,
-    hold_out_decades: float = HOLD_OUT_DECADES,
-    seed: int = 0,
-    n_bootstrap: int = 30,
-) -> Backtest:
-    """The backtest of the loss frontier ``L*(C)`` on the front's points."""
+def backtest_frontier(compute: np.ndarray, loss: np.ndarray, *, seed: int = 0) -> Backtest:
+    """The backtest of the loss frontier ``L*(C)`` on the front's points (one point per
+    budget: two per coefficient suffice, as for the frontier's own fit)."""
     compute = np.asarray(compute, dtype=float)
-    return _backtest(
-        np.log(compute)[:, None],
-        loss,
-        compute,
-        hold_out_decades=hold_out_decades,
-        seed=seed,
-        n_bootstrap=n_bootstrap,
-        points_per_param=2,  # one point per budget, as the frontier's own fit allows
-    )
+    return _backtest(np.log(compute)[:, None], loss, compute, seed=seed, points_per_param=2)
 
 
 def _backtest(
@@ -116,24 +91,22 @@ def _backtest(
     loss: np.ndarray,
     compute: np.ndarray,
     *,
-    hold_out_decades: float,
     seed: int,
-    n_bootstrap: int,
     points_per_param: int = 3,
 ) -> Backtest:
     loss = np.asarray(loss, dtype=float)
-    cut = float(compute.max()) / 10.0**hold_out_decades
+    cut = float(compute.max()) / 10.0**HOLD_OUT_DECADES
     below, above = compute <= cut, compute > cut
     if above.sum() < MIN_HELD_OUT:
         raise NotEnoughDataError(
-            f"{int(above.sum())} runs in the top {hold_out_decades:g} decades of compute; "
+            f"{int(above.sum())} runs in the top {HOLD_OUT_DECADES:g} decades of compute; "
             f"the backtest needs {MIN_HELD_OUT}"
         )
     theta, draws = fit_lse(
         log_x[below],
         loss[below],
         seed=seed,
-        n_bootstrap=n_bootstrap,
+        n_bootstrap=N_BOOTSTRAP,
         points_per_param=points_per_param,
     )
     decades = np.log10(compute[above] / cut)
@@ -149,7 +122,7 @@ def _backtest(
     # The held-out runs' scatter about the line, and the refit's own uncertainty (the
     # spread of the slope over its bootstrap draws): the held-out runs share one refit.
     scatter_var = float(scatter @ scatter) / (len(residual) - 1) / float(decades @ decades)
-    refit_var = float(np.var(slope(draws), ddof=1)) if len(draws) > 1 else 0.0
+    refit_var = float(np.var(slope(draws), ddof=1))
     return Backtest(
         cut_compute=cut,
         compute_max=float(compute.max()),

@@ -176,8 +176,7 @@ def fit_lse(
     for _ in range(n_bootstrap):
         rows = rng.integers(0, len(loss), size=len(loss))
         boot.append(_quasi_newton(theta_hat, log_x_centred[rows], log_loss[rows], delta)[0])
-    draws = np.array(boot).reshape(n_bootstrap, theta_hat.size)  # (0, p) without draws
-    return _to_raw(theta_hat, centre), _to_raw(draws, centre)
+    return _to_raw(theta_hat, centre), _to_raw(np.array(boot), centre)
 
 
 def cell_effect_draws(theta: np.ndarray, log_x: np.ndarray, log_loss: np.ndarray, groups):
