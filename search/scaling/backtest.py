@@ -53,13 +53,12 @@ class Backtest(BaseModel):
     bias_per_decade: float
     bias_se: float
 
-    def stray(self, decades: float, *, level: float | None = None) -> tuple[float, float]:
+    def stray(self, decades: float, *, level: float) -> tuple[float, float]:
         """The least and most log-loss ``ln(predicted / observed)`` the law may be off
-        by ``decades`` of compute beyond the runs it was fitted to: at ``level``, the
-        ends of the bias's two-sided interval (``bias_se``, normal); without a level,
-        its estimate (both ends the same)."""
+        by ``decades`` of compute beyond the runs it was fitted to: the ends of the
+        bias's two-sided interval at ``level`` (``bias_se``, normal)."""
         decades = max(decades, 0.0)
-        z = 0.0 if level is None else float(stats.norm.ppf(0.5 + level / 2.0))
+        z = float(stats.norm.ppf(0.5 + level / 2.0))
         return (
             (self.bias_per_decade - z * self.bias_se) * decades,
             (self.bias_per_decade + z * self.bias_se) * decades,
