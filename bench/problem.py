@@ -21,7 +21,7 @@ point, so the regret there is L(start) - L*(c).
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import numpy as np
@@ -146,6 +146,26 @@ class RegretScale:
             found = n_affordable > 0
             chosen[found] = true[idx[n_affordable[found] - 1]]
         return float(np.mean(chosen - self.front_loss))
+
+
+def box_floor(scale: RegretScale, box: str) -> float:
+    """The regret of the best front the search box allows: the testbed's true front with
+    N, D and the batch held to the box (``bench_space``), every other hyperparameter at
+    its optimum. No method searching the box can score below it: beyond the box's
+    dearest efficient trial every cost on the grid is charged the gap to the unbounded
+    front. Regret above it is what a method's search left on the table."""
+    params = {p.name: p for p in bench_space(box).params}
+    domain = scale.testbed.config
+    limits = {}
+    for name in ("n_params", "tokens", "batch_size"):
+        low, high = getattr(domain, f"{name}_min"), getattr(domain, f"{name}_max")
+        param = params[name]
+        assert isinstance(param, LogParam | Pow2Param)  # a bounded size parameter
+        limits[f"{name}_min"] = type(low)(max(param.min, low))
+        limits[f"{name}_max"] = type(high)(min(param.max, high))
+    best = Testbed(replace(domain, **limits)).pareto_loss(scale.cost_grid)
+    best = np.where(np.isfinite(best), best, scale.fallback_loss)
+    return max(float(np.mean(best - scale.front_loss)), 0.0)  # 0 up to rounding
 
 
 def regret_by_budget_fraction(
