@@ -236,7 +236,8 @@ def summary_table(runs: list[dict[str, Any]]) -> str:
             ratio = above = ""
             if best_peer is not None and ours:
                 ratio = f"{regret / best_peer:.2f}"
-                above = f"{(regret - floor) / (best_peer - floor):.2f}"
+                if best_peer > floor:
+                    above = f"{(regret - floor) / (best_peer - floor):.2f}"
             biases = [r["front_bias_in_noise_sd"] for r in rs if r["front_bias_in_noise_sd"]]
             lines.append(
                 f"| {scenario} | {method} | {len(rs)} | {regret:.3f} | {ratio} | "

@@ -3,13 +3,15 @@ beat, which the bench subtracts before comparing methods."""
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import numpy as np
 import pytest
 
 from bench.budget_pacing import Scenario
 from bench.problem import FrontPoint, RegretScale, bench_space, box_floor
 from workers.objectives.testbed import START_PARAMS
-from workers.objectives.testbed_truth import Testbed
+from workers.objectives.testbed_truth import Testbed, TestbedError
 
 
 def _scale(name: str) -> RegretScale:
@@ -51,6 +53,35 @@ def test_no_front_of_configurations_in_the_box_scores_below_the_floor(budget):
             if np.isfinite(loss):
                 points.append(FrontPoint(loss, float(scale.testbed.expected_cost(config)), loss))
         assert scale.regret_of_front(points) >= floor - 1e-9
+
+
+def test_the_box_front_itself_scores_the_floor():
+    """The floor is reached: the box's own optimum at every cost it can reach (a fine
+    grid), run on the unbounded testbed, scores it."""
+    scale = _scale("chinchilla-steplaw:practitioner:20000x:cap240:8fl:noise1")
+    floor = box_floor(scale, "practitioner")
+    box = Testbed(
+        replace(
+            scale.testbed.config,
+            n_params_min=1e6,
+            n_params_max=1e8,
+            tokens_min=2e7,
+            tokens_max=2e9,
+            batch_size_min=8,
+            batch_size_max=1024,
+        )
+    )
+    points = []
+    # From just under the grid's first cost: a point at exactly it may round above it.
+    for cost in np.geomspace(scale.cost_grid[0] * (1 - 1e-9), scale.cost_grid[-1], 400):
+        try:
+            params = box.pareto_optimum(float(cost))["params"]
+        except TestbedError:  # dearer than any configuration in the box
+            continue
+        loss = float(scale.testbed.noiseless_loss(params))
+        points.append(FrontPoint(loss, float(scale.testbed.expected_cost(params)), loss))
+    # 400 costs reach the box's front to within a few thousandths of a nat.
+    assert floor - 1e-9 <= scale.regret_of_front(points) <= floor + 5e-3
 
 
 def test_the_summary_compares_ours_above_the_floor_with_the_best_peer():
