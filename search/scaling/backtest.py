@@ -110,18 +110,22 @@ def _backtest(
     )
     decades = np.log10(compute[above] / cut)
 
-    def slope(fit: np.ndarray) -> np.ndarray:
-        """Bias per decade of each fit in ``fit`` (..., p): least squares through 0."""
-        residual = np.log(predict_lse(fit, log_x[above]) / loss[above])
+    def misses(fit: np.ndarray) -> np.ndarray:
+        """``ln(predicted / observed)`` at the held-out runs of each fit in ``fit``
+        (..., p)."""
+        return np.log(predict_lse(fit, log_x[above]) / loss[above])
+
+    def per_decade(residual: np.ndarray) -> np.ndarray:
+        """The bias per decade of ``residual`` (..., m): least squares through 0."""
         return residual @ decades / (decades @ decades)
 
-    bias = float(slope(theta))
-    residual = np.log(predict_lse(theta, log_x[above]) / loss[above])
+    residual = misses(theta)
+    bias = float(per_decade(residual))
     scatter = residual - bias * decades
     # The held-out runs' scatter about the line, and the refit's own uncertainty (the
     # spread of the slope over its bootstrap draws): the held-out runs share one refit.
     scatter_var = float(scatter @ scatter) / (len(residual) - 1) / float(decades @ decades)
-    refit_var = float(np.var(slope(draws), ddof=1))
+    refit_var = float(np.var(per_decade(misses(draws)), ddof=1))
     return Backtest(
         cut_compute=cut,
         compute_max=float(compute.max()),

@@ -296,7 +296,7 @@ def _predict_loss(rules: ScalingRules, target: _Target) -> tuple[Interval | None
         return _parametric_loss(rules, target), "parametric L(N, D)"
     frontier = None
     if target.compute is not None and rules.loss_frontier is not None:
-        frontier = _frontier_loss(rules, target, target.compute)
+        frontier = _frontier_loss(rules, target)
     if target.n_params is not None and rules.parametric is not None:
         parametric = _parametric_loss(rules, target)
         if frontier is None:
@@ -324,14 +324,14 @@ def _parametric_loss(rules: ScalingRules, target: _Target) -> Interval:
     return _stray(rules, interval, rules.parametric_backtest, "L(N, D)", compute, target)
 
 
-def _frontier_loss(rules: ScalingRules, target: _Target, compute: float) -> Interval:
+def _frontier_loss(rules: ScalingRules, target: _Target) -> Interval:
     """``L*(C)``'s estimate and interval; where the front shows no floor (E not
-    identified) and ``compute`` lies beyond the front, the interval reaches up to the
+    identified) and the target compute lies beyond the front, the interval reaches up to the
     frontier at the front's largest compute: a pure power law keeps falling at the
     rate it had, the truth with a floor falls ever slower, and no more than "no gain
     from more compute" can be said. It reaches as far as its backtest carries it too."""
-    frontier = rules.loss_frontier
-    assert frontier is not None
+    frontier, compute = rules.loss_frontier, target.compute
+    assert frontier is not None and compute is not None
     estimate, low, high = frontier.predict(np.array([compute]))
     upper = float(high[0])
     if frontier.E_reason is not None and compute > frontier.compute_max:
