@@ -356,9 +356,9 @@ def _target_log_cost(
     below one step under ``start``, the start point's predicted log cost: each trial
     takes one of the capped slots, and trials far below the start point, which a user
     runs anyway, took a quarter to a half of them while the front above it stayed poorly
-    tuned (regret 8% lower with the floor over 15 capped scenarios and 8 seeds:
-    docs/notes/engine-experiments.md, "The cheap end of the targets under a trial
-    cap"); without a cap they cost only compute, and the step down is kept whole.
+    tuned (regret 8% lower with the floor over 15 capped scenarios and 8 seeds,
+    docs/notes/engine-experiments.md, "The cheap end of the targets"); without a cap
+    they cost only compute, and the step down is kept whole.
 
     Successive targets follow the golden-ratio sequence (offset by the seed) rather than
     independent draws: any run of k suggestions covers the cost range evenly, so a
