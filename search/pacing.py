@@ -11,10 +11,8 @@ next model suggestion (``search.proposals``):
 - ``compute_bound``: whether compute, not the trial count, is the scarcer resource now.
   Then cheap trials are nearly free, so targets reach one ``cost_overshoot`` *below* the
   front's cheapest point and the walk up in scale is left to the paced climb; otherwise
-  each trial takes a slot, so targets reach one step *above* the costliest point. Under
-  a trial cap (``trial_capped``) the reach below stops one step under the start point's
-  cost (``search.proposals``): a trial far below it still takes one of the capped slots.
-  With both limits, compute is scarcer when its used fraction (spent plus pending, of
+  each trial takes a slot, so targets reach one step *above* the costliest point. With
+  both limits, compute is scarcer when its used fraction (spent plus pending, of
   ``max_cost``) is at least the trial count's (observed plus pending, of ``max_trials``):
   the engine switches whenever one runs ahead of the other, which keeps them together.
 - ``climb_allowance``: a climb (one step above the front's top) is due once the step
@@ -136,7 +134,6 @@ class Pace:
     cost_ceiling: float | None
     fair_share: float | None = None
     cheap_bias: float = CHEAP_BIAS
-    trial_capped: bool = False  # the study has a trial cap as well as a compute budget
 
     def target_bend(self, low: float, high: float, *, dearest: float = math.inf) -> Bend:
         """How the quantiles of targets from log cost ``low`` to ``high`` are bent:
@@ -222,12 +219,7 @@ def pace(
     trials_left = max(limits.max_trials - n_used, 1)
     compute_bound = committed / limits.max_cost >= n_used / limits.max_trials
     if compute_bound:
-        return Pace(
-            compute_bound=True,
-            climb_allowance=share_allowance,
-            cost_ceiling=remaining,
-            trial_capped=True,
-        )
+        return Pace(compute_bound=True, climb_allowance=share_allowance, cost_ceiling=remaining)
     allowance = share_allowance
     if climb_share > 0:
         round_share = remaining * min(limits.in_flight, trials_left) / trials_left
@@ -238,5 +230,4 @@ def pace(
         cost_ceiling=remaining,
         fair_share=remaining / trials_left,
         cheap_bias=1.0,
-        trial_capped=True,
     )

@@ -96,9 +96,7 @@ def propose_model(
             climb = None  # out of reach (the box's edge): not a step up, a target
     if climb is None:
         dearest = _dearest_in_box(ctx, models, data)
-        start = float(models.cost_gp.predict_mean(ctx.anchor[None, :])[0])
-        front_log_cost = data.log_cost[models.smoothed_front]
-        target, width = _target_log_cost(ctx, front_log_cost, dearest, start=start)
+        target, width = _target_log_cost(ctx, data.log_cost[models.smoothed_front], dearest)
         x = _candidates_near(ctx, models.smoothed_front, data, target=target, width=width)
         log_cost = models.cost_gp.predict_mean(x)
     mean, std = loss_model.predict(x)
@@ -338,11 +336,7 @@ def _dearest_in_box(ctx: ProposalContext, models: FittedModels, data: Observatio
 
 
 def _target_log_cost(
-    ctx: ProposalContext,
-    front_log_cost: np.ndarray,
-    dearest: float = math.inf,
-    *,
-    start: float = -math.inf,
+    ctx: ProposalContext, front_log_cost: np.ndarray, dearest: float = math.inf
 ) -> tuple[float, float]:
     """A target across the front's costs, one ``cost_overshoot`` beyond them, and a
     window width.
@@ -352,13 +346,7 @@ def _target_log_cost(
     the search walks up in scale; compute, one step below the cheapest, where trials
     are nearly free and the hyperparameters that transfer up are learnt, while the walk
     up is left to the paced climb (``_climb_target``), whose trials are better tuned
-    than those of targets beyond the top. Under a trial cap (``Pace.trial_capped``) not
-    below one step under ``start``, the start point's predicted log cost: each trial
-    takes one of the capped slots, and trials far below the start point, which a user
-    runs anyway, took a quarter to a half of them while the front above it stayed poorly
-    tuned (regret 8% lower with the floor over 15 capped scenarios and 8 seeds,
-    docs/notes/engine-experiments.md, "The cheap end of the targets"); without a cap
-    they cost only compute, and the step down is kept whole.
+    than those of targets beyond the top.
 
     Successive targets follow the golden-ratio sequence (offset by the seed) rather than
     independent draws: any run of k suggestions covers the cost range evenly, so a
@@ -375,9 +363,7 @@ def _target_log_cost(
     """
     low, high = float(front_log_cost.min()), float(front_log_cost.max())
     if ctx.pace.compute_bound:
-        below = low - ctx.settings.cost_overshoot
-        floor = start - ctx.settings.cost_overshoot if ctx.pace.trial_capped else -math.inf
-        low = max(below, min(low, floor))
+        low -= ctx.settings.cost_overshoot
     else:
         high += ctx.settings.cost_overshoot
     if ctx.pace.fair_share is not None:  # a trial cap binds first: spend what is left

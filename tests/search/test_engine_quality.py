@@ -87,30 +87,6 @@ def test_with_a_compute_budget_targets_reach_below_the_front_and_stop_at_its_top
         assert low <= trial_targets[0] and trial_targets[-1] > targets[-1]
 
 
-def test_under_a_trial_cap_compute_bound_targets_stop_one_step_below_the_start_point():
-    """Compute-bound under a trial cap too (compute used ahead of the trials), targets
-    reach no further down than one ``cost_overshoot`` under the start point's cost, or
-    the front's cheapest point where that is lower already; under a compute budget alone
-    they reach one step below the front's cheapest point, wherever it is."""
-    problem = SizedQuadratic(loss_noise_std=0.01, cost_noise_sigma=0.05)
-    start_cost = problem.space().params[0].center  # the cost is the size
-    for seed in SEEDS:
-        engine = ParetoSearch(
-            problem.space(), SearchSettings(seed=seed), limits=StudyLimits(max_cost=1e9)
-        )
-        run_rounds(engine, problem, rounds=5, batch=8, seed=seed)
-        low = engine.front()[0].cost
-        step = np.exp(engine.settings.cost_overshoot)
-        assert low < start_cost / step  # the compute-only study walked below the start
-        state = engine.state_dict()
-        spent = sum(o.cost for o in engine.observations)
-        capped = {"max_cost": 4 * spent, "max_trials": 10**6}  # compute runs ahead
-        uncapped = _target_costs(ParetoSearch.from_state_dict(state).ask(8))
-        floored = _target_costs(ParetoSearch.from_state_dict({**state, "limits": capped}).ask(8))
-        assert low / step <= uncapped[0] < low / 1.5
-        assert low * 0.99 <= floored[0] < 1.5 * low
-
-
 def _target_costs(suggestions) -> list[float]:  # type: ignore[no-untyped-def]
     """The target costs of the model suggestions that are not climbs, ascending."""
     return sorted(
