@@ -21,8 +21,8 @@ model's logistic trend (issue 16) changed the suggestions on purpose, so the fix
 re-recorded with the standalone engine of that commit (``python -m
 tests.search.replay_scenario`` from the repository root): the test still proves that the
 engine rebuilt from its small state and the history suggests what the standalone one does.
-The fixture says which CPU vendor recorded it (``recorded_on``): elsewhere only its first
-asks are compared, and loosely (``test_engine_replay``).
+The fixture says which kind of CPU recorded it (``recorded_on``, ``cpu_kind``): elsewhere
+only its first asks are compared, and loosely (``test_engine_replay``).
 
 Only the standalone ask / tell / observe / forget API is used here, which both engines
 have; the test drives the new engine through ``Driver`` rebuilt from its small state
@@ -191,22 +191,29 @@ def summary(suggestion: Suggestion) -> dict[str, Any]:
     }
 
 
-def cpu_vendor() -> str:
+def cpu_kind() -> str:
     """The CPU's vendor (``vendor_id`` of ``/proc/cpuinfo``; the machine type where
-    there is none). BLAS picks its kernels by CPU, so the same search rounds
-    differently on an Intel and an AMD machine, and a search amplifies that."""
+    there is none), with ``+avx512`` where it has AVX-512. BLAS picks its kernels by
+    CPU, so the same search rounds differently on an Intel and an AMD machine, and on
+    two AMD EPYC machines with and without AVX-512; a search amplifies that."""
     try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("vendor_id"):
-                return line.split(":", 1)[1].strip()
+        info = Path("/proc/cpuinfo").read_text()
     except OSError:
-        pass
-    return platform.machine()
+        return platform.machine()
+    vendor = next(
+        (
+            line.split(":", 1)[1].strip()
+            for line in info.splitlines()
+            if line.startswith("vendor_id")
+        ),
+        platform.machine(),
+    )
+    return vendor + ("+avx512" if " avx512f" in info else "")
 
 
 def record_all(make_driver: Callable[[Scenario], Driver]) -> dict[str, Any]:
     recorded: dict[str, Any] = {s.name: run(s, make_driver(s)) for s in SCENARIOS}
-    return recorded | {"recorded_on": cpu_vendor()}
+    return recorded | {"recorded_on": cpu_kind()}
 
 
 def main(out: str) -> None:

@@ -28,7 +28,7 @@ from tests.search.replay_scenario import (
     SCENARIOS,
     Scenario,
     StandaloneDriver,
-    cpu_vendor,
+    cpu_kind,
     new_engine,
     run,
 )
@@ -140,7 +140,7 @@ OTHER_CPU_REL = 1e-2
 @pytest.mark.parametrize("scenario", SCENARIOS, ids=lambda s: s.name)
 def test_the_standalone_engine_replays_the_recorded_one(scenario):
     got, expected = standalone_asks(scenario), EXPECTED[scenario.name]
-    if EXPECTED["recorded_on"] == cpu_vendor():
+    if EXPECTED["recorded_on"] == cpu_kind():
         assert_same_asks(got, expected)
     else:
         assert_same_asks(got[:OTHER_CPU_ASKS], expected[:OTHER_CPU_ASKS], rel=OTHER_CPU_REL)
