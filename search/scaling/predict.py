@@ -325,11 +325,12 @@ def _parametric_loss(rules: ScalingRules, target: _Target) -> Interval:
 
 
 def _frontier_loss(rules: ScalingRules, target: _Target) -> Interval:
-    """``L*(C)``'s estimate and interval; where the front shows no floor (E not
-    identified) and the target compute lies beyond the front, the interval reaches up to the
-    frontier at the front's largest compute: a pure power law keeps falling at the
-    rate it had, the truth with a floor falls ever slower, and no more than "no gain
-    from more compute" can be said. It reaches as far as its backtest carries it too."""
+    """``L*(C)``'s estimate and interval at the target's compute; where the front shows
+    no floor (E not identified) and that compute lies beyond the front, the interval
+    reaches up to the frontier at the front's largest compute: a pure power law keeps
+    falling at the rate it had, the truth with a floor falls ever slower, and no more
+    than "no gain from more compute" can be said. It reaches as far as its backtest
+    carries it too."""
     frontier, compute = rules.loss_frontier, target.compute
     assert frontier is not None and compute is not None
     estimate, low, high = frontier.predict(np.array([compute]))
