@@ -10,6 +10,7 @@ import pytest
 from search.errors import NotEnoughDataError
 from search.scaling.allocation import fit_loss_frontier
 from search.scaling.laws import (
+    bulk_of_draws,
     curved_inside,
     fit_law_to_estimates,
     fit_law_to_optima,
@@ -94,6 +95,33 @@ def test_law_through_optima_takes_its_spread_from_the_draws():
     _, near_low, near_high = law.predict(np.array([[x.mean()]]))
     _, far_low, far_high = law.predict(np.array([[x.max() + 5.0]]))
     assert far_high[0] - far_low[0] > near_high[0] - near_low[0]
+
+
+def test_a_few_wild_draws_do_not_set_the_law_s_spread():
+    """Three resamples in 200 whose optima swing by decades (a nearly flat bowl) would
+    make the plain covariance of the slopes hundreds of times the bulk's; they are left
+    out, and draws that are all genuinely spread are all kept."""
+    x, y, draws = _optima_with_draws(lambda x: 1.0 - 0.3 * x, seed=7)
+    bulk = fit_law_to_optima(x[:, None], y, draws, names=["ln_compute"])
+    wild = draws.copy()
+    wild[:3] += np.array([[40.0], [-25.0], [60.0]]) * (x - x.mean())
+    kept = fit_law_to_optima(x[:, None], y, wild, names=["ln_compute"])
+    bulk_se, kept_se = math.sqrt(bulk.coef_cov[1][1]), math.sqrt(kept.coef_cov[1][1])
+    assert kept_se == pytest.approx(bulk_se, rel=0.1)
+    plain_se = float(np.std(np.polyfit(x, wild.T, 1)[0], ddof=1))
+    assert plain_se > 100 * bulk_se
+    assert bulk_of_draws(np.polyfit(x, draws.T, 1)[0]).all()
+
+
+def test_bulk_of_draws_leaves_out_draws_wild_in_any_slope():
+    rng = np.random.default_rng(8)
+    slopes = rng.normal(0.0, 1.0, size=(100, 2))
+    slopes[0, 1] = 30.0
+    slopes[1, 0] = -30.0
+    keep = bulk_of_draws(slopes)
+    assert not keep[0] and not keep[1] and keep[2:].all()
+    # no spread in the bulk (most draws equal): nothing is judged wild by it
+    assert bulk_of_draws(np.r_[np.zeros(90), np.ones(10)]).all()
 
 
 def test_law_through_optima_keeps_the_refusals():
