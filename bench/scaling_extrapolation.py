@@ -7,7 +7,9 @@ the same study stopped earlier (its first trials). Rules are fitted to the
 observations of each budget; at 100x the largest compute of any run, the predicted
 optimal learning rate and batch size are compared with the truth
 (``Testbed.optimal_hparams`` at the true ``compute_optimal``), as is the exponent of
-N*(C) (``beta / (alpha + beta)``).
+N*(C) (``beta / (alpha + beta)``). What the user pays for all of it together is the
+loss of the predicted configuration at its own N and D against the best loss at that
+compute (``loss_excess``; "diverged" where the testbed says that configuration fails).
 
 ``--cost flops`` (default) tells the engine each run's cost in GPU-seconds at a
 utilisation that does not depend on the batch (``half_utilisation_batch_tokens = 0``),
@@ -137,7 +139,7 @@ def extrapolation_errors(config: TestbedConfig, rules) -> dict[str, float | None
     if allocation is None or allocation.n_params is None:
         return None
     testbed = TestbedObjective(config).testbed
-    n_star, d_star, _ = testbed.compute_optimal(target)
+    n_star, d_star, best_loss = testbed.compute_optimal(target)
     optimum = testbed.optimal_hparams(n_star, d_star)
     out: dict[str, float | None] = {}
     for name in ("learning_rate", "batch_size"):
@@ -147,7 +149,22 @@ def extrapolation_errors(config: TestbedConfig, rules) -> dict[str, float | None
         used = value.estimate if value.estimate is not None else float(value.value)
         out[f"{name}_as_used"] = used / truth
     out["exponent_error"] = allocation.n_params.coef[1] - config.beta / (config.alpha + config.beta)
+    out["loss_excess"] = loss_excess(testbed, prediction, best_loss)
     return out
+
+
+def loss_excess(testbed, prediction, best_loss: float) -> float | None:
+    """What the user pays for the whole prediction: the noiseless loss of the predicted
+    configuration (its N and D, every other value as given) over the best loss at that
+    compute, minus 1; None where that configuration fails (diverges) on the testbed."""
+    assert prediction.n_params is not None and prediction.tokens is not None
+    params = {
+        **prediction.params,
+        "n_params": prediction.n_params.estimate,
+        "tokens": prediction.tokens.estimate,
+    }
+    loss = float(testbed.noiseless_loss(params))
+    return None if math.isnan(loss) else loss / float(best_loss) - 1.0
 
 
 def cached_study(config: TestbedConfig, name: str, *, trials: int, seed: int) -> list:
@@ -252,8 +269,9 @@ def dex_table(rows: list[dict]) -> str:
     median within its bar."""
     lines = [
         "| truth | noise | trials | studies | lr dex: as used / law only (refused) "
-        "| batch dex: as used / law only (refused) | N* exponent: median abs error |",
-        "|---|---|---|---|---|---|---|",
+        "| batch dex: as used / law only (refused) | N* exponent: median abs error "
+        "| loss above the optimum: median / over 5% / diverged |",
+        "|---|---|---|---|---|---|---|---|",
     ]
     cells = sorted(
         {(r["truth"], r.get("noise_share"), r["trials"]) for r in rows},
@@ -275,9 +293,24 @@ def dex_table(rows: list[dict]) -> str:
             stats.append(f"{_against(used, BARS[name])} / {law:.3f} ({refused})")
         exponent, _ = _median_dex(cell, "exponent_error")
         stats.append(_against(exponent, BARS["exponent_error"]))
+        stats.append(_excess_summary(cell))
         label = "all" if truth == "all" else "default" if noise is None else f"{noise:.0%}"
         lines.append(f"| {truth} | {label} | {trials} | {len(cell)} | " + " | ".join(stats) + " |")
     return "\n".join(lines)
+
+
+def _excess_summary(rows: list[dict]) -> str:
+    """Median loss excess at 100x (a diverged configuration counting as the worst), how
+    many rows are over 5%, and how many diverge, over the rows scored for it."""
+    scored = [r for r in rows if "loss_excess" in r]
+    if not scored:
+        return "-"
+    excess = [math.inf if r["loss_excess"] is None else r["loss_excess"] for r in scored]
+    median = float(np.median(excess))
+    over = sum(e > 0.05 for e in excess)
+    diverged = sum(r["loss_excess"] is None for r in scored)
+    shown = "diverged" if math.isinf(median) else f"{median:.2%}"
+    return f"{shown} / {over} / {diverged}"
 
 
 def coverage_table(rows: list[dict]) -> str:

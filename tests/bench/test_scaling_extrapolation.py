@@ -4,6 +4,7 @@ keys, truths and tables (no engine study is run here)."""
 from __future__ import annotations
 
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 
@@ -12,6 +13,7 @@ from bench.scaling_extrapolation import (
     HELD_OUT_MATRIX,
     coverage_table,
     dex_table,
+    loss_excess,
     parse_args,
     parse_study_path,
     study_jobs,
@@ -73,8 +75,8 @@ def test_held_out_truths_differ_from_the_development_ones_and_are_plausible():
         assert 5 < float(d_star / n_star) < 100
 
 
-def _row(truth, noise, lr, batch, exponent, refused=False):
-    row = {"truth": truth, "noise_share": noise, "trials": 240}
+def _row(truth, noise, lr, batch, exponent, refused=False, excess=0.01):
+    row = {"truth": truth, "noise_share": noise, "trials": 240, "loss_excess": excess}
     row |= {"learning_rate_as_used": lr, "batch_size_as_used": batch, "exponent_error": exponent}
     row |= {"learning_rate": None if refused else lr, "batch_size": batch}
     return row | ({"refused": "no law for learning_rate"} if refused else {})
@@ -84,15 +86,47 @@ def test_dex_table_scores_what_the_user_gets_and_counts_refused_laws():
     rows = [
         _row("a", 0.01, 1.1, 1.2, 0.01),
         _row("a", 0.01, 1.1, 1.2, -0.02),
-        _row("a", 0.01, 10.0, 1.2, 0.01, refused=True),
+        _row("a", 0.01, 10.0, 1.2, 0.01, refused=True, excess=0.08),
     ]
     lines = dex_table(rows).splitlines()
     # as used, the refused rule's 10x miss is in the median; the law-only median is not
     assert lines[2].startswith("| a | 1% | 240 | 3 | 0.041 ok / 0.041 (1) | 0.079 ok / 0.079 (0)")
-    assert lines[2].endswith("| 0.010 ok |")
+    assert lines[2].endswith("| 0.010 ok | 1.00% / 1 / 0 |")
     assert lines[3].startswith("| all | all | 240 | 3 |")
-    worse = dex_table([_row("a", 0.03, 10.0, 1.2, 0.05, refused=True)] * 2).splitlines()
-    assert "| 1.000 / nan (2) |" in worse[2] and worse[2].endswith("| 0.050 |")
+    worse = dex_table([_row("a", 0.03, 10.0, 1.2, 0.05, refused=True, excess=None)] * 2)
+    worse_row = worse.splitlines()[2]
+    assert "| 1.000 / nan (2) |" in worse_row and worse_row.endswith("| 0.050 | diverged / 2 / 2 |")
+
+
+def test_loss_excess_prices_the_whole_predicted_configuration():
+    """Zero at the true optimum; positive off it; None where the testbed diverges."""
+    config = truth_config("engine-balanced", "flops")
+    testbed = Testbed(config)
+    compute = 1e20
+    n_star, d_star, best = testbed.compute_optimal(compute)
+    optimum = testbed.optimal_hparams(n_star, d_star)
+    params = {
+        "learning_rate": float(optimum["learning_rate"]),
+        "batch_size": float(optimum["batch_size"]),
+        "warmup_fraction": float(optimum["warmup_fraction"]),
+        "weight_decay": float(optimum["weight_decay"]),
+        "schedule": optimum["schedule"],
+    }
+
+    def prediction(n, d, **changed):
+        return SimpleNamespace(
+            n_params=SimpleNamespace(estimate=n),
+            tokens=SimpleNamespace(estimate=d),
+            params=params | changed,
+        )
+
+    assert loss_excess(testbed, prediction(n_star, d_star), best) == pytest.approx(0, abs=1e-9)
+    off_size = loss_excess(testbed, prediction(4 * n_star, d_star / 4), best)
+    eighth = params["batch_size"] / 8
+    off_batch = loss_excess(testbed, prediction(n_star, d_star, batch_size=eighth), best)
+    assert off_size > 0.001 and off_batch > 0.01
+    too_fast = params["learning_rate"] * 10 * config.divergence_lr_factor
+    assert loss_excess(testbed, prediction(n_star, d_star, learning_rate=too_fast), best) is None
 
 
 def test_coverage_table_marks_coverage_inside_80_to_97_percent():
