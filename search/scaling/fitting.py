@@ -15,7 +15,9 @@ compute-efficient set (``search.scaling.efficient_set``) and the loss frontier L
 fit the response surface over every run and estimate the optima at the efficient runs
 (``search.scaling.estimates``); fit the parametric L(N, D) to the HP-corrected losses,
 the allocation N*(C), D*(C), and one rule per remaining hyperparameter through the
-estimated optima (``search.scaling.hyperparameter_rules``). A part the data cannot
+estimated optima (``search.scaling.hyperparameter_rules``). Every observation, failed
+ones included, gives the failure boundary predictions are held inside
+(``search.scaling.failure_boundary``). A part the data cannot
 support is kept with its reason; the whole fit is refused (NotEnoughDataError) only
 when nothing could be supported: too few front points, or an efficient set spanning
 under a decade of compute.
@@ -44,7 +46,15 @@ from search.scaling.efficient_set import (
     estimate_front_noise,
     tolerant_front,
 )
-from search.scaling.estimates import Estimates, SurfaceStage, corrected_runs, estimate, fit_stage
+from search.scaling.estimates import (
+    Estimates,
+    SurfaceStage,
+    corrected_runs,
+    estimate,
+    fit_stage,
+    transform_of,
+)
+from search.scaling.failure_boundary import fit_failure_boundary
 from search.scaling.fit_inputs import FitInputs, RunTable, read_table
 from search.scaling.hyperparameter_rules import hyperparameter_rules, surface_rule, sweep_rule
 from search.scaling.laws import MIN_DECADES
@@ -101,7 +111,18 @@ def fit_scaling_rules(
             min_band_fraction=min_band_fraction,
         )
         rules = _rules(fit)
-        return rules.model_copy(update={"size_map": size_map, "size_map_reason": size_map_reason})
+        numeric = [p for p in space.params if p.kind != "choice"]
+        boundary, boundary_reason = fit_failure_boundary(
+            observations, numeric, [transform_of(p) for p in numeric]
+        )
+        return rules.model_copy(
+            update={
+                "size_map": size_map,
+                "size_map_reason": size_map_reason,
+                "failure_boundary": boundary,
+                "failure_boundary_reason": boundary_reason,
+            }
+        )
 
 
 def _size_map(

@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from search.errors import InvalidParamsError
 from search.scaling.chinchilla import FLOPS_PER_PARAM_TOKEN, derived_quantities
+from search.scaling.failure_boundary import SAFE_PROBABILITY, FailureBoundary
 from search.scaling.laws import LinearLaw
 from search.scaling.prediction import Interval, ParamPrediction, Prediction
 from search.scaling.size_map import SizeMap, resize, snap_to_size
@@ -54,6 +55,12 @@ def predict_rules(
         params[axes.compute] = target.compute
     warnings = list(target.warnings)
     warnings += [f"{name}: {v.source}" for name, v in values.items() if not v.supported]
+    failure = None
+    boundary = rules.failure_boundary
+    if boundary is not None and boundary.covers(params):
+        failure, held = _inside_failure_boundary(rules, boundary, values, params)
+        if held is not None:
+            warnings.append(held)
     return Prediction(
         compute=target.compute,
         n_params=target.n_params,
@@ -64,6 +71,49 @@ def predict_rules(
         loss_source=loss_source,
         extrapolation_decades=_extrapolation(rules, target),
         warnings=warnings,
+        failure_probability=failure,
+    )
+
+
+def _inside_failure_boundary(
+    rules: ScalingRules,
+    boundary: FailureBoundary,
+    values: dict[str, ParamPrediction],
+    params: dict[str, Any],
+) -> tuple[float, str | None]:
+    """P(fail) of ``params`` and, when it is over one half, the hyperparameter that
+    moves the boundary most set to where it is ``SAFE_PROBABILITY`` (inside its declared
+    limits), in ``values`` and ``params`` both; the warning that says so, else None."""
+    probability = boundary.probability(params)
+    if probability <= 0.5:
+        return probability, None
+    shape = set(rules.size_map.slopes) if rules.size_map is not None else set()
+    movable = [r.name for r in rules.hyperparameters if r.kind != "choice" and r.name not in shape]
+    name = boundary.strongest(movable)
+    past = (
+        f"the study's failed runs ({boundary.n_failed} of {boundary.n_runs}) put this "
+        f"configuration past their boundary (P(fail) {probability:.2f})"
+    )
+    if name is None:
+        return probability, f"{past}; no hyperparameter of the rules moves it"
+    rule, old = rules.rule(name), values[name]
+    before = float(params[name])
+    raw = boundary.value_at(params, name, SAFE_PROBABILITY)
+    moved = _within_limits(rule, raw)
+    params[name] = snap(rule.kind, rule.multiple_of, moved)
+    after = boundary.probability(params)
+    values[name] = old.model_copy(
+        update={
+            "value": params[name],
+            "estimate": None if old.estimate is None else moved,
+            **_safe_side(old, moved, down=moved < before),
+            "clipped": old.clipped or moved != raw,
+            "source": f"{old.source}; held inside the study's failure boundary",
+        }
+    )
+    return after, (
+        f"{name} {before:.4g} -> {params[name]:.4g}: {past}; at {params[name]:.4g} "
+        f"P(fail) is {after:.2f}"
     )
 
 
@@ -232,6 +282,19 @@ def _sized(
         )
         for name, rule in shape.items()
     }
+
+
+def _safe_side(old: ParamPrediction, moved: float, *, down: bool) -> dict[str, float | None]:
+    """``old``'s interval cut at ``moved`` to the side the failure boundary allows; no
+    interval at all when the whole of it lay past the boundary."""
+    if old.low is None or old.high is None:
+        return {"low": None, "high": None}
+    low, high = old.low, old.high
+    if down and low < moved:
+        return {"low": low, "high": min(high, moved)}
+    if not down and high > moved:
+        return {"low": max(low, moved), "high": high}
+    return {"low": None, "high": None}
 
 
 def _numeric(value: ParamPrediction) -> float:

@@ -51,3 +51,6 @@ class Prediction(BaseModel):
     loss_source: str | None = None
     extrapolation_decades: float
     warnings: list[str] = Field(default_factory=list)
+    # P(fail) of ``params`` by the study's failure boundary (None without one, or
+    # without N and D to read it at): search.scaling.failure_boundary.
+    failure_probability: float | None = None

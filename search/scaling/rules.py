@@ -31,6 +31,7 @@ from search.errors import InvalidParamsError
 from search.scaling.allocation import LossFrontier
 from search.scaling.backtest import Backtest
 from search.scaling.chinchilla import ChinchillaFit
+from search.scaling.failure_boundary import FailureBoundary
 from search.scaling.laws import LinearLaw
 from search.scaling.predict import predict_rules
 from search.scaling.prediction import Interval, ParamPrediction, Prediction
@@ -193,6 +194,10 @@ class ScalingRules(BaseModel):
     parametric_backtest_reason: str | None = None
     size_map: SizeMap | None = None
     size_map_reason: str | None = None
+    # Where the study's runs fail (search.scaling.failure_boundary): a prediction past it
+    # is held on the safe side.
+    failure_boundary: FailureBoundary | None = None
+    failure_boundary_reason: str | None = None
 
     def rule(self, name: str) -> HyperparameterRule:
         for rule in self.hyperparameters:
