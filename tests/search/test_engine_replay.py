@@ -102,22 +102,43 @@ def rebuilding_driver(scenario: Scenario) -> RebuildingDriver:
 
 
 def assert_same_asks(
-    got: list[dict[str, Any]], expected: list[dict[str, Any]], *, rel: float = 1e-9
+    got: list[dict[str, Any]],
+    expected: list[dict[str, Any]],
+    *,
+    rel: float = 1e-9,
+    exact_params: bool = True,
 ) -> None:
+    """The same asks; ``exact_params=False`` allows the params the last bit of a float
+    (another CPU's vector math library), and then not the suggestion ids, which hash
+    the params' exact bits."""
     assert len(got) == len(expected)
     for i, (ask, want) in enumerate(zip(got, expected, strict=True)):
         # The trust radius moves by set factors: held three digits tighter.
         assert ask["radius"] == pytest.approx(want["radius"], rel=rel * 1e-3), f"ask {i}"
         assert len(ask["suggestions"]) == len(want["suggestions"]), f"ask {i}"
         for got_s, want_s in zip(ask["suggestions"], want["suggestions"], strict=True):
-            for key in ("suggestion_id", "reason", "params"):
-                assert got_s[key] == want_s[key], f"ask {i}: {key}"
+            assert got_s["reason"] == want_s["reason"], f"ask {i}: reason"
+            if exact_params:
+                assert got_s["suggestion_id"] == want_s["suggestion_id"], f"ask {i}: id"
+                assert got_s["params"] == want_s["params"], f"ask {i}: params"
+            else:
+                assert _last_bit_apart(got_s["params"], want_s["params"]), f"ask {i}: params"
             for key in ("predicted_loss", "predicted_cost", "probability_of_success"):
                 want_value = want_s[key]
                 if want_value is None:
                     assert got_s[key] is None, f"ask {i}: {key}"
                 else:
                     assert got_s[key] == pytest.approx(want_value, rel=rel), f"ask {i}: {key}"
+
+
+def _last_bit_apart(got: dict[str, Any], want: dict[str, Any]) -> bool:
+    """The same names and values, floats equal to 1e-12 (other values exactly)."""
+    if got.keys() != want.keys():
+        return False
+    return all(
+        got[k] == pytest.approx(v, rel=1e-12) if isinstance(v, float) else got[k] == v
+        for k, v in want.items()
+    )
 
 
 def standalone_asks(scenario: Scenario) -> list[dict[str, Any]]:
@@ -130,9 +151,10 @@ def test_rebuilt_every_step_from_small_state_and_history_replays_the_standalone_
     assert_same_asks(got, standalone_asks(scenario))
 
 
-# On another CPU vendor than the fixture's, its first asks: a search amplifies rounding
+# On another CPU kind than the fixture's, its first asks: a search amplifies rounding
 # (the fixture, recorded on an AMD EPYC, replayed on an Intel Xeon: the same params in
-# 21 and in all 32 asks of the two scenarios, predictions within 0.22% before that).
+# 21 and in all 32 asks of the two scenarios, predictions within 0.22% before that; on
+# an AMD EPYC with AVX-512, params a last bit apart from the first ask on).
 OTHER_CPU_ASKS = 8
 OTHER_CPU_REL = 1e-2
 
@@ -143,7 +165,12 @@ def test_the_standalone_engine_replays_the_recorded_one(scenario):
     if EXPECTED["recorded_on"] == cpu_kind():
         assert_same_asks(got, expected)
     else:
-        assert_same_asks(got[:OTHER_CPU_ASKS], expected[:OTHER_CPU_ASKS], rel=OTHER_CPU_REL)
+        assert_same_asks(
+            got[:OTHER_CPU_ASKS],
+            expected[:OTHER_CPU_ASKS],
+            rel=OTHER_CPU_REL,
+            exact_params=False,
+        )
 
 
 def test_the_small_state_does_not_grow_with_the_trials():
