@@ -100,8 +100,11 @@ def _inside_failure_boundary(
     before = float(params[name])
     raw = boundary.value_at(params, name, SAFE_PROBABILITY)
     moved = _within_limits(rule, raw)
-    params[name] = snap(rule.kind, rule.multiple_of, moved)
-    after = boundary.probability(params)
+    safe = {**params, name: snap(rule.kind, rule.multiple_of, moved)}
+    after = boundary.probability(safe)
+    if after > 0.5:  # even at its limit: the boundary is not this parameter's to move
+        return probability, f"{past}; {name} cannot move it within its limits"
+    params[name] = safe[name]
     values[name] = old.model_copy(
         update={
             "value": params[name],

@@ -72,6 +72,27 @@ def test_the_boundary_is_found_and_its_safe_value_lies_below_the_limit_beyond_th
         )
     assert boundary.strongest(["lr"]) == "lr"
     assert boundary.strongest(["batch"]) is None
+    flat = boundary.model_copy(update={"coef": [boundary.coef[0], boundary.coef[1], 0.0]})
+    assert flat.strongest(["lr"]) is None  # a parameter that does not move it is never moved
+
+
+def test_a_parameter_the_runs_did_not_vary_is_left_out_of_the_boundary():
+    """Constant in every run: no information on failure, and standardised by a spread
+    of rounding errors it would swamp the model at any other value."""
+    runs = [
+        Observation(
+            suggestion_id=None,
+            params={**r.params, "n_params": 3e7},
+            loss=r.loss,
+            cost=r.cost,
+            failed=r.failed,
+        )
+        for r in _runs(seed=2)
+    ]
+    boundary = _fit(runs)
+    assert boundary.names == ["lr"]
+    limit = divergence_limit(3e7)
+    assert boundary.probability({"n_params": 1e9, "lr": limit / 4}) < 0.1
 
 
 def test_too_few_failures_give_no_boundary_and_say_why():
@@ -135,6 +156,18 @@ def test_the_interval_is_cut_at_the_safe_value(rules):
     value = steep.predict(compute=target).values["learning_rate"]
     assert before.low < value.estimate < before.estimate
     assert value.low == before.low and value.high == value.estimate
+
+
+def test_a_boundary_the_parameter_cannot_cross_within_its_limits_only_warns(rules):
+    """Far past the boundary (the safe value below the learning rate's declared minimum,
+    and failure still likely there): nothing is moved, the warning says why."""
+    target = 100 * rules.observed.compute_max
+    before = rules.predict(compute=target)
+    far = rules.model_copy(update={"failure_boundary": _boundary_on_lr(rules, 500.0, 1.0)})
+    after = far.predict(compute=target)
+    assert after.params == before.params and after.values == before.values
+    assert after.failure_probability == pytest.approx(1.0)
+    assert after.warnings[-1].endswith("learning_rate cannot move it within its limits")
 
 
 def test_a_prediction_inside_the_boundary_is_left_alone_with_its_probability(rules):
