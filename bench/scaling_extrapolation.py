@@ -153,6 +153,27 @@ def extrapolation_errors(config: TestbedConfig, rules) -> dict[str, float | None
     return out
 
 
+def lr_coverage_at_predicted_batch(config: TestbedConfig, rules) -> dict | None:
+    """Whether the learning rate's interval at 100x holds the optimum *for the rest of
+    the prediction* (its N, D and batch), as a sweep of the learning rate alone at that
+    scale would find it (issue 19's check), rather than the optimum at the optimal
+    batch; None where the rule is refused or there is no allocation."""
+    prediction = rules.predict(compute=100.0 * rules.observed.compute_max)
+    value = prediction.values["learning_rate"]
+    if not value.supported or value.low is None or prediction.n_params is None:
+        return None
+    assert prediction.tokens is not None and value.estimate is not None
+    testbed = TestbedObjective(config).testbed
+    batch_tokens = float(prediction.params["batch_size"]) * config.seq_len
+    n, d = prediction.n_params.estimate, prediction.tokens.estimate
+    truth = float(testbed.lr_opt_at_batch(n, d, batch_tokens))
+    return {
+        "covered": bool(value.low <= truth <= value.high),
+        "width_dex": math.log10(value.high / value.low),
+        "error_dex": math.log10(value.estimate / truth),
+    }
+
+
 def loss_excess(testbed, prediction, best_loss: float) -> float | None:
     """What the user pays for the whole prediction: the noiseless loss of the predicted
     configuration (its N and D, every other value as given) over the best loss at that
@@ -205,7 +226,9 @@ def _one(job: tuple[str, str, float | None, list[int], int]) -> list[dict]:
             continue
         row["compute_max"] = rules.observed.compute_max
         row["unsupported"] = [r.name for r in rules.hyperparameters if not r.supported]
-        row["coverage"] = coverage_at_100x(config, rules)
+        row["coverage"] = coverage_at_100x(config, rules) | {
+            "lr_at_predicted_batch": lr_coverage_at_predicted_batch(config, rules)
+        }
         errors = extrapolation_errors(config, rules)
         if errors is None:
             row["refused"] = "no N*(C) law"
@@ -313,6 +336,18 @@ def _excess_summary(rows: list[dict]) -> str:
     return f"{shown} / {over} / {diverged}"
 
 
+# The intervals scored at 100x: the learning rate twice, against the optimum at the
+# optimal batch and against the optimum for the predicted batch.
+COVERAGE_NAMES = (
+    "learning_rate",
+    "lr_at_predicted_batch",
+    "batch_size",
+    "n_star",
+    "d_star",
+    "loss",
+)
+
+
 def coverage_table(rows: list[dict]) -> str:
     """Pooled over ``rows`` (with a ``coverage`` entry): how often each 90% interval at
     100x holds the truth, its median width and the median |error| of its estimate (dex)."""
@@ -321,8 +356,10 @@ def coverage_table(rows: list[dict]) -> str:
         "|---|---|---|---|---|",
     ]
     low, high = COVERAGE_BAND
-    for name in ("learning_rate", "batch_size", "n_star", "d_star", "loss"):
-        got = [r["coverage"][name] for r in rows if r.get("coverage") and r["coverage"][name]]
+    for name in COVERAGE_NAMES:
+        got = [r["coverage"][name] for r in rows if r.get("coverage") and r["coverage"].get(name)]
+        if name == "lr_at_predicted_batch" and not got:
+            continue  # scored on engine studies only (a sweep's rows do not carry it)
         covered = sum(g["covered"] for g in got)
         share = covered / len(got) if got else math.nan
         width = np.median([g["width_dex"] for g in got]) if got else math.nan

@@ -3,6 +3,7 @@ keys, truths and tables (no engine study is run here)."""
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -14,6 +15,7 @@ from bench.scaling_extrapolation import (
     coverage_table,
     dex_table,
     loss_excess,
+    lr_coverage_at_predicted_batch,
     parse_args,
     parse_study_path,
     study_jobs,
@@ -21,7 +23,9 @@ from bench.scaling_extrapolation import (
     truth_config,
 )
 from bench.truths import ENGINE_HELD_OUT
-from workers.objectives.testbed_truth import Testbed
+from search.scaling import fit_scaling_rules
+from tests.search.near_front_study import AXES, sample_study
+from workers.objectives.testbed_truth import Testbed, TestbedConfig
 
 
 def test_held_out_runs_thirty_studies_of_240_trials_and_explicit_options_win():
@@ -143,3 +147,33 @@ def test_coverage_table_marks_coverage_inside_80_to_97_percent():
     assert lines[2] == "| learning_rate | 10 | 9/10 (90%) ok | 0.500 | 0.100 |"
     assert lines[-1].startswith("| loss | 0 | 0/0")
     assert "(100%) |" in coverage_table(cover(10, 10)).splitlines()[2]
+
+
+def test_the_lr_interval_is_also_scored_against_the_optimum_for_the_predicted_batch():
+    """The testbed's lr optimum moves along the lr-batch ridge (as batch^0.5 by default):
+    at the optimal batch it is ``optimal_hparams``' learning rate; the bench scores a
+    supported lr interval against the optimum at the batch the prediction gives."""
+    config = TestbedConfig()
+    testbed = Testbed(config)
+    optimum = testbed.optimal_hparams(1e8, 2e9)
+    batch = float(optimum["batch_tokens"])
+    at_optimum = float(testbed.lr_opt_at_batch(1e8, 2e9, batch))
+    assert at_optimum == pytest.approx(float(optimum["learning_rate"]))
+    quarter = float(testbed.lr_opt_at_batch(1e8, 2e9, batch / 4))
+    assert quarter == pytest.approx(at_optimum / 2)
+
+    objective, observations = sample_study(config, seed=4)
+    rules = fit_scaling_rules(observations, objective.default_space(), AXES, n_bootstrap=40)
+    scored = lr_coverage_at_predicted_batch(config, rules)
+    prediction = rules.predict(compute=100 * rules.observed.compute_max)
+    value = prediction.values["learning_rate"]
+    assert value.supported and scored is not None
+    truth = float(
+        testbed.lr_opt_at_batch(
+            prediction.n_params.estimate,
+            prediction.tokens.estimate,
+            prediction.params["batch_size"] * config.seq_len,
+        )
+    )
+    assert scored["error_dex"] == pytest.approx(math.log10(value.estimate / truth))
+    assert scored["covered"] == (value.low <= truth <= value.high)

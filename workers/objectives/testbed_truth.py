@@ -252,7 +252,9 @@ class Testbed:
         b = np.asarray(batch_tokens, dtype=float)
         return cfg.max_utilisation * b / (b + cfg.half_utilisation_batch_tokens)
 
-    def _lr_opt_at_batch(self, n: Any, d: Any, batch_tokens: Any) -> np.ndarray:
+    def lr_opt_at_batch(self, n: Any, d: Any, batch_tokens: Any) -> np.ndarray:
+        """The optimal learning rate at (N, D) for the batch actually used (in tokens):
+        the centre of the learning-rate penalty, which moves along the lr-batch ridge."""
         ratio = np.asarray(batch_tokens, float) / self.batch_opt_tokens(n, d)
         return self.lr_opt(n, d) * ratio**self.config.lr_batch_exp
 
@@ -295,7 +297,7 @@ class Testbed:
     def _penalty(self, c: dict[str, np.ndarray]) -> np.ndarray:
         cfg = self.config
         n, d, b = c["n_params"], c["tokens"], c["batch_tokens"]
-        lr_off = np.log(c["learning_rate"] / self._lr_opt_at_batch(n, d, b))
+        lr_off = np.log(c["learning_rate"] / self.lr_opt_at_batch(n, d, b))
         w = c["warmup_fraction"]
         warm_off = np.log(w / (1 - w)) - math.log(cfg.warmup_opt / (1 - cfg.warmup_opt))
         wd_off = np.log(c["weight_decay"] / self.weight_decay_opt(n, d))
@@ -311,7 +313,7 @@ class Testbed:
         """0 = runs, 1 = out of memory (checked first: it fails at start-up), 2 = diverges."""
         cfg = self.config
         oom = c["n_params"] * c["batch_tokens"] > cfg.oom_limit
-        lr_limit = cfg.divergence_lr_factor * self._lr_opt_at_batch(
+        lr_limit = cfg.divergence_lr_factor * self.lr_opt_at_batch(
             c["n_params"], c["tokens"], c["batch_tokens"]
         )
         diverged = c["learning_rate"] > lr_limit
@@ -375,7 +377,7 @@ class Testbed:
         )
         batch_tokens = np.exp(np.where(log_b_opt <= log_b_steps, log_b_opt, blended))
         return {
-            "learning_rate": self._lr_opt_at_batch(n, d, batch_tokens),
+            "learning_rate": self.lr_opt_at_batch(n, d, batch_tokens),
             "batch_size": batch_tokens / cfg.seq_len,
             "batch_tokens": batch_tokens,
             "warmup_fraction": cfg.warmup_opt,
@@ -431,7 +433,7 @@ class Testbed:
         params = {"n_params": n, "tokens": tokens, "batch_size": batch_size}
         params |= {k: best[k] for k in ("warmup_fraction", "weight_decay", "schedule")}
         params["learning_rate"] = float(
-            self._lr_opt_at_batch(n, tokens, batch_size * self.config.seq_len)
+            self.lr_opt_at_batch(n, tokens, batch_size * self.config.seq_len)
         )
         params["weight_decay"] = float(params["weight_decay"])
         return {"params": params, "loss": float(loss[0])}
