@@ -288,8 +288,10 @@ def _sized(
 
 
 def _safe_side(old: ParamPrediction, moved: float, *, down: bool) -> dict[str, float | None]:
-    """``old``'s interval cut at ``moved`` to the side the failure boundary allows; no
-    interval at all when the whole of it lay past the boundary."""
+    """``old``'s interval cut at ``moved`` to the side the failure boundary allows. Where
+    the whole of it lay past the boundary, a law's interval shrinks to ``moved`` (the
+    law is contradicted by the failures; a supported value always has an interval) and
+    a best observed value's range is dropped."""
     if old.low is None or old.high is None:
         return {"low": None, "high": None}
     low, high = old.low, old.high
@@ -297,6 +299,8 @@ def _safe_side(old: ParamPrediction, moved: float, *, down: bool) -> dict[str, f
         return {"low": low, "high": min(high, moved)}
     if not down and high > moved:
         return {"low": max(low, moved), "high": high}
+    if old.estimate is not None:
+        return {"low": moved, "high": moved}
     return {"low": None, "high": None}
 
 

@@ -138,9 +138,9 @@ def test_a_prediction_past_the_boundary_is_held_on_its_safe_side(rules):
     assert held.failure_probability == pytest.approx(SAFE_PROBABILITY)
     value = held.values["learning_rate"]
     assert value.value == value.estimate == lr_held and "failure boundary" in value.source
-    # the law's whole interval lay above the safe value: no interval is left to give
+    # the law's whole interval lay above the safe value: it shrinks to that value
     assert before.values["learning_rate"].low > lr_held
-    assert value.low is None and value.high is None
+    assert value.low == value.high == lr_held
     assert any(w.startswith("learning_rate ") and "P(fail) 0.95" in w for w in held.warnings)
     # nothing else moves: not the allocation, not the other hyperparameters
     assert held.n_params == before.n_params and held.tokens == before.tokens
