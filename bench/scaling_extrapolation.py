@@ -26,7 +26,9 @@ runs each study at each of these shares of the reducible loss instead (sd
 ``--held-out`` runs issue 16's held-out matrix: the truths of ``bench.truths.
 ENGINE_HELD_OUT`` (never used to tune the engine or the fit), noise 1% and 3%, seeds
 0-4, 240 trials: 30 studies. It also scores the 90% intervals of the learning rate,
-batch size, N*, D* and loss at 100x (``bench.designed_sweeps.coverage_at_100x``) and
+batch size, N*, D* and loss at 100x (``bench.designed_sweeps.coverage_at_100x``; the
+learning rate also against the optimum for the predicted batch,
+``lr_coverage_at_predicted_batch``) and
 prints, per truth and noise, the median |log10 error| of lr and batch and the median
 |error| of the N*(C) exponent, then the pooled coverage and median widths.
 
