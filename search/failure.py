@@ -17,7 +17,7 @@ diverged, predicted a median 0.8 likely to succeed. The loss GP, fitted to succe
 only, reverts to its mean beyond the boundary and so rewards the unexplored region
 there; only the failure model can hold the search back from it. A logistic regression
 on the internal coordinates learns the boundary's direction from all the trials and
-carries it to places no trial has been (``_logistic_trend``).
+carries it to places no trial has been (``logistic_regression``).
 
 It needs no iterative fit beyond a few Newton steps on at most d + 1 weights, so it
 costs about one kernel matrix per query batch.
@@ -55,7 +55,7 @@ class FailureModel:
         self.prior = prior
         self.bandwidth = bandwidth
         self.prior_weight = prior_weight
-        self.trend = _logistic_trend(self.x_internal, self.failed)
+        self.trend = logistic_regression(self.x_internal, self.failed, penalty=TREND_PENALTY)
 
     def prior_at(self, x_query: np.ndarray) -> np.ndarray:
         """(q,) the prior failure probability: the logistic trend once both failures and
@@ -63,7 +63,7 @@ class FailureModel:
         x_query = np.atleast_2d(x_query)
         if self.trend is None:
             return np.full(x_query.shape[0], self.prior)
-        return _logistic(self.trend[0] + x_query @ self.trend[1:])
+        return logistic(self.trend[0] + x_query @ self.trend[1:])
 
     def probability_of_failure(self, x_query: np.ndarray) -> np.ndarray:
         """(q,) probabilities in (0, 1)."""
@@ -79,21 +79,24 @@ class FailureModel:
         return numerator / (self.prior_weight + weights.sum(1))
 
 
-def _logistic_trend(x: np.ndarray, failed: np.ndarray) -> np.ndarray | None:
-    """(1 + d,) intercept and slopes of an L2-penalised logistic regression of ``failed``
-    on ``x`` (Newton's method), or None unless both outcomes were seen."""
+def logistic_regression(x: np.ndarray, failed: np.ndarray, *, penalty: float) -> np.ndarray | None:
+    """(1 + d,) intercept and slopes of a logistic regression of ``failed`` on ``x``
+    (n, d) with ``penalty / 2`` times the slopes' sum of squares added to the negative
+    log likelihood (Newton's method), or None unless both outcomes were seen. Also the
+    scaling rules' failure boundary (``search.scaling.failure_boundary``)."""
+    failed = np.asarray(failed, dtype=float)
     n_failed = float(failed.sum())
     if n_failed == 0 or n_failed == failed.size:
         return None
     design = np.hstack([np.ones((x.shape[0], 1)), x])
-    penalty = np.full(design.shape[1], TREND_PENALTY)
-    penalty[0] = 0.0
+    penalties = np.full(design.shape[1], penalty)
+    penalties[0] = 0.0
     coef = np.zeros(design.shape[1])
     coef[0] = math.log(n_failed / (failed.size - n_failed))
     for _ in range(_NEWTON_STEPS):
-        p = _logistic(design @ coef)
-        gradient = design.T @ (p - failed) + penalty * coef
-        hessian = (design.T * (p * (1.0 - p))) @ design + np.diag(penalty + 1e-9)
+        p = logistic(design @ coef)
+        gradient = design.T @ (p - failed) + penalties * coef
+        hessian = (design.T * (p * (1.0 - p))) @ design + np.diag(penalties + 1e-9)
         step = np.linalg.solve(hessian, gradient)
         coef -= step
         if float(np.abs(step).max()) < 1e-8:
@@ -101,6 +104,6 @@ def _logistic_trend(x: np.ndarray, failed: np.ndarray) -> np.ndarray | None:
     return coef
 
 
-def _logistic(logit: np.ndarray) -> np.ndarray:
+def logistic(logit: np.ndarray) -> np.ndarray:
     """1 / (1 + exp(-logit)), written with tanh so a large |logit| cannot overflow."""
     return 0.5 * (1.0 + np.tanh(0.5 * logit))

@@ -46,14 +46,7 @@ from search.scaling.efficient_set import (
     estimate_front_noise,
     tolerant_front,
 )
-from search.scaling.estimates import (
-    Estimates,
-    SurfaceStage,
-    corrected_runs,
-    estimate,
-    fit_stage,
-    transform_of,
-)
+from search.scaling.estimates import Estimates, SurfaceStage, corrected_runs, estimate, fit_stage
 from search.scaling.failure_boundary import fit_failure_boundary
 from search.scaling.fit_inputs import FitInputs, RunTable, read_table
 from search.scaling.hyperparameter_rules import hyperparameter_rules, surface_rule, sweep_rule
@@ -111,10 +104,7 @@ def fit_scaling_rules(
             min_band_fraction=min_band_fraction,
         )
         rules = _rules(fit)
-        numeric = [p for p in space.params if p.kind != "choice"]
-        boundary, boundary_reason = fit_failure_boundary(
-            observations, numeric, [transform_of(p) for p in numeric]
-        )
+        boundary, boundary_reason = fit_failure_boundary(observations, space)
         return rules.model_copy(
             update={
                 "size_map": size_map,

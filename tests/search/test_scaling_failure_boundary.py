@@ -53,7 +53,7 @@ def _runs(seed: int, n: int = 300) -> list[Observation]:
 
 
 def _fit(runs: list[Observation]) -> FailureBoundary:
-    boundary, reason = fit_failure_boundary(runs, SPACE.params, ["ln", "ln"])
+    boundary, reason = fit_failure_boundary(runs, SPACE)
     assert reason is None and boundary is not None
     return boundary
 
@@ -97,7 +97,7 @@ def test_a_parameter_the_runs_did_not_vary_is_left_out_of_the_boundary():
 
 def test_too_few_failures_give_no_boundary_and_say_why():
     runs = [r for r in _runs(seed=1) if not r.failed] + [r for r in _runs(seed=1) if r.failed][:4]
-    boundary, reason = fit_failure_boundary(runs, SPACE.params, ["ln", "ln"])
+    boundary, reason = fit_failure_boundary(runs, SPACE)
     assert boundary is None
     assert reason is not None and "4 failed" in reason and "at least 5" in reason
 
@@ -179,6 +179,16 @@ def test_a_prediction_inside_the_boundary_is_left_alone_with_its_probability(rul
     assert after.failure_probability == pytest.approx(1 / (1 + math.exp(3.0)))
     assert before.failure_probability is None  # these runs never failed: no boundary
     assert "0 failed" in rules.failure_boundary_reason
+
+
+def test_a_boundary_over_parameters_the_prediction_lacks_is_not_read(rules):
+    """No value to read it at (here a parameter the configuration does not have, as
+    with N and D when no allocation is supported): no probability, nothing moves."""
+    target = 100 * rules.observed.compute_max
+    elsewhere = _boundary_on_lr(rules, 3.0).model_copy(update={"names": ["not_a_parameter"]})
+    after = rules.model_copy(update={"failure_boundary": elsewhere}).predict(compute=target)
+    assert after.failure_probability is None
+    assert after.params == rules.predict(compute=target).params
 
 
 def test_the_boundary_is_kept_in_the_rules_file(rules, tmp_path):
