@@ -76,7 +76,7 @@ class FailureBoundary(BaseModel):
 
     def probability(self, params: Mapping[str, Any]) -> float:
         """P(fail) of one configuration (every name in ``names`` present)."""
-        return float(logistic(np.float64(self.logit(params))))
+        return float(logistic(np.array(self.logit(params))))
 
     def covers(self, params: Mapping[str, Any]) -> bool:
         """Whether ``params`` hold a usable value of every parameter the model reads."""
