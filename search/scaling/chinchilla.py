@@ -141,6 +141,13 @@ def _to_params(theta: np.ndarray) -> np.ndarray:
 
 
 def _assemble(point, draws, *, level, n_points, delta, boot) -> ChinchillaFit:
+    for name in (*PARAM_NAMES, "a", "b", "G"):  # G: the allocation's draws (N*(C))
+        finite = np.isfinite(draws[name])
+        if finite.sum() < 2:
+            raise NotEnoughDataError(
+                f"the bootstrap could not re-estimate L(N, D): {finite.sum()} of "
+                f"{len(finite)} resampled fits give a finite {name}"
+            )
     se, low, high = {}, {}, {}
     for name in (*PARAM_NAMES, "a", "b"):
         finite = draws[name][np.isfinite(draws[name])]

@@ -67,6 +67,10 @@ SWEEP_FRONTIER_REASON = (
 )
 
 
+# Bootstrap refits per law: fewer cannot give a covariance (``fit_law_to_optima``).
+MIN_BOOTSTRAP = 2
+
+
 def fit_scaling_rules(
     observations: Sequence[Observation],
     space: SearchSpace,
@@ -82,10 +86,17 @@ def fit_scaling_rules(
 
     ``band_sigmas`` and ``min_band_fraction`` set how far above the front a run may
     lie and still count as compute-efficient (see ``search.scaling.efficient_set``).
-    Raises InvalidParamsError for axes that name nothing the observations carry, and
-    NotEnoughDataError when the data cannot support any rule.
+    Raises InvalidParamsError for axes that name nothing the observations carry,
+    NotEnoughDataError when the data cannot support any rule, and ValueError for fewer
+    than ``MIN_BOOTSTRAP`` bootstrap refits.
     """
     from threadpoolctl import threadpool_limits  # BoTorch's dependency; lazy: load stays light
+
+    if n_bootstrap < MIN_BOOTSTRAP:
+        raise ValueError(
+            f"n_bootstrap must be at least {MIN_BOOTSTRAP}: every interval comes from the "
+            f"bootstrap (got {n_bootstrap})"
+        )
 
     # Hundreds of small least-squares fits: BLAS threads only add synchronisation, which
     # on a busy machine costs many times the arithmetic.

@@ -181,8 +181,10 @@ def fit_law_to_optima(
     check_fit_inputs(features, y, names)
     design = _design(features)
     coef = _least_squares(design, y)
-    draws = np.linalg.lstsq(design, np.asarray(y_draws, dtype=float).T, rcond=None)[0].T
-    draws = draws[bulk_of_draws(draws[:, 1:])]
+    y_draws = np.asarray(y_draws, dtype=float).reshape(-1, len(y))
+    draws = np.linalg.lstsq(design, y_draws.T, rcond=None)[0].T
+    if len(draws) >= 2:
+        draws = draws[bulk_of_draws(draws[:, 1:])]
     if len(draws) < 2:
         raise NotEnoughDataError("the optima could not be re-estimated on resampled runs")
     return _law(features, y, design, coef, np.atleast_2d(np.cov(draws, rowvar=False)), names, level)

@@ -171,12 +171,17 @@ def fit_lse(
             _quasi_newton(theta_hat, log_x_centred, draws(rng), delta)[0]
             for _ in range(n_bootstrap)
         ]
-        return _to_raw(theta_hat, centre), _to_raw(np.array(boot), centre)
+        return _to_raw(theta_hat, centre), _to_raw(_rows(boot, theta_hat), centre)
     boot = []
     for _ in range(n_bootstrap):
         rows = rng.integers(0, len(loss), size=len(loss))
         boot.append(_quasi_newton(theta_hat, log_x_centred[rows], log_loss[rows], delta)[0])
-    return _to_raw(theta_hat, centre), _to_raw(np.array(boot), centre)
+    return _to_raw(theta_hat, centre), _to_raw(_rows(boot, theta_hat), centre)
+
+
+def _rows(boot: list[np.ndarray], theta: np.ndarray) -> np.ndarray:
+    """The bootstrap thetas as a ``(b, p)`` array, ``(0, p)`` when there are none."""
+    return np.array(boot, dtype=float).reshape(-1, len(theta))
 
 
 def cell_effect_draws(theta: np.ndarray, log_x: np.ndarray, log_loss: np.ndarray, groups):

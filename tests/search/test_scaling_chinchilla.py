@@ -87,6 +87,13 @@ def test_one_run_is_refused_in_the_singular():
         fit_chinchilla(np.array([1e8]), np.array([1e10]), np.array([3.0]))
 
 
+def test_a_fit_without_bootstrap_draws_is_refused_not_a_crash():
+    n_params, tokens = _grid_runs(np.random.default_rng(0), 60)
+    loss = _law(n_params, tokens, **CHINCHILLA)
+    with pytest.raises(NotEnoughDataError, match="could not re-estimate L"):
+        fit_chinchilla(n_params, tokens, loss, n_bootstrap=0)
+
+
 def test_refuses_loss_that_grows_with_model_size():
     n_params, tokens = _grid_runs(np.random.default_rng(6), 60)
     loss = 1.7 + 1e-3 * n_params**0.3 + 410.7 / tokens**0.28

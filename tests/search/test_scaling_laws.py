@@ -124,6 +124,14 @@ def test_bulk_of_draws_leaves_out_draws_wild_in_any_slope():
     assert bulk_of_draws(np.r_[np.zeros(90), np.ones(10)]).all()
 
 
+def test_law_through_optima_without_draws_is_refused_not_a_crash():
+    """Every resample of the surface rejected (none convex) leaves no draws."""
+    x, y, _ = _optima_with_draws(lambda x: 0.5 * x, seed=6)
+    for draws in (np.zeros((0, len(y))), y[None, :]):
+        with pytest.raises(NotEnoughDataError, match="could not be re-estimated"):
+            fit_law_to_optima(x[:, None], y, draws, names=["ln_compute"])
+
+
 def test_law_through_optima_keeps_the_refusals():
     x, y, draws = _optima_with_draws(lambda x: 0.5 * x, seed=6)
     with pytest.raises(NotEnoughDataError, match="spans only"):

@@ -276,6 +276,12 @@ def test_a_narrow_compute_range_is_refused():
         fit_scaling_rules(observations, space, ScalingAxes(compute="budget"))
 
 
+def test_intervals_need_a_bootstrap():
+    space, observations = _compute_only_study(lambda log_c: 0.1 * log_c)
+    with pytest.raises(ValueError, match="n_bootstrap must be at least 2"):
+        fit_scaling_rules(observations, space, ScalingAxes(compute="budget"), n_bootstrap=1)
+
+
 def test_verification_trial_runs_beyond_the_data_and_is_checked(study):
     objective, _, rules = study
     space = objective.default_space()

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from search.errors import NotEnoughDataError
-from search.scaling.optima import optimal_log_n
+from search.scaling.optima import Anchors, estimate_optima, optimal_log_n
 from search.scaling.surface import (
     Structure,
     SurfaceData,
@@ -85,3 +85,21 @@ def test_iso_flop_minimum_of_the_profile():
     truth = grid[np.argmin(_g(np.column_stack([grid, log_c[0] - np.log(6.0) - grid])))]
     assert not edge[0]
     assert log_n[0] == pytest.approx(truth, abs=0.05)
+
+
+def test_optima_with_every_resample_rejected_have_empty_draws_of_their_shape():
+    """No accepted resample (here none asked for) gives draws shaped (0, anchors, m)
+    and (0, anchors), from which every law refuses (test_scaling_laws), not a crash."""
+    data = _data(300, seed=0)
+    log_axes = np.column_stack([np.linspace(16.0, 20.0, 6), np.linspace(19.0, 23.0, 6)])
+    anchors = Anchors(
+        log_compute=log_axes.sum(axis=1) + np.log(6.0),
+        log_axes=log_axes,
+        log_n_low=log_axes[:, 0] - 1.0,
+        log_n_high=log_axes[:, 0] + 1.0,
+    )
+    structure = Structure(degree=3, bend=False)
+    optima = estimate_optima(data, structure, anchors, with_allocation=True, n_bootstrap=0, seed=0)
+    assert optima.hp_path_draws.shape == (0, 6, 2)
+    assert optima.hp_own_draws.shape == (0, 6, 2)
+    assert optima.log_n_path_draws is not None and optima.log_n_path_draws.shape == (0, 6)
