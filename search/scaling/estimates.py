@@ -37,19 +37,11 @@ from search.scaling.surface import (
     fit_surface,
     flat_hyperparameters,
 )
-from search.scaling.transforms import forward
+from search.scaling.transforms import forward, transform_of
 
 # Runs losing more than this log-loss to their optimal hyperparameters stay out of the
 # L(N, D) fit: far up a bowl's wall the surface's correction is least accurate.
 CORRECTION_LIMIT = 0.05
-_TRANSFORMS = {"log": "ln", "linear": "identity", "logit": "logit", "pow2": "log2"}
-
-
-def transform_of(param: Any) -> str:
-    """The space a parameter's law is fitted in (``ln``, ``identity``, ``logit``, ``log2``)."""
-    if param.kind == "int":
-        return "ln" if param.log else "identity"
-    return _TRANSFORMS[param.kind]
 
 
 @dataclass(frozen=True)

@@ -36,8 +36,7 @@ import numpy as np
 from pydantic import BaseModel, ConfigDict
 
 from search.failure import logistic, logistic_regression
-from search.scaling.estimates import transform_of
-from search.scaling.transforms import forward, inverse
+from search.scaling.transforms import forward, inverse, transform_of
 from search.space import SearchSpace
 from search.types import Observation
 

@@ -17,12 +17,13 @@ from typing import Any
 import numpy as np
 
 from search.errors import NotEnoughDataError
-from search.scaling.estimates import Estimates, SurfaceStage, transform_of
+from search.scaling.estimates import Estimates, SurfaceStage
 from search.scaling.fit_inputs import FitInputs, RunTable
 from search.scaling.laws import MAX_SLOPE_SE, LinearLaw, curved_inside, fit_law_to_optima
 from search.scaling.optima import Optima
 from search.scaling.rules import ChoiceSummary, HyperparameterRule
 from search.scaling.sweep import SweepFit
+from search.scaling.transforms import transform_of
 
 # N and D correlated beyond this along the efficient set cannot be told apart: the
 # separate exponents of ln N and ln D would be fitted to noise.

@@ -30,6 +30,16 @@ _INVERSE: dict[str, Callable[[np.ndarray], Any]] = {
 }
 
 
+_TRANSFORMS = {"log": "ln", "linear": "identity", "logit": "logit", "pow2": "log2"}
+
+
+def transform_of(param: Any) -> str:
+    """The space a parameter's law is fitted in (``ln``, ``identity``, ``logit``, ``log2``)."""
+    if param.kind == "int":
+        return "ln" if param.log else "identity"
+    return _TRANSFORMS[param.kind]
+
+
 def forward(transform: str, values: Any) -> np.ndarray:
     """Map values into the transformed space a law is fitted in."""
     return _FORWARD[transform](np.asarray(values, dtype=float))
