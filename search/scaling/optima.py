@@ -179,15 +179,16 @@ def estimate_optima(
         draw_path = None if path is None else path[1][len(draws) % len(path[1])]
         draws.append(_evaluate(resampled, anchors, with_allocation, draw_path))
     # Every resample rejected leaves no draws: shaped (0, ...), so each law refuses.
+    b = len(draws)
     return Optima(
         hp_path=hp_path,
         hp_own=hp_own,
         log_n_path=log_n,
-        hp_path_draws=np.array([d[0] for d in draws]).reshape(-1, *hp_path.shape),
-        hp_own_draws=np.array([d[1] for d in draws]).reshape(-1, *hp_own.shape),
+        hp_path_draws=np.array([d[0] for d in draws]).reshape(b, *hp_path.shape),
+        hp_own_draws=np.array([d[1] for d in draws]).reshape(b, *hp_own.shape),
         log_n_path_draws=None
         if log_n is None
-        else np.array([d[2] for d in draws]).reshape(-1, *log_n.shape),
+        else np.array([d[2] for d in draws]).reshape(b, *log_n.shape),
         choice_offsets=surface.choice_offsets(),
         edge_fraction=float(edge.mean()),
         n_rejected=rejected,

@@ -87,10 +87,13 @@ def test_iso_flop_minimum_of_the_profile():
     assert log_n[0] == pytest.approx(truth, abs=0.05)
 
 
-def test_optima_with_every_resample_rejected_have_empty_draws_of_their_shape():
+@pytest.mark.parametrize("n_bootstrap", [0, 3])
+@pytest.mark.parametrize("n_hp", [2, 0])
+def test_optima_draws_keep_their_shape_with_no_resample_or_no_hyperparameter(n_bootstrap, n_hp):
     """No accepted resample (here none asked for) gives draws shaped (0, anchors, m)
-    and (0, anchors), from which every law refuses (test_scaling_laws), not a crash."""
-    data = _data(300, seed=0)
+    and (0, anchors), from which every law refuses (test_scaling_laws), not a crash;
+    a surface whose every hyperparameter is flat (m = 0) still gives its N* draws."""
+    data = _data(300, seed=0).columns(list(range(n_hp)))
     log_axes = np.column_stack([np.linspace(16.0, 20.0, 6), np.linspace(19.0, 23.0, 6)])
     anchors = Anchors(
         log_compute=log_axes.sum(axis=1) + np.log(6.0),
@@ -99,7 +102,10 @@ def test_optima_with_every_resample_rejected_have_empty_draws_of_their_shape():
         log_n_high=log_axes[:, 0] + 1.0,
     )
     structure = Structure(degree=3, bend=False)
-    optima = estimate_optima(data, structure, anchors, with_allocation=True, n_bootstrap=0, seed=0)
-    assert optima.hp_path_draws.shape == (0, 6, 2)
-    assert optima.hp_own_draws.shape == (0, 6, 2)
-    assert optima.log_n_path_draws is not None and optima.log_n_path_draws.shape == (0, 6)
+    optima = estimate_optima(
+        data, structure, anchors, with_allocation=True, n_bootstrap=n_bootstrap, seed=0
+    )
+    assert optima.hp_path_draws.shape == (n_bootstrap, 6, n_hp)
+    assert optima.hp_own_draws.shape == (n_bootstrap, 6, n_hp)
+    assert optima.log_n_path_draws is not None
+    assert optima.log_n_path_draws.shape == (n_bootstrap, 6)
