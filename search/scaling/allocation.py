@@ -98,6 +98,13 @@ def fit_loss_frontier(
             f"decades of compute (E fitted at {E:.2g}); L*(C) is a pure power law here and "
             "its extrapolation ignores any irreducible loss"
         )
+    with np.errstate(over="ignore"):
+        rows = np.column_stack([np.exp(boot[:, :2]), boot[:, 2]])
+    rows = rows[np.all(np.isfinite(rows), axis=1)]  # refits that ran off to infinity
+    if len(rows) < 2:
+        raise NotEnoughDataError(
+            "the loss frontier's bootstrap refits ran off to infinity: L*(C) is not identified"
+        )
     return LossFrontier(
         E=E,
         E_reason=E_reason,
@@ -109,7 +116,7 @@ def fit_loss_frontier(
         n_points=len(loss),
         compute_min=float(compute.min()),
         compute_max=float(compute.max()),
-        bootstrap=np.column_stack([np.exp(boot[:, :2]), boot[:, 2]]).tolist(),
+        bootstrap=rows.tolist(),
     )
 
 

@@ -10,6 +10,8 @@ with a case-resampling bootstrap for standard errors and intervals. Minimising
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 from pydantic import BaseModel, ConfigDict
 
@@ -131,6 +133,10 @@ def fit_chinchilla(
             f"fitted exponents alpha={point['alpha'][0]:.3g}, beta={point['beta'][0]:.3g} are "
             "not both positive: loss does not fall with both N and D in these data"
         )
+    # A resampled fit that ran off to infinity (a parameter past floating point) is no
+    # draw of the law: kept, it would be stored as null and the rules could not load.
+    with np.errstate(over="ignore"):
+        boot = boot[np.all(np.isfinite(_to_params(boot)), axis=1)]
     draws = derived_quantities(_to_params(boot))
     return _assemble(point, draws, level=level, n_points=len(loss), delta=huber_delta, boot=boot)
 
@@ -151,9 +157,15 @@ def _assemble(point, draws, *, level, n_points, delta, boot) -> ChinchillaFit:
     se, low, high = {}, {}, {}
     for name in (*PARAM_NAMES, "a", "b"):
         finite = draws[name][np.isfinite(draws[name])]
-        se[name] = float(np.std(finite, ddof=1))
+        with np.errstate(over="ignore"):
+            se[name] = float(np.std(finite, ddof=1))
         lo, hi = _percentiles(finite, level)
         low[name], high[name] = float(lo), float(hi)
+        if not all(map(math.isfinite, (se[name], low[name], high[name]))):
+            raise NotEnoughDataError(
+                f"L(N, D) is not identified: its bootstrap puts {name} beyond floating "
+                f"point (standard error {se[name]:.3g})"
+            )
     return ChinchillaFit(
         **{name: float(point[name][0]) for name in (*PARAM_NAMES, "a", "b", "G")},
         se=se,

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from search.errors import NotEnoughDataError
-from search.scaling.chinchilla import fit_chinchilla
+from search.scaling.chinchilla import ChinchillaFit, fit_chinchilla
 
 DATA_DIR = Path(__file__).resolve().parents[2] / ".." / "shared" / "data"
 CHINCHILLA = {"E": 1.69, "A": 406.4, "B": 410.7, "alpha": 0.34, "beta": 0.28}
@@ -92,6 +92,20 @@ def test_a_fit_without_bootstrap_draws_is_refused_not_a_crash():
     loss = _law(n_params, tokens, **CHINCHILLA)
     with pytest.raises(NotEnoughDataError, match="could not re-estimate L"):
         fit_chinchilla(n_params, tokens, loss, n_bootstrap=0)
+
+
+def test_resampled_fits_that_run_off_to_infinity_are_left_out():
+    """A loss that barely depends on N and D: some bootstrap refits send B past
+    floating point. Kept, they were written as null and the fit (and any rules file
+    holding it) could not be loaded again."""
+    rng = np.random.default_rng(9)
+    n = int(rng.integers(15, 25))
+    n_params, tokens = 10 ** rng.uniform(7, 8.2, n), 10 ** rng.uniform(9, 10.2, n)
+    loss = 2.0 + 0.05 * rng.standard_normal(n) ** 2
+    fit = fit_chinchilla(n_params, tokens, loss, n_bootstrap=20)
+    assert 2 <= len(fit.bootstrap) < 20
+    assert np.isfinite(fit.bootstrap).all()
+    assert ChinchillaFit.model_validate_json(fit.model_dump_json()) == fit
 
 
 def test_refuses_loss_that_grows_with_model_size():
