@@ -80,8 +80,15 @@ def fit_loss_frontier(
     theta, boot = fit_lse(
         np.log(compute)[:, None], loss, seed=seed, n_bootstrap=n_bootstrap, points_per_param=2
     )
+    with np.errstate(over="ignore"):
+        rows = np.column_stack([np.exp(boot[:, :2]), boot[:, 2]])
+    rows = rows[np.all(np.isfinite(rows), axis=1)]  # refits that ran off to infinity
+    if len(rows) < 2:
+        raise NotEnoughDataError(
+            "the loss frontier's bootstrap refits ran off to infinity: L*(C) is not identified"
+        )
     tail = 100.0 * (1.0 - level) / 2.0
-    gamma_low, gamma_high = np.percentile(boot[:, 2], [tail, 100.0 - tail])
+    gamma_low, gamma_high = np.percentile(rows[:, 2], [tail, 100.0 - tail])
     if not gamma_low > 0:
         raise NotEnoughDataError(
             f"loss does not fall significantly with compute along the front (gamma = "
@@ -97,13 +104,6 @@ def fit_loss_frontier(
             f"not identified: the front shows no loss floor over {np.ptp(np.log10(compute)):.1f} "
             f"decades of compute (E fitted at {E:.2g}); L*(C) is a pure power law here and "
             "its extrapolation ignores any irreducible loss"
-        )
-    with np.errstate(over="ignore"):
-        rows = np.column_stack([np.exp(boot[:, :2]), boot[:, 2]])
-    rows = rows[np.all(np.isfinite(rows), axis=1)]  # refits that ran off to infinity
-    if len(rows) < 2:
-        raise NotEnoughDataError(
-            "the loss frontier's bootstrap refits ran off to infinity: L*(C) is not identified"
         )
     return LossFrontier(
         E=E,
