@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from search.errors import NotEnoughDataError
-from search.scaling.allocation import fit_loss_frontier
+from search.scaling.allocation import LossFrontier, fit_loss_frontier
 from search.scaling.laws import (
     bulk_of_draws,
     curved_inside,
@@ -173,6 +173,20 @@ def test_precision_weighted_law_refuses_an_unidentified_slope_with_numbers():
     narrow = np.column_stack([np.log(np.geomspace(1e8, 1.1e8, 6)), features[:, 1]])
     with pytest.raises(NotEnoughDataError, match=r"standard error .* spanning 0\.04 decades"):
         fit_law_to_estimates(narrow, rng.normal(size=6), np.full(6, 0.01), names=["ln_n", "ln_d"])
+
+
+def test_frontier_refits_that_run_off_to_infinity_are_left_out():
+    """A short, noisy front: one bootstrap refit sends A past floating point. Kept, it
+    was written as null and the frontier (and rules holding it) could not be loaded."""
+    rng = np.random.default_rng(74)
+    n = int(rng.integers(5, 12))
+    compute = 10 ** np.sort(rng.uniform(0, rng.uniform(1.05, 3), n))
+    scale, gamma, noise = rng.uniform(0, 3), rng.uniform(0.05, 2), rng.uniform(0, 0.2)
+    loss = 2.0 + scale * compute**-gamma + noise * rng.standard_normal(n) ** 2
+    frontier = fit_loss_frontier(compute, loss, n_bootstrap=20)
+    assert 2 <= len(frontier.bootstrap) < 20
+    assert np.isfinite(frontier.bootstrap).all()
+    assert LossFrontier.model_validate_json(frontier.model_dump_json()) == frontier
 
 
 def test_the_loss_frontier_says_when_its_floor_is_not_identified():
