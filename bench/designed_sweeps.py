@@ -201,13 +201,17 @@ def largest_cells_errors(config, rules, observations, cells) -> list[dict]:
     return rows
 
 
-def coverage_at_100x(config: TestbedConfig, rules) -> dict:
-    """Whether each 90% interval at 100x the largest fitted compute holds the truth,
-    and its width (log10 of high / low)."""
+def prediction_at_100x(rules):
+    """The rules' prediction at 100x the largest compute they were fitted on: the
+    scale every rules bench scores."""
+    return rules.predict(compute=100.0 * rules.observed.compute_max)
+
+
+def coverage_at_100x(config: TestbedConfig, prediction) -> dict:
+    """Whether each 90% interval of ``prediction`` (``prediction_at_100x``) holds the
+    truth at its compute, and its width (log10 of high / low)."""
     testbed = Testbed(config)
-    target = 100.0 * rules.observed.compute_max
-    prediction = rules.predict(compute=target)
-    n_star, d_star, loss = (float(v) for v in testbed.compute_optimal(target))
+    n_star, d_star, loss = (float(v) for v in testbed.compute_optimal(prediction.compute))
     truth = testbed.optimal_hparams(n_star, d_star)
     intervals = {
         "learning_rate": prediction.values["learning_rate"],
@@ -255,7 +259,7 @@ def one_study(truth: str, noise_share: float, seed: int, fit_share: float = FIT_
     row["fit_seconds"] = time.perf_counter() - start
     row["compute_share"] = sum(n * d for n, d in fit_cells) / sum(n * d for n, d in cells)
     row["largest"] = largest_cells_errors(config, rules, observations, cells)
-    row["coverage"] = coverage_at_100x(config, rules)
+    row["coverage"] = coverage_at_100x(config, prediction_at_100x(rules))
     law = rules.rule("learning_rate").vs_size_tokens
     row["lr_exponents"] = None if law is None else law.coef[1:]
     row["lr_exponents_true"] = [config.lr_n_exp, config.lr_d_exp]

@@ -16,7 +16,7 @@ from __future__ import annotations
 import argparse
 import json
 
-from bench.designed_sweeps import coverage_at_100x
+from bench.designed_sweeps import coverage_at_100x, prediction_at_100x
 from bench.scaling_extrapolation import (
     AXES,
     STUDIES,
@@ -50,7 +50,9 @@ def main() -> None:
         except NotEnoughDataError as exc:
             rows.append({"study": path.stem, "refused": str(exc)})
             continue
-        rows.append({"study": path.stem, "coverage": coverage_at_100x(config, rules)})
+        rows.append(
+            {"study": path.stem, "coverage": coverage_at_100x(config, prediction_at_100x(rules))}
+        )
         print(json.dumps(rows[-1]), flush=True)
     print(coverage_table(rows))
     print(f"refused: {sum('refused' in r for r in rows)} of {len(rows)}")

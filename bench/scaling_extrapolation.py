@@ -130,13 +130,15 @@ def engine_study(config: TestbedConfig, *, trials: int, seed: int) -> list:
     return list(engine.observations)
 
 
-def extrapolation_errors(config: TestbedConfig, rules) -> dict[str, float | None] | None:
-    """Factors pred/true for lr and batch at 100x the largest compute, and the N*(C)
-    exponent error; None without an N*(C) law. A refused (unsupported) rule's factor is
-    None; ``<name>_as_used`` is the factor of what the user is given either way: the
-    law's estimate, or for a refused rule the best observed value."""
-    target = 100.0 * rules.observed.compute_max
-    prediction = rules.predict(compute=target)
+def extrapolation_errors(
+    config: TestbedConfig, rules, prediction
+) -> dict[str, float | None] | None:
+    """Factors pred/true for lr and batch in ``prediction`` (the rules' at 100x the
+    largest compute), and the N*(C) exponent error; None without an N*(C) law. A refused
+    (unsupported) rule's factor is None; ``<name>_as_used`` is the factor of what the
+    user is given either way: the law's estimate, or for a refused rule the best
+    observed value."""
+    target = prediction.compute
     allocation = rules.allocation
     if allocation is None or allocation.n_params is None:
         return None
@@ -155,12 +157,12 @@ def extrapolation_errors(config: TestbedConfig, rules) -> dict[str, float | None
     return out
 
 
-def lr_coverage_at_predicted_batch(config: TestbedConfig, rules) -> dict | None:
-    """Whether the learning rate's interval at 100x holds the optimum *for the rest of
-    the prediction* (its N, D and batch), as a sweep of the learning rate alone at that
-    scale would find it (issue 19's check), rather than the optimum at the optimal
-    batch; None where the rule is refused or there is no allocation."""
-    prediction = rules.predict(compute=100.0 * rules.observed.compute_max)
+def lr_coverage_at_predicted_batch(config: TestbedConfig, prediction) -> dict | None:
+    """Whether the learning rate's interval in ``prediction`` (the rules' at 100x) holds
+    the optimum *for the rest of the prediction* (its N, D and batch), as a sweep of the
+    learning rate alone at that scale would find it (issue 19's check), rather than the
+    optimum at the optimal batch; None where the rule is refused or there is no
+    allocation."""
     value = prediction.values["learning_rate"]
     if not value.supported or value.low is None or prediction.n_params is None:
         return None
@@ -203,7 +205,7 @@ def cached_study(config: TestbedConfig, name: str, *, trials: int, seed: int) ->
 
 def _one(job: tuple[str, str, float | None, list[int], int]) -> list[dict]:
     # bench.designed_sweeps imports this module: import its scoring here.
-    from bench.designed_sweeps import coverage_at_100x
+    from bench.designed_sweeps import coverage_at_100x, prediction_at_100x
 
     truth, cost, noise_share, budgets, seed = job
     config = truth_config(truth, cost, noise_share)
@@ -228,10 +230,11 @@ def _one(job: tuple[str, str, float | None, list[int], int]) -> list[dict]:
             continue
         row["compute_max"] = rules.observed.compute_max
         row["unsupported"] = [r.name for r in rules.hyperparameters if not r.supported]
-        row["coverage"] = coverage_at_100x(config, rules) | {
-            "lr_at_predicted_batch": lr_coverage_at_predicted_batch(config, rules)
+        prediction = prediction_at_100x(rules)
+        row["coverage"] = coverage_at_100x(config, prediction) | {
+            "lr_at_predicted_batch": lr_coverage_at_predicted_batch(config, prediction)
         }
-        errors = extrapolation_errors(config, rules)
+        errors = extrapolation_errors(config, rules, prediction)
         if errors is None:
             row["refused"] = "no N*(C) law"
         else:

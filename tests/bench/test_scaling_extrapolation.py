@@ -9,6 +9,7 @@ from types import SimpleNamespace
 
 import pytest
 
+from bench.designed_sweeps import coverage_at_100x, prediction_at_100x
 from bench.scaling_extrapolation import (
     GROUND_TRUTHS,
     HELD_OUT_MATRIX,
@@ -164,8 +165,8 @@ def test_the_lr_interval_is_also_scored_against_the_optimum_for_the_predicted_ba
 
     objective, observations = sample_study(config, seed=4)
     rules = fit_scaling_rules(observations, objective.default_space(), AXES, n_bootstrap=40)
-    scored = lr_coverage_at_predicted_batch(config, rules)
     prediction = rules.predict(compute=100 * rules.observed.compute_max)
+    scored = lr_coverage_at_predicted_batch(config, prediction)
     value = prediction.values["learning_rate"]
     assert value.supported and scored is not None
     truth = float(
@@ -177,3 +178,32 @@ def test_the_lr_interval_is_also_scored_against_the_optimum_for_the_predicted_ba
     )
     assert scored["error_dex"] == pytest.approx(math.log10(value.estimate / truth))
     assert scored["covered"] == (value.low <= truth <= value.high)
+
+
+def test_coverage_is_scored_at_the_predictions_own_compute_against_the_truth_there():
+    """Every rules bench scores one prediction at 100x (``prediction_at_100x``); the
+    coverage reads the testbed's optimum at that prediction's compute."""
+    config = TestbedConfig()
+    objective, observations = sample_study(config, seed=4)
+    rules = fit_scaling_rules(observations, objective.default_space(), AXES, n_bootstrap=40)
+    prediction = prediction_at_100x(rules)
+    assert prediction.compute == pytest.approx(100 * rules.observed.compute_max)
+    scored = coverage_at_100x(config, prediction)
+    n_star, _, loss = Testbed(config).compute_optimal(prediction.compute)
+    assert prediction.n_params is not None and prediction.loss is not None
+    assert scored["loss"]["covered"] == (prediction.loss.low <= float(loss) <= prediction.loss.high)
+    assert scored["n_star"]["covered"] == (
+        prediction.n_params.low <= float(n_star) <= prediction.n_params.high
+    )
+    assert scored["n_star"]["error_dex"] == pytest.approx(
+        math.log10(prediction.n_params.estimate / float(n_star))
+    )
+    assert scored["loss"]["width_dex"] == pytest.approx(
+        math.log10(prediction.loss.high / prediction.loss.low)
+    )
+    # a wider target is scored against its own optimum, not the first one's
+    further = rules.predict(compute=10 * prediction.compute)
+    n_further, _, _ = Testbed(config).compute_optimal(further.compute)
+    assert coverage_at_100x(config, further)["n_star"]["error_dex"] == pytest.approx(
+        math.log10(further.n_params.estimate / float(n_further))
+    )
