@@ -1,7 +1,7 @@
 """From a study's runs to estimated optima: the surface stage of ``fit_scaling_rules``.
 
 1. The response surface (``search.scaling.surface``) over every successful run, with
-   the hyperparameters whose bowls show no curvature set aside (``flat``).
+   the hyperparameters without a usable bowl set aside (``dropped``, each with why).
 2. HP-corrected losses: each run's loss with the log-loss it loses to its optimal
    hyperparameters removed (runs losing more than ``CORRECTION_LIMIT`` are left out,
    their correction being the least certain). ``L(N, D)`` is fitted to these, so the
@@ -29,13 +29,14 @@ from search.scaling.optima import (
     size_bounds,
 )
 from search.scaling.surface import (
+    Dropped,
     ResponseSurface,
     Structure,
     SurfaceData,
     choose_structure,
+    dropped_hyperparameters,
     excess,
     fit_surface,
-    flat_hyperparameters,
 )
 from search.scaling.transforms import forward, transform_of
 
@@ -48,7 +49,7 @@ CORRECTION_LIMIT = 0.05
 class SurfaceStage:
     """The fitted surface and the parameter behind each column: ``hp_params`` for
     ``data.hp`` (all continuous hyperparameters), ``choice_levels`` ``(name, value)``
-    for ``data.choice``; ``kept`` columns are in ``surface``, ``flat`` ones are not.
+    for ``data.choice``; ``kept`` columns are in ``surface``, ``dropped`` ones are not.
     ``surface`` is None (with ``reason``) when the runs cannot support one."""
 
     data: SurfaceData
@@ -57,7 +58,7 @@ class SurfaceStage:
     structure: Structure | None
     bends: bool
     kept: list[int]
-    flat: list[int]
+    dropped: list[Dropped]
     surface: ResponseSurface | None
     reason: str | None
 
@@ -110,10 +111,11 @@ def fit_stage(table: Any, params: list[Any], *, level: float) -> SurfaceStage:
         structure, bends = choose_structure(data, level=level)
     except NotEnoughDataError as exc:
         return SurfaceStage(data, hp_params, levels, None, False, [], [], None, str(exc))
-    flat = flat_hyperparameters(data, structure, level=level)
-    kept = [j for j in range(data.hp.shape[1]) if j not in flat]
+    dropped = dropped_hyperparameters(data, structure, level=level)
+    gone = {d.column for d in dropped}
+    kept = [j for j in range(data.hp.shape[1]) if j not in gone]
     surface = fit_surface(data.columns(kept), structure)
-    return SurfaceStage(data, hp_params, levels, structure, bends, kept, flat, surface, None)
+    return SurfaceStage(data, hp_params, levels, structure, bends, kept, dropped, surface, None)
 
 
 def corrected_runs(stage: SurfaceStage) -> tuple[np.ndarray, np.ndarray]:

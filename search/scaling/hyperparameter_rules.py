@@ -22,6 +22,7 @@ from search.scaling.fit_inputs import FitInputs, RunTable
 from search.scaling.laws import MAX_SLOPE_SE, LinearLaw, curved_inside, fit_law_to_optima
 from search.scaling.optima import Optima
 from search.scaling.rules import ChoiceSummary, HyperparameterRule
+from search.scaling.surface import Dropped
 from search.scaling.sweep import SweepFit
 from search.scaling.transforms import transform_of
 
@@ -192,11 +193,9 @@ def _unsupported(param, stage: SurfaceStage, est: Estimates, log_c, level: float
         return stage.reason
     assert est.outside is not None  # estimated with the optima
     column = stage.hp_params.index(param)
-    if column in stage.flat:
-        return (
-            f"flat: the loss shows no significant curvature in {param.name} over the runs, "
-            "so its optimum is not identified (explore a wider range, or fix it)"
-        )
+    dropped = next((d for d in stage.dropped if d.column == column), None)
+    if dropped is not None:
+        return _dropped_reason(param.name, dropped, stage)
     j = stage.kept.index(column)
     if est.outside[j] > MAX_OUTSIDE_FRACTION:
         return (
@@ -215,6 +214,27 @@ def _unsupported(param, stage: SurfaceStage, est: Estimates, log_c, level: float
     return (
         f"non-monotone: the optimum of {param.name} turns at compute ~{math.exp(turn):.3g} "
         "inside the data, so no single power law describes it"
+    )
+
+
+def _dropped_reason(name: str, dropped: Dropped, stage: SurfaceStage) -> str:
+    """Why a hyperparameter left out of the surface has no rule, in the user's words."""
+    if dropped.kind == "no effect":
+        return (
+            f"flat: the loss shows no significant dependence on {name} over the runs, so "
+            "its optimum is not identified (explore a wider range, or fix it)"
+        )
+    if dropped.kind == "no bowl":
+        return (
+            f"no bowl: the loss depends on {name} over the runs but shows no significant "
+            f"positive curvature in it (t = {dropped.t:.2f}), so the runs do not locate its "
+            "optimum (explore beyond the values tried)"
+        )
+    partners = ", ".join(stage.hp_params[j].name for j in dropped.partners)
+    return (
+        f"saddle: {name}'s bowl is significant (t = {dropped.t:.2f}), but together with "
+        f"{partners} it is not convex (along a ridge through them the fitted loss keeps "
+        "falling), and its curvature is the weakest there, so its optimum is not identified"
     )
 
 

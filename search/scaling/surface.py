@@ -20,15 +20,17 @@ lucky or one-sided, and a regression through their raw values inherits both. The
 surface uses every run, and its curvature says where the bottom of each bowl lies even
 when the runs sit on one side of it.
 
-A hyperparameter whose bowl has no significant curvature (the loss does not depend on
-it over the range explored) has no identifiable optimum: it is left out of the surface
-and reported as such (``flat``).
+A hyperparameter whose bowl has no significant curvature has no identifiable optimum:
+it is left out of the surface, and the rules say why (``Dropped``): the loss does not
+depend on it over the range explored, or does but shows no bowl there, or its bowl
+forms a saddle with another's.
 """
 
 from __future__ import annotations
 
 import itertools
 from dataclasses import dataclass, replace
+from typing import Literal
 
 import numpy as np
 from scipy import stats
@@ -261,23 +263,88 @@ def fit_surface(data: SurfaceData, structure: Structure) -> ResponseSurface:
     return surface
 
 
-def flat_hyperparameters(data: SurfaceData, structure: Structure, *, level: float) -> list[int]:
-    """Columns of ``data.hp`` whose curvature is not significantly positive at ``level``.
+@dataclass(frozen=True)
+class Dropped:
+    """A hyperparameter left out of the surface, and why (``dropped_hyperparameters``).
 
-    Dropped one at a time (least significant first) and refitted, until every remaining
-    hyperparameter's own curvature is significant and the joint bowl is convex.
+    ``kind``: ``"no effect"`` (leaving all its terms out changes the fit by no more
+    than noise), ``"no bowl"`` (it matters, but its curvature is not significantly
+    positive: the runs do not locate an optimum) or ``"saddle"`` (its curvature is
+    significant, but the joint bowl with ``partners``, columns still in the surface, is
+    not convex, and its curvature was the weakest). ``t``: its curvature's t-statistic
+    when it was dropped.
+    """
+
+    column: int
+    kind: Literal["no effect", "no bowl", "saddle"]
+    t: float
+    partners: tuple[int, ...] = ()
+
+
+def dropped_hyperparameters(
+    data: SurfaceData, structure: Structure, *, level: float
+) -> list[Dropped]:
+    """Columns of ``data.hp`` without a bowl the surface can use, in the order dropped.
+
+    Dropped one at a time and refitted, until every remaining hyperparameter's own
+    curvature is significantly positive at ``level`` and the joint bowl is convex: the
+    least significant curvature first, and while the bowl is not convex, the weakest
+    curvature among the pairs of hyperparameters that form a saddle. Each drop says which
+    of the three reasons applied: a user told "flat" about the learning rate of a real
+    study, whose loss depends on it more than on anything else, is told something false.
     """
     keep = list(range(data.hp.shape[1]))
-    dropped: list[int] = []
+    dropped: list[Dropped] = []
+    threshold = stats.t.ppf(level, max(len(data.log_loss) - 1, 1))
     while keep:
         t_values = _curvature_t(data.columns(keep), structure)
         worst = int(np.argmin(t_values))
-        convex = fit_surface(data.columns(keep), structure).is_convex()
-        threshold = stats.t.ppf(level, max(len(data.log_loss) - 1, 1))
-        if t_values[worst] >= threshold and convex:
+        if t_values[worst] < threshold:
+            column, t = keep[worst], float(t_values[worst])
+            matters = _has_effect(data, structure, keep, column, level=level)
+            dropped.append(Dropped(column, "no bowl" if matters else "no effect", t))
+            keep.pop(worst)
+            continue
+        surface = fit_surface(data.columns(keep), structure)
+        if surface.is_convex():
             break
-        dropped.append(keep.pop(worst))
+        # Of the hyperparameters in a saddle pair, the weakest curvature goes: not a
+        # bystander with a proper bowl of its own.
+        pairs = _saddle_pairs(surface.hessian())
+        involved = sorted({i for pair in pairs for i in pair}) or list(range(len(keep)))
+        worst = min(involved, key=lambda i: t_values[i])
+        partners = [j for pair in pairs if worst in pair for j in pair if j != worst]
+        partners = partners or [i for i in range(len(keep)) if i != worst]
+        column, t = keep[worst], float(t_values[worst])
+        dropped.append(Dropped(column, "saddle", t, tuple(keep[i] for i in sorted(partners))))
+        keep.pop(worst)
     return dropped
+
+
+def _has_effect(
+    data: SurfaceData, structure: Structure, keep: list[int], column: int, *, level: float
+) -> bool:
+    """Whether leaving every term of ``column`` out of the surface over ``keep`` raises the
+    residual sum of squares significantly (an F-test at ``level``)."""
+    rss_with, p_with = _rss(data.columns(keep), structure)
+    rss_without, p_without = _rss(data.columns([k for k in keep if k != column]), structure)
+    dof = len(data.log_loss) - p_with
+    if dof <= 0 or p_with <= p_without:
+        return False
+    f_stat = ((rss_without - rss_with) / (p_with - p_without)) / max(rss_with / dof, 1e-300)
+    return bool(stats.f.sf(f_stat, p_with - p_without, dof) < 1.0 - level)
+
+
+def _saddle_pairs(hessian: np.ndarray) -> list[tuple[int, int]]:
+    """Pairs of positions whose 2x2 bowl is not convex (empty when only a larger set
+    of hyperparameters is)."""
+    m = len(hessian)
+    return [
+        (i, j)
+        for i in range(m)
+        for j in range(i + 1, m)
+        if np.linalg.eigvalsh(hessian[np.ix_([i, j], [i, j])]).min() <= 0
+    ]
 
 
 def _curvature_t(data: SurfaceData, structure: Structure) -> np.ndarray:

@@ -3,6 +3,8 @@ one-sided data, refusal."""
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import numpy as np
 import pytest
 
@@ -12,9 +14,9 @@ from search.scaling.surface import (
     Structure,
     SurfaceData,
     choose_structure,
+    dropped_hyperparameters,
     excess,
     fit_surface,
-    flat_hyperparameters,
 )
 
 # Two hyperparameters whose optima are linear in (ln N, ln D), with a ridge between them.
@@ -64,10 +66,39 @@ def test_optima_are_found_from_runs_on_one_side_of_the_bowl():
     assert np.abs(surface.optimum(grid) - _optimum(grid)).max() < 0.3
 
 
-def test_a_hyperparameter_the_loss_ignores_is_flat():
+def test_a_hyperparameter_the_loss_ignores_is_dropped_as_having_no_effect():
     data = _data(300, seed=2, noise=0.003, flat=True)
     structure, _ = choose_structure(data, level=0.9)
-    assert flat_hyperparameters(data, structure, level=0.9) == [2]
+    (dropped,) = dropped_hyperparameters(data, structure, level=0.9)
+    assert (dropped.column, dropped.kind, dropped.partners) == (2, "no effect", ())
+
+
+def test_a_hyperparameter_the_loss_falls_along_has_no_bowl_not_no_effect():
+    """The loss falls steadily with a third hyperparameter (no optimum inside the runs):
+    it matters, so it is "no bowl", not "flat"; the bowls of the other two are kept."""
+    data = _data(300, seed=5, noise=0.003, flat=True)
+    sloped = replace(data, log_loss=data.log_loss - 0.05 * data.hp[:, 2])
+    structure, _ = choose_structure(sloped, level=0.9)
+    (dropped,) = dropped_hyperparameters(sloped, structure, level=0.9)
+    assert (dropped.column, dropped.kind) == (2, "no bowl")
+    assert dropped.t < 1.29
+
+
+def test_a_saddle_drops_the_weaker_curvature_and_names_its_partner():
+    """Two hyperparameters, each curved on its own, whose cross term makes the joint bowl a
+    saddle (the loss falls along a ridge through both), beside a third with a proper bowl."""
+    rng = np.random.default_rng(6)
+    n = 400
+    log_axes = np.column_stack([rng.uniform(15.0, 21.0, n), rng.uniform(18.0, 24.0, n)])
+    hp = rng.normal(0.0, 1.0, size=(n, 3))
+    saddle = np.array([[0.04, 0.0, 0.05], [0.0, 0.03, 0.0], [0.05, 0.0, 0.05]])
+    assert np.linalg.eigvalsh(saddle).min() < 0 < 0.04
+    loss = _g(log_axes) + np.einsum("ni,ij,nj->n", hp, saddle, hp) + rng.normal(0, 0.002, n)
+    data = SurfaceData(log_axes, hp, np.zeros((n, 0)), loss)
+    structure, _ = choose_structure(data, level=0.9)
+    (dropped,) = dropped_hyperparameters(data, structure, level=0.9)
+    assert (dropped.column, dropped.kind, dropped.partners) == (0, "saddle", (2,))
+    assert dropped.t > 1.29
 
 
 def test_too_few_runs_for_a_surface_are_refused():
