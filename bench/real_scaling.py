@@ -164,7 +164,10 @@ class Run:
         # The study's own front: the verification trial is on the API's front once it
         # finished, and would be the "largest config" CARBS extrapolates from.
         configs["carbs"] = carbs_baseline(
-            study_front(ours), self.preset.space, target_cost=trial_tflop(predicted)
+            study_front(ours),
+            self.preset.space,
+            target_cost=trial_tflop(predicted),
+            cost_of=trial_tflop,
         )
         runs = {
             repeat_label(label, repeat): (params, repeat)

@@ -21,6 +21,7 @@ a stack. The pieces:
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -233,13 +234,21 @@ def _model(params: dict[str, Any], vocab_size: int, seq_len: int) -> ModelConfig
 
 
 def carbs_baseline(
-    front: list[dict[str, Any]], space: list[dict[str, Any]], *, target_cost: float
+    front: list[dict[str, Any]],
+    space: list[dict[str, Any]],
+    *,
+    target_cost: float,
+    cost_of: Callable[[dict[str, Any]], float] | None = None,
 ) -> dict[str, Any]:
     """CARBS's way to scale up: the largest config on the front, each parameter moved along
     its least-squares line through the front's points (in its transformed value vs ln
     cost) from that config's cost to ``target_cost``; ints and powers of two snapped.
 
     ``front``: trials with ``params`` and ``cost_seconds`` (the study's cost unit).
+    ``cost_of``: a config's cost in that unit; given, the tokens are rescaled after the
+    snapping so the config costs ``target_cost``, as the configurations it is compared
+    with do. Without it, a depth rounded from 2.6 to 3 gave run 9's baseline 1.48x their
+    compute.
     """
     points = [t for t in front if t.get("cost_seconds")]
     if len(points) < 2:
@@ -255,6 +264,8 @@ def carbs_baseline(
         slope = float(np.polyfit(log_cost, y, 1)[0]) if np.ptp(log_cost) > 0 else 0.0
         value = float(inverse(forward(float(largest["params"][name])) + slope * shift))
         out[name] = _snap(kind, value)
+    if cost_of is not None:
+        out["tokens"] = round(out["tokens"] * target_cost / cost_of(out))
     return out
 
 

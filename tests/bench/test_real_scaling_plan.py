@@ -99,6 +99,36 @@ def test_the_carbs_baseline_extrapolates_the_fronts_least_squares_lines() -> Non
     assert carbs["warmup_fraction"] == pytest.approx(0.1)  # flat: stays
 
 
+def test_the_carbs_baseline_costs_what_it_is_compared_at_after_snapping() -> None:
+    """Depth extrapolated to about 2.5 layers snaps to 3, so the lines' configuration
+    costs 10% more than the target; the tokens are rescaled so it costs the target."""
+    front = [
+        {
+            "cost_seconds": trial_tflop(params),
+            "params": params,
+        }
+        for params in (
+            {**CONFIG, "d_model": 64, "n_layers": 1, "tokens": 2_000_000},
+            {**CONFIG, "d_model": 64, "n_layers": 2, "tokens": 4_000_000},
+        )
+    ]
+    space = [
+        {"kind": "pow2", "name": "d_model"},
+        {"kind": "int", "name": "n_layers"},
+        {"kind": "int", "name": "tokens"},
+    ]
+    target = 1.8 * front[-1]["cost_seconds"]
+    unmatched = carbs_baseline(front, space, target_cost=target)
+    assert unmatched["n_layers"] == 3
+    assert trial_tflop({**CONFIG, **unmatched}) > 1.1 * target
+    matched = carbs_baseline(
+        front, space, target_cost=target, cost_of=lambda p: trial_tflop({**CONFIG, **p})
+    )
+    assert {k: matched[k] for k in ("d_model", "n_layers")} == {"d_model": 64, "n_layers": 3}
+    assert matched["tokens"] < unmatched["tokens"]
+    assert trial_tflop({**CONFIG, **matched}) == pytest.approx(target, rel=1e-6)
+
+
 def test_the_carbs_baseline_needs_a_line() -> None:
     with pytest.raises(ValueError, match="2 front points"):
         carbs_baseline(_front([1.0]), [{"kind": "log", "name": "learning_rate"}], target_cost=9)
