@@ -51,6 +51,7 @@ from bench.real_scaling_plan import (
     Preset,
     best_trial,
     carbs_baseline,
+    fixed_params,
     fixed_study,
     lr_sweep,
     naive_baseline,
@@ -72,6 +73,10 @@ def log(message: str) -> None:
 
 class NoRulesError(RuntimeError):
     """The study finished without rules, or with rules that cannot set a 10x config."""
+
+
+class StaleStudyError(RuntimeError):
+    """A 10x study of the same name was run with another configuration."""
 
 
 class Run:
@@ -103,8 +108,20 @@ class Run:
                 return out
 
     def ensure_study(self, spec: dict[str, Any]) -> int:
+        """The study named ``spec["name"]``: found (and resumed) or created. A one-trial
+        study found with another configuration than ``spec``'s is refused: its result
+        is not this configuration's (the code that picks it changed since)."""
         existing = self.studies().get(spec["name"])
         if existing is not None:
+            wanted = fixed_params(spec)
+            if wanted is not None:
+                stored = fixed_params(self.client.get_study(existing["id"])["spec"])
+                if stored != wanted:
+                    raise StaleStudyError(
+                        f"study {existing['id']} {spec['name']!r} exists with the "
+                        f"configuration {stored}, not {wanted}: its result is not this "
+                        "configuration's; run under another --name or database"
+                    )
             log(f"study {existing['id']} {spec['name']!r} found ({existing['state']})")
             if existing["state"] == "PAUSED":
                 self.client.set_state(existing["id"], "resume")
@@ -317,7 +334,7 @@ def main(argv: list[str] | None = None) -> int:
     signal.signal(signal.SIGTERM, _exit_on_sigterm)
     try:
         run(parse_args(argv))
-    except NoRulesError as exc:
+    except (NoRulesError, StaleStudyError) as exc:
         log(f"stopped: {exc}")
         return 1
     return 0

@@ -189,6 +189,15 @@ def fixed_study(
     }
 
 
+def fixed_params(spec: dict[str, Any]) -> dict[str, Any] | None:
+    """The configuration a ``fixed_study`` spec (as sent or as stored) runs; None for
+    a study whose space is not one value per parameter."""
+    params = spec.get("space", {}).get("params", [])
+    if not params or any(p.get("kind") != "choice" or len(p["choices"]) != 1 for p in params):
+        return None
+    return {p["name"]: p["choices"][0] for p in params}
+
+
 def repeat_label(label: str, repeat: int) -> str:
     """The label of a 10x configuration's ``repeat``-th run (0: the label itself)."""
     return label if repeat == 0 else f"{label}/seed{repeat}"

@@ -10,6 +10,7 @@ from bench.real_scaling_plan import (
     PRESETS,
     base_label,
     carbs_baseline,
+    fixed_params,
     fixed_study,
     lr_sweep,
     naive_baseline,
@@ -132,6 +133,13 @@ def test_the_carbs_baseline_costs_what_it_is_compared_at_after_snapping() -> Non
 def test_the_carbs_baseline_needs_a_line() -> None:
     with pytest.raises(ValueError, match="2 front points"):
         carbs_baseline(_front([1.0]), [{"kind": "log", "name": "learning_rate"}], target_cost=9)
+
+
+def test_a_fixed_studys_configuration_reads_back_from_its_spec() -> None:
+    spec = fixed_study(PRESETS["smoke"], name="x/10x/lr-x1", params=CONFIG)
+    assert fixed_params(spec) == CONFIG
+    assert fixed_params(study_spec(PRESETS["smoke"], name="x")) is None  # a search space
+    assert fixed_params({"space": {"params": []}}) is None
 
 
 def test_tflop_and_n_match_the_trainer() -> None:

@@ -9,7 +9,7 @@ import warnings
 import httpx
 import pytest
 
-from bench.real_scaling import Run, tenant_token
+from bench.real_scaling import Run, StaleStudyError, tenant_token
 from bench.real_scaling_plan import PRESETS, fixed_study, overheads
 from bench.real_scaling_stack import Stack, StackConfig
 from service.api.app import create_app
@@ -49,6 +49,12 @@ def test_a_fixed_configuration_runs_on_the_workers_and_is_found_again_by_name(cl
         spec = fixed_study(preset, name="smoke/10x/lr-x2", params=TINY)
         study_id = run.ensure_study(spec)
         assert run.ensure_study(spec) == study_id  # a rerun resumes, never duplicates
+        # A rerun whose code now picks another configuration under that name is refused
+        # (its stored result is not the new configuration's), and creates nothing.
+        changed = fixed_study(preset, name="smoke/10x/lr-x2", params={**TINY, "tokens": 4096})
+        with pytest.raises(StaleStudyError, match="exists with the configuration"):
+            run.ensure_study(changed)
+        assert list(run.studies()) == ["smoke/10x/lr-x2"]
         # Its repeat under another trial seed: the same configuration, trained anew.
         again = fixed_study(preset, name="smoke/10x/lr-x2/seed1", params=TINY, seed=1)
         again_id = run.ensure_study(again)
