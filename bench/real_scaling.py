@@ -46,19 +46,13 @@ if __package__ in (None, ""):  # run as a file: make ``bench`` importable
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench.real_scaling_plan import (
-    LR_FACTORS,
     PRESETS,
     Preset,
-    best_trial,
-    carbs_baseline,
+    at_scale_configs,
     fixed_params,
     fixed_study,
-    lr_sweep,
-    naive_baseline,
     repeat_label,
-    study_front,
     study_spec,
-    trial_tflop,
 )
 from bench.real_scaling_stack import Stack, StackConfig
 from service.interop.client import ApiError, ScaletuneClient
@@ -174,18 +168,12 @@ class Run:
     def at_scale(self, study_id: int, predicted: dict[str, Any]) -> dict[str, int]:
         """The sweep (the rules' configuration, x1, among it) and the baselines, each
         ``repeats`` times, as one-trial studies; their ids by label (``repeat_label``)."""
-        trials = self.all_trials(study_id)
-        ours = [t for t in trials if t["reason"] != "verification"]
-        configs = lr_sweep(predicted, LR_FACTORS)
-        configs["naive"] = naive_baseline(predicted, best_trial(ours)["params"])
-        # The study's own front: the verification trial is on the API's front once it
+        # The study's own trials: the verification trial is on the API's front once it
         # finished, and would be the "largest config" CARBS extrapolates from.
-        configs["carbs"] = carbs_baseline(
-            study_front(ours),
-            self.preset.space,
-            target_cost=trial_tflop(predicted),
-            cost_of=trial_tflop,
-        )
+        ours = [t for t in self.all_trials(study_id) if t["reason"] != "verification"]
+        configs = at_scale_configs(predicted, ours, self.preset.space)
+        if "naive" not in configs:
+            log("the naive baseline is the rules' configuration (no hyperparameter law): not run")
         runs = {
             repeat_label(label, repeat): (params, repeat)
             for repeat in range(self.repeats)

@@ -222,6 +222,29 @@ def naive_baseline(predicted: dict[str, Any], best_small: dict[str, Any]) -> dic
     return {**predicted, **{k: best_small[k] for k in NAIVE_KEPT if k in best_small}}
 
 
+def at_scale_configs(
+    predicted: dict[str, Any], study_trials: list[dict[str, Any]], space: list[dict[str, Any]]
+) -> dict[str, dict[str, Any]]:
+    """The configurations run at the target scale, by label: the lr sweep around the
+    rules' ``predicted`` one (``lr-x1`` is it), the naive baseline and CARBS's, the last
+    matched to ``predicted``'s compute. ``study_trials``: the study's own trials, the
+    verification trial left out. The naive baseline is left out where it is the rules'
+    configuration (no hyperparameter law sets a value the best run does not have): it
+    would be the same training run again (``naive_is_rules``)."""
+    configs = lr_sweep(predicted, LR_FACTORS)
+    if not naive_is_rules(predicted, study_trials):
+        configs["naive"] = naive_baseline(predicted, best_trial(study_trials)["params"])
+    configs["carbs"] = carbs_baseline(
+        study_front(study_trials), space, target_cost=trial_tflop(predicted), cost_of=trial_tflop
+    )
+    return configs
+
+
+def naive_is_rules(predicted: dict[str, Any], study_trials: list[dict[str, Any]]) -> bool:
+    """Whether the naive baseline is the rules' configuration itself."""
+    return naive_baseline(predicted, best_trial(study_trials)["params"]) == predicted
+
+
 def trial_tflop(params: dict[str, Any], *, vocab_size: int = 256, seq_len: int = 128) -> float:
     """A config's training TFLOP (the objective's ``cost_unit: tflop``)."""
     return training_flops_per_token(_model(params, vocab_size, seq_len)) * params["tokens"] / TFLOP

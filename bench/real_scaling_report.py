@@ -22,7 +22,7 @@ from typing import Any
 import numpy as np
 from matplotlib.figure import Figure
 
-from bench.real_scaling_plan import base_label, overheads
+from bench.real_scaling_plan import base_label, naive_is_rules, overheads
 from search.pareto import pareto_mask
 from search.scaling import ScalingRules
 from search.scaling.rules import inverse
@@ -169,6 +169,11 @@ def summarise(data: dict[str, Any], *, scale_factor: float) -> dict[str, Any]:
             both = row["loss"] is not None and predicted_loss is not None
             row["vs_rules"] = row["loss"] / predicted_loss - 1.0 if both else None
             summary["baselines"][label] = row
+    predicted = (data["verification"] or {}).get("params")
+    ours = [t for t in data["trials"] if t["reason"] != "verification"]
+    if "naive" not in groups and "lr-x1" in sweep and predicted and naive_is_rules(predicted, ours):
+        # Not run (bench.real_scaling_plan.at_scale_configs): it is the rules' own runs.
+        summary["baselines"]["naive"] = {**sweep["lr-x1"], "vs_rules": 0.0, "same_as_rules": True}
     summary["overheads"] = _overhead_rows(data["trials"] + [t for t in scaled.values() if t])
     return summary
 
@@ -423,7 +428,14 @@ def markdown(summary: dict[str, Any]) -> str:
         "| --- | --- | --- | --- |",
     ]
     rows = sorted(summary["sweep"].items(), key=lambda kv: kv[1]["learning_rate"])
-    rows += [(f"baseline {label}", row) for label, row in summary["baselines"].items()]
+    rows += [
+        (
+            f"baseline {label}"
+            + (" (the rules' configuration)" if row.get("same_as_rules") else ""),
+            row,
+        )
+        for label, row in summary["baselines"].items()
+    ]
     for label, row in rows:
         loss = row["state"].lower() if row["loss"] is None else f"{row['loss']:.4f}"
         if "vs_rules" in row:

@@ -11,7 +11,15 @@ import math
 import numpy as np
 import pytest
 
-from bench.real_scaling_plan import LR_FACTORS, PRESETS, trial_n_params, trial_tflop
+from bench.real_scaling_plan import (
+    LR_FACTORS,
+    NAIVE_KEPT,
+    PRESETS,
+    at_scale_configs,
+    best_trial,
+    trial_n_params,
+    trial_tflop,
+)
 from bench.real_scaling_report import (
     markdown,
     plot_front,
@@ -150,6 +158,33 @@ def test_the_summary_compares_the_rules_config_with_its_sweep_and_baselines(data
     assert len(overheads["rows"]) == 48 + 13 and overheads["redelivered"] == 1
     assert overheads["long_trials"] == 48 + 12  # all 40 s long; the redelivered one left out
     assert overheads["long_share_max"] == pytest.approx(1 - 36 / 40)
+
+
+def test_a_naive_baseline_that_is_the_rules_configuration_is_not_run_but_reported(
+    data,
+) -> None:
+    """With no hyperparameter law, the rules' values are the best run's, so the naive
+    baseline would be the rules' configuration trained again under the same seed; it is
+    not run, and the report gives it the rules' own runs, labelled as such."""
+    space = PRESETS["short"].space
+    predicted = data["verification"]["params"]
+    assert "naive" in at_scale_configs(predicted, data["trials"], space)  # lr 2e-3 != best's
+    best = best_trial(data["trials"])["params"]
+    same = {**predicted, **{k: best[k] for k in NAIVE_KEPT}}
+    configs = at_scale_configs(same, data["trials"], space)
+    assert "naive" not in configs
+    assert set(configs) == {f"lr-x{f:g}" for f in LR_FACTORS} | {"carbs"}
+    assert configs["lr-x1"] == same
+    scaled = {k: v for k, v in data["scaled"].items() if not k.startswith("naive")}
+    verification = {**data["verification"], "params": same}
+    summary = summarise({**data, "scaled": scaled, "verification": verification}, scale_factor=10)
+    naive = summary["baselines"]["naive"]
+    assert naive["same_as_rules"] and naive["vs_rules"] == 0.0
+    assert naive["losses"] == summary["sweep"]["lr-x1"]["losses"]
+    assert "| baseline naive (the rules' configuration) |" in markdown(summary)
+    # Where the naive baseline differs from the rules' and was not run, none is made up.
+    apart = summarise({**data, "scaled": scaled}, scale_factor=10)
+    assert "naive" not in apart["baselines"]
 
 
 def test_a_repeat_that_failed_leaves_its_configuration_without_a_mean(data) -> None:
