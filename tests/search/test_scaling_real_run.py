@@ -1,6 +1,6 @@
 """The rules' refusals on a real study: run 8 of the real scaling case study (200 lm
-trials on a CPU, kept in docs/data/real-scaling-run8/), read as ``scaletune import``
-would give them to the fit."""
+trials on a CPU, kept in docs/data/real-scaling-run8/), fitted as the service fitted
+them: the study's space, N the trainer's parameter count (a metric of each run)."""
 
 from __future__ import annotations
 
