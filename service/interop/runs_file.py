@@ -13,8 +13,13 @@ cost (or FLOPs), the failed flag and the scaling axes. A column is named exactly
 by its key without a ``config.``/``summary.``/``params.`` prefix when that names one
 column only. W&B's ``State`` column counts as the failed flag (``failed``/``crashed``
 are failures; ``running`` rows are skipped). A run whose loss is empty, NaN or infinite
-is a failed (diverged) run. Anything else that cannot be read is a ``RunsFileError``
-naming the row and the column; nothing is returned from a file with an error.
+is a failed (diverged) run. A scaling axis is a parameter of the space, except when its
+column is one of the run's outcomes (``metrics.*``, ``summary.*``) rather than a
+hyperparameter column: a model size the trainer counted, beside width and depth as
+parameters, is a metric of each run, and the rules then size the model from N*(C)
+through a size map, as in a study of the ``lm`` objective. Anything else that cannot
+be read is a ``RunsFileError`` naming the row and the column; nothing is returned from a
+file with an error.
 """
 
 from __future__ import annotations
@@ -39,6 +44,8 @@ from service.domain import ScalingAxesSpec
 from service.interop.imports import ImportedRun, StudyImport, infer_space
 
 PREFIXES = ("config.", "summary.", "params.")
+# Columns of what a run measured rather than what was set: an axis there is a metric.
+OUTCOME_PREFIXES = ("metrics.", "summary.")
 STATE_COLUMNS = ("State", "state")
 FAILED_STATES = frozenset({"failed", "crashed"})
 SKIPPED_STATES = frozenset({"running", "pending", "preempting"})
@@ -219,8 +226,13 @@ def _map_rows(rows: list[_Row], mapping: ColumnMapping) -> RunsFile:
     }
     if len(axes) == 1:
         raise RunsFileError("give --n-params and --tokens together (model size and tokens)")
-    for name, column in axes.values():
-        params.setdefault(name, column)
+    measured: dict[str, str] = {}  # metric name -> column: axes among the run's outcomes
+    for axis, (name, column) in list(axes.items()):
+        if column not in params.values() and column.startswith(OUTCOME_PREFIXES):
+            axes[axis] = (_metric(column), column)
+            measured[_metric(column)] = column
+        else:
+            params.setdefault(name, column)
     loss_column = find(mapping.loss, "loss")
     cost_column = find(mapping.cost, "cost") if mapping.cost else find.optional("cost")
     flops_column = find(mapping.flops, "flops") if mapping.flops else find.optional("flops")
@@ -242,8 +254,10 @@ def _map_rows(rows: list[_Row], mapping: ColumnMapping) -> RunsFile:
             skipped += 1
             continue
         values = {name: _param(row, column) for name, column in params.items()}
+        metrics = {name: _number(row, column, required=True) for name, column in measured.items()}
+        sizes = values | metrics
         for name, column in axes.values():
-            _positive(row, column, values[name])
+            _positive(row, column, sizes[name])
         loss = _number(row, loss_column, required=False)
         if loss is None or not math.isfinite(loss):
             why = "no loss recorded" if loss is None else f"diverged: loss {loss}"
@@ -251,8 +265,7 @@ def _map_rows(rows: list[_Row], mapping: ColumnMapping) -> RunsFile:
         elif loss < 0:
             raise RunsFileError(f"{row.where(loss_column)}: loss {loss} is negative")
         flops = _number(row, flops_column, required=False) if flops_column else None
-        cost = _cost(row, cost_column, flops, values, axes, failed)
-        metrics = {}
+        cost = _cost(row, cost_column, flops, sizes, axes, failed)
         if compute_column is not None:
             metrics[_short(compute_column)] = _positive(
                 row, compute_column, _number(row, compute_column, required=True)
@@ -280,6 +293,14 @@ def _map_rows(rows: list[_Row], mapping: ColumnMapping) -> RunsFile:
         cost_unit=unit,
         skipped=skipped,
     )
+
+
+def _metric(column: str) -> str:
+    """An outcome column's metric name: the column without its prefix."""
+    for prefix in OUTCOME_PREFIXES:
+        if column.startswith(prefix):
+            return column[len(prefix) :]
+    return column
 
 
 class _Finder:

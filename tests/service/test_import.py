@@ -9,6 +9,7 @@ import json
 import math
 import sqlite3
 import warnings
+from pathlib import Path
 
 import pytest
 from typer.testing import CliRunner
@@ -121,6 +122,31 @@ def test_flat_config_columns_and_jsonl_read_alike(tmp_path) -> None:
     assert run.params == {"lr": 0.01, "n": 1000000, "d": 20000000}
     assert run.cost == pytest.approx(6 * 1e6 * 2e7)  # no cost column: 6 N D FLOPs
     assert (one.n_params, one.tokens, one.cost_unit) == ("n", "d", "FLOPs (6 N D)")
+
+
+def test_an_axis_among_the_runs_outcomes_is_a_metric_not_a_parameter(tmp_path) -> None:
+    """Width set, model size counted by the trainer: N (``metrics.*`` or ``summary.*``)
+    is each run's metric and stays out of the parameters; a set axis (``params.*``) and
+    a plain column stay parameters, as does an outcome column named as a parameter."""
+    rows = [
+        {"params": {"width": 64, "tokens": 1000}, "metrics": {"n": 5000}, "loss": 3.0},
+        {"params": {"width": 128, "tokens": 2000}, "metrics": {"n": 18000}, "loss": 2.0},
+    ]
+    lines = _write(tmp_path / "runs.jsonl", "".join(json.dumps(r) + "\n" for r in rows))
+    read = read_runs(lines, ColumnMapping(n_params="metrics.n", tokens="tokens"))
+    assert [run.params for run in read.runs] == [r["params"] for r in rows]
+    assert [run.metrics for run in read.runs] == [{"n": 5000.0}, {"n": 18000.0}]
+    assert (read.n_params, read.tokens) == ("n", "tokens")
+    assert read.runs[1].cost == pytest.approx(6 * 18000 * 2000)  # 6 N D with N the metric
+    columns = ["params.width", "metrics.n"]
+    as_param = read_runs(
+        lines, ColumnMapping(params=columns, n_params="metrics.n", tokens="tokens")
+    )
+    assert as_param.runs[0].params == {"width": 64, "metrics.n": 5000, "tokens": 1000}
+    assert as_param.runs[0].metrics == {} and as_param.n_params == "metrics.n"
+    missing = _write(tmp_path / "missing.jsonl", json.dumps({**rows[0], "metrics": {}}) + "\n")
+    with pytest.raises(RunsFileError, match=r"column 'metrics\.n'"):
+        read_runs(missing, ColumnMapping(n_params="metrics.n", tokens="tokens"))
 
 
 @pytest.mark.parametrize(
@@ -359,6 +385,29 @@ def test_cli_import_fits_rules_and_everything_works_on_the_study(sweep_csv, tmp_
         largest_n = max(float(row["N"]) for row in csv.DictReader(handle))
     (n_param,) = [p for p in spec.space.params if p.name == "N"]
     assert n_param.center > largest_n
+
+
+def test_cli_import_of_a_real_studys_runs_refits_its_size_map_and_allocation(tmp_path) -> None:
+    """Run 9 of the real scaling study, as its report wrote the runs: N is the trainer's
+    parameter count (a metric), width and depth parameters. The import sizes the model
+    through a size map, as the study's own rules did (its ln N = 4.51 + 1.62 ln d_model
+    + 0.59 ln n_layers, N*(C) ~ C^0.318), instead of fitting width and depth as
+    hyperparameters beside an N parameter."""
+    runs = Path(__file__).resolve().parents[2] / "docs/data/real-scaling-run9/trials.jsonl"
+    rules = tmp_path / "rules.json"
+    args = ["import", str(runs), "--n-params", "metrics.n_params_total", "--tokens", "tokens"]
+    result = runner.invoke(app, [*args, "--db", str(tmp_path / "s.db"), "--rules-out", str(rules)])
+    assert result.exit_code == 0, result.output
+    fitted = json.loads(rules.read_text())
+    assert fitted["axes"]["n_params"] == "n_params_total"
+    slopes = fitted["size_map"]["slopes"]
+    assert slopes == pytest.approx({"d_model": 1.618, "n_layers": 0.587}, abs=1e-3)
+    assert fitted["allocation"]["n_params"]["coef"][1] == pytest.approx(0.318, abs=1e-3)
+    _, sessions = open_store(tmp_path / "s.db")
+    with transaction(sessions) as session:
+        trial = request_verification(session, study_id=1, scale_factor=10.0, now=1.0)
+        assert "n_params_total" not in trial.params  # width and depth set N
+        assert {"d_model", "n_layers", "tokens", "learning_rate"} <= set(trial.params)
 
 
 def test_cli_import_of_a_bad_file_fails_without_a_traceback_and_stores_nothing(tmp_path) -> None:
