@@ -232,8 +232,9 @@ def at_scale_configs(
     configuration (no hyperparameter law sets a value the best run does not have): it
     would be the same training run again (``naive_is_rules``)."""
     configs = lr_sweep(predicted, LR_FACTORS)
-    if not naive_is_rules(predicted, study_trials):
-        configs["naive"] = naive_baseline(predicted, best_trial(study_trials)["params"])
+    naive = naive_baseline(predicted, best_trial(study_trials)["params"])
+    if naive != predicted:
+        configs["naive"] = naive
     configs["carbs"] = carbs_baseline(
         study_front(study_trials), space, target_cost=trial_tflop(predicted), cost_of=trial_tflop
     )
