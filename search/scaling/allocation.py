@@ -155,14 +155,17 @@ def allocation_law_from_optima(
     level: float = 0.9,
 ) -> LinearLaw:
     """``ln amount* = ln G + a ln C`` through estimated optima (``search.scaling.optima``):
-    ``log_amount`` (P,) at ``log_compute`` (P,), with bootstrap draws (b, P). Same
-    refusals as ``fit_allocation_law``."""
+    ``log_amount`` (P,) at ``log_compute`` (P,), with bootstrap draws (b, P). The law
+    keeps its draws and its intervals are their percentiles: along ``L(N, D)``'s
+    allocation a draw is ``ln G + a ln(C / 6)`` of one refit, with ``a`` a ratio of
+    fitted exponents, skewed. Same refusals as ``fit_allocation_law``."""
     law = fit_law_to_optima(
         np.asarray(log_compute, dtype=float)[:, None],
         log_amount,
         log_amount_draws,
         names=["ln_compute"],
         level=level,
+        percentiles=True,
     )
     return growing(law, name, level)
 

@@ -57,6 +57,9 @@ class LinearLaw(BaseModel):
     # Scatter of the points around the law beyond their own uncertainty (variance, in
     # the law's units): a new point's optimum departs from the law by this much too.
     extra_variance: float = 0.0
+    # The coefficients' bootstrap draws (rows like ``coef``), kept by a law whose
+    # intervals are the draws' percentiles (``fit_law_to_optima(percentiles=True)``).
+    draws: list[list[float]] | None = None
 
     @property
     def dof(self) -> int:
@@ -66,6 +69,9 @@ class LinearLaw(BaseModel):
         """Estimate and interval at ``features`` of shape ``(m, k)``; each result ``(m,)``."""
         design = _design(np.atleast_2d(np.asarray(features, dtype=float)))
         estimate = design @ np.asarray(self.coef)
+        if self.draws is not None:
+            low, high = _percentiles(np.asarray(self.draws) @ design.T, self.level)
+            return estimate, low, high
         cov = np.asarray(self.coef_cov)
         spread = np.einsum("mi,ij,mj->m", design, cov, design) + self.extra_variance
         se = np.sqrt(np.maximum(spread, 0.0))
@@ -168,6 +174,7 @@ def fit_law_to_optima(
     *,
     names: list[str],
     level: float = 0.9,
+    percentiles: bool = False,
 ) -> LinearLaw:
     """Least-squares law through estimated optima ``y`` (n,) at ``features`` (n, k).
 
@@ -175,6 +182,12 @@ def fit_law_to_optima(
     that estimated them (``search.scaling.optima``): the law is refitted to each, and
     the coefficients' covariance is taken over those refits, leaving out the few whose
     slopes are wild (``bulk_of_draws``). Same refusals as ``fit_linear_law``.
+
+    With ``percentiles`` the law keeps every refit's coefficients, and its intervals
+    (of the coefficients, and of a prediction) are their percentiles: a skewed or
+    heavy-tailed spread shows as it is, where ``t`` times the bulk's standard deviation
+    makes it symmetric and leaves the tail out. Used where the optima's draws are many
+    and smooth in the features (the allocation, ``search.scaling.allocation``).
     """
     features = np.asarray(features, dtype=float)
     y = np.asarray(y, dtype=float)
@@ -182,12 +195,25 @@ def fit_law_to_optima(
     design = _design(features)
     coef = _least_squares(design, y)
     y_draws = np.asarray(y_draws, dtype=float).reshape(-1, len(y))
-    draws = np.linalg.lstsq(design, y_draws.T, rcond=None)[0].T
-    if len(draws) >= 2:
-        draws = draws[bulk_of_draws(draws[:, 1:])]
+    every = np.linalg.lstsq(design, y_draws.T, rcond=None)[0].T
+    every = every[np.all(np.isfinite(every), axis=1)]
+    draws = every[bulk_of_draws(every[:, 1:])] if len(every) >= 2 else every
     if len(draws) < 2:
         raise NotEnoughDataError("the optima could not be re-estimated on resampled runs")
-    return _law(features, y, design, coef, np.atleast_2d(np.cov(draws, rowvar=False)), names, level)
+    law = _law(features, y, design, coef, np.atleast_2d(np.cov(draws, rowvar=False)), names, level)
+    if not percentiles:
+        return law
+    low, high = _percentiles(every, level)
+    return law.model_copy(
+        update={"coef_low": low.tolist(), "coef_high": high.tolist(), "draws": every.tolist()}
+    )
+
+
+def _percentiles(values: np.ndarray, level: float) -> tuple[np.ndarray, np.ndarray]:
+    """The two-sided ``level`` interval of ``values`` (b, ...) over its first axis."""
+    tail = 50.0 * (1.0 - level)
+    low, high = np.percentile(values, [tail, 100.0 - tail], axis=0)
+    return low, high
 
 
 # A draw whose slope lies further than this many robust standard deviations from the

@@ -113,6 +113,32 @@ def test_a_few_wild_draws_do_not_set_the_law_s_spread():
     assert bulk_of_draws(np.polyfit(x, draws.T, 1)[0]).all()
 
 
+def test_a_law_with_percentile_intervals_follows_skewed_draws():
+    """The allocation's draws (ln N* from L(N, D)'s bootstrap) are skewed: a symmetric
+    interval of t bulk standard deviations misses the long side. With ``percentiles``
+    the law keeps every draw, and its intervals, of the slope and of a prediction far
+    out, are the draws' own percentiles; without, they stay symmetric."""
+    x, y, _ = _optima_with_draws(lambda x: 1.0 + 0.5 * x, seed=9)
+    rng = np.random.default_rng(9)
+    slopes = 0.5 + rng.lognormal(-3.0, 0.8, size=200) - np.exp(-3.0)  # long upper tail
+    draws = 1.0 + np.outer(slopes, x)
+    law = fit_law_to_optima(x[:, None], y, draws, names=["ln_compute"], percentiles=True)
+    assert law.draws is not None and len(law.draws) == 200
+    low, high = law.slope_interval()
+    np.testing.assert_allclose([low, high], np.percentile(slopes, [5.0, 95.0]), atol=1e-9)
+    assert high - 0.5 > 2.0 * (0.5 - low)  # skewed as the draws are
+    target = x.max() + 5.0
+    estimate, p_low, p_high = law.predict(np.array([[target]]))
+    np.testing.assert_allclose(
+        [p_low[0], p_high[0]], np.percentile(1.0 + slopes * target, [5.0, 95.0]), atol=1e-9
+    )
+    symmetric = fit_law_to_optima(x[:, None], y, draws, names=["ln_compute"])
+    assert symmetric.draws is None
+    _, s_low, s_high = symmetric.predict(np.array([[target]]))
+    assert s_high[0] - estimate[0] == pytest.approx(estimate[0] - s_low[0])
+    assert type(law).model_validate_json(law.model_dump_json()) == law
+
+
 def test_bulk_of_draws_leaves_out_draws_wild_in_any_slope():
     rng = np.random.default_rng(8)
     slopes = rng.normal(0.0, 1.0, size=(100, 2))

@@ -14,6 +14,7 @@ import numpy as np
 import pytest
 
 from search.scaling import fit_scaling_rules
+from search.scaling.chinchilla import derived_quantities
 from tests.search.near_front_study import AXES, sample_study
 from workers.objectives.base import NullContext
 from workers.objectives.testbed import TestbedObjective
@@ -81,3 +82,30 @@ def test_noisy_testbed_with_chinchilla_coefficients_recovers_alpha_and_beta():
     fit = fit_chinchilla(n_params, tokens, loss, n_bootstrap=30)
     assert abs(fit.alpha - 0.34) <= 0.03
     assert abs(fit.beta - 0.28) <= 0.03
+
+
+def test_the_allocation_interval_is_l_n_d_s_own_bootstrap_at_the_target():
+    """N* follows L(N, D)'s allocation, so at a target its interval is the percentiles of
+    N* over L(N, D)'s bootstrap refits there: skewed where they are (N* = G C^a is a
+    ratio of fitted exponents), not a symmetric band around the estimate."""
+    overrides, compute_min, compute_max = GROUND_TRUTHS["chinchilla-steplaw"]
+    objective, observations = sample_study(
+        TestbedConfig(**overrides), compute_min=compute_min, compute_max=compute_max, seed=1
+    )
+    rules = fit_scaling_rules(
+        observations, objective.default_space(), AXES, seed=1, n_bootstrap=100
+    )
+    target = 100.0 * rules.observed.compute_max
+    prediction = rules.predict(compute=target)
+    assert rules.parametric is not None and rules.allocation.note is None
+    draws = derived_quantities(np.asarray(rules.parametric.bootstrap))
+    n_draws = np.log(draws["G"] * (target / 6.0) ** draws["a"])
+    low, high = np.percentile(n_draws[np.isfinite(n_draws)], [5.0, 95.0])
+    interval = prediction.n_params
+    assert interval is not None and interval.low is not None and interval.high is not None
+    np.testing.assert_allclose(np.log([interval.low, interval.high]), [low, high], atol=1e-6)
+    above, below = (
+        math.log(interval.high / interval.estimate),
+        math.log(interval.estimate / interval.low),
+    )
+    assert abs(above - below) > 0.01 * (above + below)  # the draws' own skew
