@@ -16,7 +16,12 @@ import numpy as np
 from pydantic import BaseModel, ConfigDict
 
 from search.errors import NotEnoughDataError
-from search.scaling.laws import LinearLaw, fit_law_to_optima, fit_linear_law
+from search.scaling.laws import (
+    LinearLaw,
+    fit_law_to_optima,
+    fit_linear_law,
+    percentile_interval,
+)
 from search.scaling.lse import fit_lse, predict_lse
 
 
@@ -47,8 +52,7 @@ class LossFrontier(BaseModel):
         log_c = np.log(np.atleast_1d(np.asarray(compute, dtype=float)))[:, None]
         estimate = predict_lse(_theta(np.array([[self.E, self.A, self.gamma]])), log_c)[0]
         draws = predict_lse(_theta(np.asarray(self.bootstrap)), log_c)
-        tail = 100.0 * (1.0 - self.level) / 2.0
-        low, high = np.percentile(draws, [tail, 100.0 - tail], axis=0)
+        low, high = percentile_interval(draws, self.level)
         return estimate, low, high
 
 
@@ -87,8 +91,7 @@ def fit_loss_frontier(
         raise NotEnoughDataError(
             "the loss frontier's bootstrap refits ran off to infinity: L*(C) is not identified"
         )
-    tail = 100.0 * (1.0 - level) / 2.0
-    gamma_low, gamma_high = np.percentile(rows[:, 2], [tail, 100.0 - tail])
+    gamma_low, gamma_high = percentile_interval(rows[:, 2], level)
     if not gamma_low > 0:
         raise NotEnoughDataError(
             f"loss does not fall significantly with compute along the front (gamma = "

@@ -16,6 +16,7 @@ import numpy as np
 from pydantic import BaseModel, ConfigDict
 
 from search.errors import NotEnoughDataError
+from search.scaling.laws import percentile_interval
 from search.scaling.lse import HUBER_DELTA, fit_lse, predict_lse
 
 FLOPS_PER_PARAM_TOKEN = 6.0
@@ -55,7 +56,7 @@ class ChinchillaFit(BaseModel):
         log_x = np.column_stack([np.log(np.atleast_1d(n_params)), np.log(np.atleast_1d(tokens))])
         estimate = predict_lse(_theta(np.array([self.params()])), log_x)[0]
         draws = predict_lse(_theta(np.asarray(self.bootstrap)), log_x)  # (b, m)
-        low, high = _percentiles(draws, self.level)
+        low, high = percentile_interval(draws, self.level)
         return estimate, low, high
 
     def compute_optimal(self, compute: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -72,12 +73,6 @@ def _theta(params: np.ndarray) -> np.ndarray:
     return np.column_stack(
         [np.log(params[:, 0]), np.log(params[:, 1]), np.log(params[:, 2]), params[:, 3:5]]
     )
-
-
-def _percentiles(draws: np.ndarray, level: float) -> tuple[np.ndarray, np.ndarray]:
-    tail = 100.0 * (1.0 - level) / 2.0
-    low, high = np.percentile(draws, [tail, 100.0 - tail], axis=0)
-    return low, high
 
 
 def derived_quantities(params: np.ndarray) -> dict[str, np.ndarray]:
@@ -159,7 +154,7 @@ def _assemble(point, draws, *, level, n_points, delta, boot) -> ChinchillaFit:
         finite = draws[name][np.isfinite(draws[name])]
         with np.errstate(over="ignore"):
             se[name] = float(np.std(finite, ddof=1))
-        lo, hi = _percentiles(finite, level)
+        lo, hi = percentile_interval(finite, level)
         low[name], high[name] = float(lo), float(hi)
         if not all(map(math.isfinite, (se[name], low[name], high[name]))):
             raise NotEnoughDataError(

@@ -70,7 +70,7 @@ class LinearLaw(BaseModel):
         design = _design(np.atleast_2d(np.asarray(features, dtype=float)))
         estimate = design @ np.asarray(self.coef)
         if self.draws is not None:
-            low, high = _percentiles(np.asarray(self.draws) @ design.T, self.level)
+            low, high = percentile_interval(np.asarray(self.draws) @ design.T, self.level)
             return estimate, low, high
         cov = np.asarray(self.coef_cov)
         spread = np.einsum("mi,ij,mj->m", design, cov, design) + self.extra_variance
@@ -203,13 +203,13 @@ def fit_law_to_optima(
     law = _law(features, y, design, coef, np.atleast_2d(np.cov(draws, rowvar=False)), names, level)
     if not percentiles:
         return law
-    low, high = _percentiles(every, level)
+    low, high = percentile_interval(every, level)
     return law.model_copy(
         update={"coef_low": low.tolist(), "coef_high": high.tolist(), "draws": every.tolist()}
     )
 
 
-def _percentiles(values: np.ndarray, level: float) -> tuple[np.ndarray, np.ndarray]:
+def percentile_interval(values: np.ndarray, level: float) -> tuple[np.ndarray, np.ndarray]:
     """The two-sided ``level`` interval of ``values`` (b, ...) over its first axis."""
     tail = 50.0 * (1.0 - level)
     low, high = np.percentile(values, [tail, 100.0 - tail], axis=0)
@@ -277,8 +277,7 @@ def curved_inside(x: np.ndarray, y: np.ndarray, y_draws: np.ndarray, *, level: f
     design = np.column_stack([np.ones_like(x), centred, centred**2])
     coef = _least_squares(design, np.asarray(y, dtype=float))
     curvature = np.linalg.lstsq(design, np.asarray(y_draws, dtype=float).T, rcond=None)[0][2]
-    tail = 50.0 * (1.0 - level)
-    low, high = np.percentile(curvature, [tail, 100.0 - tail])
+    low, high = percentile_interval(curvature, level)
     if low <= 0.0 <= high or coef[2] == 0.0:
         return None
     vertex = -coef[1] / (2.0 * coef[2]) + x.mean()

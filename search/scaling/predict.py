@@ -11,7 +11,7 @@ import numpy as np
 from search.errors import InvalidParamsError
 from search.scaling.chinchilla import FLOPS_PER_PARAM_TOKEN, derived_quantities
 from search.scaling.failure_boundary import SAFE_PROBABILITY, FailureBoundary
-from search.scaling.laws import LinearLaw
+from search.scaling.laws import LinearLaw, percentile_interval
 from search.scaling.prediction import Interval, ParamPrediction, Prediction
 from search.scaling.size_map import SizeMap, resize, snap_to_size
 from search.scaling.transforms import compute_of, inverse, snap
@@ -209,9 +209,7 @@ def _parametric_allocation(rules: ScalingRules, compute: float) -> tuple[Interva
     draws = derived_quantities(np.asarray(fit.bootstrap))
     scaled = compute / FLOPS_PER_PARAM_TOKEN
     n_draws = draws["G"] * scaled ** draws["a"]
-    n_draws = n_draws[np.isfinite(n_draws)]
-    tail = 50.0 * (1.0 - rules.level)
-    n_low, n_high = np.percentile(n_draws, [tail, 100.0 - tail])
+    n_low, n_high = percentile_interval(n_draws[np.isfinite(n_draws)], rules.level)
     n_star, d_star = fit.compute_optimal(np.array([compute]))
     return (
         Interval(estimate=float(n_star[0]), low=float(n_low), high=float(n_high)),
