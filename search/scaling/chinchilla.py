@@ -11,13 +11,14 @@ with a case-resampling bootstrap for standard errors and intervals. Minimising
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 
 import numpy as np
 from pydantic import BaseModel, ConfigDict
 
 from search.errors import NotEnoughDataError
 from search.scaling.laws import percentile_interval
-from search.scaling.lse import HUBER_DELTA, fit_lse, predict_lse
+from search.scaling.lse import HUBER_DELTA, fit_lse, predict_lse, refit_lse
 
 FLOPS_PER_PARAM_TOKEN = 6.0
 PARAM_NAMES = ("E", "A", "B", "alpha", "beta")
@@ -134,6 +135,30 @@ def fit_chinchilla(
         boot = boot[np.all(np.isfinite(_to_params(boot)), axis=1)]
     draws = derived_quantities(_to_params(boot))
     return _assemble(point, draws, level=level, n_points=len(loss), delta=huber_delta, boot=boot)
+
+
+def redrawn_bootstrap(
+    fit: ChinchillaFit,
+    draw: Callable[[np.random.Generator], tuple[np.ndarray, np.ndarray]],
+    *,
+    centre: np.ndarray,
+    seed: int,
+    n_draws: int,
+) -> np.ndarray:
+    """``(E, A, B, alpha, beta)`` rows of ``fit`` refitted to ``n_draws`` draws of its
+    points (``draw(rng)`` gives ``(ln N, ln D)`` rows and losses; ``centre`` near their
+    mean), the refits that ran off to infinity left out."""
+    refits = refit_lse(
+        _theta(np.array([fit.params()]))[0],
+        centre,
+        draw,
+        seed=seed,
+        n_draws=n_draws,
+        delta=fit.huber_delta,
+    )
+    with np.errstate(over="ignore"):
+        rows = _to_params(refits)
+    return rows[np.all(np.isfinite(rows), axis=1)]
 
 
 def _to_params(theta: np.ndarray) -> np.ndarray:

@@ -46,7 +46,15 @@ from search.scaling.efficient_set import (
     estimate_front_noise,
     tolerant_front,
 )
-from search.scaling.estimates import Estimates, SurfaceStage, corrected_runs, estimate, fit_stage
+from search.scaling.estimates import (
+    Estimates,
+    SurfaceStage,
+    allocation_bootstrap,
+    corrected_runs,
+    estimate,
+    fit_stage,
+    path_draws,
+)
 from search.scaling.failure_boundary import fit_failure_boundary
 from search.scaling.fit_inputs import FitInputs, RunTable, read_table
 from search.scaling.hyperparameter_rules import hyperparameter_rules, surface_rule, sweep_rule
@@ -187,12 +195,20 @@ def _surface_rules(fit: FitInputs, front: np.ndarray) -> ScalingRules:
     )
     rule = partial(surface_rule, fit, members, stage, est)
     hyperparameters = hyperparameter_rules(fit, members, stage, rule)
+    allocation = None
+    if fit.axes.has_size_and_tokens:
+        redrawn = None
+        if parametric is not None and stage.surface is not None:
+            redrawn = allocation_bootstrap(
+                stage, table, parametric, seed=fit.seed, n_bootstrap=fit.n_bootstrap
+            )
+        allocation = _fit_allocation(fit, members, est, redrawn)
     return ScalingRules(
         axes=fit.axes,
         level=fit.level,
         observed=_observed(fit, eff),
         hyperparameters=hyperparameters,
-        allocation=_fit_allocation(fit, members, est) if fit.axes.has_size_and_tokens else None,
+        allocation=allocation,
         loss_frontier=frontier,
         loss_frontier_reason=frontier_reason,
         loss_frontier_backtest=frontier_backtest,
@@ -258,10 +274,13 @@ def _observed(fit: FitInputs, eff: EfficientSet) -> ObservedRange:
 # -- allocation, frontier, parametric ------------------------------------------------------
 
 
-def _fit_allocation(fit: FitInputs, members: np.ndarray, est: Estimates) -> AllocationRules:
+def _fit_allocation(
+    fit: FitInputs, members: np.ndarray, est: Estimates, redrawn: np.ndarray | None
+) -> AllocationRules:
     """N*(C), D*(C): through the surface's iso-FLOP minima at the efficient runs' compute
-    when compute is ``6 N D``; through the efficient runs themselves when compute is a
-    separate axis (no iso-compute curve is known then)."""
+    when compute is ``6 N D`` (along ``L(N, D)``'s allocation when there is one, its
+    draws then ``redrawn``, ``allocation_bootstrap``); through the efficient runs
+    themselves when compute is a separate axis (no iso-compute curve is known then)."""
     optima = est.optima
     if optima is None or optima.log_n_path is None:
         return _allocation_through_runs(fit, members)
@@ -274,10 +293,11 @@ def _fit_allocation(fit: FitInputs, members: np.ndarray, est: Estimates) -> Allo
         return _allocation_through_runs(fit, members, surface_reason=reason)
     log_c = np.log(fit.table.compute[members])
     log_d = log_c - LN6
+    log_n_draws = optima.log_n_path_draws if redrawn is None else path_draws(redrawn, log_c)
     parts: dict[str, Any] = {}
     for name, values, draws in (
-        ("n_params", optima.log_n_path, optima.log_n_path_draws),
-        ("tokens", log_d - optima.log_n_path, log_d[None, :] - optima.log_n_path_draws),
+        ("n_params", optima.log_n_path, log_n_draws),
+        ("tokens", log_d - optima.log_n_path, log_d[None, :] - log_n_draws),
     ):
         try:
             parts[name] = allocation_law_from_optima(

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import itertools
 import math
+from collections.abc import Callable
 
 import numpy as np
 from scipy.optimize import minimize
@@ -177,6 +178,30 @@ def fit_lse(
         rows = rng.integers(0, len(loss), size=len(loss))
         boot.append(_quasi_newton(theta_hat, log_x_centred[rows], log_loss[rows], delta)[0])
     return _to_raw(theta_hat, centre), _to_raw(_rows(boot, theta_hat), centre)
+
+
+def refit_lse(
+    theta: np.ndarray,
+    centre: np.ndarray,
+    draw: Callable[[np.random.Generator], tuple[np.ndarray, np.ndarray]],
+    *,
+    seed: int,
+    n_draws: int,
+    delta: float = HUBER_DELTA,
+) -> np.ndarray:
+    """``n_draws`` refits (raw thetas, (b, p)) of a fitted ``theta`` (raw) to points that
+    ``draw(rng)`` gives as ``(log_x, loss)``, each from ``theta`` as ``fit_lse``'s
+    bootstrap does; ``centre`` (k,) is where the log-axes are centred for the optimiser
+    (any value near the points' mean)."""
+    rng = np.random.default_rng(seed)
+    start = np.array(theta, dtype=float)
+    k = len(centre)
+    start[1 : 1 + k] -= start[1 + k :] * centre  # raw -> centred (inverse of _to_raw)
+    refits = []
+    for _ in range(n_draws):
+        log_x, loss = draw(rng)
+        refits.append(_quasi_newton(start, log_x - centre, np.log(loss), delta)[0])
+    return _to_raw(_rows(refits, start), centre)
 
 
 def _rows(boot: list[np.ndarray], theta: np.ndarray) -> np.ndarray:

@@ -240,6 +240,28 @@ def excess(surface: ResponseSurface, data: SurfaceData) -> np.ndarray:
     return own - _design(z, h_star, data.choice, surface.structure) @ surface.coef
 
 
+def coefficient_covariance(surface: ResponseSurface, data: SurfaceData) -> np.ndarray:
+    """The sampling covariance of ``surface.coef`` fitted to ``data``, with the weights
+    ``fit_surface`` gives the runs (recomputed from ``surface`` itself).
+
+    A sandwich (HC1): ``B^-1 X' W R^2 W X B^-1``, ``B = X' W X``, ``R`` the residuals,
+    scaled by ``n / (n - p)``. The weights say how far up a bowl's wall a run is, not how
+    noisy it is, so the weighted-least-squares form ``s^2 B^-1`` (weights as inverse
+    variances) would be wrong by a factor that differs per coefficient; and the
+    residuals carry the quadratic's lack of fit far from the bowls' bottoms as well as
+    the noise."""
+    weights = np.ones(len(data.log_loss))
+    if surface.n_hp and surface.is_convex():
+        lost = np.maximum(excess(surface, data), 0.0)
+        weights = 1.0 / (1.0 + (lost / BOWL_SCALE) ** 2)
+    _, design = _solve(data, surface.structure, weights)
+    residual = data.log_loss - design @ surface.coef
+    n, p = design.shape
+    bread = np.linalg.pinv(design.T @ (design * weights[:, None]))
+    meat = (design * (weights * residual)[:, None]).T @ (design * (weights * residual)[:, None])
+    return bread @ meat @ bread * n / max(n - p, 1)
+
+
 def _rss(data: SurfaceData, structure: Structure) -> tuple[float, int]:
     surface, design = _solve(data, structure)
     return float(np.sum((data.log_loss - design @ surface.coef) ** 2)), design.shape[1]

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from search.errors import NotEnoughDataError
-from search.scaling.chinchilla import ChinchillaFit, fit_chinchilla
+from search.scaling.chinchilla import ChinchillaFit, fit_chinchilla, redrawn_bootstrap
 
 DATA_DIR = Path(__file__).resolve().parents[2] / ".." / "shared" / "data"
 CHINCHILLA = {"E": 1.69, "A": 406.4, "B": 410.7, "alpha": 0.34, "beta": 0.28}
@@ -123,3 +123,29 @@ def test_prediction_intervals_contain_the_estimate_and_widen_beyond_the_data():
     estimate, low, high = fit.predict_loss(np.array([1e8, 1e12]), np.array([1e10, 1e14]))
     assert np.all(low <= estimate) and np.all(estimate <= high)
     assert high[1] - low[1] > high[0] - low[0]
+
+
+def test_refits_to_redrawn_points_follow_what_the_draws_change():
+    """``redrawn_bootstrap`` refits the law to whatever each draw gives: the same
+    noiseless points give back the fit itself; losses shifted by a factor that grows
+    with N (a correction off by a trend in N, as a misfitted surface's is), by a
+    different amount in each draw, move alpha in every draw and spread it."""
+    n_params, tokens = _grid_runs(np.random.default_rng(4), 80)
+    loss = _law(n_params, tokens, **CHINCHILLA)
+    fit = fit_chinchilla(n_params, tokens, loss, n_bootstrap=5)
+    log_x = np.column_stack([np.log(n_params), np.log(tokens)])
+    centre = log_x.mean(axis=0)
+
+    def exact(rng: np.random.Generator):
+        return log_x, loss
+
+    same = redrawn_bootstrap(fit, exact, centre=centre, seed=0, n_draws=3)
+    np.testing.assert_allclose(same, np.tile(fit.params(), (3, 1)), rtol=1e-4)
+
+    def tilted(rng: np.random.Generator):
+        tilt = rng.uniform(0.01, 0.02)
+        return log_x, loss * np.exp(tilt * (log_x[:, 0] - centre[0]))
+
+    draws = redrawn_bootstrap(fit, tilted, centre=centre, seed=0, n_draws=20)
+    assert np.all(np.abs(draws[:, 3] - fit.alpha) > 1e-3)
+    assert np.std(draws[:, 3]) > 1e-3

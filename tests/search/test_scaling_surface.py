@@ -14,6 +14,7 @@ from search.scaling.surface import (
     Structure,
     SurfaceData,
     choose_structure,
+    coefficient_covariance,
     dropped_hyperparameters,
     excess,
     fit_surface,
@@ -140,3 +141,24 @@ def test_optima_draws_keep_their_shape_with_no_resample_or_no_hyperparameter(n_b
     assert optima.hp_own_draws.shape == (n_bootstrap, 6, n_hp)
     assert optima.log_n_path_draws is not None
     assert optima.log_n_path_draws.shape == (n_bootstrap, 6)
+
+
+def test_the_coefficient_covariance_matches_the_spread_over_fresh_noise():
+    """What the correction's redraws (``estimates.correction_resampler``) take the
+    surface's uncertainty from: the covariance fitted to one noisy study is the spread
+    of the coefficients over fresh noise on the same runs (within sampling error)."""
+    structure = Structure(degree=2, bend=False)
+    clean = _data(200, seed=11)
+    rng = np.random.default_rng(12)
+    fits = [
+        fit_surface(replace(clean, log_loss=clean.log_loss + rng.normal(0.0, 0.01, 200)), structure)
+        for _ in range(200)
+    ]
+    spread = np.std([f.coef for f in fits], axis=0)
+    noisy = replace(clean, log_loss=clean.log_loss + rng.normal(0.0, 0.01, 200))
+    stated = np.sqrt(np.diag(coefficient_covariance(fit_surface(noisy, structure), noisy)))
+    np.testing.assert_allclose(stated, spread, rtol=0.35)
+    # and it scales with the noise, as a covariance must
+    louder = replace(clean, log_loss=noisy.log_loss + rng.normal(0.0, 0.03, 200))
+    wider = np.sqrt(np.diag(coefficient_covariance(fit_surface(louder, structure), louder)))
+    assert np.median(wider / stated) > 2.0
