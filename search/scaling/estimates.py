@@ -5,7 +5,8 @@
 2. HP-corrected losses: each run's loss with the log-loss it loses to its optimal
    hyperparameters removed (runs losing more than ``CORRECTION_LIMIT`` are left out,
    their correction being the least certain). ``L(N, D)`` is fitted to these, so the
-   parametric law, and the allocation derived from it, describe well-tuned runs.
+   parametric law, and the allocation derived from it, describe well-tuned runs. The
+   allocation's uncertainty redraws the corrections too (``allocation_bootstrap``).
 3. Optima at the compute-efficient runs (``search.scaling.optima``), along the
    allocation of the parametric law when there is one, else along the surface's own
    iso-FLOP minima.
@@ -139,30 +140,33 @@ def correction_resampler(
     """One bootstrap draw of the corrected runs for ``L(N, D)``: the surface's
     coefficients drawn from their sampling distribution (``coefficient_covariance``;
     redrawn while the bowl is not convex, at most ``_CONVEX_TRIES`` times, then the
-    fitted surface), every run corrected by that surface (``corrected_runs``), and the
-    runs within the limit resampled with replacement. Returns ``(log_axes[rows],
+    fitted surface's corrections, as when the drawn one leaves no run within the limit),
+    every run corrected by that surface (``corrected_runs``), and the runs within the
+    limit resampled with replacement. Returns ``(log_axes[rows],
     corrected loss)`` for the draw; ``log_axes`` (n, 2) are all runs' ``ln N, ln D``.
 
     Why: a correction that is off is off for every run at once, and by an amount that
     moves with N and D (the bowls' centres are fitted as lines in ``ln N, ln D``). Runs
-    resampled with fixed corrections cannot show that; on the 48 engine studies of
-    docs/benchmarks.md their N* intervals at 100x missed in 10 (the refit below the top
-    half decade of compute missing the same way), with the correction redrawn 3.
-    A parametric draw, not a resampled surface: a surface refitted to resampled runs
-    is, a few times in 100, nearly flat along a ridge and corrects the runs wildly
-    (intervals 2.3x wider for the same coverage; docs/notes/engine-experiments.md)."""
+    resampled with fixed corrections cannot show that: on the 48 engine studies of
+    docs/benchmarks.md N*'s interval at 100x missed in 10 (a refit below the top half
+    decade of compute missing the same way), with the correction redrawn in 2. A
+    parametric draw, not a surface refitted to resampled runs: such a surface is, a few
+    times in 100, nearly flat along a ridge and corrects the runs wildly (held-out N*
+    intervals 1.3x wider than these for the same coverage;
+    docs/notes/engine-experiments.md)."""
     surface = stage.surface
     assert surface is not None
     covariance = coefficient_covariance(surface, stage.kept_data)
+    fitted = corrected_runs(stage)
 
     def draw(rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
-        drawn = surface
+        keep, loss = fitted
         for _ in range(_CONVEX_TRIES):
             candidate = replace(surface, coef=rng.multivariate_normal(surface.coef, covariance))
             if candidate.is_convex():
-                drawn = candidate
+                drawn = corrected_runs(replace(stage, surface=candidate))
+                keep, loss = drawn if len(drawn[0]) else fitted
                 break
-        keep, loss = corrected_runs(replace(stage, surface=drawn))
         rows = rng.integers(0, len(keep), size=len(keep))
         return log_axes[keep[rows]], loss[rows]
 
