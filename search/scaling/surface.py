@@ -250,16 +250,25 @@ def coefficient_covariance(surface: ResponseSurface, data: SurfaceData) -> np.nd
     variances) would be wrong by a factor that differs per coefficient; and the
     residuals carry the quadratic's lack of fit far from the bowls' bottoms as well as
     the noise."""
-    weights = np.ones(len(data.log_loss))
-    if surface.n_hp and surface.is_convex():
-        lost = np.maximum(excess(surface, data), 0.0)
-        weights = 1.0 / (1.0 + (lost / BOWL_SCALE) ** 2)
+    weights = _bowl_weights(surface, data)
+    if weights is None:
+        weights = np.ones(len(data.log_loss))
     _, design = _solve(data, surface.structure, weights)
     residual = data.log_loss - design @ surface.coef
     n, p = design.shape
     bread = np.linalg.pinv(design.T @ (design * weights[:, None]))
-    meat = (design * (weights * residual)[:, None]).T @ (design * (weights * residual)[:, None])
-    return bread @ meat @ bread * n / max(n - p, 1)
+    scores = design * (weights * residual)[:, None]
+    return bread @ (scores.T @ scores) @ bread * n / max(n - p, 1)
+
+
+def _bowl_weights(surface: ResponseSurface, data: SurfaceData) -> np.ndarray | None:
+    """Each run's weight ``1 / (1 + (excess / BOWL_SCALE)^2)`` by the log-loss it loses to
+    ``surface``'s optimal hyperparameters (``fit_surface``); None while there is no bowl
+    to weight towards (no hyperparameter, or a bowl that is not convex)."""
+    if surface.n_hp == 0 or not surface.is_convex():
+        return None
+    lost = np.maximum(excess(surface, data), 0.0)
+    return 1.0 / (1.0 + (lost / BOWL_SCALE) ** 2)
 
 
 def _rss(data: SurfaceData, structure: Structure) -> tuple[float, int]:
@@ -278,10 +287,10 @@ def fit_surface(data: SurfaceData, structure: Structure) -> ResponseSurface:
     """
     surface = _solve(data, structure)[0]
     for _ in range(REWEIGHT_PASSES):
-        if surface.n_hp == 0 or not surface.is_convex():
+        weights = _bowl_weights(surface, data)
+        if weights is None:
             break
-        lost = np.maximum(excess(surface, data), 0.0)
-        surface = _solve(data, structure, 1.0 / (1.0 + (lost / BOWL_SCALE) ** 2))[0]
+        surface = _solve(data, structure, weights)[0]
     return surface
 
 
