@@ -116,3 +116,28 @@ def test_the_allocation_interval_carries_the_correction_s_uncertainty():
         below = math.log(interval.estimate / interval.low)
         assert abs(above - below) > 0.01 * (above + below)
     assert widening[0] > 1.05 and 1.5 * widening[0] < widening[1]
+
+
+def test_a_correction_draw_without_a_convex_bowl_keeps_the_fitted_corrections(monkeypatch):
+    """``correction_resampler`` redraws the surface's coefficients; when no draw in its
+    tries gives a convex bowl (here: a covariance so wide that none does), the resample
+    keeps the fitted surface's corrections rather than correcting with a saddle."""
+    from search.scaling import estimates
+    from search.scaling.fit_inputs import read_table
+
+    objective, observations = sample_study(TestbedConfig(), seed=2)
+    space = objective.default_space()
+    table = read_table(observations, space, AXES)
+    stage = estimates.fit_stage(
+        table, [p for p in space.params if p.name not in AXES.names], level=0.9
+    )
+    assert stage.surface is not None and len(stage.kept) >= 2
+    keep, loss = estimates.corrected_runs(stage)
+    log_axes = np.column_stack([np.log(table.n_params), np.log(table.tokens)])
+    n_coef = len(stage.surface.coef)
+    monkeypatch.setattr(estimates, "coefficient_covariance", lambda *_: 1e6 * np.eye(n_coef))
+    draw = estimates.correction_resampler(stage, log_axes)
+    drawn_x, drawn_loss = draw(np.random.default_rng(0))
+    by_run = dict(zip(map(tuple, log_axes[keep]), loss, strict=True))
+    assert len(drawn_loss) == len(keep)
+    assert all(by_run[tuple(x)] == value for x, value in zip(drawn_x, drawn_loss, strict=True))
