@@ -73,12 +73,28 @@ def size_bounds(
 
 
 def outside_fraction(
-    log_compute_runs: np.ndarray, hp_runs: np.ndarray, log_compute: np.ndarray, hp: np.ndarray
+    log_compute_runs: np.ndarray,
+    hp_runs: np.ndarray,
+    log_compute: np.ndarray,
+    hp: np.ndarray,
+    limits: tuple[np.ndarray, np.ndarray],
 ) -> np.ndarray:
     """Share (m,) of the anchors (P,) whose optima ``hp`` (P, m) lie outside the range
     the runs near their compute explored (``hp_runs`` (n, m)): there the bottom of the
-    bowl is extrapolated, not bracketed by runs."""
+    bowl is extrapolated, not bracketed by runs.
+
+    An optimum beyond one of the space's ``limits`` (low, high (m,) in the transformed
+    space; infinite where there is none) does not count where the runs reached that
+    limit: no run could go further, and the best feasible value is the limit itself.
+    Where a small budget's optimal batch is under one sequence, the engine's runs there
+    sit at the floor, and counting them refused batch laws that were within 1.2x at
+    100x (docs/notes/engine-experiments.md)."""
     low, high = local_range(log_compute_runs, hp_runs, log_compute, decades=1.0)
+    # local_range squeezes one column to (P,), which would broadcast against (P, 1).
+    low, high = low.reshape(hp.shape), high.reshape(hp.shape)
+    space_low, space_high = limits
+    low = np.where(low <= space_low, -np.inf, low)
+    high = np.where(high >= space_high, np.inf, high)
     return np.mean((hp < low) | (hp > high), axis=0)
 
 

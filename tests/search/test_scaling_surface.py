@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from search.errors import NotEnoughDataError
-from search.scaling.optima import Anchors, estimate_optima, optimal_log_n
+from search.scaling.optima import Anchors, estimate_optima, optimal_log_n, outside_fraction
 from search.scaling.surface import (
     Structure,
     SurfaceData,
@@ -162,3 +162,49 @@ def test_the_coefficient_covariance_matches_the_spread_over_fresh_noise():
     louder = replace(clean, log_loss=noisy.log_loss + rng.normal(0.0, 0.03, 200))
     wider = np.sqrt(np.diag(coefficient_covariance(fit_surface(louder, structure), louder)))
     assert np.median(wider / stated) > 2.0
+
+
+def test_an_optimum_past_a_limit_the_runs_reached_is_not_unbracketed():
+    """Batch sizes (log2) tried near each budget: at the small budgets every run sits at
+    the space's floor (one sequence, log2 = 0) and the estimated optimum lies below it;
+    the runs could go no lower, so the optimum there does not count as outside what was
+    tried. The same runs with no floor declared, or a floor the runs did not reach,
+    leave it outside."""
+    log_compute = np.repeat(np.log([1e15, 1e16, 1e17, 1e18]), 6)
+    batch = np.concatenate([np.zeros(6), np.zeros(6), np.linspace(1, 4, 6), np.linspace(2, 6, 6)])
+    anchors = np.log([1e15, 1e16, 1e17, 1e18])
+    optimum = np.array([[-0.8], [-0.3], [2.0], [4.0]])
+    at_floor = outside_fraction(
+        log_compute, batch[:, None], anchors, optimum, (np.array([0.0]), np.array([np.inf]))
+    )
+    no_floor = outside_fraction(
+        log_compute, batch[:, None], anchors, optimum, (np.array([-np.inf]), np.array([np.inf]))
+    )
+    floor_below = outside_fraction(
+        log_compute, batch[:, None], anchors, optimum, (np.array([-3.0]), np.array([np.inf]))
+    )
+    assert at_floor.shape == (1,) and at_floor[0] == 0.0
+    assert no_floor[0] == floor_below[0] == 0.5
+    # One hyperparameter alone is scored as each of several is (it broadcast to (P, P)).
+    both = outside_fraction(
+        log_compute,
+        np.column_stack([batch, batch]),
+        anchors,
+        np.hstack([optimum, optimum]),
+        (np.array([0.0, -np.inf]), np.array([np.inf, np.inf])),
+    )
+    np.testing.assert_array_equal(both, [at_floor[0], no_floor[0]])
+
+
+def test_an_optimum_past_a_ceiling_the_runs_reached_is_not_unbracketed():
+    log_compute = np.repeat(np.log([1e15, 1e16]), 5)
+    value = np.concatenate([np.linspace(-2, 1, 5), np.full(5, 1.0)])
+    anchors = np.log([1e15, 1e16])
+    optimum = np.array([[0.0], [1.5]])
+    capped = outside_fraction(
+        log_compute, value[:, None], anchors, optimum, (np.array([-np.inf]), np.array([1.0]))
+    )
+    open_top = outside_fraction(
+        log_compute, value[:, None], anchors, optimum, (np.array([-np.inf]), np.array([np.inf]))
+    )
+    assert capped[0] == 0.0 and open_top[0] == 0.5
