@@ -1,7 +1,14 @@
 """All the engine's models, fitted together on the observations so far.
 
 - the loss GP, on successful trials (a bounded training set, ``search.training_set``);
-- the log-cost GP, on every trial (failed runs still cost);
+- the log-cost GP, on successful trials: the cost of a configuration is what a run that
+  completes costs. A run that diverges or runs out of memory stops early and costs a
+  fraction of that; fitted to those costs, the model called the failing region cheap,
+  a configuration there looked far below the front at its "cost", and the engine kept
+  proposing learning rates at the edge of divergence (a quarter of its trials failed;
+  docs/notes/engine-experiments.md). What failures cost is still spent and paced
+  (``search.pacing`` reads the costs observed), and the failure model still learns
+  where they are;
 - the failure model (``search.failure``);
 - the Pareto surface (``search.front_model``), fitted to the *smoothed* front: the
   front of the loss GP's posterior means at the observed points rather than of single
@@ -92,9 +99,9 @@ def fit_models(
         )
         cost_gp, _ = _fit_cached(
             "cost",
-            data.x_internal,
-            data.log_cost,
-            anchors=success[front_indices(data.loss[success], data.log_cost[success])],
+            data.x_internal[success],
+            data.log_cost[success],
+            anchors=front_indices(data.loss[success], data.log_cost[success]),
             settings=settings,
             cache=cache,
             linear_mean=True,

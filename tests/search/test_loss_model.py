@@ -90,3 +90,33 @@ def test_a_pending_fantasy_beyond_the_top_removes_its_uncertainty(models):
     new_mean, new_std = fantasised.predict(x)
     np.testing.assert_allclose(new_mean, mean, atol=1e-6)
     assert new_std[0] < 0.5 * std[0]
+
+
+def test_a_diverged_trial_s_partial_cost_does_not_make_its_neighbourhood_look_cheap():
+    """A run that diverges stops early and costs a fraction of a full one. Fitted to
+    those costs, the cost model called the diverging learning rates cheap, and a
+    configuration there looked far below the front at its "cost": the engine proposed
+    learning rates at the edge of divergence, a quarter of them failing (issue 18's
+    engine studies, docs/notes/engine-experiments.md). The cost of a configuration is
+    what a run that completes costs."""
+    rng = np.random.default_rng(1)
+    params, failed = [], []
+    for size in np.exp(rng.uniform(math.log(3.0), math.log(TOP_SIZE), size=40)):
+        params.append(tuned(size, lr_factor=math.exp(rng.normal(0, 0.5))))
+        failed.append(False)
+    for size in np.exp(rng.uniform(math.log(3.0), math.log(TOP_SIZE), size=20)):
+        params.append(tuned(size, lr_factor=PROBLEM.diverge_factor * 1.5))
+        failed.append(True)
+    failed = np.array(failed)
+    sizes = np.array([p["size"] for p in params])
+    data = ObservationArrays(
+        x_internal=internal(*params),
+        loss=np.where(failed, np.nan, [PROBLEM.true_loss(p) for p in params]),
+        log_cost=np.log(np.where(failed, 0.1 * sizes, sizes)),  # diverged at 10% of the run
+        failed=failed,
+    )
+    fitted = fit_models(data, settings=SearchSettings(), cache={})
+    assert fitted.cost_gp is not None
+    probe = internal(*(tuned(s, lr_factor=PROBLEM.diverge_factor) for s in (5.0, 20.0, 60.0)))
+    predicted = np.exp(fitted.cost_gp.predict_mean(probe))
+    np.testing.assert_allclose(predicted, [5.0, 20.0, 60.0], rtol=0.3)
