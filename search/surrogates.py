@@ -1,14 +1,16 @@
 """All the engine's models, fitted together on the observations so far.
 
 - the loss GP, on successful trials (a bounded training set, ``search.training_set``);
-- the log-cost GP, on successful trials: the cost of a configuration is what a run that
-  completes costs. A run that diverges or runs out of memory stops early and costs a
-  fraction of that; fitted to those costs, the model called the failing region cheap,
-  a configuration there looked far below the front at its "cost", and the engine kept
-  proposing learning rates at the edge of divergence (a quarter of its trials failed;
-  docs/notes/engine-experiments.md). What failures cost is still spent and paced
-  (``search.pacing`` reads the costs observed), and the failure model still learns
-  where they are;
+- the log-cost GP, of what each trial would have cost had it completed: the cost of a
+  configuration, the front's axis, is what a run of it that completes costs. A run that
+  diverges or runs out of memory stops early and costs a fraction of that; fitted to
+  those costs as they were, the model called the failing region cheap, a configuration
+  there looked far below the front at its "cost", and the engine kept proposing
+  learning rates at the edge of divergence (a quarter of its trials failed;
+  docs/notes/engine-experiments.md). So a GP of the completed runs first says what
+  each failed one would have cost, and a failed trial that spent under half of that
+  takes the prediction (``_cost_if_completed``). What failures spent is still what the
+  pacing counts (``search.pacing`` reads the observed costs);
 - the failure model (``search.failure``);
 - the Pareto surface (``search.front_model``), fitted to the *smoothed* front: the
   front of the loss GP's posterior means at the observed points rather than of single
@@ -44,6 +46,10 @@ from search.models import GPHyperparameters, GPPredictor, fit_gp, standardisatio
 from search.pareto import front_indices
 from search.settings import SearchSettings
 from search.training_set import select_training_indices
+
+# A failed trial that spent under half (ln 2 below in log cost) of what a completed run
+# of it is predicted to cost stopped early (``_cost_if_completed``).
+_STOPPED_EARLY = math.log(2.0)
 
 
 @dataclass(frozen=True)
@@ -97,8 +103,8 @@ def fit_models(
             settings=settings,
             cache=cache,
         )
-        cost_gp, _ = _fit_cached(
-            "cost",
+        completed_cost, _ = _fit_cached(
+            "completed_cost",
             data.x_internal[success],
             data.log_cost[success],
             anchors=front_indices(data.loss[success], data.log_cost[success]),
@@ -106,11 +112,42 @@ def fit_models(
             cache=cache,
             linear_mean=True,
         )
+        cost_gp = completed_cost
+        if success.size < data.failed.size:
+            cost_gp, _ = _fit_cached(
+                "cost",
+                data.x_internal,
+                _cost_if_completed(data, completed_cost),
+                anchors=success[front_indices(data.loss[success], data.log_cost[success])],
+                settings=settings,
+                cache=cache,
+                linear_mean=True,
+            )
     except ModelFittingError as err:
         return FittedModels(failure=failure, problem=f"surrogate fit failed ({err})")
     return _with_front(
         data, success, failure=failure, loss_gp=loss_gp, cost_gp=cost_gp, rows=success[rows]
     )
+
+
+def _cost_if_completed(data: ObservationArrays, completed_cost: GPPredictor) -> np.ndarray:
+    """Log costs (n,) as if every trial had completed: a failed trial that spent less than
+    half of what ``completed_cost`` (the GP of the completed runs) predicts for it
+    stopped early, and takes the prediction instead; every other cost is as observed.
+
+    A failed run's cost is censored: completing it would have cost at least what it
+    spent. One that failed at the end (or whose cost does not depend on when it failed)
+    spent about what a completed run does, and is worth keeping: it shows that what it
+    varied (a learning rate) does not change the cost. One that diverged early or ran out
+    of memory spent a fraction of it, and taken as it is, made the region that fails look
+    cheap (``search.surrogates`` module docstring)."""
+    log_cost = data.log_cost.copy()
+    failed = np.flatnonzero(data.failed)
+    if failed.size:
+        predicted = completed_cost.predict_mean(data.x_internal[failed])
+        early = log_cost[failed] < predicted - _STOPPED_EARLY
+        log_cost[failed[early]] = predicted[early]
+    return log_cost
 
 
 def _with_front(

@@ -175,13 +175,16 @@ def test_the_standalone_engine_replays_the_recorded_one(scenario):
 
 def test_the_small_state_does_not_grow_with_the_trials():
     """Over a study of 48 trials its size stays within a few bytes (numbers printed with
-    more or fewer digits), while the full state grows by every trial."""
+    more or fewer digits) once each model whose hyperparameters it caches has been fitted
+    (the cost GP of every trial from the first failure on, ``search.surrogates``), while
+    the full state grows by every trial."""
     scenario = SCENARIOS[0]
     driver = rebuilding_driver(scenario)
     run(scenario, driver)
     sizes = driver.state_sizes
     assert len(driver.observations) > 40
-    assert max(sizes) - min(sizes[len(sizes) // 4 :]) < 200, sizes
+    # A few bytes, and once, the ~300 of the second cost GP's hyperparameters.
+    assert max(sizes) - min(sizes[len(sizes) // 4 :]) < 400, sizes
     state = json.loads(driver.state)
     assert "history" not in state
     assert "observations" not in json.dumps(state)

@@ -120,3 +120,31 @@ def test_a_diverged_trial_s_partial_cost_does_not_make_its_neighbourhood_look_ch
     probe = internal(*(tuned(s, lr_factor=PROBLEM.diverge_factor) for s in (5.0, 20.0, 60.0)))
     predicted = np.exp(fitted.cost_gp.predict_mean(probe))
     np.testing.assert_allclose(predicted, [5.0, 20.0, 60.0], rtol=0.3)
+
+
+def test_a_failed_trial_that_paid_in_full_still_teaches_the_cost_model():
+    """Runs that fail at the end cost what completed ones do: their costs stay in the cost
+    model, which then knows the learning rate does not change the cost. The completed
+    runs alone, each at its size's optimal learning rate, cannot tell size from learning
+    rate, and fitted to them only the model priced these learning rates 30%+ off (through
+    Optuna, with failures paying in full, it lost to random sampling on a seed,
+    tests/integrations/test_optuna_sampler.py)."""
+    rng = np.random.default_rng(2)
+    params, failed = [], []
+    for size in np.exp(rng.uniform(math.log(3.0), math.log(TOP_SIZE), size=12)):
+        params.append(tuned(size))
+        failed.append(False)
+    for size in np.exp(rng.uniform(math.log(3.0), math.log(TOP_SIZE), size=30)):
+        params.append(tuned(size, lr_factor=PROBLEM.diverge_factor * math.exp(rng.uniform(0, 1))))
+        failed.append(True)
+    failed = np.array(failed)
+    data = ObservationArrays(
+        x_internal=internal(*params),
+        loss=np.where(failed, np.nan, [PROBLEM.true_loss(p) for p in params]),
+        log_cost=np.log([p["size"] for p in params]),  # failed or not, a run costs its size
+        failed=failed,
+    )
+    fitted = fit_models(data, settings=SearchSettings(), cache={})
+    assert fitted.cost_gp is not None
+    probe = internal(*(tuned(s, lr_factor=3 * PROBLEM.diverge_factor) for s in (5.0, 60.0)))
+    np.testing.assert_allclose(np.exp(fitted.cost_gp.predict_mean(probe)), [5.0, 60.0], rtol=0.3)
