@@ -94,31 +94,31 @@ def fit_models(
             failure=failure,
             problem=f"{what} {data.failed.size} trials succeeded; the loss model needs 2",
         )
+    front = front_indices(data.loss[success], data.log_cost[success])  # within ``success``
     try:
         loss_gp, rows = _fit_cached(
             "loss",
             data.x_internal[success],
             data.loss[success],
-            anchors=front_indices(data.loss[success], data.log_cost[success]),
+            anchors=front,
             settings=settings,
             cache=cache,
         )
-        completed_cost, _ = _fit_cached(
+        cost_gp, _ = _fit_cached(
             "completed_cost",
             data.x_internal[success],
             data.log_cost[success],
-            anchors=front_indices(data.loss[success], data.log_cost[success]),
+            anchors=front,
             settings=settings,
             cache=cache,
             linear_mean=True,
         )
-        cost_gp = completed_cost
         if success.size < data.failed.size:
             cost_gp, _ = _fit_cached(
                 "cost",
                 data.x_internal,
-                _cost_if_completed(data, completed_cost),
-                anchors=success[front_indices(data.loss[success], data.log_cost[success])],
+                _cost_if_completed(data, cost_gp),
+                anchors=success[front],
                 settings=settings,
                 cache=cache,
                 linear_mean=True,
@@ -143,10 +143,9 @@ def _cost_if_completed(data: ObservationArrays, completed_cost: GPPredictor) -> 
     cheap (``search.surrogates`` module docstring)."""
     log_cost = data.log_cost.copy()
     failed = np.flatnonzero(data.failed)
-    if failed.size:
-        predicted = completed_cost.predict_mean(data.x_internal[failed])
-        early = log_cost[failed] < predicted - _STOPPED_EARLY
-        log_cost[failed[early]] = predicted[early]
+    predicted = completed_cost.predict_mean(data.x_internal[failed])
+    early = log_cost[failed] < predicted - _STOPPED_EARLY
+    log_cost[failed[early]] = predicted[early]
     return log_cost
 
 

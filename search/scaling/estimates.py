@@ -258,12 +258,12 @@ def estimate(
         bent = estimate_optima(
             data, bent_structure, anchors, with_allocation=with_allocation, path=follow, **kwargs
         )
-    limits = transformed_limits([stage.hp_params[j] for j in stage.kept])
+    limits = _transformed_limits([stage.hp_params[j] for j in stage.kept])
     outside = outside_fraction(np.log(table.compute), data.hp, log_compute, optima.hp_path, limits)
     return Estimates(optima, bent, outside)
 
 
-def transformed_limits(params: list[Any]) -> tuple[np.ndarray, np.ndarray]:
+def _transformed_limits(params: list[Any]) -> tuple[np.ndarray, np.ndarray]:
     """Each parameter's min and max (m,) in its law's transformed space; -inf and inf
     where it has none."""
     low = [-np.inf if p.min is None else float(forward(transform_of(p), p.min)) for p in params]
