@@ -9,7 +9,9 @@ its trials and the 10x trials through the API, and writes into ``out``:
 - ``optima-vs-n-d.png``: learning rate and batch of the study's runs vs N and vs D, with
   the fitted laws along the compute-optimal path N*(C), D*(C);
 - ``verification.png``: loss vs learning rate at 10x, with the rules' intervals;
-- ``rules-report/``: the service's scaling report (every law vs compute, allocation).
+- ``rules-report/``: the service's scaling report (every law vs compute, allocation);
+- ``trials.jsonl``, ``at-scale.jsonl`` and ``mapping.yaml``: the runs as files
+  ``scaletune import --mapping mapping.yaml`` reads back into the same study.
 """
 
 from __future__ import annotations
@@ -374,6 +376,7 @@ def write_report(
     write_scaling_report(data["rules"], observations, out / "rules-report")
     write_trials([(str(t["id"]), t) for t in data["trials"]], out / "trials.jsonl")
     write_trials(list(data["scaled"].items()), out / "at-scale.jsonl")
+    write_mapping(data["study"]["spec"], out / "mapping.yaml")
     (out / "summary.md").write_text(markdown(summary))
     return summary
 
@@ -397,6 +400,26 @@ def write_trials(trials: list[tuple[str, dict[str, Any] | None]], path: Path) ->
                 "metrics": trial["metrics"],
             }
             out.write(json.dumps(row) + "\n")
+
+
+def write_mapping(spec: dict[str, Any], path: Path) -> None:
+    """The ``scaletune import --mapping`` file for the runs files beside it: the study's
+    own space and scaling axes (an axis that is a metric of each run read from its
+    ``metrics.*`` column). Why: a space inferred from the runs is close, not the same (a
+    warmup fraction read as log rather than logit, depths that all happen to be powers
+    of two as pow2, no limits), so the rules refitted from the files would differ from
+    the study's."""
+    import yaml
+
+    names = {param["name"] for param in spec["space"]["params"]}
+    axes = {
+        axis: f"params.{column}" if column in names else f"metrics.{column}"
+        for axis, column in spec["scaling"].items()
+        if column is not None
+    }
+    header = "# scaletune import trials.jsonl --mapping mapping.yaml: the study's space and axes\n"
+    body = yaml.safe_dump({**axes, "space": spec["space"]["params"]}, sort_keys=False)
+    path.write_text(header + body)
 
 
 def _pct(value: float | None) -> str:

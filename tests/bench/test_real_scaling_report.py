@@ -17,6 +17,7 @@ from bench.real_scaling_plan import (
     PRESETS,
     at_scale_configs,
     best_trial,
+    study_spec,
     trial_n_params,
     trial_tflop,
 )
@@ -26,12 +27,13 @@ from bench.real_scaling_report import (
     plot_optima,
     plot_verification,
     summarise,
+    write_mapping,
     write_trials,
 )
 from search.scaling import ScalingAxes, fit_scaling_rules
 from search.space import SearchSpace
-from service.domain import trial_observation
-from service.interop.runs_file import ColumnMapping, read_runs
+from service.domain import StudySpec, trial_observation
+from service.interop.runs_file import ColumnMapping, load_mapping, read_runs, study_import
 
 SEED_FACTORS = (1.004, 0.99, 1.02, 1.0, 0.995)  # the second seed's loss over the first's
 
@@ -62,6 +64,7 @@ def _trial(i: int, params: dict, reason: str = "model") -> dict:
         "finished_at": 1040.0 + i,
         "metrics": {
             "n_params": trial_n_params(params),
+            "n_params_total": trial_n_params(params),
             "tokens": params["tokens"],
             "tokens_per_second": params["tokens"] / 36.0,
             "step_seconds": 36.5,
@@ -231,3 +234,23 @@ def test_the_trials_are_written_as_a_runs_file_scaletune_import_reads(data, tmp_
     scaled = read_runs(at_scale, ColumnMapping()).runs
     assert len(scaled) == 13
     assert [r.failed for r in scaled] == [label == "carbs" for label in data["scaled"]]
+
+
+def test_the_mapping_written_beside_the_runs_imports_them_in_the_studys_space(
+    data, tmp_path
+) -> None:
+    """The study as the API returns it (its spec with every default), its runs and the
+    mapping: the import reads N from the runs' metrics and D from their params, and its
+    space is the study's, limits and kinds, not one inferred from the runs."""
+    spec = StudySpec.model_validate(study_spec(PRESETS["short"], name="s")).model_dump(mode="json")
+    write_trials([(str(t["id"]), t) for t in data["trials"]], tmp_path / "trials.jsonl")
+    write_mapping(spec, tmp_path / "mapping.yaml")
+    mapping = load_mapping(tmp_path / "mapping.yaml")
+    assert (mapping.n_params, mapping.tokens) == ("metrics.n_params_total", "params.tokens")
+    runs = read_runs(tmp_path / "trials.jsonl", mapping)
+    body, constant = study_import(runs, mapping, name="again")
+    assert constant == [] and body.space is not None
+    assert body.scaling.n_params == "n_params_total" and body.scaling.tokens == "tokens"
+    declared = StudySpec.model_validate(spec).space
+    assert declared is not None
+    assert body.space.params == declared.params

@@ -410,6 +410,32 @@ def test_cli_import_of_a_real_studys_runs_refits_its_size_map_and_allocation(tmp
         assert {"d_model", "n_layers", "tokens", "learning_rate"} <= set(trial.params)
 
 
+def test_cli_import_with_the_studys_mapping_refits_in_the_studys_own_space(tmp_path) -> None:
+    """The mapping the real study's report writes beside its runs gives the import the
+    study's space (warmup a logit, depth an int, every limit), where inference reads
+    warmup as log, depths that were all 1 or 2 as powers of two, and sets no limits;
+    the rules then say what the study's own said of the learning rate (a saddle with
+    weight decay, docs/case-study-real-scaling.md, run 9)."""
+    data = Path(__file__).resolve().parents[2] / "docs/data/real-scaling-run9"
+    db, rules = tmp_path / "s.db", tmp_path / "rules.json"
+    args = ["import", str(data / "trials.jsonl"), "--mapping", str(data / "mapping.yaml")]
+    result = runner.invoke(app, [*args, "--db", str(db), "--rules-out", str(rules)])
+    assert result.exit_code == 0, result.output
+    _, sessions = open_store(db)
+    with transaction(sessions) as session:
+        spec = StudySpec.model_validate(repo.get_study(session, study_id=1).spec)
+    assert spec.space is not None
+    kinds = {p.name: (p.kind, p.min, p.max) for p in spec.space.params}
+    assert kinds["warmup_fraction"] == ("logit", 0.005, 0.3)
+    assert kinds["n_layers"] == ("int", 1, 8)
+    assert kinds["learning_rate"] == ("log", 0.001, 0.3)
+    assert spec.scaling.n_params == "n_params_total" and spec.scaling.tokens == "tokens"
+    fitted = json.loads(rules.read_text())
+    reasons = {h["name"]: h["reason"] or "" for h in fitted["hyperparameters"]}
+    assert reasons["learning_rate"].startswith("saddle:"), reasons["learning_rate"]
+    assert "together with weight_decay" in reasons["learning_rate"]
+
+
 def test_cli_import_of_a_bad_file_fails_without_a_traceback_and_stores_nothing(tmp_path) -> None:
     bad = _write(tmp_path / "bad.csv", "lr,loss,cost\n0.1,1.0,2\n0.2,oops,2\n")
     db = tmp_path / "s.db"
