@@ -76,7 +76,7 @@ from search.proposals import (
 )
 from search.settings import SearchSettings
 from search.space import SearchSpace
-from search.surrogates import FittedModels, ObservationArrays, fit_models
+from search.surrogates import FittedModels, ObservationArrays, estimated_losses, fit_models
 from search.threads import single_threaded
 from search.types import Observation, Suggestion
 
@@ -206,7 +206,7 @@ class ParetoSearch:
                 models = fit_models(self._arrays(), settings=self.settings, cache=cache)
         if models.loss_gp is None:
             return observed
-        return models.loss_gp.predict_mean(self.space.to_internal_many(params))
+        return estimated_losses(models, self._arrays(), self.space.to_internal_many(params))
 
     # -- asking -----------------------------------------------------------------------
 
