@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 from pydantic import ValidationError
 
+from search import surrogates
 from search.engine import ParetoSearch
 from search.pacing import (
     CHEAP_BIAS,
@@ -263,6 +264,31 @@ def test_past_the_training_set_the_front_is_not_the_luckiest_draws() -> None:
         biases.append(np.mean([problem.true_loss(o.params) - o.loss for o in front]) / noise)
     assert np.mean(biases) <= 0.25, biases
     assert max(biases) <= 0.5, biases
+
+
+def test_past_its_bound_the_front_estimate_conditions_on_trials_chosen_by_place(
+    monkeypatch,
+) -> None:
+    """Over ``ESTIMATE_POINTS`` successes the estimate conditions on a subset chosen by
+    place (the front's neighbourhoods, the latest, evenly spread), never by loss: at the
+    front it stays within a fifth of a noise sd of the estimate on every trial."""
+    noise = 0.15
+    problem = SizedQuadratic(loss_noise_std=noise)
+    settings = SearchSettings(seed=0, max_train_points=40, remeasure_every=0)
+    engine = ParetoSearch(problem.space(), settings)
+    rng = np.random.default_rng(0)
+    for _ in range(15):
+        for s in engine.ask(8):
+            out = problem.evaluate(s.params, rng=rng)
+            engine.tell(s.suggestion_id, out.loss, out.cost, failed=out.failed)
+    params = [o.params for o in engine.front()]
+    x = engine.space.to_internal_many(params)
+    models, data = engine._fitted_models(), engine._arrays()
+    every = surrogates.estimated_losses(models, data, x)
+    monkeypatch.setattr(surrogates, "ESTIMATE_POINTS", 80)
+    subset = surrogates.estimated_losses(models, data, x)
+    assert int(np.sum(~data.failed)) > 80
+    assert np.mean(np.abs(subset - every)) <= 0.2 * noise
 
 
 def test_limits_survive_the_state_round_trip_and_old_states_load() -> None:
