@@ -20,6 +20,10 @@
   with it; smoothing and re-measurement use the loss GP alone (observed points lie
   within the observed costs).
 
+The front the engine reports (``estimated_losses``) is the loss GP's hyperparameters
+conditioned on every successful trial, not on its bounded training set, which holds the
+lowest losses and so, under noise, the luckiest draws.
+
 GP hyperparameters are cached with the size of the data they were fitted on. New data
 updates the posterior exactly (same hyperparameters, new Cholesky factor); once the data
 has grown by ``refit_growth`` (5%) since the last fit, the marginal likelihood is
