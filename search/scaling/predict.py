@@ -345,38 +345,20 @@ def _pick_law(rule: HyperparameterRule, target: _Target):
 def _predict_loss(rules: ScalingRules, target: _Target) -> tuple[Interval | None, str | None]:
     """The loss at the target, and where it comes from.
 
-    At a compute target of a study (the surface path), two models speak to the loss at
-    the compute-optimal point: the parametric ``L(N, D)`` of the hyperparameter-corrected
-    runs, read at ``(N*, D*)``, and the loss frontier ``L*(C)`` through the front. The
-    front is the runs the search happened to tune best, so ``L*(C)`` sits above the
-    optimum by what they miss, and the gap widens with scale: on engine studies of the
-    testbed it put the loss at 100x a median 8% high and its interval held the truth in
-    12 of 30 studies. ``L(N, D)`` corrects each run to its optimal hyperparameters, so
-    its estimate is the one given; but its bootstrap resamples the corrected runs and
-    not the correction, so its interval alone is too narrow. Where the two models
-    disagree, that disagreement is uncertainty neither interval shows, and the interval
-    spans both (docs/scaling-rules.md, "The loss at a target").
+    Wherever the target has a model size and ``L(N, D)`` was fitted, the loss is
+    ``L(N, D)`` there: it corrects each run to its optimal hyperparameters and uses every
+    well-tuned run. Its interval is its bootstrap's, reaching as far as its backtest on
+    the study's own top half decade carries it beyond the data (``_stray``). The loss
+    frontier ``L*(C)`` through the front is not used beside it: the front holds the runs
+    the search happened to tune best, so it sits above the optimum by what they miss
+    (on engine studies of the testbed a median 8% high at 100x), and an interval
+    stretched to span it was twice as wide for coverage past the 90% asked
+    (docs/scaling-rules.md, "The loss at a target"). Without ``L(N, D)``, the frontier.
     """
-    if target.explicit_size and rules.parametric is not None:
-        return _parametric_loss(rules, target), "parametric L(N, D)"
-    if rules.optima_from == "cells" and target.n_params is not None and rules.parametric:
-        # A sweep's front is a handful of cells; L(N, D) uses every well-tuned run.
-        return _parametric_loss(rules, target), "parametric L(N, D)"
-    frontier = None
-    if target.compute is not None and rules.loss_frontier is not None:
-        frontier = _frontier_loss(rules, target)
     if target.n_params is not None and rules.parametric is not None:
-        parametric = _parametric_loss(rules, target)
-        if frontier is None:
-            return parametric, "parametric L(N, D)"
-        spanned = Interval(
-            estimate=parametric.estimate,
-            low=min(parametric.low, frontier.low),
-            high=max(parametric.high, frontier.high),
-        )
-        return spanned, "parametric L(N*, D*); the interval spans the loss frontier L*(C)'s"
-    if frontier is not None:
-        return frontier, "loss frontier L*(C)"
+        return _parametric_loss(rules, target), "parametric L(N, D)"
+    if target.compute is not None and rules.loss_frontier is not None:
+        return _frontier_loss(rules, target), "loss frontier L*(C)"
     return None, None
 
 
