@@ -14,7 +14,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
 from typing import Any
 
@@ -26,8 +26,10 @@ from search.scaling.optima import (
     LN6,
     Anchors,
     Optima,
+    Resampled,
     estimate_optima,
     outside_fraction,
+    resample_surfaces,
     size_bounds,
 )
 from search.scaling.surface import (
@@ -84,6 +86,8 @@ class Estimates:
     optima: Optima | None
     bent: Optima | None
     outside: np.ndarray | None = None
+    # The resampled surfaces behind ``optima`` and ``bent``, for reading them again.
+    surfaces: tuple[Resampled, Resampled | None] | None = None
 
 
 def log_axes(table: Any) -> np.ndarray:
@@ -231,8 +235,13 @@ def estimate(
     parametric: ChinchillaFit | None,
     n_bootstrap: int,
     seed: int,
+    fixed: Mapping[int, float] | None = None,
+    again: Estimates | None = None,
 ) -> Estimates:
-    """Optima at the efficient runs ``members``; see the module docstring."""
+    """Optima at the efficient runs ``members``; see the module docstring. ``fixed``
+    holds kept columns at given values (transformed units): the optima of the others
+    given those (``ResponseSurface.optimum``). ``again``, an earlier estimate on the
+    same stage, lends its resampled surfaces (the same draws, no refitting)."""
     if stage.surface is None:
         return Estimates(None, None)
     assert stage.structure is not None  # a surface has one
@@ -243,24 +252,32 @@ def estimate(
     elif with_allocation:
         low, high = size_bounds(np.log(table.compute), np.log(table.n_params), log_compute)
     anchors = Anchors(log_compute, log_axes(table)[members], low, high)
-    kwargs = {"n_bootstrap": n_bootstrap, "seed": seed}
     data = stage.kept_data
+    if again is not None and again.surfaces is not None:
+        surfaces, bent_surfaces = again.surfaces
+    else:
+        surfaces = resample_surfaces(data, stage.structure, n_bootstrap=n_bootstrap, seed=seed)
+        bent_surfaces = None
+        bent_structure = replace(stage.structure, bend=True)
+        if stage.bends and stage.kept and fit_surface(data, bent_structure).is_convex():
+            bent_surfaces = resample_surfaces(
+                data, bent_structure, n_bootstrap=n_bootstrap, seed=seed
+            )
     optima = estimate_optima(
-        data, stage.structure, anchors, with_allocation=with_allocation, path=path, **kwargs
+        surfaces, anchors, with_allocation=with_allocation, path=path, fixed=fixed
     )
     bent = None
-    bent_structure = replace(stage.structure, bend=True)
-    if stage.bends and stage.kept and fit_surface(data, bent_structure).is_convex():
+    if bent_surfaces is not None:
         # Along the same allocation as ``optima`` (no iso-FLOP search of its own).
         follow = None
         if optima.log_n_path is not None and optima.log_n_path_draws is not None:
             follow = (optima.log_n_path, optima.log_n_path_draws)
         bent = estimate_optima(
-            data, bent_structure, anchors, with_allocation=with_allocation, path=follow, **kwargs
+            bent_surfaces, anchors, with_allocation=with_allocation, path=follow, fixed=fixed
         )
     limits = _transformed_limits([stage.hp_params[j] for j in stage.kept])
     outside = outside_fraction(np.log(table.compute), data.hp, log_compute, optima.hp_path, limits)
-    return Estimates(optima, bent, outside)
+    return Estimates(optima, bent, outside, (surfaces, bent_surfaces))
 
 
 def _transformed_limits(params: list[Any]) -> tuple[np.ndarray, np.ndarray]:

@@ -57,10 +57,23 @@ from search.scaling.estimates import (
 )
 from search.scaling.failure_boundary import fit_failure_boundary
 from search.scaling.fit_inputs import FitInputs, RunTable, read_table
-from search.scaling.hyperparameter_rules import hyperparameter_rules, surface_rule, sweep_rule
+from search.scaling.hyperparameter_rules import (
+    given_values,
+    held_columns,
+    hyperparameter_rules,
+    kept_names,
+    surface_rule,
+    sweep_rule,
+)
 from search.scaling.laws import MIN_DECADES
 from search.scaling.optima import LN6
-from search.scaling.rules import AllocationRules, ObservedRange, ScalingAxes, ScalingRules
+from search.scaling.rules import (
+    AllocationRules,
+    HyperparameterRule,
+    ObservedRange,
+    ScalingAxes,
+    ScalingRules,
+)
 from search.scaling.size_map import SizeMap, fit_size_map
 from search.scaling.sweep import SweepFit, fit_sweep
 from search.space import SearchSpace
@@ -194,7 +207,9 @@ def _surface_rules(fit: FitInputs, front: np.ndarray) -> ScalingRules:
         seed=fit.seed,
     )
     rule = partial(surface_rule, fit, members, stage, est)
-    hyperparameters = hyperparameter_rules(fit, members, stage, rule)
+    hyperparameters = _given_the_fallbacks(
+        fit, members, stage, parametric, est, hyperparameter_rules(fit, members, stage, rule)
+    )
     allocation = None
     if fit.axes.has_size_and_tokens:
         redrawn = None
@@ -218,6 +233,79 @@ def _surface_rules(fit: FitInputs, front: np.ndarray) -> ScalingRules:
         parametric_backtest=backtest,
         parametric_backtest_reason=backtest_reason,
     )
+
+
+def _given_the_fallbacks(
+    fit: FitInputs,
+    members: np.ndarray,
+    stage: SurfaceStage,
+    parametric: ChinchillaFit | None,
+    est: Estimates,
+    rules: list[HyperparameterRule],
+) -> list[HyperparameterRule]:
+    """``rules`` (read off ``est``) with the laws read given the values a prediction
+    uses for the surface's hyperparameters that have no law (their best observed
+    values).
+
+    A law is read through the joint optimum, where every hyperparameter is at its own
+    best. A hyperparameter without a law is set to its best observed value instead,
+    and where the others' optima move with it the joint optimum is the wrong one to
+    follow: the learning rate's optimum moves with the batch size, so a learning rate
+    for the optimal batch, paired with a smaller best observed batch, is too high (at
+    100x it diverged in 6 of 60 engine studies, docs/notes/engine-experiments.md); and
+    where the runs never reached the optimal batch, the joint learning rate lies beyond
+    the values they tried and its law is refused as not bracketed, while the learning
+    rate for the batch they used is bracketed. So the hyperparameters without a law are
+    held at their values one at a time, each time the one whose holding leaves the most
+    laws (the first in the space's order on a tie), and every other law is read again
+    given the held values (``ResponseSurface.optimum``), until each hyperparameter
+    without a law is held."""
+    kept = kept_names(stage)
+    held: list[str] = []
+    while True:
+        refused = [r.name for r in rules if r.name in kept and not r.supported]
+        refused = [name for name in refused if name not in held]
+        if not refused:
+            return rules
+        options = [
+            (_read_given(fit, members, stage, parametric, est, rules, [*held, name]), name)
+            for name in refused
+        ]
+        rules, name = max(options, key=lambda option: sum(r.supported for r in option[0]))
+        held.append(name)
+
+
+def _read_given(
+    fit: FitInputs,
+    members: np.ndarray,
+    stage: SurfaceStage,
+    parametric: ChinchillaFit | None,
+    est: Estimates,
+    rules: list[HyperparameterRule],
+    held: list[str],
+) -> list[HyperparameterRule]:
+    """The surface's laws read again off ``est``'s resampled surfaces, with the
+    hyperparameters ``held`` (whose rules in ``rules`` have no law) at their fallback
+    values; other rules as in ``rules``."""
+    given_est = estimate(
+        stage,
+        fit.table,
+        members,
+        with_allocation=fit.compute_is_6nd,
+        parametric=parametric,
+        n_bootstrap=fit.n_bootstrap,
+        seed=fit.seed,
+        fixed=held_columns(rules, stage, held),
+        again=est,
+    )
+    rule = partial(surface_rule, fit, members, stage, given_est)
+    given = hyperparameter_rules(fit, members, stage, rule)
+    kept = kept_names(stage)
+    without = [r for r in rules if r.name in held]
+    return [
+        given_values(new, without) if old.name in kept and old.name not in held else old
+        for new, old in zip(given, rules, strict=True)
+    ]
 
 
 def _sweep_rules(fit: FitInputs, front: np.ndarray, sweep: SweepFit) -> ScalingRules:

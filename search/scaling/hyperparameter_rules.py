@@ -24,7 +24,7 @@ from search.scaling.optima import Optima
 from search.scaling.rules import ChoiceSummary, HyperparameterRule
 from search.scaling.surface import Dropped
 from search.scaling.sweep import SweepFit
-from search.scaling.transforms import transform_of
+from search.scaling.transforms import forward, transform_of
 
 # N and D correlated beyond this along the efficient set cannot be told apart: the
 # separate exponents of ln N and ln D would be fitted to noise.
@@ -185,6 +185,34 @@ def surface_rule(
         vs_size_tokens=size_law,
         size_tokens_reason=size_reason,
     )
+
+
+def kept_names(stage: SurfaceStage) -> set[str]:
+    """The hyperparameters in the surface."""
+    return {stage.hp_params[j].name for j in stage.kept}
+
+
+def held_columns(
+    rules: list[HyperparameterRule], stage: SurfaceStage, held: list[str]
+) -> dict[int, float]:
+    """The surface's columns (positions in ``stage.kept``) of the hyperparameters
+    ``held``, at their rules' fallback values, in transformed units."""
+    fallback = {r.name: r.fallback for r in rules}
+    columns = {}
+    for column, j in enumerate(stage.kept):
+        param = stage.hp_params[j]
+        if param.name in held:
+            columns[column] = float(forward(transform_of(param), float(fallback[param.name])))
+    return columns
+
+
+def given_values(rule: HyperparameterRule, without: list[HyperparameterRule]) -> HyperparameterRule:
+    """``rule`` (fitted given the values of the rules ``without`` a law) saying so."""
+    if not rule.supported or not without:
+        return rule
+    values = ", ".join(f"{r.name} {float(r.fallback):.3g}" for r in without)
+    given = f"the optimum given the values used where there is no law ({values})"
+    return rule.model_copy(update={"note": given if rule.note is None else f"{rule.note}; {given}"})
 
 
 def _unsupported(param, stage: SurfaceStage, est: Estimates, log_c, level: float):

@@ -19,6 +19,7 @@ through the optima inherit the uncertainty of the whole surface.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 import numpy as np
@@ -147,9 +148,16 @@ def optimal_log_n(
     return np.where(edge, grid[rows, best], refined), edge
 
 
-def _evaluate(surface: ResponseSurface, anchors: Anchors, with_allocation: bool, log_n=None):
-    """Optima at the anchors; ``log_n`` (P,), when given, is the allocation to follow."""
-    hp_own = surface.optimum(anchors.log_axes)
+def _evaluate(
+    surface: ResponseSurface,
+    anchors: Anchors,
+    with_allocation: bool,
+    log_n=None,
+    fixed: Mapping[int, float] | None = None,
+):
+    """Optima at the anchors (given ``fixed``, ``ResponseSurface.optimum``); ``log_n``
+    (P,), when given, is the allocation to follow."""
+    hp_own = surface.optimum(anchors.log_axes, fixed)
     if not with_allocation:
         return hp_own, hp_own, None, np.zeros(len(hp_own), dtype=bool)
     edge = np.zeros(len(hp_own), dtype=bool)
@@ -159,32 +167,27 @@ def _evaluate(surface: ResponseSurface, anchors: Anchors, with_allocation: bool,
             surface, anchors.log_compute, anchors.log_n_low, anchors.log_n_high
         )
     path = np.column_stack([log_n, anchors.log_compute - LN6 - log_n])
-    return surface.optimum(path), hp_own, log_n, edge
+    return surface.optimum(path, fixed), hp_own, log_n, edge
 
 
-def estimate_optima(
-    data: SurfaceData,
-    structure: Structure,
-    anchors: Anchors,
-    *,
-    with_allocation: bool,
-    n_bootstrap: int,
-    seed: int,
-    path: tuple[np.ndarray, np.ndarray] | None = None,
-) -> Optima:
-    """Optima at ``anchors`` from the surface on ``data`` and from ``n_bootstrap``
-    resampled surfaces (resamples whose bowl is not convex are redrawn, at most
-    ``10 n_bootstrap`` tries; ``n_rejected`` counts them).
+@dataclass(frozen=True)
+class Resampled:
+    """A surface fitted to the runs and its bootstrap refits (convex ones only;
+    ``n_rejected`` were redrawn): the optima read off them, given any held values,
+    share the same resamples."""
 
-    ``path``, when given, is the allocation ``ln N*`` at the anchors (P,) with its own
-    bootstrap draws (b, P) (from ``L(N, D)``); resample ``i`` follows draw ``i mod b``.
-    Without it, each surface's own iso-FLOP minima are followed.
-    """
-    surface = fit_surface(data, structure)
-    point_path = None if path is None else path[0]
-    hp_path, hp_own, log_n, edge = _evaluate(surface, anchors, with_allocation, point_path)
+    surface: ResponseSurface
+    draws: list[ResponseSurface]
+    n_rejected: int
+
+
+def resample_surfaces(
+    data: SurfaceData, structure: Structure, *, n_bootstrap: int, seed: int
+) -> Resampled:
+    """The surface on ``data`` and ``n_bootstrap`` refits to resampled runs (resamples
+    whose bowl is not convex are redrawn, at most ``10 n_bootstrap`` tries)."""
     rng = np.random.default_rng(seed)
-    draws: list[tuple] = []
+    draws: list[ResponseSurface] = []
     rejected = 0
     n = len(data.log_loss)
     while len(draws) < n_bootstrap and rejected < 10 * n_bootstrap:
@@ -192,8 +195,33 @@ def estimate_optima(
         if not resampled.is_convex():
             rejected += 1
             continue
-        draw_path = None if path is None else path[1][len(draws) % len(path[1])]
-        draws.append(_evaluate(resampled, anchors, with_allocation, draw_path))
+        draws.append(resampled)
+    return Resampled(fit_surface(data, structure), draws, rejected)
+
+
+def estimate_optima(
+    surfaces: Resampled,
+    anchors: Anchors,
+    *,
+    with_allocation: bool,
+    path: tuple[np.ndarray, np.ndarray] | None = None,
+    fixed: Mapping[int, float] | None = None,
+) -> Optima:
+    """Optima at ``anchors`` from ``surfaces`` (``resample_surfaces``): the point
+    estimate from the surface on the runs, the draws from its resampled refits.
+
+    ``path``, when given, is the allocation ``ln N*`` at the anchors (P,) with its own
+    bootstrap draws (b, P) (from ``L(N, D)``); resample ``i`` follows draw ``i mod b``.
+    Without it, each surface's own iso-FLOP minima are followed. ``fixed`` holds
+    columns at given values (transformed units): the optima of the others given those.
+    """
+    surface = surfaces.surface
+    point_path = None if path is None else path[0]
+    hp_path, hp_own, log_n, edge = _evaluate(surface, anchors, with_allocation, point_path, fixed)
+    draws = []
+    for i, resampled in enumerate(surfaces.draws):
+        draw_path = None if path is None else path[1][i % len(path[1])]
+        draws.append(_evaluate(resampled, anchors, with_allocation, draw_path, fixed))
     # Every resample rejected leaves no draws: shaped (0, ...), so each law refuses.
     b = len(draws)
     return Optima(
@@ -207,5 +235,5 @@ def estimate_optima(
         else np.array([d[2] for d in draws]).reshape(b, *log_n.shape),
         choice_offsets=surface.choice_offsets(),
         edge_fraction=float(edge.mean()),
-        n_rejected=rejected,
+        n_rejected=surfaces.n_rejected,
     )

@@ -29,6 +29,7 @@ forms a saddle with another's.
 from __future__ import annotations
 
 import itertools
+from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from typing import Literal
 
@@ -142,10 +143,26 @@ class ResponseSurface:
     def is_convex(self) -> bool:
         return self.n_hp == 0 or bool(np.linalg.eigvalsh(self.hessian()).min() > 0)
 
-    def optimum(self, log_axes: np.ndarray) -> np.ndarray:
-        """``h*`` (p, m) in transformed units at each row of ``log_axes`` (p, k)."""
+    def optimum(self, log_axes: np.ndarray, fixed: Mapping[int, float] | None = None) -> np.ndarray:
+        """``h*`` (p, m) in transformed units at each row of ``log_axes`` (p, k).
+
+        ``fixed`` maps columns to values (transformed units) held there: the others are
+        then the bowl's bottom *given* those, ``h_F = -Q_FF^-1 (b_F + W_F z + Q_FU u)``.
+        Where the learning rate's optimum moves with the batch size, this is the
+        learning rate for the batch a prediction actually uses."""
         slope = self._linear_in_h(self._z(log_axes))
-        h_std = -np.linalg.solve(self.hessian(), slope.T).T
+        hessian = self.hessian()
+        if not fixed:
+            h_std = -np.linalg.solve(hessian, slope.T).T
+            return h_std * self.hp_scale + self.hp_mean
+        held = np.array(sorted(fixed))
+        free = np.array([j for j in range(self.n_hp) if j not in fixed], dtype=int)
+        u = (np.array([fixed[j] for j in held]) - self.hp_mean[held]) / self.hp_scale[held]
+        h_std = np.empty_like(slope)
+        h_std[:, held] = u
+        if free.size:
+            rhs = slope[:, free] + hessian[np.ix_(free, held)] @ u
+            h_std[:, free] = -np.linalg.solve(hessian[np.ix_(free, free)], rhs.T).T
         return h_std * self.hp_scale + self.hp_mean
 
     def choice_offsets(self) -> np.ndarray:

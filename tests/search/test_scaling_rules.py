@@ -343,3 +343,25 @@ def test_unbracketed_sizes_fall_back_to_the_allocation_through_the_efficient_run
     prediction = rules.predict(compute=10 * rules.observed.compute_max)
     assert any("through the compute-efficient runs" in w for w in prediction.warnings)
 
+
+@pytest.mark.parametrize("seed", [0, 1])
+def test_the_learning_rate_follows_the_batch_a_prediction_uses(seed):
+    """A study whose runs all used batches about 8x under the optimum, each with the
+    learning rate tuned to its batch: the batch's optimum is beyond the runs (no law;
+    the best observed batch is used), and the learning rate's law is read given that
+    batch, not at the joint optimum, whose learning rate (for the optimal batch) would
+    be 0.5-0.6 decades too high for it at 10x, past the testbed's divergence limit."""
+    objective, observations = sample_study(TestbedConfig(), batch_offset=-3.0, seed=seed)
+    rules = fit_scaling_rules(observations, objective.default_space(), AXES, n_bootstrap=60)
+    batch, lr = rules.rule("batch_size"), rules.rule("learning_rate")
+    assert not batch.supported and "not bracketed" in batch.reason
+    assert lr.supported and f"batch_size {batch.fallback:.3g}" in lr.note
+    prediction = rules.predict(compute=10.0 * rules.observed.compute_max)
+    assert prediction.params["batch_size"] == batch.fallback
+    tb = objective.testbed
+    n, d = prediction.n_params.estimate, prediction.tokens.estimate
+    batch_tokens = batch.fallback * tb.config.seq_len
+    for_the_batch = float(tb.lr_opt_at_batch(n, d, batch_tokens))
+    assert abs(math.log10(prediction.params["learning_rate"] / for_the_batch)) < 0.1
+    joint = float(tb.optimal_hparams(n, d)["learning_rate"])
+    assert math.log10(joint / for_the_batch) > 0.5

@@ -9,7 +9,13 @@ import numpy as np
 import pytest
 
 from search.errors import NotEnoughDataError
-from search.scaling.optima import Anchors, estimate_optima, optimal_log_n, outside_fraction
+from search.scaling.optima import (
+    Anchors,
+    estimate_optima,
+    optimal_log_n,
+    outside_fraction,
+    resample_surfaces,
+)
 from search.scaling.surface import (
     Structure,
     SurfaceData,
@@ -57,6 +63,21 @@ def test_noiseless_bowls_are_recovered_to_high_precision():
     grid = np.column_stack([np.linspace(15.5, 20.5, 7), np.linspace(18.5, 23.5, 7)])
     np.testing.assert_allclose(surface.optimum(grid), _optimum(grid), atol=0.02)
     assert np.all(excess(surface, data) > -1e-3)
+
+
+def test_optimum_given_a_held_value_follows_the_ridge():
+    """Holding the second hyperparameter at a value, the first's optimum is the bowl's
+    bottom along that line: the joint optimum moved by -Q01/Q00 per unit held off it
+    (the learning rate for the batch actually used), and the held column is the value."""
+    surface = fit_surface(_data(300, seed=0), Structure(degree=3, bend=False))
+    grid = np.column_stack([np.linspace(15.5, 20.5, 7), np.linspace(18.5, 23.5, 7)])
+    joint = _optimum(grid)
+    held = 3.0
+    given = surface.optimum(grid, {1: held})
+    expected = joint[:, 0] - Q_TRUE[0, 1] / Q_TRUE[0, 0] * (held - joint[:, 1])
+    np.testing.assert_allclose(given[:, 0], expected, atol=0.02)
+    np.testing.assert_allclose(given[:, 1], held)
+    np.testing.assert_allclose(surface.optimum(grid, {}), surface.optimum(grid))
 
 
 def test_optima_are_found_from_runs_on_one_side_of_the_bowl():
@@ -134,9 +155,8 @@ def test_optima_draws_keep_their_shape_with_no_resample_or_no_hyperparameter(n_b
         log_n_high=log_axes[:, 0] + 1.0,
     )
     structure = Structure(degree=3, bend=False)
-    optima = estimate_optima(
-        data, structure, anchors, with_allocation=True, n_bootstrap=n_bootstrap, seed=0
-    )
+    surfaces = resample_surfaces(data, structure, n_bootstrap=n_bootstrap, seed=0)
+    optima = estimate_optima(surfaces, anchors, with_allocation=True)
     assert optima.hp_path_draws.shape == (n_bootstrap, 6, n_hp)
     assert optima.hp_own_draws.shape == (n_bootstrap, 6, n_hp)
     assert optima.log_n_path_draws is not None
