@@ -25,7 +25,7 @@ under a decade of compute.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from functools import partial
 from typing import Any
 
@@ -197,7 +197,8 @@ def _surface_rules(fit: FitInputs, front: np.ndarray) -> ScalingRules:
         )
     stage = fit_stage(table, fit.hyperparameters, level=fit.level)
     parametric, parametric_reason, backtest, backtest_reason = _fit_parametric(fit, stage)
-    est = estimate(
+    estimate_here = partial(
+        estimate,
         stage,
         table,
         members,
@@ -206,9 +207,14 @@ def _surface_rules(fit: FitInputs, front: np.ndarray) -> ScalingRules:
         n_bootstrap=fit.n_bootstrap,
         seed=fit.seed,
     )
+    est = estimate_here()
     rule = partial(surface_rule, fit, members, stage, est)
     hyperparameters = _given_the_fallbacks(
-        fit, members, stage, parametric, est, hyperparameter_rules(fit, members, stage, rule)
+        fit,
+        members,
+        stage,
+        hyperparameter_rules(fit, members, stage, rule),
+        lambda held: estimate_here(fixed=held, again=est),
     )
     allocation = None
     if fit.axes.has_size_and_tokens:
@@ -239,13 +245,11 @@ def _given_the_fallbacks(
     fit: FitInputs,
     members: np.ndarray,
     stage: SurfaceStage,
-    parametric: ChinchillaFit | None,
-    est: Estimates,
     rules: list[HyperparameterRule],
+    estimate_given: Callable[[dict[int, float]], Estimates],
 ) -> list[HyperparameterRule]:
-    """``rules`` (read off ``est``) with the laws read given the values a prediction
-    uses for the surface's hyperparameters that have no law (their best observed
-    values).
+    """``rules`` with the laws read given the values a prediction uses for the surface's
+    hyperparameters that have no law (their best observed values).
 
     A law is read through the joint optimum, where every hyperparameter is at its own
     best. A hyperparameter without a law is set to its best observed value instead,
@@ -268,7 +272,7 @@ def _given_the_fallbacks(
         if not refused:
             return rules
         options = [
-            (_read_given(fit, members, stage, parametric, est, rules, [*held, name]), name)
+            (_read_given(fit, members, stage, estimate_given, rules, [*held, name]), name)
             for name in refused
         ]
         rules, name = max(options, key=lambda option: sum(r.supported for r in option[0]))
@@ -279,25 +283,14 @@ def _read_given(
     fit: FitInputs,
     members: np.ndarray,
     stage: SurfaceStage,
-    parametric: ChinchillaFit | None,
-    est: Estimates,
+    estimate_given: Callable[[dict[int, float]], Estimates],
     rules: list[HyperparameterRule],
     held: list[str],
 ) -> list[HyperparameterRule]:
-    """The surface's laws read again off ``est``'s resampled surfaces, with the
-    hyperparameters ``held`` (whose rules in ``rules`` have no law) at their fallback
-    values; other rules as in ``rules``."""
-    given_est = estimate(
-        stage,
-        fit.table,
-        members,
-        with_allocation=fit.compute_is_6nd,
-        parametric=parametric,
-        n_bootstrap=fit.n_bootstrap,
-        seed=fit.seed,
-        fixed=held_columns(rules, stage, held),
-        again=est,
-    )
+    """The surface's laws read again (``estimate_given``: off the same resampled
+    surfaces) with the hyperparameters ``held`` (whose rules in ``rules`` have no law)
+    at their fallback values; other rules as in ``rules``."""
+    given_est = estimate_given(held_columns(rules, stage, held))
     rule = partial(surface_rule, fit, members, stage, given_est)
     given = hyperparameter_rules(fit, members, stage, rule)
     kept = kept_names(stage)
