@@ -22,13 +22,16 @@ manner of CARBS (Fetterman et al. 2023, arXiv 2306.08055):
    costliest front point the loss is predicted by scaling transfer along the front
    (``search.loss_model``); nothing is suggested that the budget left cannot pay for;
 3. every ``remeasure_every``-th model suggestion re-runs a front point whose loss looks
-   luckier than the noise allows, within ``REMEASURE_SHARE`` of the spend.
+   luckier than the noise allows, within ``REMEASURE_SHARE`` of the spend;
+4. with ``spread_every`` set (the service sets it for a study with scaling axes), every
+   ``spread_every``-th one is a spread point: a front point moved well off it at its
+   cost, so the scaling rules see each optimum's bowl (``search.proposals``).
 
 The radius grows when a trial improves the front by more than the loss GP's noise and
 shrinks after ``shrink_patience`` trials that do not. Pending trials enter the loss GP
 as kriging-believer fantasies, so ``ask(n)`` returns n distinct configurations. Nothing
-is silently random: a suggestion's ``reason`` is ``startup``, ``model``, ``remeasure``
-or ``fallback: <why>``. ``front()`` is the engine's estimate of the front (repeats
+is silently random: a suggestion's ``reason`` is ``startup``, ``model``, ``remeasure``,
+``spread`` or ``fallback: <why>``. ``front()`` is the engine's estimate of the front (repeats
 merged, each loss the model's estimate); ``observations`` are the raw trials.
 
 The engine is deterministic: the same seed and the same history give the same
@@ -72,6 +75,7 @@ from search.proposals import (
     pick_remeasure,
     propose_fallback,
     propose_model,
+    propose_spread,
     propose_startup,
 )
 from search.settings import SearchSettings
@@ -254,6 +258,11 @@ class ParetoSearch:
                 self._n_since_remeasure = 0
                 return repeat
         self._n_since_remeasure += 1
+        spread_every = self.settings.spread_every
+        if spread_every and self._n_issued % spread_every == 0:
+            spread = propose_spread(ctx, models, self._arrays())
+            if spread is not None:
+                return spread
         return propose_model(ctx, models, loss_model, self._arrays())
 
     def _in_startup(self) -> bool:
@@ -431,7 +440,10 @@ class ParetoSearch:
         have, one observation after another."""
         for i in range(self._n_taken_in, len(self._observations)):
             observation = self._observations[i]
-            moves = observation.suggestion_id is not None and observation.reason != "remeasure"
+            moves = observation.suggestion_id is not None and observation.reason not in (
+                "remeasure",
+                "spread",
+            )
             if moves and i + 1 > self.settings.n_startup:
                 self._update_radius(improved=self._improves_front(i))
         self._n_taken_in = len(self._observations)

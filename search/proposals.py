@@ -1,4 +1,4 @@
-"""One suggestion at a time: the startup, model, re-measure and fallback proposals.
+"""One suggestion at a time: the startup, model, re-measure, spread and fallback proposals.
 
 Each function returns a ``Proposal`` (internal coordinates, already projected onto the
 feasible set, plus what the models predicted) and draws only from the engine's
@@ -34,6 +34,8 @@ _TREND_FRACTION = 0.25  # share of the model phase's candidates drawn on the fro
 # a pending trial predicted this far above the front's top is a climb still in flight.
 CLIMB_WIDTH = 0.35
 _CLIMB_IN_FLIGHT = 0.2
+# A spread point's predicted log cost lies within this of its front point's.
+SPREAD_COST_WIDTH = 0.2
 
 
 @dataclass(frozen=True)
@@ -275,6 +277,48 @@ def pick_remeasure(
         predicted_cost=float(math.exp(data.log_cost[i])),
         extra={"observed_loss": float(data.loss[i]), "luck_sigmas": float(luck[best])},
         repeat_of=i,
+    )
+
+
+def propose_spread(
+    ctx: ProposalContext, models: FittedModels, data: ObservationArrays
+) -> Proposal | None:
+    """A spread point: the smoothed front's point nearest the next target cost, moved in
+    every continuous coordinate by a uniform draw of up to ``spread_half_width``, the
+    first draw predicted to cost within ``SPREAD_COST_WIDTH`` of that point, under the
+    ceilings, and more likely to succeed than not; None if no draw is.
+
+    Why: the acquisition's picks sit within about half a doubling of each
+    hyperparameter's optimum, where the loss barely moves, so under noise they say
+    little about where the bottom of each bowl lies, and the scaling rules' response
+    surface reads its laws off those bottoms. Points spread further, at the front's
+    costs, show the walls (``search.settings.RULES_SPREAD_EVERY``)."""
+    assert models.smoothed_front is not None and models.cost_gp is not None
+    front = models.smoothed_front
+    dearest = _dearest_in_box(ctx, models, data)
+    target, _ = _target_log_cost(ctx, data.log_cost[front], dearest)
+    anchor = front[int(np.argmin(np.abs(data.log_cost[front] - target)))]
+    n, half_width = ctx.settings.n_candidates, ctx.settings.spread_half_width
+    x = np.repeat(data.x_internal[anchor][None, :], n, axis=0)
+    cont = np.flatnonzero(ctx.layout.continuous_mask)
+    x[:, cont] += ctx.rng.uniform(-half_width, half_width, size=(n, cont.size))
+    x = ctx.space.project_internal(ctx.layout.clip(x))
+    log_cost = models.cost_gp.predict_mean(x)
+    p_success = 1.0 - models.failure.probability_of_failure(x)
+    ok = (np.abs(log_cost - data.log_cost[anchor]) <= SPREAD_COST_WIDTH) & (p_success >= 0.5)
+    for ceiling in (ctx.settings.max_suggestion_cost, ctx.pace.cost_ceiling):
+        if ceiling is not None:
+            ok &= log_cost <= math.log(max(ceiling, 1e-300))
+    rows = [i for i in np.flatnonzero(ok) if not _member(ctx.taken_x, x[i])]
+    if not rows:
+        return None
+    i = int(rows[0])  # the draws are in random order already
+    return Proposal(
+        x_internal=x[i],
+        reason="spread",
+        predicted_cost=float(math.exp(log_cost[i])),
+        probability_of_success=float(p_success[i]),
+        extra={"anchor_cost": float(math.exp(data.log_cost[anchor])), "half_width": half_width},
     )
 
 

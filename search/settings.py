@@ -11,6 +11,15 @@ from typing import Self
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+# ``spread_every`` for a study whose scaling rules will be fitted. A search that seeks
+# the front puts its runs within about half a doubling of each learning-rate optimum,
+# where the loss barely moves: under 1% noise the rules' response surface then places
+# the bowl's bottom 0.2 dex off at 100x. The same runs spread about 1.5 doublings around
+# the optimum place it to 0.05. A third of the model phase spread halves the rules'
+# errors at 100x on the testbed and costs the front about 10% in regret
+# (docs/notes/engine-experiments.md, "Spread points").
+RULES_SPREAD_EVERY = 3
+
 
 class SearchSettings(BaseModel):
     """How the engine searches. Frozen and JSON-able (``model_dump(mode="json")``).
@@ -55,6 +64,20 @@ class SearchSettings(BaseModel):
         ge=0,
         description="Every n-th model suggestion re-runs a suspiciously lucky front point "
         "(0 disables re-measurement).",
+    )
+    spread_every: int = Field(
+        default=0,
+        ge=0,
+        description="Every n-th suggestion of the model phase is a spread point: a front "
+        "point's configuration moved by up to spread_half_width in every continuous "
+        "coordinate, at that point's predicted cost (0: none; a study with scaling axes "
+        "gets RULES_SPREAD_EVERY from the service; search.proposals).",
+    )
+    spread_half_width: float = Field(
+        default=2.0,
+        gt=0,
+        description="How far a spread point moves from its front point, per continuous "
+        "coordinate (internal units: ln for log parameters, doublings for pow2).",
     )
     max_repeats: int = Field(
         default=2, ge=1, description="A configuration is measured at most this many times."

@@ -78,7 +78,8 @@ class Suggestion:
 
     ``reason`` says how it was produced, so nothing is silently random:
     ``"startup"`` (random phase), ``"model"`` (Pareto acquisition), ``"remeasure"``
-    (a noisy front point run again), ``"seed"`` (a warm-start point), or
+    (a noisy front point run again), ``"spread"`` (a front point moved off its optimum
+    at its cost, for the scaling rules), ``"seed"`` (a warm-start point), or
     ``"fallback: <why>"`` when a model-based suggestion was not possible.
     ``expires_at`` is the lease deadline (the engine's clock); a pending suggestion
     that is neither told nor forgotten by then is dropped.

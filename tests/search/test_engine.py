@@ -296,6 +296,33 @@ def test_remeasure_reruns_a_lucky_front_point_and_front_merges_repeats():
     assert all(o.metrics["n_measurements"] == 2.0 for o in merged)
 
 
+def test_spread_points_sit_at_a_front_point_s_cost_and_reach_up_the_bowl():
+    """Every ``spread_every``-th suggestion of the model phase is a front point moved in
+    every coordinate, predicted to cost what that point costs: its learning rates lie
+    further from the optimum for their size than the acquisition's picks, which is what
+    the scaling rules' response surface needs to place the bowl's bottom under noise."""
+    engine = make_engine(n_startup=6, seed=9, spread_every=3, remeasure_every=0)
+    run_rounds(engine, PROBLEM, rounds=12, batch=6, seed=9)
+    later = engine.observations[6:]
+    spread = [o for o in later if o.reason == "spread"]
+    model = [o for o in later if o.reason == "model"]
+    assert len(spread) == pytest.approx(len(later) / 3, abs=2)
+
+    def lr_offset(o) -> float:
+        return abs(math.log(o.params["learning_rate"] / PROBLEM.lr_opt(o.params["size"])))
+
+    assert np.median([lr_offset(o) for o in spread]) > 2 * np.median([lr_offset(o) for o in model])
+    (suggestion,) = [s for s in engine.ask(3) if s.reason == "spread"]
+    anchor_cost = suggestion.extra["anchor_cost"]
+    assert any(o.cost == pytest.approx(anchor_cost) for o in engine.front())
+    assert abs(math.log(suggestion.predicted_cost / anchor_cost)) <= 0.2 + 1e-9
+
+
+def test_spread_points_can_be_turned_off():
+    engine = make_engine(n_startup=6, seed=9, spread_every=0)
+    assert "spread" not in run_rounds(engine, PROBLEM, rounds=6, batch=6, seed=9)
+
+
 def test_radius_grows_on_improvement_and_shrinks_after_misses():
     engine = make_engine(n_startup=2, initial_radius=1.0, shrink_patience=2, radius_shrink=0.5)
     for s, loss in zip(engine.ask(2), [3.0, 2.5], strict=True):
