@@ -136,6 +136,11 @@ class ScalingAxesSpec(BaseModel):
     tokens: str | None = None
     compute: str | None = None
 
+    @property
+    def declared(self) -> bool:
+        """Whether any axis is named: the study's scaling rules will be fitted."""
+        return any(name is not None for name in (self.n_params, self.tokens, self.compute))
+
 
 class WarmStartSpec(BaseModel):
     """Seed a study from a finished one's rules: its space centred where they point."""

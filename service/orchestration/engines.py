@@ -24,7 +24,7 @@ from sqlalchemy.orm import Session
 from search.engine import ParetoSearch
 from search.history import History
 from search.pacing import StudyLimits
-from search.settings import SearchSettings
+from search.settings import RULES_SPREAD_EVERY, SearchSettings
 from search.space import SearchSpace
 from search.types import Observation
 from service.domain import (
@@ -44,9 +44,13 @@ def load_spec(study: StudyRow) -> StudySpec:
 
 
 def search_settings(spec: StudySpec) -> SearchSettings:
-    """The engine's settings: the study's ``search`` fields, plus what the study itself
-    decides (its seed and trial-cost ceiling)."""
-    return SearchSettings(seed=spec.seed, max_suggestion_cost=spec.max_trial_cost, **spec.search)
+    """The engine's settings: the study's ``search`` fields, over what the study itself
+    decides: its seed and trial-cost ceiling, and, where it declares scaling axes (its
+    rules will be fitted), spread points (``search.settings.RULES_SPREAD_EVERY``)."""
+    derived: dict[str, Any] = {"seed": spec.seed, "max_suggestion_cost": spec.max_trial_cost}
+    if spec.scaling.declared:
+        derived["spread_every"] = RULES_SPREAD_EVERY
+    return SearchSettings(**(derived | spec.search))
 
 
 def study_limits(spec: StudySpec) -> StudyLimits:

@@ -30,7 +30,7 @@ def fit_rules(
 
     ``spec``'s space is the resolved one (the engine's; ``engines.open_engine``)."""
     axes = spec.scaling
-    if axes.n_params is None and axes.tokens is None and axes.compute is None:
+    if not axes.declared:
         return None, "no scaling axes were given"
     if spec.space is None:
         return None, "the study's space was never resolved (no engine was built)"
