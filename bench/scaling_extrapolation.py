@@ -1,10 +1,11 @@
 """Extrapolation error of learned scaling rules vs study budget, from real engine studies.
 
 For each ground truth and seed, the search engine (``search.engine.ParetoSearch``,
-default settings) runs one study on the testbed from the testbed's default, off-optimum
-centre, in rounds of 8 parallel trials, up to the largest budget; a smaller budget is
-the same study stopped earlier (its first trials). Rules are fitted to the
-observations of each budget; at 100x the largest compute of any run, the predicted
+default settings with the spread points the service gives a study with scaling axes,
+``search.settings.RULES_SPREAD_EVERY``) runs one study on the testbed from the
+testbed's default, off-optimum centre, in rounds of 8 parallel trials, up to the largest
+budget; a smaller budget is the same study stopped earlier (its first trials). Rules
+are fitted to the observations of each budget; at 100x the largest compute of any run, the predicted
 optimal learning rate and batch size are compared with the truth
 (``Testbed.optimal_hparams`` at the true ``compute_optimal``), as is the exponent of
 N*(C) (``beta / (alpha + beta)``). What the user pays for all of it together is the
@@ -26,7 +27,9 @@ runs each study at each of these shares of the reducible loss instead (sd
 ``--held-out`` runs issue 16's held-out matrix: the truths of ``bench.truths.
 ENGINE_HELD_OUT`` (never used to tune the engine or the fit), noise 1% and 3%, seeds
 0-4, 240 trials: 30 studies. ``--truths held-out-data-hungry,held-out-sharp-lr`` runs the
-budget-pacing bench's held-out truths (``PACING_HELD_OUT``), a second held-out set.
+budget-pacing bench's held-out truths (``PACING_HELD_OUT``), a second held-out set;
+``--truths spread-wide-bowls,spread-narrow-bowls`` the spread points' (``bench.truths.
+SPREAD_HELD_OUT``).
 Every run scores the 90% intervals of the learning rate, batch size, N*, D* and loss
 at 100x (``bench.designed_sweeps.coverage_at_100x``; the learning rate also against the
 optimum for the predicted batch, ``lr_coverage_at_predicted_batch``) and prints, per
@@ -55,11 +58,11 @@ from pathlib import Path
 
 import numpy as np
 
-from bench.truths import BENCH_TRUTHS, ENGINE_HELD_OUT, TUNED_ON
+from bench.truths import BENCH_TRUTHS, ENGINE_HELD_OUT, SPREAD_HELD_OUT, TUNED_ON
 from search.engine import ParetoSearch
 from search.errors import NotEnoughDataError
 from search.scaling import ScalingAxes, fit_scaling_rules
-from search.settings import SearchSettings
+from search.settings import RULES_SPREAD_EVERY, SearchSettings
 from search.types import Observation
 from workers.objectives.base import NullContext
 from workers.objectives.testbed import TestbedObjective
@@ -87,7 +90,7 @@ COST_MODELS = {"flops": {"half_utilisation_batch_tokens": 0.0}, "seconds": {}}
 # second held-out set for a change chosen with ENGINE_HELD_OUT in view
 # (``--truths held-out-data-hungry,held-out-sharp-lr``).
 PACING_HELD_OUT = {name: config for name, config in BENCH_TRUTHS.items() if name != TUNED_ON}
-TRUTHS = {**GROUND_TRUTHS, **ENGINE_HELD_OUT, **PACING_HELD_OUT}
+TRUTHS = {**GROUND_TRUTHS, **ENGINE_HELD_OUT, **PACING_HELD_OUT, **SPREAD_HELD_OUT}
 # Issue 16's bars at 100x: median |log10 error| of lr and batch (dex), |N*(C) exponent error|.
 BARS = {"learning_rate": 0.08, "batch_size": 0.12, "exponent_error": 0.03}
 COVERAGE_BAND = (0.80, 0.97)
@@ -121,9 +124,11 @@ def parse_study_path(path: Path) -> tuple[str, str, float | None, int, int]:
 
 
 def engine_study(config: TestbedConfig, *, trials: int, seed: int) -> list:
-    """The observations of ``trials`` engine trials on the testbed, ``ROUND`` at a time."""
+    """The observations of ``trials`` engine trials on the testbed, ``ROUND`` at a time,
+    with the spread points the service gives a study with scaling axes."""
     objective = TestbedObjective(config)
-    engine = ParetoSearch(objective.default_space(), SearchSettings(seed=seed))
+    settings = SearchSettings(seed=seed, spread_every=RULES_SPREAD_EVERY)
+    engine = ParetoSearch(objective.default_space(), settings)
     done = 0
     while done < trials:
         for suggestion in engine.ask(min(ROUND, trials - done)):

@@ -1,6 +1,7 @@
 """Issue 3's proof on the synthetic testbed, from real engine studies.
 
-The search engine (``ParetoSearch``, default settings) runs a study on the testbed from
+The search engine (``ParetoSearch``, as the service runs a study with scaling axes:
+default settings with ``RULES_SPREAD_EVERY``) runs a study on the testbed from
 the testbed's default, off-optimum centre (a 10M-parameter model on 200M tokens, the
 learning rate ~6x too low, the worse schedule), in rounds of 8 parallel trials. Rules
 fitted to its observations predict, at 100x the compute of its largest run, the
