@@ -10,8 +10,8 @@ past a learning rate that moves with model size, tokens and batch, a line in the
 logs. So a logistic model of failure, linear in every numeric parameter in its law's
 space (``ln``, ``log2``, ``logit``; ``search.scaling.transforms``), is fitted to all
 runs, failed and successful. Held inside it, 10 of those 11 configurations train
-(docs/benchmarks.md, "Held-out engine studies: the wild resamples and the failure
-boundary").
+(docs/notes/benchmark-history.md, "Held-out engine studies: the wild resamples and
+the failure boundary").
 
 A prediction the model puts past the boundary (failure more likely than not) has the
 one hyperparameter that moves the boundary most (largest standardised coefficient,
