@@ -16,7 +16,7 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 # where the loss barely moves: under 1% noise the rules' response surface then places
 # the bowl's bottom 0.2 dex off at 100x. The same runs spread about 1.5 doublings around
 # the optimum place it to 0.05. A third of the model phase spread halves the rules'
-# errors at 100x on the testbed and costs the front about 7% in regret
+# errors at 100x on the testbed and costs the front about 4% in regret
 # (docs/notes/engine-experiments.md, "Spread points").
 RULES_SPREAD_EVERY = 3
 
