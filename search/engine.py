@@ -88,6 +88,8 @@ from search.types import Observation, Suggestion
 STATE_VERSION = 2
 # Re-measurements spend at most this share of everything spent so far.
 REMEASURE_SHARE = 0.1
+# Suggestions that do not try to improve the front, so do not move the trust radius.
+_RADIUS_NEUTRAL = ("remeasure", "spread")
 # Settings fields retired since: dropped when an older state is restored.
 _RETIRED_SETTINGS = ("budget", "gain")
 _EXPIRED_MEMORY = 1000  # how many expired ids tell() can still name as expired
@@ -440,10 +442,8 @@ class ParetoSearch:
         have, one observation after another."""
         for i in range(self._n_taken_in, len(self._observations)):
             observation = self._observations[i]
-            moves = observation.suggestion_id is not None and observation.reason not in (
-                "remeasure",
-                "spread",
-            )
+            engine_made = observation.suggestion_id is not None
+            moves = engine_made and observation.reason not in _RADIUS_NEUTRAL
             if moves and i + 1 > self.settings.n_startup:
                 self._update_radius(improved=self._improves_front(i))
         self._n_taken_in = len(self._observations)

@@ -318,6 +318,21 @@ def test_spread_points_sit_at_a_front_point_s_cost_and_reach_up_the_bowl():
     assert abs(math.log(suggestion.predicted_cost / anchor_cost)) <= 0.2 + 1e-9
 
 
+@pytest.mark.parametrize("seed", [1, 2])
+def test_spread_points_stay_under_the_cost_ceiling(seed):
+    """A spread point anchored at the front's top costs about what the top costs; under
+    a ``max_suggestion_cost`` below it, no spread point is predicted dearer."""
+    engine = make_engine(seed=seed, n_startup=6, spread_every=1, remeasure_every=0)
+    run_rounds(engine, PROBLEM, rounds=6, batch=6, seed=seed)
+    ceiling = 0.8 * max(o.cost for o in engine.front())
+    state = engine.state_dict()
+    capped = ParetoSearch.from_state_dict(
+        {**state, "settings": state["settings"] | {"max_suggestion_cost": ceiling}}
+    )
+    spread = [s for s in capped.ask(12) if s.reason == "spread"]
+    assert spread and all(s.predicted_cost <= ceiling for s in spread)
+
+
 def test_spread_points_can_be_turned_off():
     engine = make_engine(n_startup=6, seed=9, spread_every=0)
     assert "spread" not in run_rounds(engine, PROBLEM, rounds=6, batch=6, seed=9)
