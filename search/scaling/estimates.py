@@ -237,17 +237,23 @@ def estimate(
     seed: int,
     fixed: Mapping[int, float] | None = None,
     again: Estimates | None = None,
+    follow: tuple[np.ndarray, np.ndarray] | None = None,
 ) -> Estimates:
     """Optima at the efficient runs ``members``; see the module docstring. ``fixed``
     holds kept columns at given values (transformed units): the optima of the others
     given those (``ResponseSurface.optimum``). ``again``, an earlier estimate on the
-    same stage, lends its resampled surfaces (the same draws, no refitting)."""
+    same stage, lends its resampled surfaces (the same draws, no refitting).
+    ``follow``, ``ln N*`` at the members (P,) and its draws (b, P), is the allocation to
+    read the optima along when the rules' allocation is neither ``L(N, D)``'s nor the
+    surface's own (``fitting``: through the runs)."""
     if stage.surface is None:
         return Estimates(None, None)
     assert stage.structure is not None  # a surface has one
     log_compute = np.log(table.compute[members])
     low = high = path = None
-    if with_allocation and parametric is not None:
+    if with_allocation and follow is not None:
+        path = follow
+    elif with_allocation and parametric is not None:
         path = parametric_path(parametric, log_compute)
     elif with_allocation:
         low, high = size_bounds(np.log(table.compute), np.log(table.n_params), log_compute)

@@ -208,14 +208,6 @@ def _surface_rules(fit: FitInputs, front: np.ndarray) -> ScalingRules:
         seed=fit.seed,
     )
     est = estimate_here()
-    rule = partial(surface_rule, fit, members, stage, est)
-    hyperparameters = _given_the_fallbacks(
-        fit,
-        members,
-        stage,
-        hyperparameter_rules(fit, members, stage, rule),
-        lambda held: estimate_here(fixed=held, again=est),
-    )
     allocation = None
     if fit.axes.has_size_and_tokens:
         redrawn = None
@@ -224,6 +216,18 @@ def _surface_rules(fit: FitInputs, front: np.ndarray) -> ScalingRules:
                 stage, table, parametric, seed=fit.seed, n_bootstrap=fit.n_bootstrap
             )
         allocation = _fit_allocation(fit, members, est, redrawn)
+        follow = _allocation_through_runs_path(fit, members, est, allocation)
+        if follow is not None:
+            estimate_here = partial(estimate_here, follow=follow)
+            est = estimate_here(again=est)
+    rule = partial(surface_rule, fit, members, stage, est)
+    hyperparameters = _given_the_fallbacks(
+        fit,
+        members,
+        stage,
+        hyperparameter_rules(fit, members, stage, rule),
+        lambda held: estimate_here(fixed=held, again=est),
+    )
     return ScalingRules(
         axes=fit.axes,
         level=fit.level,
@@ -387,6 +391,32 @@ def _fit_allocation(
         except NotEnoughDataError as exc:
             parts[f"{name}_reason"] = str(exc)
     return AllocationRules(**parts)
+
+
+def _allocation_through_runs_path(
+    fit: FitInputs, members: np.ndarray, est: Estimates, allocation: AllocationRules
+) -> tuple[np.ndarray, np.ndarray] | None:
+    """``ln N*`` at the efficient runs (P,) and its draws (``n_bootstrap``, P) from an
+    allocation fitted through the runs because the surface's iso-FLOP minima sat on the
+    edge of the sizes tried (``_fit_allocation``); None when the allocation is the one
+    the optima were read along.
+
+    Why: the hyperparameters' laws against compute are read along an allocation, and a
+    prediction at a compute pairs them with the allocation's N* and D*. Read along the
+    edge, they described a model several times larger than the one predicted: on run 10
+    of the real study the learning rate at the largest compute came out at 0.0015, where
+    the law in ln N and ln D gives 0.0039 at that N* and D* and the runs there did best
+    at 0.004-0.005 (docs/case-study-real-scaling.md, run 10)."""
+    optima = est.optima
+    law = allocation.n_params
+    if optima is None or optima.log_n_path is None or law is None:
+        return None
+    if optima.edge_fraction <= MAX_EDGE_FRACTION:
+        return None
+    design = np.column_stack([np.ones(len(members)), np.log(fit.table.compute[members])])
+    rng = np.random.default_rng(fit.seed)
+    coefs = rng.multivariate_normal(law.coef, law.coef_cov, size=fit.n_bootstrap)
+    return design @ np.asarray(law.coef), coefs @ design.T
 
 
 def _allocation_through_runs(
