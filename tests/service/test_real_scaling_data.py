@@ -1,6 +1,7 @@
-"""The study files behind run 10's wider sweep at 10x (docs/data/real-scaling-run10/):
-each is a valid study that can only run the configuration its recorded trial ran, and
-that configuration is the rules' 10x configuration with the learning rate scaled."""
+"""The study files behind run 10's runs at 10x after its study (docs/data/real-scaling-run10/
+wider-sweep.jsonl): each recorded run names the file that ran it, a valid study that can
+only run that run's configuration under its seed, and that configuration is the rules'
+10x configuration with another learning rate."""
 
 from __future__ import annotations
 
@@ -14,22 +15,27 @@ from service.cli.studyfile import load_study_file
 RUN10 = Path(__file__).resolve().parents[2] / "docs/data/real-scaling-run10"
 
 
-def _runs(name: str) -> dict[str, dict]:
-    lines = (RUN10 / name).read_text().splitlines()
-    return {run["label"]: run for run in map(json.loads, lines)}
+def _runs(name: str) -> list[dict]:
+    return [json.loads(line) for line in (RUN10 / name).read_text().splitlines()]
 
 
-@pytest.mark.parametrize("label", ["lr-x2", "lr-x4", "lr-x8"])
-def test_each_wider_sweep_file_runs_the_recorded_configuration(label: str) -> None:
-    spec = load_study_file(RUN10 / "wider-sweep" / f"{label}.yaml")
+RUNS = _runs("wider-sweep.jsonl")
+
+
+@pytest.mark.parametrize("run", RUNS, ids=[run["label"] for run in RUNS])
+def test_each_run_after_the_study_is_its_study_file_s_only_configuration(run: dict) -> None:
+    spec = load_study_file(RUN10 / run["study_file"])
     assert spec.objective == "lm" and spec.budget.max_trials == 1
+    assert spec.seed == run["seed"]
     only = {p.name: p.choices for p in spec.space.params}
     assert all(len(choices) == 1 for choices in only.values())
-    params = {name: choices[0] for name, choices in only.items()}
-    assert params == _runs("wider-sweep.jsonl")[label]["params"]
-    rules_run = _runs("at-scale.jsonl")["lr-x1"]["params"]
-    factor = float(label.removeprefix("lr-x"))
-    assert params["learning_rate"] == pytest.approx(factor * rules_run["learning_rate"])
-    assert {k: v for k, v in params.items() if k != "learning_rate"} == {
+    assert {name: choices[0] for name, choices in only.items()} == run["params"]
+    rules_run = next(r for r in _runs("at-scale.jsonl") if r["label"] == "lr-x1")["params"]
+    assert {k: v for k, v in run["params"].items() if k != "learning_rate"} == {
         k: v for k, v in rules_run.items() if k != "learning_rate"
     }
+
+
+def test_every_study_file_there_is_a_recorded_run() -> None:
+    files = {f"wider-sweep/{path.name}" for path in (RUN10 / "wider-sweep").glob("*.yaml")}
+    assert files == {run["study_file"] for run in RUNS}
