@@ -66,7 +66,7 @@ from search.scaling.hyperparameter_rules import (
     sweep_rule,
 )
 from search.scaling.laws import MIN_DECADES
-from search.scaling.optima import LN6
+from search.scaling.optima import LN6, Optima
 from search.scaling.rules import (
     AllocationRules,
     HyperparameterRule,
@@ -370,7 +370,7 @@ def _fit_allocation(
     if optima is None or optima.log_n_path is None:
         return _allocation_through_runs(fit, members)
     assert optima.log_n_path_draws is not None  # drawn with the path
-    if optima.edge_fraction > MAX_EDGE_FRACTION:
+    if _minima_on_the_edge(optima):
         reason = (
             f"N*(C) lies at the edge of the model sizes tried at {optima.edge_fraction:.0%} "
             "of the efficient runs' budgets: the runs do not bracket the compute-optimal size"
@@ -393,6 +393,12 @@ def _fit_allocation(
     return AllocationRules(**parts)
 
 
+def _minima_on_the_edge(optima: Optima) -> bool:
+    """Whether the surface's iso-FLOP minima sit on the edge of the sizes tried at too
+    many of the efficient runs' budgets for its allocation (``MAX_EDGE_FRACTION``)."""
+    return optima.edge_fraction > MAX_EDGE_FRACTION
+
+
 def _allocation_through_runs_path(
     fit: FitInputs, members: np.ndarray, est: Estimates, allocation: AllocationRules
 ) -> tuple[np.ndarray, np.ndarray] | None:
@@ -411,7 +417,7 @@ def _allocation_through_runs_path(
     law = allocation.n_params
     if optima is None or optima.log_n_path is None or law is None:
         return None
-    if optima.edge_fraction <= MAX_EDGE_FRACTION:
+    if not _minima_on_the_edge(optima):
         return None
     design = np.column_stack([np.ones(len(members)), np.log(fit.table.compute[members])])
     rng = np.random.default_rng(fit.seed)
