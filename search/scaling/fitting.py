@@ -216,7 +216,7 @@ def _surface_rules(fit: FitInputs, front: np.ndarray) -> ScalingRules:
                 stage, table, parametric, seed=fit.seed, n_bootstrap=fit.n_bootstrap
             )
         allocation = _fit_allocation(fit, members, est, redrawn)
-        follow = _allocation_through_runs_path(fit, members, est, allocation)
+        follow = _allocation_through_runs_path(fit, members, est, allocation, parametric)
         if follow is not None:
             estimate_here = partial(estimate_here, follow=follow)
             est = estimate_here(again=est)
@@ -400,29 +400,41 @@ def _minima_on_the_edge(optima: Optima) -> bool:
 
 
 def _allocation_through_runs_path(
-    fit: FitInputs, members: np.ndarray, est: Estimates, allocation: AllocationRules
+    fit: FitInputs,
+    members: np.ndarray,
+    est: Estimates,
+    allocation: AllocationRules,
+    parametric: ChinchillaFit | None,
 ) -> tuple[np.ndarray, np.ndarray] | None:
     """``ln N*`` at the efficient runs (P,) and its draws (``n_bootstrap``, P) from an
     allocation fitted through the runs because the surface's iso-FLOP minima sat on the
     edge of the sizes tried (``_fit_allocation``); None when the allocation is the one
-    the optima were read along.
+    the optima were read along, or when no law of it is supported.
 
     Why: the hyperparameters' laws against compute are read along an allocation, and a
     prediction at a compute pairs them with the allocation's N* and D*. Read along the
     edge, they described a model several times larger than the one predicted: on run 10
     of the real study the learning rate at the largest compute came out at 0.0015, where
     the law in ln N and ln D gives 0.0039 at that N* and D* and the runs there did best
-    at 0.004-0.005 (docs/case-study-real-scaling.md, run 10)."""
+    at 0.004-0.005 (docs/case-study-real-scaling.md, run 10).
+
+    With N*(C) refused and D*(C) supported, a prediction takes N* = C / 6 D*(C)
+    (``predict``, where no ``L(N, D)`` gives the allocation instead), so the path does
+    too."""
     optima = est.optima
-    law = allocation.n_params
-    if optima is None or optima.log_n_path is None or law is None:
+    if optima is None or optima.log_n_path is None or not _minima_on_the_edge(optima):
         return None
-    if not _minima_on_the_edge(optima):
-        return None
-    design = np.column_stack([np.ones(len(members)), np.log(fit.table.compute[members])])
+    log_c = np.log(fit.table.compute[members])
+    design = np.column_stack([np.ones(len(members)), log_c])
     rng = np.random.default_rng(fit.seed)
+    if allocation.n_params is not None:
+        law, sign, offset = allocation.n_params, 1.0, np.zeros_like(log_c)
+    elif allocation.tokens is not None and parametric is None:
+        law, sign, offset = allocation.tokens, -1.0, log_c - LN6
+    else:
+        return None
     coefs = rng.multivariate_normal(law.coef, law.coef_cov, size=fit.n_bootstrap)
-    return design @ np.asarray(law.coef), coefs @ design.T
+    return offset + sign * (design @ np.asarray(law.coef)), offset + sign * (coefs @ design.T)
 
 
 def _allocation_through_runs(
