@@ -8,7 +8,8 @@ the API, then at 10x the largest compute the rules saw:
 - the verification trial (``POST /studies/{id}/verify``);
 - a learning-rate sweep around its configuration (x0.5, 0.7, 1, 1.4, 2), each run
   ``--repeats`` times under trial seeds 0, 1, ... (the verification trial is one more
-  run of x1, under the study's next trial seed);
+  run of x1, under the study's next trial seed), carried on past its edge, two steps at
+  a time up to x8 or x1/8, while its best lies there;
 - baselines: (a) the best small run scaled naively, (b) CARBS's extrapolation of the
   largest front config by least squares through the front;
 
@@ -33,6 +34,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
+import math
 import secrets
 import signal
 import sys
@@ -46,13 +48,18 @@ if __package__ in (None, ""):  # run as a file: make ``bench`` importable
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench.real_scaling_plan import (
+    BRACKET_DOWN,
+    BRACKET_UP,
     PRESETS,
     Preset,
     at_scale_configs,
+    bracket_factors,
     fixed_params,
     fixed_study,
+    lr_sweep,
     repeat_label,
     study_spec,
+    sweep_factor,
 )
 from bench.real_scaling_stack import Stack, StackConfig
 from service.interop.client import ApiError, ScaletuneClient
@@ -179,23 +186,65 @@ class Run:
             for repeat in range(self.repeats)
             for label, params in configs.items()
         }
-        names = {label: f"{self.name}/10x/{label}" for label in runs}
         if not self.wait:  # report what exists; creating all at once would hit the below
+            extra = lr_sweep(predicted, BRACKET_UP + BRACKET_DOWN)
+            labels = [repeat_label(label, r) for r in range(self.repeats) for label in extra]
             existing = self.studies()
-            return {k: existing[n]["id"] for k, n in names.items() if n in existing}
-        # As many at once as there are workers: a trial left waiting in the broker past
-        # the heartbeat grace is reclaimed, and the reclaimed last trial of a one-trial
-        # budget is cancelled rather than run (the service counts it as dispatched).
+            return {
+                label: existing[self.scaled_name(label)]["id"]
+                for label in [*runs, *labels]
+                if self.scaled_name(label) in existing
+            }
+        ids = self.run_scaled(runs)
+        # Past the sweep's edge while its best lies there (``bracket_factors``).
+        while True:
+            factors = bracket_factors(self.sweep_losses(ids), count=self.preset.workers)
+            if not factors:
+                return ids
+            log(f"the sweep's best is at its edge: lr x{', x'.join(f'{f:g}' for f in factors)}")
+            more = lr_sweep(predicted, factors)
+            ids |= self.run_scaled(
+                {
+                    repeat_label(label, repeat): (params, repeat)
+                    for repeat in range(self.repeats)
+                    for label, params in more.items()
+                }
+            )
+
+    def scaled_name(self, label: str) -> str:
+        return f"{self.name}/10x/{label}"
+
+    def run_scaled(self, runs: dict[str, tuple[dict[str, Any], int]]) -> dict[str, int]:
+        """Each run (label -> params, trial seed) as a one-trial study; ids by label.
+
+        As many at once as there are workers: a trial left waiting in the broker past
+        the heartbeat grace is reclaimed, and the reclaimed last trial of a one-trial
+        budget is cancelled rather than run (the service counts it as dispatched)."""
         ids: dict[str, int] = {}
         labels = list(runs)
         for start in range(0, len(labels), self.preset.workers):
             batch = labels[start : start + self.preset.workers]
             for label in batch:
                 params, repeat = runs[label]
-                spec = fixed_study(self.preset, name=names[label], params=params, seed=repeat)
+                spec = fixed_study(
+                    self.preset, name=self.scaled_name(label), params=params, seed=repeat
+                )
                 ids[label] = self.ensure_study(spec)
             self.wait_final([ids[label] for label in batch], what="10x trials")
         return ids
+
+    def sweep_losses(self, ids: dict[str, int]) -> dict[float, float]:
+        """The sweep's mean loss over its repeats by learning-rate factor; a run that
+        ended without a loss (diverged) counts as infinite, which bounds the sweep."""
+        losses: dict[float, list[float]] = {}
+        for label, study_id in ids.items():
+            factor = sweep_factor(label)
+            if factor is None:
+                continue
+            for trial in self.client.list_trials(study_id, limit=5)["data"]:
+                ok = trial["state"] == "COMPLETE" and trial["loss"] is not None
+                losses.setdefault(factor, []).append(trial["loss"] if ok else math.inf)
+        return {factor: sum(v) / len(v) for factor, v in losses.items() if v}
 
     def all_trials(self, study_id: int) -> list[dict[str, Any]]:
         out, offset = [], 0

@@ -31,6 +31,10 @@ from workers.training.cost import non_embedding_params, training_flops_per_token
 from workers.training.model import ModelConfig
 
 LR_FACTORS = (0.5, 0.7, 1.0, 1.4, 2.0)
+# Further out, in the same steps of about 1.4x, where the sweep's best lies at its edge
+# (``bracket_factors``): run 10's best learning rate at 10x was 4x the rules', past x2.
+BRACKET_UP = (2.8, 4.0, 5.6, 8.0)
+BRACKET_DOWN = (0.35, 0.25, 0.18, 0.125)
 TFLOP = 1e12
 # Hyperparameters a naive scale-up keeps from the best small run (size and tokens change).
 NAIVE_KEPT = ("learning_rate", "batch_size", "warmup_fraction", "weight_decay")
@@ -214,6 +218,33 @@ def lr_sweep(params: dict[str, Any], factors=LR_FACTORS) -> dict[str, dict[str, 
         f"lr-x{factor:g}": {**params, "learning_rate": params["learning_rate"] * factor}
         for factor in factors
     }
+
+
+def sweep_factor(label: str) -> float | None:
+    """The learning-rate factor a sweep label (``lr-x<factor>``) names; None otherwise."""
+    label = base_label(label)
+    return float(label.removeprefix("lr-x")) if label.startswith("lr-x") else None
+
+
+def bracket_factors(losses: dict[float, float], *, count: int) -> list[float]:
+    """The next ``count`` factors to run beyond the sweep's edge when its best (lowest
+    of ``losses``, factor -> mean loss, a diverged run's infinite) lies at that edge;
+    [] once the best is inside the sweep, or when the steps ``BRACKET_UP`` /
+    ``BRACKET_DOWN`` are used up.
+
+    The sweep exists to find the best learning rate at scale; a best at its edge is a
+    lower bound on how far off the prediction was, not the best (run 10: the sweep's
+    best, x2, lost 1.5% to x4)."""
+    if not losses:
+        return []
+    best = min(losses, key=losses.__getitem__)
+    if best == max(losses):
+        steps = [f for f in BRACKET_UP if f > best]
+    elif best == min(losses):
+        steps = [f for f in BRACKET_DOWN if f < best]
+    else:
+        return []
+    return steps[:count]
 
 
 def naive_baseline(predicted: dict[str, Any], best_small: dict[str, Any]) -> dict[str, Any]:

@@ -9,6 +9,7 @@ from bench.real_scaling_plan import (
     NAIVE_KEPT,
     PRESETS,
     base_label,
+    bracket_factors,
     carbs_baseline,
     fixed_params,
     fixed_study,
@@ -18,6 +19,7 @@ from bench.real_scaling_plan import (
     repeat_label,
     study_front,
     study_spec,
+    sweep_factor,
     trial_n_params,
     trial_tflop,
 )
@@ -61,6 +63,28 @@ def test_the_lr_sweep_multiplies_only_the_learning_rate() -> None:
     assert list(sweep) == ["lr-x0.5", "lr-x1", "lr-x2"]
     assert [c["learning_rate"] for c in sweep.values()] == [1e-3, 2e-3, 4e-3]
     assert all({**c, "learning_rate": 2e-3} == CONFIG for c in sweep.values())
+
+
+def test_the_sweep_goes_on_past_its_edge_until_its_best_is_inside() -> None:
+    sweep = {0.5: 1.40, 0.7: 1.38, 1.0: 1.37, 1.4: 1.36, 2.0: 1.34}  # run 10's shape
+    assert bracket_factors(sweep, count=2) == [2.8, 4.0]
+    assert bracket_factors(sweep | {2.8: 1.33, 4.0: 1.32}, count=2) == [5.6, 8.0]
+    assert bracket_factors(sweep | {2.8: 1.33, 4.0: 1.32, 5.6: 1.33}, count=2) == []
+    # All steps used up: the best stays at x8, and nothing more is run.
+    assert bracket_factors({**sweep, 2.8: 1.3, 4.0: 1.2, 5.6: 1.1, 8.0: 1.0}, count=2) == []
+    # Downwards, one step at a time with one worker.
+    falling = {f: 1.3 + 0.01 * f for f in (0.5, 0.7, 1.0, 1.4, 2.0)}
+    assert bracket_factors(falling, count=1) == [0.35]
+    # A diverged run past the edge bounds the sweep: the best is inside then.
+    assert bracket_factors(sweep | {2.8: float("inf"), 4.0: float("inf")}, count=2) == []
+    assert bracket_factors({1.0: 1.3, 0.5: 1.4, 2.0: 1.35}, count=2) == []
+    assert bracket_factors({}, count=2) == []
+
+
+def test_sweep_labels_name_their_factor() -> None:
+    assert sweep_factor("lr-x2.8") == 2.8
+    assert sweep_factor(repeat_label("lr-x0.125", 1)) == 0.125
+    assert sweep_factor("naive") is None and sweep_factor("carbs/seed1") is None
 
 
 def test_the_naive_baseline_keeps_the_small_runs_hyperparameters_at_the_predicted_size() -> None:

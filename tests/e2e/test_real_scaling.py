@@ -62,9 +62,12 @@ def test_a_fixed_configuration_runs_on_the_workers_and_is_found_again_by_name(cl
         (trial,) = run.all_trials(study_id)
         detail = run.client.get_trial(trial["id"])
         (repeat,) = [run.client.get_trial(t["id"]) for t in run.all_trials(again_id)]
+        # What decides whether the sweep goes on past its edge: the mean over the repeats.
+        losses = run.sweep_losses({"lr-x2": study_id, "lr-x2/seed1": again_id})
     assert detail["state"] == "COMPLETE", detail["failure_reason"]
     assert repeat["state"] == "COMPLETE" and repeat["params"] == TINY
     assert repeat["loss"] != detail["loss"]  # another initialisation and data order
+    assert losses == {2.0: pytest.approx((repeat["loss"] + detail["loss"]) / 2)}
     assert detail["params"] == TINY
     assert detail["cost_seconds"] == pytest.approx(detail["flops"] / 1e12)  # cost_unit tflop
     parts = overheads(detail)
