@@ -1,7 +1,7 @@
 """The rules on real studies of the real scaling case study (200 lm trials on a CPU
 each, kept in docs/data/), fitted as the service fitted them: the study's space, N the
 trainer's parameter count (a metric of each run). Run 8's refusals; run 10, the first
-study run with spread points, and its learning-rate law."""
+study run with spread points, and its learning-rate law; run 11, the law again."""
 
 from __future__ import annotations
 
@@ -65,6 +65,21 @@ def test_a_study_with_spread_points_learns_a_learning_rate_law_from_real_trainin
     assert lr.vs_size_tokens.slope_interval(0)[1] < 0.0  # in ln N, at a given D
     low, high = rules.allocation.n_params.slope_interval()
     assert 0.4 < low < 0.5 < high < 0.6
+
+
+@pytest.mark.parametrize("seed", [1, 2])
+def test_a_second_study_under_another_seed_learns_the_learning_rate_law_again(seed):
+    """Run 11, the same preset as run 10 under study seed 4: the learning rate's optimum
+    falls with compute and with model size again (run 10: C^-0.37, N^-0.65), each
+    interval clear of 0 under either bootstrap seed, and its N*(C) grows with compute.
+    So the law is the runs', not one search path's."""
+    rules = _fit(11, seed=seed)
+    lr = rules.rule("learning_rate")
+    assert lr.supported and lr.vs_compute is not None and lr.vs_size_tokens is not None
+    low, high = lr.vs_compute.slope_interval()
+    assert -0.6 < low and high < 0.0
+    assert lr.vs_size_tokens.slope_interval(0)[1] < 0.0
+    assert rules.allocation.n_params.slope_interval()[0] > 0.0
 
 
 def test_the_laws_against_compute_follow_the_allocation_the_rules_give():
