@@ -77,7 +77,7 @@ def test_a_second_study_under_another_seed_learns_the_learning_rate_law_again(se
     lr = rules.rule("learning_rate")
     assert lr.supported and lr.vs_compute is not None and lr.vs_size_tokens is not None
     low, high = lr.vs_compute.slope_interval()
-    assert -0.6 < low and high < 0.0
+    assert low > -0.6 and high < 0.0
     assert lr.vs_size_tokens.slope_interval(0)[1] < 0.0
     assert rules.allocation.n_params.slope_interval()[0] > 0.0
 
