@@ -60,6 +60,7 @@ from bench.real_scaling_plan import (
     repeat_label,
     study_spec,
     sweep_factor,
+    sweep_label,
 )
 from bench.real_scaling_stack import Stack, StackConfig
 from service.interop.client import ApiError, ScaletuneClient
@@ -199,7 +200,7 @@ class Run:
         # Past the sweep's edge while its best lies there (``bracket_factors``).
         while True:
             factors = bracket_factors(self.sweep_losses(ids), count=self.preset.workers)
-            if not factors or all(f"lr-x{f:g}" in ids for f in factors):  # none, or no loss
+            if not factors or all(sweep_label(f) in ids for f in factors):  # none, or no loss
                 return ids
             log(f"the sweep's best is at its edge: lr x{', x'.join(f'{f:g}' for f in factors)}")
             more = lr_sweep(predicted, factors)

@@ -215,13 +215,18 @@ def base_label(label: str) -> str:
 def lr_sweep(params: dict[str, Any], factors=LR_FACTORS) -> dict[str, dict[str, Any]]:
     """``params`` with its learning rate times each factor, keyed ``lr-x<factor>``."""
     return {
-        f"lr-x{factor:g}": {**params, "learning_rate": params["learning_rate"] * factor}
+        sweep_label(factor): {**params, "learning_rate": params["learning_rate"] * factor}
         for factor in factors
     }
 
 
+def sweep_label(factor: float) -> str:
+    """The label of the sweep's configuration at ``factor`` x the learning rate."""
+    return f"lr-x{factor:g}"
+
+
 def sweep_factor(label: str) -> float | None:
-    """The learning-rate factor a sweep label (``lr-x<factor>``) names; None otherwise."""
+    """The learning-rate factor a sweep label (``sweep_label``) names; None otherwise."""
     label = base_label(label)
     return float(label.removeprefix("lr-x")) if label.startswith("lr-x") else None
 

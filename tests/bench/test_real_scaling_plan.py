@@ -20,6 +20,7 @@ from bench.real_scaling_plan import (
     study_front,
     study_spec,
     sweep_factor,
+    sweep_label,
     trial_n_params,
     trial_tflop,
 )
@@ -82,7 +83,7 @@ def test_the_sweep_goes_on_past_its_edge_until_its_best_is_inside() -> None:
 
 
 def test_sweep_labels_name_their_factor() -> None:
-    assert sweep_factor("lr-x2.8") == 2.8
+    assert sweep_factor("lr-x2.8") == 2.8 and sweep_label(2.8) == "lr-x2.8"
     assert sweep_factor(repeat_label("lr-x0.125", 1)) == 0.125
     assert sweep_factor("naive") is None and sweep_factor("carbs/seed1") is None
 
