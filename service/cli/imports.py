@@ -87,6 +87,7 @@ def import_runs(
     finished study (rules, report, dashboard, verification and warm start then work on
     it). Diverged runs (loss empty, NaN or inf) and failed ones become failed trials; a
     bad file is refused whole, naming the row and column."""
+    from service.interop.imports import describe_space
     from service.interop.runs_file import RunsFileError, load_mapping, read_runs, study_import
 
     flags = {
@@ -111,6 +112,10 @@ def import_runs(
         f"{runs.cost_unit}"
         + (f"; {runs.skipped} still running, skipped" if runs.skipped else "")
         + (f"; constant, left out: {', '.join(constant)}" if constant else ""),
+        highlight=False,
+    )
+    console.print(
+        f"space: {describe_space(body.space)} (a mapping's `space:` replaces any of these)",
         highlight=False,
     )
     if api is not None:

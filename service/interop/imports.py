@@ -9,11 +9,15 @@ what it does to any study whose budget is spent: tells the engine every run, fit
 scaling rules and marks it COMPLETE. So rules, report, dashboard, verification (a
 verification trial is handed out through ask/tell) and warm start all work on it.
 
-Space inference, per parameter (``infer_space``): numbers spanning more than a decade
-and all positive are searched in log space (powers of two as ``pow2``, other integers as
-log ``int``), other numbers linearly; anything else is a choice. No min/max is set, so
-the rules may extrapolate past the values tried; a parameter with a single value in
-every run is left out (it carries no information) and named in ``constant``.
+Space inference, per parameter (``infer_space``): a fraction (every value inside (0, 1),
+spanning a decade in odds, named like one or reaching 0.5: a warmup fraction, an Adam
+beta) is searched in logit space, so no prediction leaves (0, 1); other numbers spanning
+more than a decade and all positive in log space (powers of two as ``pow2``, other
+integers as log ``int``), the rest linearly, with 0 as the floor when the runs never go
+below it (no negative weight decay or dropout); anything else is a choice. No other
+limit is set, so the rules may extrapolate past the values tried; a parameter with a
+single value in every run is left out (it carries no information) and named in
+``constant``. ``describe_space`` says what was inferred, for the user to override.
 """
 
 from __future__ import annotations
@@ -31,6 +35,7 @@ from search.space import (
     ChoiceParam,
     IntParam,
     LinearParam,
+    LogitParam,
     LogParam,
     Pow2Param,
     SearchSpace,
@@ -45,6 +50,8 @@ from service.storage.tables import StudyRow
 IMPORTED_OBJECTIVE = "imported"
 MAX_CHOICES = 50  # more distinct non-numeric values than this is an id, not a parameter
 MAX_RUNS = 100_000
+# Name parts that mark a value in (0, 1) as a fraction or probability, not a small rate
+FRACTION_NAMES = ("frac", "ratio", "prob", "pct", "warmup", "dropout", "beta", "momentum")
 
 
 class ImportRefusedError(ValueError):
@@ -107,6 +114,8 @@ def _infer_param(name: str, values: list[Any]) -> Any:
         center = Counter(values).most_common(1)[0][0]
         return ChoiceParam(name=name, choices=distinct, center=center)
     low, high = min(values), max(values)
+    if _is_fraction(name, low, high):
+        return LogitParam(name=name, center=statistics.median(values))
     logarithmic = low > 0 and high / low >= 10.0
     if all(isinstance(v, int) for v in values):
         if low >= 1 and all(v & (v - 1) == 0 for v in values):
@@ -116,10 +125,43 @@ def _infer_param(name: str, values: list[Any]) -> Any:
             center = round(math.exp(statistics.median(math.log(v) for v in values)))
             return IntParam(name=name, center=center, log=True)
         spread = max((high - low) / 4.0, 1.0)
-        return IntParam(name=name, center=round(statistics.median(values)), log=False, scale=spread)
+        center = round(statistics.median(values))
+        return IntParam(name=name, center=center, log=False, scale=spread, min=_floor(low))
     if logarithmic:
         return LogParam(name=name, center=math.exp(statistics.median(math.log(v) for v in values)))
-    return LinearParam(name=name, center=statistics.median(values), scale=(high - low) / 4.0)
+    center = statistics.median(values)
+    return LinearParam(name=name, center=center, scale=(high - low) / 4.0, min=_floor(low))
+
+
+def _floor(low: float) -> float | None:
+    """0 where the runs reach it and never go below (a weight decay, a dropout rate)."""
+    return 0 if low == 0 else None
+
+
+def _is_fraction(name: str, low: float, high: float) -> bool:
+    """Values in (0, 1) whose odds span a decade, and either a fraction's name or values
+    reaching 0.5: a learning rate's grid (all small, named like a rate) stays in log."""
+    if not 0 < low < high < 1:
+        return False
+    odds_ratio = (high / (1 - high)) / (low / (1 - low))
+    named = any(part in name.lower() for part in FRACTION_NAMES)
+    return odds_ratio >= 10.0 and (named or high >= 0.5)
+
+
+def describe_space(space: SearchSpace) -> str:
+    """One line naming each parameter's kind and limits, as inference chose them."""
+    parts = []
+    for param in space.params:
+        kind = param.kind
+        if isinstance(param, IntParam):
+            kind = "log int" if param.log else "int"
+        limits = [
+            f"{side} {getattr(param, side):g}"
+            for side in ("min", "max")
+            if getattr(param, side, None) is not None
+        ]
+        parts.append(f"{param.name} {kind}" + (f" ({', '.join(limits)})" if limits else ""))
+    return ", ".join(parts)
 
 
 def import_spec(body: StudyImport) -> tuple[StudySpec, list[str]]:

@@ -23,6 +23,7 @@ from service.interop.imports import (
     ImportRefusedError,
     StudyImport,
     create_imported_study,
+    describe_space,
     infer_space,
 )
 from service.interop.runs_file import ColumnMapping, RunsFileError, read_runs, study_import
@@ -183,6 +184,34 @@ def test_the_space_is_inferred_from_the_values() -> None:
     assert space.params[2].log and constant == ["seed"]
     assert all(getattr(param, "max", None) is None for param in space.params)  # may extrapolate
     assert math.isclose(space.params[0].center, 1e-3)
+
+
+@pytest.mark.parametrize(
+    ("name", "values", "kind"),
+    [
+        ("warmup_fraction", [0.01, 0.05, 0.3], "logit"),  # a fraction's name, a decade in odds
+        ("beta2", [0.95, 0.99, 0.999], "logit"),
+        ("mix", [0.02, 0.3, 0.6], "logit"),  # reaches 0.5: no name needed
+        ("learning_rate", [1e-3, 1e-2, 0.3], "log"),  # small values named like a rate
+        ("warmup_fraction", [0.1, 0.2, 0.3], "linear"),  # under a decade in odds
+        ("dropout", [0.0, 0.1, 0.3], "linear"),  # reaches 0: no logit, 0 is the floor
+    ],
+)
+def test_a_fraction_is_inferred_as_a_logit(name, values, kind) -> None:
+    space, _ = infer_space([{name: v} for v in values])
+    (param,) = space.params
+    assert param.kind == kind
+    if kind == "logit":  # however far the rules extrapolate, the value stays a fraction
+        far = space.from_internal(space.to_internal({name: values[-1]}) + 50.0)[name]
+        assert values[-1] < far < 1.0
+    if name == "dropout":
+        assert param.min == 0 and param.max is None
+
+
+def test_a_linear_parameter_that_reaches_zero_keeps_it_as_its_floor() -> None:
+    space, _ = infer_space([{"wd": 0.0, "steps": 0}, {"wd": 0.2, "steps": 500}])
+    assert [(p.kind, p.min) for p in space.params] == [("linear", 0), ("int", 0)]
+    assert describe_space(space) == "wd linear (min 0), steps int (min 0)"
 
 
 def test_a_mapping_space_replaces_an_inferred_parameter(tmp_path) -> None:
@@ -357,6 +386,7 @@ def test_cli_import_fits_rules_and_everything_works_on_the_study(sweep_csv, tmp_
     )
     assert result.exit_code == 0, result.output
     assert "study 1: COMPLETE" in result.output and "N*(C)" in result.output
+    assert "warmup_fraction logit, weight_decay log" in " ".join(result.output.split())
     assert "N* ~ C^+0." in " ".join(result.output.split())
     assert "n_params: N" in rules.read_text() and "tokens: D" in rules.read_text()
     md = report / "scaling-report.md"
@@ -412,8 +442,8 @@ def test_cli_import_of_a_real_studys_runs_refits_its_size_map_and_allocation(tmp
 
 def test_cli_import_with_the_studys_mapping_refits_in_the_studys_own_space(tmp_path) -> None:
     """The mapping the real study's report writes beside its runs gives the import the
-    study's space (warmup a logit, depth an int, every limit), where inference reads
-    warmup as log, depths that were all 1 or 2 as powers of two, and sets no limits;
+    study's space (depth an int, every limit), where inference reads depths that were
+    all 1 or 2 as powers of two and sets no limits;
     the rules then say what the study's own said of the learning rate (a saddle with
     weight decay, docs/case-study-real-scaling.md, run 9)."""
     data = Path(__file__).resolve().parents[2] / "docs/data/real-scaling-run9"
