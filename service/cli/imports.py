@@ -114,6 +114,7 @@ def import_runs(
         + (f"; constant, left out: {', '.join(constant)}" if constant else ""),
         highlight=False,
     )
+    assert body.space is not None  # study_import always gives the space
     console.print(
         f"space: {describe_space(body.space)} (a mapping's `space:` replaces any of these)",
         highlight=False,

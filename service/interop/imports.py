@@ -17,7 +17,9 @@ integers as log ``int``), the rest linearly, with 0 as the floor when the runs n
 below it (no negative weight decay or dropout); anything else is a choice. No other
 limit is set, so the rules may extrapolate past the values tried; a parameter with a
 single value in every run is left out (it carries no information) and named in
-``constant``. ``describe_space`` says what was inferred, for the user to override.
+``constant``. A parameter whose runs mix types (a number in one, a string or true/false
+in another) is refused rather than guessed at: as a choice, a numeric sweep would lose its
+order. ``describe_space`` says what was inferred, for the user to override.
 """
 
 from __future__ import annotations
@@ -25,9 +27,10 @@ from __future__ import annotations
 import math
 import statistics
 from collections import Counter
+from collections.abc import Collection
 from typing import Annotated, Any
 
-from pydantic import Field, StringConstraints, ValidationError
+from pydantic import Field, StringConstraints, ValidationError, field_validator
 from sqlalchemy.orm import Session
 
 from search.errors import InvalidParamsError, InvalidSpaceError
@@ -50,6 +53,7 @@ from service.storage.tables import StudyRow
 IMPORTED_OBJECTIVE = "imported"
 MAX_CHOICES = 50  # more distinct non-numeric values than this is an id, not a parameter
 MAX_RUNS = 100_000
+MAX_INT = 2**63 - 1  # an integer parameter fits in 64 bits (a float may be larger)
 # Name parts that mark a value in (0, 1) as a fraction or probability, not a small rate
 FRACTION_NAMES = ("frac", "ratio", "prob", "pct", "warmup", "dropout", "beta", "momentum")
 
@@ -72,6 +76,19 @@ class ImportedRun(StorableBody):
     reason: str | None = Field(None, max_length=2000)
     metrics: dict[str, float] = Field(default_factory=dict)
 
+    @field_validator("params")
+    @classmethod
+    def _integers_fit_64_bits(cls, params: dict[str, Any]) -> dict[str, Any]:
+        """An integer past 64 bits is no setting any trainer takes, and past a float's
+        range it breaks inference and the engine (int too large to convert to float)."""
+        for name, value in params.items():
+            if isinstance(value, int) and not isinstance(value, bool) and abs(value) > MAX_INT:
+                raise ValueError(
+                    f"{name}: the integer {_digits(value)} does not fit in 64 bits "
+                    f"(|value| <= {MAX_INT}); write it as a float (1e21) if it is one"
+                )
+        return params
+
 
 class StudyImport(StorableBody):
     """``POST /studies/import``: past runs that become a finished study."""
@@ -83,8 +100,17 @@ class StudyImport(StorableBody):
     seed: int = Field(0, ge=0)
 
 
-def infer_space(params: list[dict[str, Any]]) -> tuple[SearchSpace, list[str]]:
-    """A space for the runs' parameters, and the names left out as constant."""
+def _digits(value: int) -> str:
+    text = str(value)
+    return text if len(text) <= 30 else f"{text[:12]}... ({len(text.lstrip('-'))} digits)"
+
+
+def infer_space(
+    params: list[dict[str, Any]], *, given: Collection[str] = ()
+) -> tuple[SearchSpace, list[str]]:
+    """A space for the runs' parameters, and the names left out as constant. Parameters
+    named in ``given`` get a spec from the caller in place of the inferred one, so their
+    runs may mix types (the inferred placeholder is then a choice)."""
     names = list(dict.fromkeys(name for p in params for name in p))
     specs, constant = [], []
     for name in names:
@@ -92,7 +118,7 @@ def infer_space(params: list[dict[str, Any]]) -> tuple[SearchSpace, list[str]]:
         if len({_key(v) for v in values}) < 2:
             constant.append(name)
         else:
-            specs.append(_infer_param(name, values))
+            specs.append(_infer_param(name, values, given=name in given))
     if not specs:
         raise ImportRefusedError("every parameter has one value in all runs: nothing to fit")
     return SearchSpace(params=specs), constant
@@ -102,16 +128,36 @@ def _key(value: Any) -> tuple[str, Any]:
     return (type(value).__name__ if isinstance(value, bool | str) else "number", value)
 
 
-def _infer_param(name: str, values: list[Any]) -> Any:
-    numbers = all(isinstance(v, int | float) and not isinstance(v, bool) for v in values)
-    if not numbers:
-        distinct = list(dict.fromkeys(values))
-        if len(distinct) > MAX_CHOICES:
+def _type_name(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true/false"
+    return "string" if isinstance(value, str) else "number"
+
+
+def _infer_param(name: str, values: list[Any], *, given: bool = False) -> Any:
+    """The inferred spec; ``given``: a placeholder the caller replaces (no refusal)."""
+    first: dict[str, Any] = {}  # the first value of each type
+    for value in values:
+        first.setdefault(_type_name(value), value)
+    if len(first) > 1 and not given:
+        (kind, value), (other, other_value) = list(first.items())[:2]
+        raise ImportRefusedError(
+            f"parameter {name!r} mixes types across runs: a {kind} in some ({value!r}), "
+            f"a {other} in others ({other_value!r}); give every run the same type, or "
+            "give the parameter's spec (a choice) in the space (scaletune import: in the "
+            "mapping file's space)"
+        )
+    if "number" not in first or len(first) > 1:
+        by_key: dict[tuple[str, Any], Any] = {}  # 1 and True are two choices, 1 and 1.0 one
+        for value in values:
+            by_key.setdefault(_key(value), value)
+        distinct = list(by_key.values())
+        if len(distinct) > MAX_CHOICES and not given:
             raise ImportRefusedError(
                 f"parameter {name!r} has {len(distinct)} distinct non-numeric values: "
                 "an identifier, not a hyperparameter; leave it out of the params"
             )
-        center = Counter(values).most_common(1)[0][0]
+        center = by_key[Counter(_key(v) for v in values).most_common(1)[0][0]]
         return ChoiceParam(name=name, choices=distinct, center=center)
     low, high = min(values), max(values)
     if _is_fraction(name, low, high):
@@ -152,9 +198,9 @@ def describe_space(space: SearchSpace) -> str:
     """One line naming each parameter's kind and limits, as inference chose them."""
     parts = []
     for param in space.params:
-        kind = param.kind
-        if isinstance(param, IntParam):
-            kind = "log int" if param.log else "int"
+        kind: str = param.kind
+        if isinstance(param, IntParam) and param.log:
+            kind = "log int"
         limits = [
             f"{side} {getattr(param, side):g}"
             for side in ("min", "max")

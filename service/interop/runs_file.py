@@ -270,8 +270,8 @@ def _map_rows(rows: list[_Row], mapping: ColumnMapping) -> RunsFile:
             metrics[_short(compute_column)] = _positive(
                 row, compute_column, _number(row, compute_column, required=True)
             )
-        runs.append(
-            ImportedRun(
+        try:
+            run = ImportedRun(
                 params=values,
                 loss=loss,
                 cost=cost,
@@ -280,7 +280,9 @@ def _map_rows(rows: list[_Row], mapping: ColumnMapping) -> RunsFile:
                 metrics=metrics,
                 reason=reason if failed else None,
             )
-        )
+        except ValidationError as exc:  # a NUL character, an integer past 64 bits
+            raise RunsFileError(f"row {row.number} (line {row.line}): {_problems(exc)}") from exc
+        runs.append(run)
     if not runs:
         raise RunsFileError("every row was skipped (W&B runs still running); nothing to import")
     names = {axis: name for axis, (name, _) in axes.items()}
@@ -292,6 +294,17 @@ def _map_rows(rows: list[_Row], mapping: ColumnMapping) -> RunsFile:
         compute=_short(compute_column) if compute_column else None,
         cost_unit=unit,
         skipped=skipped,
+    )
+
+
+def _problems(exc: ValidationError) -> str:
+    """A validation error in one line, ``field: message; ...``, without pydantic's
+    "Value error, " prefix and documentation links."""
+    return "; ".join(
+        ".".join(str(part) for part in error["loc"])
+        + (": " if error["loc"] else "")
+        + error["msg"].removeprefix("Value error, ")
+        for error in exc.errors(include_url=False)
     )
 
 
@@ -436,7 +449,8 @@ def study_import(
     """The ``POST /studies/import`` body for ``runs``: the inferred space with the
     mapping's parameter specs in place of the inferred ones, constant parameters left
     out of the space and of every run; and the names of those constants."""
-    space, constant = infer_space([run.params for run in runs.runs])
+    given = {o["name"] for o in mapping.space if isinstance(o.get("name"), str)}
+    space, constant = infer_space([run.params for run in runs.runs], given=given)
     # a mapping's spec (a dict, validated with the space below) replaces the inferred one
     params: dict[str, Any] = {param.name: param for param in space.params}
     for override in mapping.space:
@@ -459,7 +473,10 @@ def study_import(
         for run in runs.runs
     ]
     axes = ScalingAxesSpec(n_params=runs.n_params, tokens=runs.tokens, compute=runs.compute)
-    body = StudyImport(name=name, runs=kept, scaling=axes, space=space, seed=seed)
+    try:
+        body = StudyImport(name=name, runs=kept, scaling=axes, space=space, seed=seed)
+    except ValidationError as exc:  # a name too long for a study (--name gives another)
+        raise RunsFileError(f"cannot make a study of these runs: {_problems(exc)}") from exc
     return body, constant
 
 
