@@ -178,7 +178,7 @@ def export(
     rules = api_call(client.rules, study_id, fmt=fmt)
     text = rules if isinstance(rules, str) else json.dumps(rules, indent=2)
     if out is None:
-        console.print(text, highlight=False)
+        typer.echo(text)  # unwrapped and without markup, so it parses (as export --db)
     else:
         out.write_text(text)
         console.print(f"wrote {out}")

@@ -1,9 +1,13 @@
 """Service fixtures: a migrated store on SQLite (file) or on a fresh PostgreSQL database,
-and an API client over a finished study with fitted rules."""
+an API client over a finished study with fitted rules, and the API served over HTTP for
+the client commands' ``--api``."""
 
 from __future__ import annotations
 
 import gc
+import socket
+import threading
+import time
 import uuid
 import warnings
 from collections.abc import Iterator
@@ -17,7 +21,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from service.api.app import create_app
 from service.config import Settings
 from service.storage.db import make_engine, make_sessionmaker, migrate
-from tests.auth import authorize
+from tests.auth import ADMIN_TOKEN, authorize
 from tests.reliability.faults import TestClient
 from tests.service.factories import finished_study_with_rules
 
@@ -110,3 +114,56 @@ def client_and_rules_study(sqlite_url: str, redis_url: str, tmp_path):
     with TestClient(app) as client:
         authorize(client, tenant="default")  # the factory's study is the default tenant's
         yield client, study_id, app.state.sessions
+
+
+@pytest.fixture
+def live_api(sqlite_url: str, redis_url: str, tmp_path, monkeypatch) -> Iterator[str]:
+    """The real API served by uvicorn on a free port of 127.0.0.1 (in a thread of this
+    process, so a test starts it in well under a second), on the store ``sqlite_url`` with
+    inline proposals and ``ADMIN_TOKEN``; its base URL, for ``scaletune ... --api URL``.
+
+    The commands build their own clients from ``--api`` and ``--token``; the fixture only
+    closes them after the test, as the end of a ``scaletune`` process does (in the test
+    process an unclosed socket would be a ResourceWarning, an error here)."""
+    import uvicorn
+
+    from service.cli import common
+    from service.interop.client import ScaletuneClient
+
+    build, built = common.api_client, []
+
+    def closed_after_the_test(api: str, token: str | None) -> ScaletuneClient:
+        built.append(build(api, token))
+        return built[-1]
+
+    monkeypatch.setattr(common, "api_client", closed_after_the_test)
+
+    settings = Settings(
+        database_url=sqlite_url,
+        broker_url=redis_url,
+        proposals="inline",
+        admin_token=ADMIN_TOKEN,
+        report_dir=tmp_path / "reports",
+    )
+    app = create_app(settings)
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", 0))
+    host, port = sock.getsockname()
+    config = uvicorn.Config(app, log_level="warning", access_log=False, lifespan="on")
+    server = uvicorn.Server(config)
+    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
+    thread.start()
+    try:
+        deadline = time.monotonic() + 30.0
+        while not server.started:
+            if not thread.is_alive() or time.monotonic() > deadline:
+                pytest.fail("the API under uvicorn did not start")
+            time.sleep(0.02)
+        yield f"http://{host}:{port}"
+    finally:
+        for client in built:
+            client.close()
+        server.should_exit = True
+        thread.join(timeout=30.0)
+        sock.close()
+        app.state.sessions.kw["bind"].dispose()

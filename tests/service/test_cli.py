@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import sqlite3
 import warnings
 
@@ -30,6 +31,62 @@ def test_demo_runs_a_study_embedded_and_prints_the_front(tmp_path) -> None:
     assert result.exit_code == 0, result.output
     assert "finished: COMPLETE" in result.output
     assert "Pareto front" in result.output
+
+
+def _stored(db) -> tuple[dict, list[str]]:  # type: ignore[no-untyped-def]
+    """The first study's spec and its trials' params (as stored, by number)."""
+    with sqlite3.connect(db) as conn:
+        (spec,) = conn.execute("select spec from studies where id = 1").fetchone()
+        params = [p for (p,) in conn.execute("select params from trials order by number")]
+    conn.close()
+    return json.loads(spec), params
+
+
+def test_demo_seed_is_the_studys_seed_and_repeats_its_start_up_trials(tmp_path) -> None:
+    runs = []
+    for name in ("a.db", "b.db"):
+        args = ["demo", "--trials", "3", "--in-flight", "1", "--seed", "7"]
+        result = runner.invoke(app, [*args, "--db", str(tmp_path / name)])
+        assert result.exit_code == 0, result.output
+        runs.append(_stored(tmp_path / name))
+    (spec, params), again = runs
+    assert spec["seed"] == 7 and len(params) == 3
+    assert again == (spec, params)
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["demo", "--seed", "-1"],
+        ["demo", "--trials", "1"],
+        ["demo", "--in-flight", "0"],
+        ["demo", "--workers", "0"],
+        ["run", "STUDY", "--workers", "0"],
+    ],
+    ids=lambda a: " ".join(a),
+)
+def test_an_out_of_range_number_is_a_usage_error_and_stores_nothing(tmp_path, args) -> None:
+    study = tmp_path / "s.yaml"
+    study.write_text(HEAD)
+    db = tmp_path / "s.db"
+    args = [str(study) if arg == "STUDY" else arg for arg in args]
+    result = runner.invoke(app, [*args, "--db", str(db)])
+    assert result.exit_code == 2, result.output
+    assert f"Invalid value for '{args[-2]}'" in result.output, result.output
+    assert "Traceback" not in result.output and not db.exists()
+
+
+def test_run_with_one_worker_thread_finishes_every_trial_in_flight(tmp_path) -> None:
+    study = tmp_path / "s.yaml"
+    study.write_text(f"{HEAD}in_flight: 3\nsearch: {{n_startup: 3}}\n")
+    db = tmp_path / "s.db"
+    result = runner.invoke(app, ["run", str(study), "--db", str(db), "--workers", "1"])
+    assert result.exit_code == 0, result.output
+    assert "finished: COMPLETE" in result.output
+    with sqlite3.connect(db) as conn:
+        states = [s for (s,) in conn.execute("select state from trials")]
+    conn.close()
+    assert states == ["COMPLETE"] * 3
 
 
 def test_run_executes_a_study_file(tmp_path) -> None:

@@ -34,6 +34,7 @@ COMMANDS = [
     ["watch"],
     ["stop"],
     ["export"],
+    ["import"],
     ["admin"],
     ["admin", "create-tenant"],
     ["admin", "issue-token"],
@@ -70,6 +71,24 @@ def test_help_names_values_without_type_tags(command: list[str]) -> None:
     result = CliRunner().invoke(app, [*command, "--help"], env={"COLUMNS": "80"})
     assert result.exit_code == 0, result.output
     assert not re.search(r"<\w[\w ]*>", result.output), result.output
+
+
+def test_every_command_is_among_those_whose_help_is_checked() -> None:
+    import typer
+    from typer.core import TyperGroup
+
+    def paths(group: TyperGroup, prefix: list[str]) -> list[list[str]]:
+        found = [prefix]
+        for name, command in group.commands.items():
+            if isinstance(command, TyperGroup):
+                found += paths(command, [*prefix, name])
+            else:
+                found.append([*prefix, name])
+        return found
+
+    root = typer.main.get_command(app)
+    assert isinstance(root, TyperGroup)
+    assert sorted(paths(root, [])) == sorted(COMMANDS)
 
 
 def test_demo_seed_and_watch_interval_are_described() -> None:

@@ -100,8 +100,32 @@ def test_export_db_names_what_is_missing(tmp_path) -> None:
     conn.close()
 
 
-def test_demo_rules_out_without_rules_says_why_and_exits_1(tmp_path) -> None:
+@pytest.mark.parametrize(
+    "flag, name, says",
+    [("--rules-out", "r.yaml", "no rules file"), ("--report", "report", "no report")],
+)
+def test_demo_without_rules_says_why_for_each_output_and_exits_1(
+    tmp_path, flag, name, says
+) -> None:
     args = ["demo", "--trials", "3", "--in-flight", "1", "--db", str(tmp_path / "s.db")]
-    result = runner.invoke(app, [*args, "--rules-out", str(tmp_path / "r.yaml")])
+    result = runner.invoke(app, [*args, flag, str(tmp_path / name)])
     assert result.exit_code == 1
-    assert "no rules file: study 1 has no scaling rules" in _flat(result.output)
+    assert f"{says}: study 1 has no scaling rules" in _flat(result.output)
+    assert "Traceback" not in result.output and not (tmp_path / name).exists()
+
+
+@pytest.mark.parametrize(
+    "extra, says",
+    [
+        (["--format", "xml"], "--format must be json, yaml or report"),
+        (["--optuna-storage", "OPTUNA_URL"], "--optuna-storage reads a study through the API"),
+    ],
+)
+def test_export_db_refuses_a_bad_format_or_an_optuna_storage(tmp_path, extra, says) -> None:
+    """Refused before the store is read: the message names the flag, not the store."""
+    db, optuna_url = tmp_path / "s.db", f"sqlite:///{tmp_path / 'o.db'}"
+    extra = [optuna_url if arg == "OPTUNA_URL" else arg for arg in extra]
+    result = runner.invoke(app, ["export", "1", "--db", str(db), *extra])
+    assert result.exit_code == 2 and says in _flat(result.output), result.output
+    assert "Traceback" not in result.output and not db.exists()
+    assert not (tmp_path / "o.db").exists()

@@ -7,11 +7,14 @@ from __future__ import annotations
 import csv
 import json
 import math
+import re
 import sqlite3
 import warnings
 from pathlib import Path
 
+import httpx
 import pytest
+import yaml
 from typer.testing import CliRunner
 
 from service.api.app import create_app
@@ -31,7 +34,7 @@ from service.orchestration.studies import take_buffered
 from service.orchestration.verification import apply_warm_start, request_verification
 from service.storage import repository as repo
 from service.storage.db import transaction
-from tests.auth import ADMIN_TOKEN, authorize, bearer
+from tests.auth import ADMIN_TOKEN, authorize, bearer, issue_tenant_token_at
 from tests.search.near_front_study import sample_study
 from workers.objectives.testbed_truth import TestbedConfig
 
@@ -480,7 +483,8 @@ def test_cli_import_of_a_bad_file_fails_without_a_traceback_and_stores_nothing(t
         conn.close()
 
 
-def test_cli_import_with_flops_a_compute_axis_and_a_name(tmp_path) -> None:
+def _flops_runs(path: Path) -> Path:
+    """Six W&B-style runs whose only axis is their FLOPs, as JSON lines."""
     lines = [
         {
             "config": {"lr": 10 ** (-4 + i / 4)},
@@ -488,7 +492,11 @@ def test_cli_import_with_flops_a_compute_axis_and_a_name(tmp_path) -> None:
         }
         for i in range(6)
     ]
-    path = _write(tmp_path / "runs.jsonl", "\n".join(json.dumps(line) for line in lines))
+    return _write(path, "\n".join(json.dumps(line) for line in lines))
+
+
+def test_cli_import_with_flops_a_compute_axis_and_a_name(tmp_path) -> None:
+    path = _flops_runs(tmp_path / "runs.jsonl")
     db = tmp_path / "s.db"
     args = ["import", str(path), "--flops", "flops", "--compute", "flops", "--name", "past"]
     result = runner.invoke(app, [*args, "--seed", "3", "--db", str(db)])
@@ -502,6 +510,32 @@ def test_cli_import_with_flops_a_compute_axis_and_a_name(tmp_path) -> None:
         (trial, *_) = repo.trials_in_state(session, study_id=1, states=[TrialState.COMPLETE])
     assert (study.name, spec.seed, spec.scaling.compute) == ("past", 3, "flops")
     assert trial.flops == trial.cost_seconds == 1e15 and trial.metrics == {"flops": 1e15}
+
+
+def test_without_db_run_and_import_share_the_store_the_readme_exports_from(
+    tmp_path, monkeypatch
+) -> None:
+    """The README's commands as written: ``scaletune run study.yaml`` and ``scaletune
+    import RUNS`` without --db keep their studies in .scaletune/scaletune.db under the
+    working directory, and ``scaletune export ID --db .scaletune/scaletune.db --out
+    rules.json`` reads them there."""
+    monkeypatch.chdir(tmp_path)
+    _write(tmp_path / "study.yaml", "name: x\nobjective: testbed\nbudget: {max_trials: 3}\n")
+    ran = runner.invoke(app, ["run", "study.yaml"])
+    assert ran.exit_code == 0 and "finished: COMPLETE" in ran.output, ran.output
+    _flops_runs(tmp_path / "runs.jsonl")
+    imported = runner.invoke(
+        app, ["import", "runs.jsonl", "--flops", "flops", "--compute", "flops"]
+    )
+    assert imported.exit_code == 0, imported.output
+    assert "imported as study 2 in .scaletune/scaletune.db" in _flat(imported.output)
+    store = ["--db", ".scaletune/scaletune.db"]
+    exported = runner.invoke(app, ["export", "2", *store, "--out", "rules.json"])
+    assert exported.exit_code == 0, exported.output
+    assert json.loads((tmp_path / "rules.json").read_text())["axes"]["compute"] == "flops"
+    no_rules = runner.invoke(app, ["export", "1", *store, "--out", "other.json"])
+    assert no_rules.exit_code == 2 and "study 1 has no scaling rules" in _flat(no_rules.output)
+    assert (tmp_path / ".scaletune" / "scaletune.db").is_file()
 
 
 @pytest.mark.integration
@@ -530,6 +564,45 @@ def test_cli_import_into_a_service_with_a_mapping_file(
         refused = runner.invoke(app, [*args, "--rules-out", str(tmp_path / "r.yaml")])
         assert refused.exit_code == 2 and "scaletune export ID --api" in _flat(refused.output)
         assert http.get("/studies").json()["count"] == 1
+
+
+@pytest.mark.integration
+def test_cli_import_and_export_over_http_to_the_api_named_by_api(
+    tmp_path, sqlite_url, live_api
+) -> None:
+    """``import --api URL --token T`` into the API served there (a real client, real HTTP),
+    then the README's ``export ID --format yaml --out rules.yaml`` from it, the rules as
+    JSON (by --out's suffix, and on stdout) and the report with its plots."""
+    token = issue_tenant_token_at(sqlite_url, tenant="acme")
+    over_http = ["--api", live_api, "--token", token]
+    path = _flops_runs(tmp_path / "runs.jsonl")
+    args = ["import", str(path), "--flops", "flops", "--compute", "flops", *over_http]
+    imported = runner.invoke(app, args)
+    assert imported.exit_code == 0, imported.output
+    assert "imported as study 1 (COMPLETE)" in _flat(imported.output)
+    served = httpx.get(f"{live_api}/studies/1/rules", headers=bearer(token)).json()
+    assert served["axes"]["compute"] == "flops"
+
+    export = ["export", "1", *over_http]
+    as_yaml = runner.invoke(app, [*export, "--format", "yaml", "--out", str(tmp_path / "r.yaml")])
+    assert as_yaml.exit_code == 0, as_yaml.output
+    assert yaml.safe_load((tmp_path / "r.yaml").read_text()) == served
+    as_json = runner.invoke(app, [*export, "--out", str(tmp_path / "r.json")])
+    assert as_json.exit_code == 0, as_json.output
+    assert json.loads((tmp_path / "r.json").read_text()) == served
+    for fmt, parse in (("json", json.loads), ("yaml", yaml.safe_load)):
+        printed = runner.invoke(app, [*export, "--format", fmt])
+        assert printed.exit_code == 0, printed.output
+        assert parse(printed.stdout) == served, (fmt, printed.stdout)
+
+    report = tmp_path / "report"
+    downloaded = runner.invoke(app, [*export, "--format", "report", "--out", str(report)])
+    assert downloaded.exit_code == 0, downloaded.output
+    md = (report / "scaling-report.md").read_text()
+    plots = re.findall(r"\]\(([\w.-]+\.png)\)", md)
+    assert plots and all((report / name).stat().st_size > 0 for name in plots), plots
+    refused = runner.invoke(app, [*export, "--format", "xml"])
+    assert refused.exit_code == 2 and "--format must be json, yaml or report" in refused.output
 
 
 def _flat(output: str) -> str:
