@@ -20,10 +20,11 @@ Rules are fitted on the smallest cells (at most ``FIT_SHARE`` of the sweep's com
   truth (``Testbed.compute_optimal`` and ``optimal_hparams`` there), and their widths.
 
 Ground truths: the three of ``bench.scaling_extrapolation`` (the default one has the
-published step law, whose lr optimum falls with N and rises with D) and ``HELD_OUT``,
-whose exponents were never used while developing the fit or its intervals (score them
-on other seeds than the development truths: a seed's noise draws are the same in every
-truth).
+published step law, whose lr optimum falls with N and rises with D), ``skewed-lr``
+(``bench.truths.SKEWED_LR``: its loss rises faster above the lr optimum than below, as
+in real sweeps) and ``HELD_OUT``, whose exponents and skews were never used while
+developing the fit or its intervals (score them on other seeds than the development
+truths: a seed's noise draws are the same in every truth).
 
 Run:  nice -n 10 .venv/bin/python -m bench.designed_sweeps [--seeds 0,1,2,3]
       [--fit-share 0.1] [--truths chinchilla-steplaw,held-out]
@@ -44,6 +45,7 @@ from pathlib import Path
 import numpy as np
 
 from bench.scaling_extrapolation import GROUND_TRUTHS
+from bench.truths import SKEWED_LR
 from search.errors import NotEnoughDataError
 from search.scaling import ScalingAxes, fit_scaling_rules
 from search.types import Observation
@@ -65,9 +67,20 @@ SWEEP_TRUTHS: dict[str, dict[str, float]] = {
     "held-out-3": {
         "lr_n_exp": -0.30, "lr_d_exp": 0.05, "batch_d_exp": 0.60, "alpha": 0.28, "beta": 0.40,
     },
+    **SKEWED_LR,
+    # Skewed like ``skewed-lr`` (``bench.truths.SKEWED_LR``), with other skews and
+    # exponents: written before they were scored, never used to develop the fit.
+    "held-out-skewed": {
+        "lr_skew": 0.8, "lr_n_exp": -0.55, "lr_d_exp": 0.25, "batch_d_exp": 0.40,
+        "batch_n_exp": 0.1, "alpha": 0.42, "beta": 0.30,
+    },
+    "held-out-skewed-2": {
+        "lr_skew": 2.5, "lr_penalty": 0.012, "lr_n_exp": -0.30, "lr_d_exp": 0.05,
+        "batch_d_exp": 0.60, "alpha": 0.28, "beta": 0.40,
+    },
 }  # fmt: skip
 # Ground truths never used while developing the fit or its intervals.
-HELD_OUT = ("held-out", "held-out-2", "held-out-3")
+HELD_OUT = ("held-out", "held-out-2", "held-out-3", "held-out-skewed", "held-out-skewed-2")
 NOISE_SHARES = (0.01, 0.03)
 MODEL_SIZES = np.geomspace(1e7, 1e9, 7)
 TOKENS_PER_PARAM = (5.0, 20.0, 80.0)

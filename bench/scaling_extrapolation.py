@@ -58,7 +58,7 @@ from pathlib import Path
 
 import numpy as np
 
-from bench.truths import BENCH_TRUTHS, ENGINE_HELD_OUT, SPREAD_HELD_OUT, TUNED_ON
+from bench.truths import BENCH_TRUTHS, ENGINE_HELD_OUT, SKEWED_LR, SPREAD_HELD_OUT, TUNED_ON
 from search.engine import ParetoSearch
 from search.errors import NotEnoughDataError
 from search.scaling import ScalingAxes, fit_scaling_rules
@@ -90,7 +90,7 @@ COST_MODELS = {"flops": {"half_utilisation_batch_tokens": 0.0}, "seconds": {}}
 # second held-out set for a change chosen with ENGINE_HELD_OUT in view
 # (``--truths held-out-data-hungry,held-out-sharp-lr``).
 PACING_HELD_OUT = {name: config for name, config in BENCH_TRUTHS.items() if name != TUNED_ON}
-TRUTHS = {**GROUND_TRUTHS, **ENGINE_HELD_OUT, **PACING_HELD_OUT, **SPREAD_HELD_OUT}
+TRUTHS = {**GROUND_TRUTHS, **ENGINE_HELD_OUT, **PACING_HELD_OUT, **SPREAD_HELD_OUT, **SKEWED_LR}
 # Issue 16's bars at 100x: median |log10 error| of lr and batch (dex), |N*(C) exponent error|.
 BARS = {"learning_rate": 0.08, "batch_size": 0.12, "exponent_error": 0.03}
 COVERAGE_BAND = (0.80, 0.97)

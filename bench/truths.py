@@ -1,6 +1,7 @@
 """Held-out ground truths of the benches, by name: ``BENCH_TRUTHS`` of the budget-pacing
 bench (``bench.budget_pacing``), ``ENGINE_HELD_OUT`` of the scaling-rules engine studies,
-``SPREAD_HELD_OUT`` of the engine's spread points.
+``SPREAD_HELD_OUT`` of the engine's spread points, and ``SKEWED_LR``, a skewed
+learning-rate bowl.
 
 Each is a set of ``TestbedConfig`` overrides. ``chinchilla-steplaw`` is the default
 testbed, on which the engine's defaults were tuned (``bench.pareto_regret``); the other
@@ -89,3 +90,8 @@ SPREAD_HELD_OUT: dict[str, dict[str, Any]] = {
         "lr_penalty": 0.04, "batch_penalty": 0.03, "divergence_lr_factor": 3.0,
     },
 }  # fmt: skip
+
+# The default testbed with loss rising faster above the learning-rate optimum than below
+# it (``TestbedConfig.lr_skew``), as real sweeps show: what a quadratic bowl misreads.
+# The designed sweeps' skew terms (``search.scaling.cells``) were developed on it.
+SKEWED_LR: dict[str, dict[str, Any]] = {"skewed-lr": {"lr_skew": 1.5}}

@@ -86,8 +86,9 @@ def _numerical_optimum(tb: Testbed, n: float, d: float, schedule: str) -> dict:
         (SHIFTED, 1e9, 3e10),
         # min_steps this high makes the too-few-steps penalty bind at the step-law batch.
         (replace(DEFAULT, min_steps=5e4, weight_decay_d_exp=0.1), 1e7, 2e8),
+        (replace(DEFAULT, lr_skew=1.5), 1e8, 2e9),
     ],
-    ids=["default", "shifted", "steps-bound"],
+    ids=["default", "shifted", "steps-bound", "skewed-lr"],
 )
 def test_hparam_optimum_is_where_the_config_says(config, n, d):
     tb = Testbed(config)
@@ -96,6 +97,27 @@ def test_hparam_optimum_is_where_the_config_says(config, n, d):
     for name in ("learning_rate", "batch_size", "warmup_fraction", "weight_decay"):
         assert found[name] == pytest.approx(float(claimed[name]), rel=2e-3), name
     assert found["loss"] == pytest.approx(float(tb.noiseless_loss(optimal_params(tb, n, d))))
+
+
+def test_a_skewed_lr_bowl_rises_faster_above_its_optimum_than_below():
+    """``lr_skew`` keeps the optimum and the curvature there, and makes a learning rate
+    e times the optimum cost more than one e times below it (the same at 0)."""
+    n, d = 1e8, 2e9
+    for skew in (0.0, 1.5):
+        tb = Testbed(replace(DEFAULT, lr_skew=skew))
+        best = optimal_params(tb, n, d)
+        at = {
+            f: float(tb.noiseless_loss({**best, "learning_rate": best["learning_rate"] * f}))
+            for f in (math.e, 1 / math.e, 1.01, 1 / 1.01)
+        }
+        floor = float(tb.noiseless_loss(best))
+        above, below = at[math.e] - floor, at[1 / math.e] - floor
+        if skew == 0:
+            assert above == pytest.approx(below, rel=1e-9)
+        else:
+            assert above > 2.5 * below > 0
+        near_above, near_below = at[1.01] - floor, at[1 / 1.01] - floor
+        assert near_above == pytest.approx(near_below, rel=0.05)  # quadratic at the bottom
 
 
 def test_step_law_defaults_and_best_schedule():

@@ -18,7 +18,10 @@ arXiv 2503.04715 (eq. 4 and 5):
 Penalty terms (each a relative loss increase; ``u`` denotes a squared distance):
 - learning rate: ``lr_penalty * ln(lr / lr_opt_at_batch)^2``, where the optimum moves with
   the batch actually used, ``lr_opt_at_batch = lr_opt * (batch_tokens / B_opt)^lr_batch_exp``
-  (a ridge, as in real runs; it does not move the joint optimum);
+  (a ridge, as in real runs; it does not move the joint optimum); with ``lr_skew = k``
+  not 0 the square ``u^2`` becomes ``2 (exp(k u) - 1 - k u) / k^2``, the same near the
+  optimum but rising exponentially above it and only linearly below (real runs' loss
+  climbs faster towards divergence than below the optimum);
 - batch size: ``batch_penalty * ln(batch_tokens / B_opt)^2``;
 - too few optimizer steps (``steps = D / batch_tokens``):
   ``steps_penalty * max(0, ln(min_steps / steps))^2``;
@@ -106,6 +109,7 @@ class TestbedConfig:
     weight_decay_d_exp: float = 0.0
     # Penalty weights: relative loss increase per squared distance (see module docstring).
     lr_penalty: float = 0.02
+    lr_skew: float = 0.0
     batch_penalty: float = 0.015
     warmup_penalty: float = 0.004
     weight_decay_penalty: float = 0.005
@@ -184,6 +188,7 @@ class TestbedConfig:
 
 
 _SIGNED_FIELDS = (
+    "lr_skew",
     "lr_n_exp",
     "lr_d_exp",
     "batch_n_exp",
@@ -302,7 +307,7 @@ class Testbed:
         warm_off = np.log(w / (1 - w)) - math.log(cfg.warmup_opt / (1 - cfg.warmup_opt))
         wd_off = np.log(c["weight_decay"] / self.weight_decay_opt(n, d))
         return (
-            cfg.lr_penalty * lr_off**2
+            cfg.lr_penalty * _skewed_square(lr_off, cfg.lr_skew)
             + self._batch_penalty(n, d, b)
             + cfg.warmup_penalty * warm_off**2
             + cfg.weight_decay_penalty * wd_off**2
@@ -507,3 +512,11 @@ def _front_table(config: TestbedConfig) -> tuple[np.ndarray, np.ndarray]:
     grid = np.geomspace(cheapest, dearest, _TABLE_POINTS)
     loss, _, _ = _front_at_cost(Testbed(config), grid)
     return grid, np.minimum.accumulate(loss)
+
+
+def _skewed_square(u: np.ndarray, k: float) -> np.ndarray:
+    """``u^2`` for ``k = 0``, else ``2 (exp(k u) - 1 - k u) / k^2``: equal to second order
+    at 0, steeper on the side ``k`` points to (exponential there, linear on the other)."""
+    if k == 0:
+        return u**2
+    return 2.0 * np.expm1(k * u) / k**2 - 2.0 * u / k
