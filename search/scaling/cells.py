@@ -1,4 +1,4 @@
-"""Optima of a designed sweep: one local quadratic per (N, D) cell.
+"""Optima of a designed sweep: one local bowl per (N, D) cell.
 
 Most teams tune, and published sweeps are laid out, as cells: a few (N, D) pairs, each
 with a grid of learning rates, batch sizes and so on. There the natural estimate of a
@@ -19,6 +19,12 @@ runs tried does not bracket it and gives that hyperparameter no point: failed
 (diverged) runs are no observations of the loss, so they cannot pull the optimum, and
 since they lie beyond the last successful learning rate they bound it.
 
+A learning rate's loss climbs faster towards divergence than below its optimum, and a
+quadratic fitted to such a bowl puts its vertex on the gentle side. When the sweep's
+cells together show a hyperparameter's bowl skewed (``sweep_skew``: a pooled test of a
+cubic term), every cell that can identify it adds ``s h^3 + t h^4`` in that column and
+takes the skewed bowl's bottom as its optimum.
+
 The laws are then fitted through the cell optima, weighted by their precision
 (``search.scaling.laws.fit_law_to_estimates``).
 """
@@ -28,6 +34,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
+from scipy import stats
 
 from search.scaling.surface import BOWL_SCALE, REWEIGHT_PASSES
 
@@ -36,6 +43,10 @@ MIN_CELLS = 3
 MIN_VALUES = 3
 # Runs per local-quadratic coefficient a cell needs.
 MIN_RUNS_PER_COEF = 1.5
+# Values a column needs for the cell's bowl to take cubic and quartic terms in it.
+MIN_SKEW_VALUES = 5
+# Confidence at which the sweep's bowls take their skew (``sweep_skew``).
+SKEW_LEVEL = 0.99
 # A sweep: qualifying cells hold at least this share of the successful runs.
 MIN_SHARE_IN_CELLS = 0.5
 # Bootstrap draws of a cell that may fail (bowl not convex) before the cell is dropped.
@@ -114,39 +125,163 @@ def _quadratic_design(h: np.ndarray) -> np.ndarray:
     return np.column_stack([np.ones(len(h)), h, *[h[:, i] * h[:, j] for i, j in _pairs(m)]])
 
 
-def _bowl(h: np.ndarray, y: np.ndarray, weights: np.ndarray):
-    """Weighted quadratic fit in standardised ``h``: (optimum, Q, min log-loss), or None
-    when the fitted bowl is not convex."""
+@dataclass(frozen=True)
+class _Bowl:
+    """A cell's fitted log-loss in standardised ``h``:
+    ``c + b'h + h'Q h / 2 + sum_i (skew_i h_i^3 + flat_i h_i^4)``."""
+
+    c: float
+    b: np.ndarray
+    q: np.ndarray
+    skew: np.ndarray
+    flat: np.ndarray
+
+    def value(self, h: np.ndarray) -> np.ndarray:
+        quadratic = self.c + h @ self.b + 0.5 * np.einsum("ni,ij,nj->n", h, self.q, h)
+        return quadratic + h**3 @ self.skew + h**4 @ self.flat
+
+    def minimum(self, h: np.ndarray) -> np.ndarray | None:
+        """The bowl's bottom: the quadratic's vertex, moved by Newton's method to where the
+        skewed bowl's gradient vanishes; None where it has no bottom inside the runs (the
+        quadratic part not convex, or the skewed one's Hessian there not positive)."""
+        if np.linalg.eigvalsh(self.q).min() <= 0:
+            return None
+        x = -np.linalg.solve(self.q, self.b)
+        if not (self.skew.any() or self.flat.any()):
+            return x
+        reach = np.abs(h).max(axis=0)
+        for _ in range(_NEWTON_STEPS):
+            hessian = self.q + np.diag(6.0 * self.skew * x + 12.0 * self.flat * x**2)
+            if np.linalg.eigvalsh(hessian).min() <= 0:
+                return None
+            gradient = self.b + self.q @ x + 3.0 * self.skew * x**2 + 4.0 * self.flat * x**3
+            step = np.linalg.solve(hessian, gradient)
+            x = x - step
+            if np.any(np.abs(x) > reach):
+                return None
+            if np.abs(step).max() < 1e-10:
+                return x
+        return None
+
+
+_NEWTON_STEPS = 50
+
+
+def _fit_bowl(h: np.ndarray, y: np.ndarray, weights: np.ndarray, *, skewed: np.ndarray):
+    """Weighted least squares of ``_Bowl`` in standardised ``h``, with cubic and quartic
+    terms in the columns ``skewed`` (m,) marks: (optimum, bowl), or None without a
+    bottom."""
     m = h.shape[1]
     root = np.sqrt(weights)
-    coef, *_ = np.linalg.lstsq(_quadratic_design(h) * root[:, None], y * root, rcond=None)
-    b = coef[1 : 1 + m]
+    design = np.column_stack([_quadratic_design(h), h[:, skewed] ** 3, h[:, skewed] ** 4])
+    coef, *_ = np.linalg.lstsq(design * root[:, None], y * root, rcond=None)
+    n_quadratic = _n_coef(m)
     q = np.zeros((m, m))
-    for (i, j), c in zip(_pairs(m), coef[1 + m :], strict=True):
+    for (i, j), c in zip(_pairs(m), coef[1 + m : n_quadratic], strict=True):
         q[i, j] = q[j, i] = 2.0 * c if i == j else c
-    if np.linalg.eigvalsh(q).min() <= 0:
-        return None
-    optimum = -np.linalg.solve(q, b)
-    return optimum, q, float(coef[0] + 0.5 * b @ optimum)
+    skew, flat = np.zeros(m), np.zeros(m)
+    skew[skewed], flat[skewed] = coef[n_quadratic:].reshape(2, -1)
+    bowl = _Bowl(float(coef[0]), coef[1 : 1 + m], q, skew, flat)
+    optimum = bowl.minimum(h[weights > 0])
+    return None if optimum is None else (optimum, bowl)
 
 
-def cell_optimum(h: np.ndarray, y: np.ndarray):
+def cell_optimum(h: np.ndarray, y: np.ndarray, skew: np.ndarray | None = None):
     """One cell's optimum ``h*`` (m,) and each run's excess log-loss (n,; NaN for runs
-    the bowl gives no weight), or None (see the module docstring for the weighting)."""
-    mean, scale = h.mean(axis=0), h.std(axis=0)
-    scale = np.where(scale > 0, scale, 1.0)
-    z = (h - mean) / scale
-    weights = _bowl_weights(y - y.min(), y - y.min(), h.shape[1])
-    for _ in range(1 + REWEIGHT_PASSES):
-        fit = _bowl(z, y, weights)
-        if fit is None:
-            return None
-        optimum, q, bottom = fit
-        offset = z - optimum
-        excess = 0.5 * np.einsum("ni,ij,nj->n", offset, q, offset)
-        weights = _bowl_weights(excess, y - bottom, h.shape[1])
+    the bowl gives no weight), or None (see the module docstring for the weighting).
+    ``skew`` (m,): the columns whose bowls the sweep found skewed (``sweep_skew``); each
+    takes its cubic and quartic terms where this cell can identify them
+    (``_skew_evidence``), and a skewed bowl without a bottom among the runs falls back
+    to the symmetric one."""
+    z, mean, scale = _standardised(h)
+    fit = _reweighted_bowl(z, y, skewed=np.zeros(h.shape[1], dtype=bool))
+    if fit is None:
+        return None
+    if skew is not None and skew.any():
+        _, identified = _skew_evidence(z, y, fit[0], fit[2])
+        if (skew & identified).any():
+            fit = _reweighted_bowl(z, y, skewed=skew & identified) or fit
+    optimum, excess, weights = fit
     # Runs the bowl gave no weight (far above its bottom) have no trustworthy excess.
     return optimum * scale + mean, np.where(weights > 0, excess, np.nan)
+
+
+def _standardised(h: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    mean, scale = h.mean(axis=0), h.std(axis=0)
+    scale = np.where(scale > 0, scale, 1.0)
+    return (h - mean) / scale, mean, scale
+
+
+def _reweighted_bowl(z: np.ndarray, y: np.ndarray, *, skewed: np.ndarray):
+    """The bowl fitted in ``1 + REWEIGHT_PASSES`` weighted fits: (optimum, each run's
+    excess log-loss, the last weights), or None without a bottom."""
+    weights = _bowl_weights(y - y.min(), y - y.min(), z.shape[1])
+    for _ in range(1 + REWEIGHT_PASSES):
+        fit = _fit_bowl(z, y, weights, skewed=skewed)
+        if fit is None:
+            return None
+        optimum, bowl = fit
+        bottom = float(bowl.value(optimum[None, :])[0])
+        excess = bowl.value(z) - bottom
+        weights = _bowl_weights(excess, y - bottom, z.shape[1])
+    return optimum, excess, weights
+
+
+def _weighted_rss(design: np.ndarray, y: np.ndarray, weights: np.ndarray) -> float:
+    root = np.sqrt(weights)
+    coef, *_ = np.linalg.lstsq(design * root[:, None], y * root, rcond=None)
+    return float(np.sum(weights * (y - design @ coef) ** 2))
+
+
+def _skew_evidence(
+    z: np.ndarray, y: np.ndarray, optimum: np.ndarray, weights: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """Per column (m,), how much a cubic term in it improves the symmetric bowl's
+    weighted fit (``(RSS_sym - RSS_cubic) / s^2``, about chi-squared with 1 degree of
+    freedom when the bowl is symmetric: the test asks for asymmetry, which moves the
+    optimum, not for a bowl flatter or sharper than a parabola on both sides, which does
+    not), and whether this cell can identify the skewed bowl's terms: the
+    runs the bowl weights try ``MIN_SKEW_VALUES`` values of it or more, bracket the
+    symmetric optimum (beyond them a cubic only extrapolates) and number
+    ``MIN_RUNS_PER_COEF`` per coefficient."""
+    m = z.shape[1]
+    used = weights > 0
+    n = int(used.sum())
+    zu, yu, wu = z[used], y[used], weights[used]
+    quadratic = _quadratic_design(zu)
+    evidence, identified = np.zeros(m), np.zeros(m, dtype=bool)
+    if n < MIN_RUNS_PER_COEF * (quadratic.shape[1] + 2):
+        return evidence, identified
+    rss_symmetric = _weighted_rss(quadratic, yu, wu)
+    for j in range(m):
+        values = np.unique(zu[:, j])
+        if len(values) < MIN_SKEW_VALUES or not values[1] <= optimum[j] <= values[-2]:
+            continue
+        rss = _weighted_rss(np.column_stack([quadratic, zu[:, j] ** 3]), yu, wu)
+        s2 = max(rss / (n - quadratic.shape[1] - 1), 1e-300)
+        evidence[j], identified[j] = (rss_symmetric - rss) / s2, True
+    return evidence, identified
+
+
+def sweep_skew(hp: np.ndarray, log_loss: np.ndarray, cells: list[np.ndarray]) -> np.ndarray:
+    """The columns (m,) whose bowls are skewed across the sweep: a chi-squared test at
+    ``SKEW_LEVEL`` of the cells' summed evidence (``_skew_evidence``, one degree of
+    freedom per cell that can identify it). One bowl shape for the whole sweep, since a
+    learning rate's loss rises faster towards divergence than below its optimum at every
+    scale; pooled, the test has the power no single noisy cell has, and a symmetric
+    sweep keeps the fewer coefficients (less variance) in every cell."""
+    m = hp.shape[1]
+    total, count = np.zeros(m), np.zeros(m)
+    for rows in cells:
+        z, _, _ = _standardised(hp[rows])
+        fit = _reweighted_bowl(z, log_loss[rows], skewed=np.zeros(m, dtype=bool))
+        if fit is None:
+            continue
+        evidence, identified = _skew_evidence(z, log_loss[rows], fit[0], fit[2])
+        total += np.where(identified, evidence, 0.0)
+        count += identified
+    p_values = np.where(count > 0, stats.chi2.sf(total, np.maximum(count, 1)), 1.0)
+    return p_values < 1.0 - SKEW_LEVEL
 
 
 def _bowl_weights(excess: np.ndarray, above: np.ndarray, m: int) -> np.ndarray:
@@ -190,17 +325,18 @@ def estimate_cells(
     """Each cell's optimum of the ``columns`` of ``hp`` (transformed units) with its
     bootstrap variance; rows of ``log_axes``, ``hp``, ``log_loss`` are successful runs."""
     rng = np.random.default_rng(seed)
+    skew = sweep_skew(hp[:, columns], log_loss, cells)
     kept, optima, variances = [], [], []
     excess = np.full(len(log_loss), np.nan)
     dropped = 0
     for rows in cells:
         h, y = hp[np.ix_(rows, np.asarray(columns))], log_loss[rows]
-        point = cell_optimum(h, y)
+        point = cell_optimum(h, y, skew)
         draws = []
         for _ in range(n_bootstrap):
             pick = rng.integers(0, len(rows), size=len(rows))
             if all(_swept(h[pick, j]) for j in range(h.shape[1])):
-                fit = cell_optimum(h[pick], y[pick])
+                fit = cell_optimum(h[pick], y[pick], skew)
                 if fit is not None:
                     draws.append(fit[0])
         if point is None or len(draws) < (1.0 - MAX_FAILED_DRAWS) * n_bootstrap:

@@ -6,13 +6,14 @@ fit takes well under a second.
 
 from __future__ import annotations
 
+import itertools
 import math
 
 import numpy as np
 import pytest
 
-from bench.designed_sweeps import SWEEP_TRUTHS, baseline_laws, run_sweep
-from search.scaling import ScalingAxes, fit_scaling_rules
+from bench.designed_sweeps import SWEEP_TRUTHS, baseline_laws, one_study, run_sweep
+from search.scaling import ScalingAxes, cells, fit_scaling_rules
 from search.space import LogParam
 from search.types import Observation
 from workers.objectives.testbed import TestbedObjective
@@ -117,13 +118,88 @@ def test_predictions_stay_inside_the_declared_limits_and_say_so():
 
 def test_diverged_runs_do_not_pull_the_optimum(small_sweep):
     """Reported as huge finite losses instead of failures, the diverged runs sit far up
-    the bowl's wall, get no weight, and leave the lr law where it was."""
-    config, observations, rules = small_sweep
+    the bowl's wall, get no weight, and leave the lr law where it was. (They still take
+    part in each cell's bootstrap resamples, which set the cells' precision weights: 100
+    draws make those weights steady enough to compare the two laws.)"""
+    config, observations, _ = small_sweep
     diverged = [o for o in observations if o.failed]
     assert len(diverged) > 20
     as_losses = [Observation(o.params, 10.0, o.cost) if o.failed else o for o in observations]
     space = TestbedObjective(config).default_space()
-    loud = fit_scaling_rules(as_losses, space, AXES, seed=0, n_bootstrap=20)
-    before = np.array(rules.rule("learning_rate").vs_size_tokens.coef)
+    quiet = fit_scaling_rules(observations, space, AXES, seed=0, n_bootstrap=100)
+    loud = fit_scaling_rules(as_losses, space, AXES, seed=0, n_bootstrap=100)
+    before = np.array(quiet.rule("learning_rate").vs_size_tokens.coef)
     after = np.array(loud.rule("learning_rate").vs_size_tokens.coef)
     assert np.max(np.abs(after[1:] - before[1:])) < 0.02, (before, after)
+
+
+# -- a bowl steeper above its optimum than below ------------------------------------------
+
+
+def _skewed_cell(rng: np.random.Generator, *, skew: float, noise: float):
+    """One cell's grid of 12 learning rates x 6 batches: log-loss with a linex bowl in
+    ln lr (``TestbedConfig.lr_skew``'s shape: exponential above the optimum, linear
+    below) and a quadratic one in log2 batch, optimum at lr 3e-3 and batch 64."""
+    ln_lr, log2_b = (
+        g.ravel() for g in np.meshgrid(np.log(np.geomspace(1e-4, 0.1, 12)), np.arange(3, 9))
+    )
+    u = ln_lr - math.log(3e-3)
+    square = u**2 if skew == 0 else 2 * (np.expm1(skew * u) - skew * u) / skew**2
+    y = math.log(3.0) + 0.02 * square + 0.01 * (log2_b - 6.0) ** 2
+    return np.column_stack([ln_lr, log2_b]), y + noise * rng.standard_normal(len(y))
+
+
+def test_a_skewed_bowls_bottom_is_found_where_a_quadratic_misses_it():
+    """Loss rising faster above the lr optimum than below (as in real runs) pulls a
+    quadratic's vertex down; the cell's cubic and quartic terms put the bottom back."""
+    lr_only = np.array([True, False])
+    quadratic, skewed = [], []
+    for seed in range(5):
+        h, y = _skewed_cell(np.random.default_rng(seed), skew=1.5, noise=0.002)
+        for found, skew in ((quadratic, None), (skewed, lr_only)):
+            optimum, _ = cells.cell_optimum(h, y, skew)
+            found.append((optimum[0] - math.log(3e-3)) / math.log(10))
+    assert np.all(np.array(quadratic) < -0.1), quadratic  # the vertex sits low, every seed
+    assert np.max(np.abs(skewed)) < 0.25 * np.min(np.abs(quadratic)), (skewed, quadratic)
+
+
+def _sweep_of_cells(seed: int, *, skew: float, noise: float, n_cells: int = 8):
+    rng = np.random.default_rng(seed)
+    parts = [_skewed_cell(rng, skew=skew, noise=noise) for _ in range(n_cells)]
+    rows = np.cumsum([0] + [len(y) for _, y in parts])
+    groups = [np.arange(a, b) for a, b in itertools.pairwise(rows)]
+    return np.vstack([h for h, _ in parts]), np.concatenate([y for _, y in parts]), groups
+
+
+def test_the_sweep_takes_a_skew_only_where_its_cells_show_one():
+    """Pooled over a sweep's cells, the test finds the learning rate's skew at a noise
+    no single cell could see it through, and under noise alone fires about as often as
+    its level allows (a symmetric sweep keeps its quadratic cells: less variance)."""
+    found = [cells.sweep_skew(*_sweep_of_cells(s, skew=1.5, noise=0.01)) for s in range(10)]
+    assert sum(f[0] for f in found) >= 9, found
+    fired = sum(
+        cells.sweep_skew(*_sweep_of_cells(s, skew=0.0, noise=0.01)).any() for s in range(40)
+    )
+    assert fired <= 8, fired  # two columns at 5% each: about 4 of 40; P(> 8) < 2%
+
+
+def test_on_a_skewed_sweep_the_rules_lose_less_than_the_baseline_and_the_quadratic(
+    monkeypatch,
+):
+    """The benchmark's sweep on its skewed truth (``bench.truths.SKEWED_LR``), fitted on
+    the smallest cells (10% of the compute): the loss at the rules' configuration for the
+    3 largest cells is closer to each cell's best than the per-cell-optimum baseline's and
+    than the same fit's with quadratic bowls only (where the rules lost to the baseline)."""
+    monkeypatch.setattr("bench.designed_sweeps.LR_GRID", np.geomspace(1e-4, 0.2, 12))
+    monkeypatch.setattr("bench.designed_sweeps.BATCH_GRID", 2 ** np.arange(2, 12))
+
+    def excess(who: str, seed: int) -> float:
+        largest = one_study("skewed-lr", 0.01, seed)["largest"]
+        return float(np.mean([cell[who]["loss_excess"] for cell in largest]))
+
+    for seed in (0, 1):
+        skewed, baseline = excess("rules", seed), excess("baseline", seed)
+        with monkeypatch.context() as never:
+            never.setattr(cells, "SKEW_LEVEL", 2.0)  # p < -1: no bowl takes a skew
+            quadratic = excess("rules", seed)
+        assert skewed < min(baseline, quadratic), (seed, skewed, baseline, quadratic)
