@@ -193,22 +193,29 @@ def summary(suggestion: Suggestion) -> dict[str, Any]:
 
 def cpu_kind() -> str:
     """The CPU's vendor (``vendor_id`` of ``/proc/cpuinfo``; the machine type where
-    there is none), with ``+avx512`` where it has AVX-512. BLAS picks its kernels by
-    CPU, so the same search rounds differently on an Intel and an AMD machine, and on
-    two AMD EPYC machines with and without AVX-512; a search amplifies that."""
+    there is none), with ``+avx512`` where it has AVX-512 and its family and model
+    (``AuthenticAMD+avx512 26/2``). BLAS picks its kernels by CPU, so the same search
+    rounds differently on an Intel and an AMD machine, on two AMD EPYC machines with and
+    without AVX-512, and on two generations of AMD EPYC with it (Zen 4 and Zen 5 differ
+    in the sixth digit of a predicted cost); a search amplifies that."""
     try:
         info = Path("/proc/cpuinfo").read_text()
     except OSError:
         return platform.machine()
-    vendor = next(
-        (
-            line.split(":", 1)[1].strip()
-            for line in info.splitlines()
-            if line.startswith("vendor_id")
-        ),
-        platform.machine(),
-    )
-    return vendor + ("+avx512" if " avx512f" in info else "")
+
+    def field(name: str) -> str:
+        return next(
+            (
+                line.split(":", 1)[1].strip()
+                for line in info.splitlines()
+                if line.split(":", 1)[0].strip() == name
+            ),
+            "?",
+        )
+
+    vendor = field("vendor_id") if "vendor_id" in info else platform.machine()
+    avx512 = "+avx512" if " avx512f" in info else ""
+    return f"{vendor}{avx512} {field('cpu family')}/{field('model')}"
 
 
 def record_all(make_driver: Callable[[Scenario], Driver]) -> dict[str, Any]:
