@@ -8,9 +8,7 @@ it reads hold its studies only."""
 
 from __future__ import annotations
 
-import contextlib
 import uuid
-from collections.abc import Iterator
 
 import pytest
 from sqlalchemy import update
@@ -22,7 +20,7 @@ from service.storage.db import transaction
 from service.storage.tables import StudyRow
 from tests.auth import ADMIN_TOKEN, authorize, bearer
 from tests.reliability.faults import TestClient
-from tests.service.conftest import throwaway_pg_database
+from tests.service.conftest import backend_database
 
 pytestmark = pytest.mark.integration
 
@@ -40,19 +38,11 @@ LR = {"kind": "log", "name": "learning_rate", "center": 1e-3, "min": 1e-5, "max"
 ADMIN = bearer(ADMIN_TOKEN)
 
 
-@contextlib.contextmanager
-def _database(backend: str, tmp_path_factory, postgres_url: str) -> Iterator[str]:  # type: ignore[no-untyped-def]
-    if backend == "sqlite":
-        yield f"sqlite:///{tmp_path_factory.mktemp('bad-input') / 'scaletune.db'}"
-    else:
-        with throwaway_pg_database(postgres_url) as url:
-            yield url
-
-
 @pytest.fixture(scope="module", params=["sqlite", "postgresql"])
 def backend_client(request, tmp_path_factory, redis_url, postgres_url):  # type: ignore[no-untyped-def]
     """A client of an app on the backend (module-wide; ``client`` gives it a tenant)."""
-    with _database(request.param, tmp_path_factory, postgres_url) as url:
+    directory = tmp_path_factory.mktemp("bad-input")
+    with backend_database(request.param, directory, postgres_url) as url:
         settings = Settings(
             database_url=url,
             broker_url=redis_url,

@@ -47,6 +47,17 @@ def throwaway_pg_database(postgres_url: str) -> Iterator[str]:
         admin.dispose()
 
 
+@contextmanager
+def backend_database(backend: str, directory, postgres_url: str) -> Iterator[str]:  # type: ignore[no-untyped-def]
+    """The URL of a fresh store on ``backend``: a SQLite file in ``directory``, or a
+    throwaway PostgreSQL database (the bad-input suites run on both)."""
+    if backend == "sqlite":
+        yield f"sqlite:///{directory / 'scaletune.db'}"
+    else:
+        with throwaway_pg_database(postgres_url) as url:
+            yield url
+
+
 @pytest.fixture
 def pg_database_url(postgres_url: str) -> Iterator[str]:
     """A throwaway database on the machine's PostgreSQL, dropped afterwards."""

@@ -16,7 +16,7 @@ import json
 import math
 import sqlite3
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -32,7 +32,7 @@ from service.storage.db import transaction
 from service.storage.tables import StudyRow, TrialRow
 from tests.auth import ADMIN_TOKEN, authorize
 from tests.reliability.faults import TestClient
-from tests.service.conftest import throwaway_pg_database
+from tests.service.conftest import backend_database
 
 pytestmark = pytest.mark.integration
 
@@ -41,19 +41,11 @@ JSON = {"content-type": "application/json"}
 LRS = [10 ** (-4 + i / 3) for i in range(8)]
 
 
-@contextlib.contextmanager
-def _database(backend: str, tmp_path_factory, postgres_url: str) -> Iterator[str]:  # type: ignore[no-untyped-def]
-    if backend == "sqlite":
-        yield f"sqlite:///{tmp_path_factory.mktemp('import-bad-input') / 'scaletune.db'}"
-    else:
-        with throwaway_pg_database(postgres_url) as url:
-            yield url
-
-
 @pytest.fixture(scope="module", params=["sqlite", "postgresql"])
 def backend_client(request, tmp_path_factory, redis_url, postgres_url):  # type: ignore[no-untyped-def]
     """A client of an app on the backend, with inline proposals (module-wide)."""
-    with _database(request.param, tmp_path_factory, postgres_url) as url:
+    directory = tmp_path_factory.mktemp("import-bad-input")
+    with backend_database(request.param, directory, postgres_url) as url:
         settings = Settings(
             database_url=url, broker_url=redis_url, proposals="inline", admin_token=ADMIN_TOKEN
         )
