@@ -47,6 +47,7 @@ MIN_RUNS_PER_COEF = 1.5
 MIN_SKEW_VALUES = 5
 # Confidence at which the sweep's bowls take their skew (``sweep_skew``).
 SKEW_LEVEL = 0.99
+_NEWTON_STEPS = 50  # to a skewed bowl's bottom from its quadratic's vertex
 # A sweep: qualifying cells hold at least this share of the successful runs.
 MIN_SHARE_IN_CELLS = 0.5
 # Bootstrap draws of a cell that may fail (bowl not convex) before the cell is dropped.
@@ -162,9 +163,6 @@ class _Bowl:
             if np.abs(step).max() < 1e-10:
                 return x
         return None
-
-
-_NEWTON_STEPS = 50
 
 
 def _fit_bowl(h: np.ndarray, y: np.ndarray, weights: np.ndarray, *, skewed: np.ndarray):
