@@ -22,8 +22,9 @@ since they lie beyond the last successful learning rate they bound it.
 A learning rate's loss climbs faster towards divergence than below its optimum, and a
 quadratic fitted to such a bowl puts its vertex on the gentle side. When the sweep's
 cells together show a hyperparameter's bowl skewed (``sweep_skew``: a pooled test of a
-cubic term), every cell that can identify it adds ``s h^3 + t h^4`` in that column and
-takes the skewed bowl's bottom as its optimum.
+cubic term), one skew, cubic and quartic about the optimum, is estimated from the cells
+together (``sweep_shape``) and every cell's optimum is the bottom of its own quadratic
+plus that skew.
 
 The laws are then fitted through the cell optima, weighted by their precision
 (``search.scaling.laws.fit_law_to_estimates``).
@@ -48,6 +49,7 @@ MIN_SKEW_VALUES = 5
 # Confidence at which the sweep's bowls take their skew (``sweep_skew``).
 SKEW_LEVEL = 0.99
 _NEWTON_STEPS = 50  # to a skewed bowl's bottom from its quadratic's vertex
+_SHAPE_PASSES = 2  # refits of a cell's quadratic under the sweep's skew, about its optimum
 # A sweep: qualifying cells hold at least this share of the successful runs.
 MIN_SHARE_IN_CELLS = 0.5
 # Bootstrap draws of a cell that may fail (bowl not convex) before the cell is dropped.
@@ -184,24 +186,76 @@ def _fit_bowl(h: np.ndarray, y: np.ndarray, weights: np.ndarray, *, skewed: np.n
     return None if optimum is None else (optimum, bowl)
 
 
-def cell_optimum(h: np.ndarray, y: np.ndarray, skew: np.ndarray | None = None):
+@dataclass(frozen=True)
+class SkewShape:
+    """The sweep's shared skew: per column, the cubic and quartic coefficients of the
+    log-loss about a cell's optimum, in natural units (0 for a symmetric column)."""
+
+    cubic: np.ndarray
+    quartic: np.ndarray
+
+    def offset(self, h: np.ndarray, at: np.ndarray) -> np.ndarray:
+        d = h - at
+        return d**3 @ self.cubic + d**4 @ self.quartic
+
+
+def cell_optimum(h: np.ndarray, y: np.ndarray, shape: SkewShape | None = None):
     """One cell's optimum ``h*`` (m,) and each run's excess log-loss (n,; NaN for runs
     the bowl gives no weight), or None (see the module docstring for the weighting).
-    ``skew`` (m,): the columns whose bowls the sweep found skewed (``sweep_skew``); each
-    takes its cubic and quartic terms where this cell can identify them
-    (``_skew_evidence``), and a skewed bowl without a bottom among the runs falls back
-    to the symmetric one."""
+    With the sweep's ``shape`` (``sweep_shape``), the bowl is this cell's quadratic plus
+    that skew about its optimum: the quadratic is fitted to the log-loss less the skew
+    about the current optimum, the optimum moved to the bottom of both, twice; where that
+    has no bottom among the runs, the symmetric bowl's."""
     z, mean, scale = _standardised(h)
-    fit = _reweighted_bowl(z, y, skewed=np.zeros(h.shape[1], dtype=bool))
+    symmetric = np.zeros(h.shape[1], dtype=bool)
+    fit = _reweighted_bowl(z, y, skewed=symmetric)
     if fit is None:
         return None
-    if skew is not None and skew.any():
-        _, identified = _skew_evidence(z, y, fit[0], fit[2])
-        if (skew & identified).any():
-            fit = _reweighted_bowl(z, y, skewed=skew & identified) or fit
     optimum, excess, weights = fit
+    if shape is not None:
+        at = optimum * scale + mean
+        for _ in range(_SHAPE_PASSES):
+            offset = shape.offset(h, at)
+            shaped = _reweighted_bowl(z, y - offset, skewed=symmetric)
+            if shaped is None:
+                break
+            bowl = _fit_bowl(z, y - offset, shaped[2], skewed=symmetric)
+            start = (at - mean) / scale
+            used = z[shaped[2] > 0]
+            bottom = None if bowl is None else _shaped_minimum(bowl[1], shape, start, used, scale)
+            if bottom is None:
+                break
+            lowest = bowl[1].value(bottom[None, :]) + shape.offset(
+                (bottom * scale + mean)[None, :], at
+            )
+            excess = bowl[1].value(z) + offset - float(lowest[0])
+            optimum, weights, at = bottom, shaped[2], bottom * scale + mean
     # Runs the bowl gave no weight (far above its bottom) have no trustworthy excess.
     return optimum * scale + mean, np.where(weights > 0, excess, np.nan)
+
+
+def _shaped_minimum(
+    bowl: _Bowl, shape: SkewShape, start: np.ndarray, z: np.ndarray, scale: np.ndarray
+) -> np.ndarray | None:
+    """The bottom of ``bowl`` plus ``shape`` about ``start`` (all standardised: ``z``
+    the runs the bowl weights), by Newton's method from ``start``; None where the
+    Hessian on the way is not positive or the bottom leaves the runs' range."""
+    cubic, quartic = shape.cubic * scale**3, shape.quartic * scale**4
+    x = start.copy()
+    low, high = z.min(axis=0), z.max(axis=0)
+    for _ in range(_NEWTON_STEPS):
+        d = x - start
+        hessian = bowl.q + np.diag(6.0 * cubic * d + 12.0 * quartic * d**2)
+        if np.linalg.eigvalsh(hessian).min() <= 0:
+            return None
+        gradient = bowl.b + bowl.q @ x + 3.0 * cubic * d**2 + 4.0 * quartic * d**3
+        step = np.linalg.solve(hessian, gradient)
+        x = x - step
+        if np.any(x < low) or np.any(x > high):
+            return None
+        if np.abs(step).max() < 1e-10:
+            return x
+    return None
 
 
 def _standardised(h: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -282,6 +336,46 @@ def sweep_skew(hp: np.ndarray, log_loss: np.ndarray, cells: list[np.ndarray]) ->
     return p_values < 1.0 - SKEW_LEVEL
 
 
+def sweep_shape(hp: np.ndarray, log_loss: np.ndarray, cells: list[np.ndarray]) -> SkewShape | None:
+    """The skew every cell's bowl shares, where ``sweep_skew`` finds one: each cell that
+    can identify it fits cubic and quartic terms in the skewed columns, its coefficients
+    re-expanded about its own optimum in natural units, and the cells' coefficients
+    averaged, weighted by the runs each bowl weights. One shape for every cell, as the
+    test is one for the sweep: a noisy cell then fits only its own quadratic, and ten
+    small cells at 3% noise pool their estimate of the skew, not only its test (each
+    fitting its own cost more accuracy than the skew's bias it removed)."""
+    m = hp.shape[1]
+    skew = sweep_skew(hp, log_loss, cells)
+    if not skew.any():
+        return None
+    cubic, quartic, weights = [], [], []
+    for rows in cells:
+        z, _, scale = _standardised(hp[rows])
+        y = log_loss[rows]
+        fit = _reweighted_bowl(z, y, skewed=np.zeros(m, dtype=bool))
+        if fit is None:
+            continue
+        _, identified = _skew_evidence(z, y, fit[0], fit[2])
+        columns = skew & identified
+        skewed = _reweighted_bowl(z, y, skewed=columns) if columns.any() else None
+        if skewed is None:
+            continue
+        bowl = _fit_bowl(z, y, skewed[2], skewed=columns)
+        if bowl is None:
+            continue
+        bottom, fitted = bowl
+        # Taylor coefficients about the bottom: the quartic's shifts the cubic's.
+        cubic.append((fitted.skew + 4.0 * fitted.flat * bottom) / scale**3)
+        quartic.append(fitted.flat / scale**4)
+        weights.append(float((skewed[2] > 0).sum()))
+    if not weights:
+        return None
+    return SkewShape(
+        cubic=np.where(skew, np.average(cubic, axis=0, weights=weights), 0.0),
+        quartic=np.where(skew, np.average(quartic, axis=0, weights=weights), 0.0),
+    )
+
+
 def _bowl_weights(excess: np.ndarray, above: np.ndarray, m: int) -> np.ndarray:
     """``1 / (1 + (excess / BOWL_SCALE)^2)`` by the fitted ``excess``, and 0 for runs
     whose observed log-loss lies more than ``WALL_CUTOFF`` ``above`` the bowl's bottom
@@ -323,18 +417,18 @@ def estimate_cells(
     """Each cell's optimum of the ``columns`` of ``hp`` (transformed units) with its
     bootstrap variance; rows of ``log_axes``, ``hp``, ``log_loss`` are successful runs."""
     rng = np.random.default_rng(seed)
-    skew = sweep_skew(hp[:, columns], log_loss, cells)
+    shape = sweep_shape(hp[:, columns], log_loss, cells)
     kept, optima, variances = [], [], []
     excess = np.full(len(log_loss), np.nan)
     dropped = 0
     for rows in cells:
         h, y = hp[np.ix_(rows, np.asarray(columns))], log_loss[rows]
-        point = cell_optimum(h, y, skew)
+        point = cell_optimum(h, y, shape)
         draws = []
         for _ in range(n_bootstrap):
             pick = rng.integers(0, len(rows), size=len(rows))
             if all(_swept(h[pick, j]) for j in range(h.shape[1])):
-                fit = cell_optimum(h[pick], y[pick], skew)
+                fit = cell_optimum(h[pick], y[pick], shape)
                 if fit is not None:
                     draws.append(fit[0])
         if point is None or len(draws) < (1.0 - MAX_FAILED_DRAWS) * n_bootstrap:
