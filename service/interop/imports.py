@@ -43,7 +43,7 @@ from search.space import (
     Pow2Param,
     SearchSpace,
 )
-from search.types import Suggestion
+from search.types import MAX_ABS_LOSS, Suggestion
 from service.domain import IMPORTED_REASON, Budget, ScalingAxesSpec, StudySpec
 from service.orchestration.studies import store_study
 from service.storable import StorableBody
@@ -248,7 +248,8 @@ def create_imported_study(
             params = space.validate_params(params)
         except InvalidParamsError as exc:
             raise ImportRefusedError(f"run {number}: {exc}") from exc
-        if not run.failed and (run.loss is None or not math.isfinite(run.loss)):
+        if not run.failed and (run.loss is None or not abs(run.loss) <= MAX_ABS_LOSS):
+            # NaN, inf, or past what the engine models (a blown-up run's 1e38): diverged
             run = run.model_copy(update={"failed": True, "reason": f"diverged: loss {run.loss}"})
         if not run.failed and run.cost <= 0:
             raise ImportRefusedError(f"run {number}: cost must be > 0 for a completed run")

@@ -262,6 +262,24 @@ def test_an_import_stores_finished_trials_in_one_transaction(sessions) -> None:
     assert [p.kind for p in spec.space.params] == ["log", "choice"]
 
 
+def test_a_loss_past_what_the_engine_models_is_a_diverged_run(sessions) -> None:
+    """A run that blew up and logged float32's largest loss, not NaN, is a failure like
+    one that logged NaN (tell refuses such a loss; an import stored it as COMPLETE and
+    the engine then left it out)."""
+    body = _body()
+    runs = [r.model_copy(update={"loss": 3.4e38}) if i == 5 else r for i, r in enumerate(body.runs)]
+    blown_up = body.model_copy(update={"runs": runs})
+    with transaction(sessions) as session:
+        study, _ = create_imported_study(session, body=blown_up, now=5.0)
+        study_id = study.id
+    with transaction(sessions) as session:
+        counts = repo.count_by_state(session, study_id=study_id)
+        trials, _ = repo.list_trials(session, study_id=study_id)
+        reasons = [t.failure_reason for t in trials if t.state == TrialState.FAILED]
+    assert (counts[TrialState.COMPLETE], counts[TrialState.FAILED]) == (6, 2)
+    assert "diverged: loss 3.4e+38" in reasons, reasons
+
+
 def test_a_run_outside_the_given_space_stores_nothing(sessions) -> None:
     space = {
         "params": [
