@@ -145,26 +145,44 @@ class _Bowl:
 
     def minimum(self, h: np.ndarray) -> np.ndarray | None:
         """The bowl's bottom: the quadratic's vertex, moved by Newton's method to where the
-        skewed bowl's gradient vanishes; None where it has no bottom inside the runs (the
-        quadratic part not convex, or the skewed one's Hessian there not positive)."""
+        skewed bowl's gradient vanishes; None where it has no bottom inside the runs ``h``
+        (the quadratic part not convex, or the skewed one's Hessian there not positive)."""
         if np.linalg.eigvalsh(self.q).min() <= 0:
             return None
         x = -np.linalg.solve(self.q, self.b)
         if not (self.skew.any() or self.flat.any()):
             return x
         reach = np.abs(h).max(axis=0)
-        for _ in range(_NEWTON_STEPS):
-            hessian = self.q + np.diag(6.0 * self.skew * x + 12.0 * self.flat * x**2)
-            if np.linalg.eigvalsh(hessian).min() <= 0:
-                return None
-            gradient = self.b + self.q @ x + 3.0 * self.skew * x**2 + 4.0 * self.flat * x**3
-            step = np.linalg.solve(hessian, gradient)
-            x = x - step
-            if np.any(np.abs(x) > reach):
-                return None
-            if np.abs(step).max() < 1e-10:
-                return x
-        return None
+        return _newton_bottom(self.b, self.q, self.skew, self.flat, np.zeros_like(x), x, reach)
+
+
+def _newton_bottom(
+    b: np.ndarray,
+    q: np.ndarray,
+    cubic: np.ndarray,
+    quartic: np.ndarray,
+    centre: np.ndarray,
+    start: np.ndarray,
+    reach: np.ndarray | tuple[np.ndarray, np.ndarray],
+) -> np.ndarray | None:
+    """The bottom of ``b'x + x'Q x / 2 + sum_i cubic_i d_i^3 + quartic_i d_i^4`` with
+    ``d = x - centre``, by Newton's method from ``start``; None where the Hessian on the
+    way is not positive or ``x`` leaves ``reach`` (``|x| <= reach``, or ``(low, high)``)."""
+    low, high = reach if isinstance(reach, tuple) else (-reach, reach)
+    x = start.copy()
+    for _ in range(_NEWTON_STEPS):
+        d = x - centre
+        hessian = q + np.diag(6.0 * cubic * d + 12.0 * quartic * d**2)
+        if np.linalg.eigvalsh(hessian).min() <= 0:
+            return None
+        gradient = b + q @ x + 3.0 * cubic * d**2 + 4.0 * quartic * d**3
+        step = np.linalg.solve(hessian, gradient)
+        x = x - step
+        if np.any(x < low) or np.any(x > high):
+            return None
+        if np.abs(step).max() < 1e-10:
+            return x
+    return None
 
 
 def _fit_bowl(h: np.ndarray, y: np.ndarray, weights: np.ndarray, *, skewed: np.ndarray):
@@ -220,9 +238,18 @@ def cell_optimum(h: np.ndarray, y: np.ndarray, shape: SkewShape | None = None):
             if shaped is None:
                 break
             bowl = _fit_bowl(z, y - offset, shaped[2], skewed=symmetric)
-            start = (at - mean) / scale
-            used = z[shaped[2] > 0]
-            bottom = None if bowl is None else _shaped_minimum(bowl[1], shape, start, used, scale)
+            if bowl is None:
+                break
+            start, used = (at - mean) / scale, z[shaped[2] > 0]
+            bottom = _newton_bottom(
+                bowl[1].b,
+                bowl[1].q,
+                shape.cubic * scale**3,  # the shape in standardised units
+                shape.quartic * scale**4,
+                start,
+                start,
+                (used.min(axis=0), used.max(axis=0)),
+            )
             if bottom is None:
                 break
             lowest = bowl[1].value(bottom[None, :]) + shape.offset(
@@ -232,30 +259,6 @@ def cell_optimum(h: np.ndarray, y: np.ndarray, shape: SkewShape | None = None):
             optimum, weights, at = bottom, shaped[2], bottom * scale + mean
     # Runs the bowl gave no weight (far above its bottom) have no trustworthy excess.
     return optimum * scale + mean, np.where(weights > 0, excess, np.nan)
-
-
-def _shaped_minimum(
-    bowl: _Bowl, shape: SkewShape, start: np.ndarray, z: np.ndarray, scale: np.ndarray
-) -> np.ndarray | None:
-    """The bottom of ``bowl`` plus ``shape`` about ``start`` (all standardised: ``z``
-    the runs the bowl weights), by Newton's method from ``start``; None where the
-    Hessian on the way is not positive or the bottom leaves the runs' range."""
-    cubic, quartic = shape.cubic * scale**3, shape.quartic * scale**4
-    x = start.copy()
-    low, high = z.min(axis=0), z.max(axis=0)
-    for _ in range(_NEWTON_STEPS):
-        d = x - start
-        hessian = bowl.q + np.diag(6.0 * cubic * d + 12.0 * quartic * d**2)
-        if np.linalg.eigvalsh(hessian).min() <= 0:
-            return None
-        gradient = bowl.b + bowl.q @ x + 3.0 * cubic * d**2 + 4.0 * quartic * d**3
-        step = np.linalg.solve(hessian, gradient)
-        x = x - step
-        if np.any(x < low) or np.any(x > high):
-            return None
-        if np.abs(step).max() < 1e-10:
-            return x
-    return None
 
 
 def _standardised(h: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -315,6 +318,34 @@ def _skew_evidence(
     return evidence, identified
 
 
+# Per cell: rows, standardised h, scale, skew evidence (m,), columns identified (m,).
+_CellEvidence = tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]
+
+
+def _cells_evidence(
+    hp: np.ndarray, log_loss: np.ndarray, cells: list[np.ndarray]
+) -> list[_CellEvidence]:
+    """``_CellEvidence`` of every cell whose symmetric bowl has a bottom
+    (``_skew_evidence``)."""
+    m = hp.shape[1]
+    out: list[_CellEvidence] = []
+    for rows in cells:
+        z, _, scale = _standardised(hp[rows])
+        fit = _reweighted_bowl(z, log_loss[rows], skewed=np.zeros(m, dtype=bool))
+        if fit is not None:
+            out.append((rows, z, scale, *_skew_evidence(z, log_loss[rows], fit[0], fit[2])))
+    return out
+
+
+def _skewed_columns(evidence: list[_CellEvidence], m: int) -> np.ndarray:
+    total, count = np.zeros(m), np.zeros(m)
+    for _, _, _, cell_evidence, identified in evidence:
+        total += np.where(identified, cell_evidence, 0.0)
+        count += identified
+    p_values = np.where(count > 0, stats.chi2.sf(total, np.maximum(count, 1)), 1.0)
+    return p_values < 1.0 - SKEW_LEVEL
+
+
 def sweep_skew(hp: np.ndarray, log_loss: np.ndarray, cells: list[np.ndarray]) -> np.ndarray:
     """The columns (m,) whose bowls are skewed across the sweep: a chi-squared test at
     ``SKEW_LEVEL`` of the cells' summed evidence (``_skew_evidence``, one degree of
@@ -322,18 +353,7 @@ def sweep_skew(hp: np.ndarray, log_loss: np.ndarray, cells: list[np.ndarray]) ->
     learning rate's loss rises faster towards divergence than below its optimum at every
     scale; pooled, the test has the power no single noisy cell has, and a symmetric
     sweep keeps the fewer coefficients (less variance) in every cell."""
-    m = hp.shape[1]
-    total, count = np.zeros(m), np.zeros(m)
-    for rows in cells:
-        z, _, _ = _standardised(hp[rows])
-        fit = _reweighted_bowl(z, log_loss[rows], skewed=np.zeros(m, dtype=bool))
-        if fit is None:
-            continue
-        evidence, identified = _skew_evidence(z, log_loss[rows], fit[0], fit[2])
-        total += np.where(identified, evidence, 0.0)
-        count += identified
-    p_values = np.where(count > 0, stats.chi2.sf(total, np.maximum(count, 1)), 1.0)
-    return p_values < 1.0 - SKEW_LEVEL
+    return _skewed_columns(_cells_evidence(hp, log_loss, cells), hp.shape[1])
 
 
 def sweep_shape(hp: np.ndarray, log_loss: np.ndarray, cells: list[np.ndarray]) -> SkewShape | None:
@@ -344,24 +364,16 @@ def sweep_shape(hp: np.ndarray, log_loss: np.ndarray, cells: list[np.ndarray]) -
     test is one for the sweep: a noisy cell then fits only its own quadratic, and ten
     small cells at 3% noise pool their estimate of the skew, not only its test (each
     fitting its own cost more accuracy than the skew's bias it removed)."""
-    m = hp.shape[1]
-    skew = sweep_skew(hp, log_loss, cells)
+    evidence = _cells_evidence(hp, log_loss, cells)
+    skew = _skewed_columns(evidence, hp.shape[1])
     if not skew.any():
         return None
     cubic, quartic, weights = [], [], []
-    for rows in cells:
-        z, _, scale = _standardised(hp[rows])
-        y = log_loss[rows]
-        fit = _reweighted_bowl(z, y, skewed=np.zeros(m, dtype=bool))
-        if fit is None:
-            continue
-        _, identified = _skew_evidence(z, y, fit[0], fit[2])
-        columns = skew & identified
+    for rows, z, scale, _, identified in evidence:
+        y, columns = log_loss[rows], skew & identified
         skewed = _reweighted_bowl(z, y, skewed=columns) if columns.any() else None
-        if skewed is None:
-            continue
-        bowl = _fit_bowl(z, y, skewed[2], skewed=columns)
-        if bowl is None:
+        bowl = None if skewed is None else _fit_bowl(z, y, skewed[2], skewed=columns)
+        if skewed is None or bowl is None:
             continue
         bottom, fitted = bowl
         # Taylor coefficients about the bottom: the quartic's shifts the cubic's.

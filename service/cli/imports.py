@@ -85,7 +85,7 @@ def import_runs(
 ) -> None:
     """Turn the past runs in RUNS_FILE (.csv, plain or a W&B export, or .jsonl) into a
     finished study (rules, report, dashboard, verification and warm start then work on
-    it). Diverged runs (loss empty, NaN or inf) and failed ones become failed trials; a
+    it). Diverged runs (loss empty, NaN, inf or beyond 1e30) and failed ones become failed trials; a
     bad file is refused whole, naming the row and column."""
     from service.interop.imports import describe_space
     from service.interop.runs_file import RunsFileError, load_mapping, read_runs, study_import
