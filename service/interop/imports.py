@@ -71,7 +71,7 @@ class ImportedRun(StorableBody):
     params: dict[ParamName, bool | int | float | str] = Field(min_length=1)
     loss: float | None = Field(None, description="final loss; null: diverged")
     cost: float = Field(0.0, ge=0.0, lt=1e30, description="GPU-seconds (or FLOPs)")
-    flops: float | None = Field(None, ge=0.0)
+    flops: float | None = Field(None, ge=0.0, lt=1e30, description="the run's training FLOPs")
     failed: bool = False
     reason: str | None = Field(None, max_length=2000)
     metrics: dict[str, float] = Field(default_factory=dict)

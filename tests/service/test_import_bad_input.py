@@ -179,6 +179,11 @@ API_CASES = [
         id="infinite-cost",
     ),
     pytest.param(
+        _first_run(flops=1e300),
+        '"runs",0,"flops"],"msg":"Input should be less than 1000000000000000000000000000000"',
+        id="flops-1e300",
+    ),
+    pytest.param(
         _first_run(cost=10**400),
         '"runs",0,"cost"],"msg":"Input should be a valid number"',
         id="integer-cost-past-a-floats-range",
@@ -410,6 +415,14 @@ CLI_CASES = [
         None,
         "row 2 (line 3), column 'cost': cost 1e+300 must be > 0 and below 1e30",
         id="cost-1e300",
+    ),
+    pytest.param(
+        "runs.csv",
+        _csv(_column("flops", lambda i: "1e300" if i == 1 else str(1e18 * (i + 1)))),
+        [],
+        None,
+        "row 2 (line 3): flops: Input should be less than 1000000000000000000000000000000",
+        id="flops-1e300",
     ),
     pytest.param(
         "runs.csv",
