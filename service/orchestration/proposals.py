@@ -104,7 +104,11 @@ class InlineProposals:
             self._sender.close()
 
     def kick(self, study_id: int) -> None:
-        self.scheduler.step(study_id)
+        """Step the study now. Callers kick after committing what the request stored, so
+        a step that fails is logged (and an unrunnable study stopped with its reason), as
+        on the control worker's tick, not turned into a 500 for a request that
+        succeeded (a client would retry an import that is already stored)."""
+        self.scheduler.step_each([study_id])
 
     def ask(self, study_id: int, *, count: int) -> list[TrialRow]:
         return self.scheduler.ask_external(study_id, count=count)

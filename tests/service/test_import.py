@@ -374,6 +374,28 @@ def test_the_api_refuses_bad_runs_and_stores_nothing(api, change, status, fragme
 
 
 @pytest.mark.integration
+def test_an_import_whose_scheduler_step_fails_is_stored_and_answered_201(
+    api, monkeypatch, caplog
+) -> None:
+    """The import is committed before the inline scheduler steps it; a step that then
+    fails is logged, and the client learns its study exists (a 500 would make it retry
+    an import that is already stored)."""
+    from service.orchestration.scheduler import Scheduler
+
+    def broken(self, study_id, **_):  # type: ignore[no-untyped-def]
+        raise RuntimeError("the rules' fit crashed")
+
+    monkeypatch.setattr(Scheduler, "step", broken)
+    authorize(api)
+    response = api.post("/studies/import", json=_body().model_dump(mode="json"))
+    assert response.status_code == 201, response.text
+    study = response.json()
+    assert study["trials_by_state"]["COMPLETE"] == 7 and study["state"] != StudyState.COMPLETE
+    assert api.get("/studies").json()["count"] == 1
+    assert "the rules' fit crashed" in caplog.text
+
+
+@pytest.mark.integration
 def test_an_admin_token_cannot_import(api) -> None:
     response = api.post(
         "/studies/import", json=_body().model_dump(mode="json"), headers=bearer(ADMIN_TOKEN)
