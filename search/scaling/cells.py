@@ -21,10 +21,9 @@ since they lie beyond the last successful learning rate they bound it.
 
 A learning rate's loss climbs faster towards divergence than below its optimum, and a
 quadratic fitted to such a bowl puts its vertex on the gentle side. When the sweep's
-cells together show a hyperparameter's bowl skewed (``sweep_skew``: a pooled test of a
-cubic term), one skew, cubic and quartic about the optimum, is estimated from the cells
-together (``sweep_shape``) and every cell's optimum is the bottom of its own quadratic
-plus that skew.
+cells together fit better with a hyperparameter warped (``sweep_warp``: a power
+``(exp(s h) - 1) / s`` of, say, ``ln lr``, one ``s`` for the sweep), every cell's bowl is
+a quadratic in the warped values, and its optimum maps back.
 
 The laws are then fitted through the cell optima, weighted by their precision
 (``search.scaling.laws.fit_law_to_estimates``).
@@ -44,12 +43,10 @@ MIN_CELLS = 3
 MIN_VALUES = 3
 # Runs per local-quadratic coefficient a cell needs.
 MIN_RUNS_PER_COEF = 1.5
-# Values a column needs for the cell's bowl to take cubic and quartic terms in it.
-MIN_SKEW_VALUES = 5
-# Confidence at which the sweep's bowls take their skew (``sweep_skew``).
-SKEW_LEVEL = 0.99
-_NEWTON_STEPS = 50  # to a skewed bowl's bottom from its quadratic's vertex
-_SHAPE_PASSES = 2  # refits of a cell's quadratic under the sweep's skew, about its optimum
+# Confidence at which the sweep's bowls take their warp (``sweep_warp``).
+WARP_LEVEL = 0.99
+# The warp's powers tried (``sweep_warp``), per natural unit of the hyperparameter.
+WARP_POWERS = np.round(np.arange(-1.5, 1.51, 0.1), 2)
 # A sweep: qualifying cells hold at least this share of the successful runs.
 MIN_SHARE_IN_CELLS = 0.5
 # Bootstrap draws of a cell that may fail (bowl not convex) before the cell is dropped.
@@ -130,133 +127,44 @@ def _quadratic_design(h: np.ndarray) -> np.ndarray:
 
 @dataclass(frozen=True)
 class _Bowl:
-    """A cell's fitted log-loss in standardised ``h``:
-    ``c + b'h + h'Q h / 2 + sum_i (skew_i h_i^3 + flat_i h_i^4)``."""
+    """A cell's fitted log-loss in standardised ``h``: ``c + b'h + h'Q h / 2``."""
 
     c: float
     b: np.ndarray
     q: np.ndarray
-    skew: np.ndarray
-    flat: np.ndarray
 
     def value(self, h: np.ndarray) -> np.ndarray:
-        quadratic = self.c + h @ self.b + 0.5 * np.einsum("ni,ij,nj->n", h, self.q, h)
-        return quadratic + h**3 @ self.skew + h**4 @ self.flat
+        return self.c + h @ self.b + 0.5 * np.einsum("ni,ij,nj->n", h, self.q, h)
 
-    def minimum(self, h: np.ndarray) -> np.ndarray | None:
-        """The bowl's bottom: the quadratic's vertex, moved by Newton's method to where the
-        skewed bowl's gradient vanishes; None where it has no bottom inside the runs ``h``
-        (the quadratic part not convex, or the skewed one's Hessian there not positive)."""
+    def minimum(self) -> np.ndarray | None:
+        """The bowl's vertex, or None where it is not convex."""
         if np.linalg.eigvalsh(self.q).min() <= 0:
             return None
-        x = -np.linalg.solve(self.q, self.b)
-        if not (self.skew.any() or self.flat.any()):
-            return x
-        reach = np.abs(h).max(axis=0)
-        return _newton_bottom(self.b, self.q, self.skew, self.flat, np.zeros_like(x), x, reach)
+        return -np.linalg.solve(self.q, self.b)
 
 
-def _newton_bottom(
-    b: np.ndarray,
-    q: np.ndarray,
-    cubic: np.ndarray,
-    quartic: np.ndarray,
-    centre: np.ndarray,
-    start: np.ndarray,
-    reach: np.ndarray | tuple[np.ndarray, np.ndarray],
-) -> np.ndarray | None:
-    """The bottom of ``b'x + x'Q x / 2 + sum_i cubic_i d_i^3 + quartic_i d_i^4`` with
-    ``d = x - centre``, by Newton's method from ``start``; None where the Hessian on the
-    way is not positive or ``x`` leaves ``reach`` (``|x| <= reach``, or ``(low, high)``)."""
-    low, high = reach if isinstance(reach, tuple) else (-reach, reach)
-    x = start.copy()
-    for _ in range(_NEWTON_STEPS):
-        d = x - centre
-        hessian = q + np.diag(6.0 * cubic * d + 12.0 * quartic * d**2)
-        if np.linalg.eigvalsh(hessian).min() <= 0:
-            return None
-        gradient = b + q @ x + 3.0 * cubic * d**2 + 4.0 * quartic * d**3
-        step = np.linalg.solve(hessian, gradient)
-        x = x - step
-        if np.any(x < low) or np.any(x > high):
-            return None
-        if np.abs(step).max() < 1e-10:
-            return x
-    return None
-
-
-def _fit_bowl(h: np.ndarray, y: np.ndarray, weights: np.ndarray, *, skewed: np.ndarray):
-    """Weighted least squares of ``_Bowl`` in standardised ``h``, with cubic and quartic
-    terms in the columns ``skewed`` (m,) marks: (optimum, bowl), or None without a
-    bottom."""
+def _fit_bowl(h: np.ndarray, y: np.ndarray, weights: np.ndarray):
+    """Weighted least squares of ``_Bowl`` in standardised ``h``: (optimum, bowl), or
+    None without a bottom."""
     m = h.shape[1]
     root = np.sqrt(weights)
-    design = np.column_stack([_quadratic_design(h), h[:, skewed] ** 3, h[:, skewed] ** 4])
-    coef, *_ = np.linalg.lstsq(design * root[:, None], y * root, rcond=None)
-    n_quadratic = _n_coef(m)
+    coef, *_ = np.linalg.lstsq(_quadratic_design(h) * root[:, None], y * root, rcond=None)
     q = np.zeros((m, m))
-    for (i, j), c in zip(_pairs(m), coef[1 + m : n_quadratic], strict=True):
+    for (i, j), c in zip(_pairs(m), coef[1 + m :], strict=True):
         q[i, j] = q[j, i] = 2.0 * c if i == j else c
-    skew, flat = np.zeros(m), np.zeros(m)
-    skew[skewed], flat[skewed] = coef[n_quadratic:].reshape(2, -1)
-    bowl = _Bowl(float(coef[0]), coef[1 : 1 + m], q, skew, flat)
-    optimum = bowl.minimum(h[weights > 0])
+    bowl = _Bowl(float(coef[0]), coef[1 : 1 + m], q)
+    optimum = bowl.minimum()
     return None if optimum is None else (optimum, bowl)
 
 
-@dataclass(frozen=True)
-class SkewShape:
-    """The sweep's shared skew: per column, the cubic and quartic coefficients of the
-    log-loss about a cell's optimum, in natural units (0 for a symmetric column)."""
-
-    cubic: np.ndarray
-    quartic: np.ndarray
-
-    def offset(self, h: np.ndarray, at: np.ndarray) -> np.ndarray:
-        d = h - at
-        return d**3 @ self.cubic + d**4 @ self.quartic
-
-
-def cell_optimum(h: np.ndarray, y: np.ndarray, shape: SkewShape | None = None):
+def cell_optimum(h: np.ndarray, y: np.ndarray):
     """One cell's optimum ``h*`` (m,) and each run's excess log-loss (n,; NaN for runs
-    the bowl gives no weight), or None (see the module docstring for the weighting).
-    With the sweep's ``shape`` (``sweep_shape``), the bowl is this cell's quadratic plus
-    that skew about its optimum: the quadratic is fitted to the log-loss less the skew
-    about the current optimum, the optimum moved to the bottom of both, twice; where that
-    has no bottom among the runs, the symmetric bowl's."""
+    the bowl gives no weight), or None (see the module docstring for the weighting)."""
     z, mean, scale = _standardised(h)
-    symmetric = np.zeros(h.shape[1], dtype=bool)
-    fit = _reweighted_bowl(z, y, skewed=symmetric)
+    fit = _reweighted_bowl(z, y)
     if fit is None:
         return None
     optimum, excess, weights = fit
-    if shape is not None:
-        at = optimum * scale + mean
-        for _ in range(_SHAPE_PASSES):
-            offset = shape.offset(h, at)
-            shaped = _reweighted_bowl(z, y - offset, skewed=symmetric)
-            if shaped is None:
-                break
-            bowl = _fit_bowl(z, y - offset, shaped[2], skewed=symmetric)
-            if bowl is None:
-                break
-            start, used = (at - mean) / scale, z[shaped[2] > 0]
-            bottom = _newton_bottom(
-                bowl[1].b,
-                bowl[1].q,
-                shape.cubic * scale**3,  # the shape in standardised units
-                shape.quartic * scale**4,
-                start,
-                start,
-                (used.min(axis=0), used.max(axis=0)),
-            )
-            if bottom is None:
-                break
-            lowest = bowl[1].value(bottom[None, :]) + shape.offset(
-                (bottom * scale + mean)[None, :], at
-            )
-            excess = bowl[1].value(z) + offset - float(lowest[0])
-            optimum, weights, at = bottom, shaped[2], bottom * scale + mean
     # Runs the bowl gave no weight (far above its bottom) have no trustworthy excess.
     return optimum * scale + mean, np.where(weights > 0, excess, np.nan)
 
@@ -267,12 +175,12 @@ def _standardised(h: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     return (h - mean) / scale, mean, scale
 
 
-def _reweighted_bowl(z: np.ndarray, y: np.ndarray, *, skewed: np.ndarray):
+def _reweighted_bowl(z: np.ndarray, y: np.ndarray):
     """The bowl fitted in ``1 + REWEIGHT_PASSES`` weighted fits: (optimum, each run's
     excess log-loss, the last weights), or None without a bottom."""
     weights = _bowl_weights(y - y.min(), y - y.min(), z.shape[1])
     for _ in range(1 + REWEIGHT_PASSES):
-        fit = _fit_bowl(z, y, weights, skewed=skewed)
+        fit = _fit_bowl(z, y, weights)
         if fit is None:
             return None
         optimum, bowl = fit
@@ -288,104 +196,79 @@ def _weighted_rss(design: np.ndarray, y: np.ndarray, weights: np.ndarray) -> flo
     return float(np.sum(weights * (y - design @ coef) ** 2))
 
 
-def _skew_evidence(
-    z: np.ndarray, y: np.ndarray, optimum: np.ndarray, weights: np.ndarray
-) -> tuple[np.ndarray, np.ndarray]:
-    """Per column (m,), how much a cubic term in it improves the symmetric bowl's
-    weighted fit (``(RSS_sym - RSS_cubic) / s^2``, about chi-squared with 1 degree of
-    freedom when the bowl is symmetric: the test asks for asymmetry, which moves the
-    optimum, not for a bowl flatter or sharper than a parabola on both sides, which does
-    not), and whether this cell can identify the skewed bowl's terms: the
-    runs the bowl weights try ``MIN_SKEW_VALUES`` values of it or more, bracket the
-    symmetric optimum (beyond them a cubic only extrapolates) and number
-    ``MIN_RUNS_PER_COEF`` per coefficient."""
-    m = z.shape[1]
+@dataclass(frozen=True)
+class Warp:
+    """The sweep's warp of its hyperparameters: per column, a cell's bowl is quadratic in
+    ``w = (exp(s (h - centre)) - 1) / s`` (``h - centre`` where the power ``s`` is 0).
+    A positive power stretches the values above the centre and squeezes those below, so
+    a bowl that rises faster above its optimum than below is a parabola in ``w``; the
+    warp is a fixed function of ``h``, so each cell's bowl stays a linear least-squares
+    fit and its optimum maps back through ``invert``."""
+
+    power: np.ndarray
+    centre: np.ndarray
+
+    def apply(self, h: np.ndarray) -> np.ndarray:
+        d = h - self.centre
+        s = np.where(self.power == 0, 1.0, self.power)
+        return np.where(self.power == 0, d, np.expm1(s * d) / s)
+
+    def invert(self, w: np.ndarray) -> np.ndarray:
+        """``h`` for ``w``, NaN where ``w`` lies beyond the warp's range (``1 + s w <= 0``:
+        a bowl whose bottom maps to no value of the hyperparameter)."""
+        s = np.where(self.power == 0, 1.0, self.power)
+        inside = np.where(self.power == 0, 1.0, 1.0 + s * w)
+        d = np.where(self.power == 0, w, np.log(np.where(inside > 0, inside, 1.0)) / s)
+        return np.where(inside > 0, d + self.centre, np.nan)
+
+
+def _weighted_residuals(z: np.ndarray, y: np.ndarray, weights: np.ndarray) -> tuple[float, int]:
+    """Weighted residual sum of squares of a quadratic in ``z`` and its residual degrees
+    of freedom."""
     used = weights > 0
-    n = int(used.sum())
-    zu, yu, wu = z[used], y[used], weights[used]
-    quadratic = _quadratic_design(zu)
-    evidence, identified = np.zeros(m), np.zeros(m, dtype=bool)
-    if n < MIN_RUNS_PER_COEF * (quadratic.shape[1] + 2):
-        return evidence, identified
-    rss_symmetric = _weighted_rss(quadratic, yu, wu)
-    for j in range(m):
-        values = np.unique(zu[:, j])
-        if len(values) < MIN_SKEW_VALUES or not values[1] <= optimum[j] <= values[-2]:
-            continue
-        rss = _weighted_rss(np.column_stack([quadratic, zu[:, j] ** 3]), yu, wu)
-        s2 = max(rss / (n - quadratic.shape[1] - 1), 1e-300)
-        evidence[j], identified[j] = (rss_symmetric - rss) / s2, True
-    return evidence, identified
+    design = _quadratic_design(z[used])
+    return _weighted_rss(design, y[used], weights[used]), int(used.sum()) - design.shape[1]
 
 
-# Per cell: rows, standardised h, scale, skew evidence (m,), columns identified (m,).
-_CellEvidence = tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]
-
-
-def _cells_evidence(
-    hp: np.ndarray, log_loss: np.ndarray, cells: list[np.ndarray]
-) -> list[_CellEvidence]:
-    """``_CellEvidence`` of every cell whose symmetric bowl has a bottom
-    (``_skew_evidence``)."""
+def sweep_warp(hp: np.ndarray, log_loss: np.ndarray, cells: list[np.ndarray]) -> Warp | None:
+    """The power per column (``WARP_POWERS``) that best makes the cells' bowls quadratic,
+    where it fits them better than no warp at ``WARP_LEVEL`` (a chi-squared test with one
+    degree of freedom of the pooled weighted residuals, each cell keeping the weights of
+    its unwarped bowl so that every power is judged on the same runs); None where no
+    column takes one. A column's power is chosen with the others unwarped."""
     m = hp.shape[1]
-    out: list[_CellEvidence] = []
+    centre = np.median(hp, axis=0)
+    fits = []
     for rows in cells:
-        z, _, scale = _standardised(hp[rows])
-        fit = _reweighted_bowl(z, log_loss[rows], skewed=np.zeros(m, dtype=bool))
+        z, _, _ = _standardised(hp[rows])
+        fit = _reweighted_bowl(z, log_loss[rows])
         if fit is not None:
-            out.append((rows, z, scale, *_skew_evidence(z, log_loss[rows], fit[0], fit[2])))
-    return out
-
-
-def _skewed_columns(evidence: list[_CellEvidence], m: int) -> np.ndarray:
-    total, count = np.zeros(m), np.zeros(m)
-    for _, _, _, cell_evidence, identified in evidence:
-        total += np.where(identified, cell_evidence, 0.0)
-        count += identified
-    p_values = np.where(count > 0, stats.chi2.sf(total, np.maximum(count, 1)), 1.0)
-    return p_values < 1.0 - SKEW_LEVEL
-
-
-def sweep_skew(hp: np.ndarray, log_loss: np.ndarray, cells: list[np.ndarray]) -> np.ndarray:
-    """The columns (m,) whose bowls are skewed across the sweep: a chi-squared test at
-    ``SKEW_LEVEL`` of the cells' summed evidence (``_skew_evidence``, one degree of
-    freedom per cell that can identify it). One bowl shape for the whole sweep, since a
-    learning rate's loss rises faster towards divergence than below its optimum at every
-    scale; pooled, the test has the power no single noisy cell has, and a symmetric
-    sweep keeps the fewer coefficients (less variance) in every cell."""
-    return _skewed_columns(_cells_evidence(hp, log_loss, cells), hp.shape[1])
-
-
-def sweep_shape(hp: np.ndarray, log_loss: np.ndarray, cells: list[np.ndarray]) -> SkewShape | None:
-    """The skew every cell's bowl shares, where ``sweep_skew`` finds one: each cell that
-    can identify it fits cubic and quartic terms in the skewed columns, its coefficients
-    re-expanded about its own optimum in natural units, and the cells' coefficients
-    averaged, weighted by the runs each bowl weights. One shape for every cell, as the
-    test is one for the sweep: a noisy cell then fits only its own quadratic, and ten
-    small cells at 3% noise pool their estimate of the skew, not only its test (each
-    fitting its own cost more accuracy than the skew's bias it removed)."""
-    evidence = _cells_evidence(hp, log_loss, cells)
-    skew = _skewed_columns(evidence, hp.shape[1])
-    if not skew.any():
+            fits.append((rows, fit[2]))
+    power = np.zeros(m)
+    if not fits:
         return None
-    cubic, quartic, weights = [], [], []
-    for rows, z, scale, _, identified in evidence:
-        y, columns = log_loss[rows], skew & identified
-        skewed = _reweighted_bowl(z, y, skewed=columns) if columns.any() else None
-        bowl = None if skewed is None else _fit_bowl(z, y, skewed[2], skewed=columns)
-        if skewed is None or bowl is None:
-            continue
-        bottom, fitted = bowl
-        # Taylor coefficients about the bottom: the quartic's shifts the cubic's.
-        cubic.append((fitted.skew + 4.0 * fitted.flat * bottom) / scale**3)
-        quartic.append(fitted.flat / scale**4)
-        weights.append(float((skewed[2] > 0).sum()))
-    if not weights:
-        return None
-    return SkewShape(
-        cubic=np.where(skew, np.average(cubic, axis=0, weights=weights), 0.0),
-        quartic=np.where(skew, np.average(quartic, axis=0, weights=weights), 0.0),
-    )
+
+    def pooled(s: np.ndarray) -> tuple[float, int]:
+        warp = Warp(power=s, centre=centre)
+        total, dof = 0.0, 0
+        for rows, weights in fits:
+            z, _, _ = _standardised(warp.apply(hp[rows]))
+            rss, n = _weighted_residuals(z, log_loss[rows], weights)
+            total, dof = total + rss, dof + n
+        return total, dof
+
+    unwarped, _ = pooled(power)
+    for j in range(m):
+        trial = np.zeros(m)
+        scores = []
+        for s in WARP_POWERS:
+            trial[j] = s
+            scores.append(pooled(trial))
+        best = int(np.argmin([rss for rss, _ in scores]))
+        rss, dof = scores[best]
+        if dof > 0 and (unwarped - rss) / max(rss / dof, 1e-300) > stats.chi2.ppf(WARP_LEVEL, 1):
+            power[j] = WARP_POWERS[best]
+    return Warp(power=power, centre=centre) if power.any() else None
 
 
 def _bowl_weights(excess: np.ndarray, above: np.ndarray, m: int) -> np.ndarray:
@@ -429,18 +312,29 @@ def estimate_cells(
     """Each cell's optimum of the ``columns`` of ``hp`` (transformed units) with its
     bootstrap variance; rows of ``log_axes``, ``hp``, ``log_loss`` are successful runs."""
     rng = np.random.default_rng(seed)
-    shape = sweep_shape(hp[:, columns], log_loss, cells)
+    swept = hp[:, columns]
+    warp = sweep_warp(swept, log_loss, cells)
+    if warp is not None:
+        swept = warp.apply(swept)
+
+    def optimum_of(rows: np.ndarray):
+        fit = cell_optimum(swept[rows], log_loss[rows])
+        if fit is None or warp is None:
+            return fit
+        at = warp.invert(fit[0])
+        return None if np.isnan(at).any() else (at, fit[1])
+
     kept, optima, variances = [], [], []
     excess = np.full(len(log_loss), np.nan)
     dropped = 0
     for rows in cells:
-        h, y = hp[np.ix_(rows, np.asarray(columns))], log_loss[rows]
-        point = cell_optimum(h, y, shape)
+        h = hp[np.ix_(rows, np.asarray(columns))]
+        point = optimum_of(rows)
         draws = []
         for _ in range(n_bootstrap):
             pick = rng.integers(0, len(rows), size=len(rows))
             if all(_swept(h[pick, j]) for j in range(h.shape[1])):
-                fit = cell_optimum(h[pick], y[pick], shape)
+                fit = optimum_of(rows[pick])
                 if fit is not None:
                     draws.append(fit[0])
         if point is None or len(draws) < (1.0 - MAX_FAILED_DRAWS) * n_bootstrap:

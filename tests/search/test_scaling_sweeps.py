@@ -151,19 +151,32 @@ def _skewed_cell(rng: np.random.Generator, *, skew: float, noise: float):
 
 def test_a_skewed_bowls_bottom_is_found_where_a_quadratic_misses_it():
     """Loss rising faster above the lr optimum than below (as in real runs) pulls a
-    quadratic's vertex down (0.15-0.17 dex here); the sweep's shared skew (cubic and
-    quartic about each optimum) takes two thirds of that off in every cell."""
+    quadratic's vertex down (0.15-0.17 dex here); the sweep's warp of ln lr takes most of
+    that off in every cell, and leaves the symmetric batch unwarped."""
     for seed in range(3):
         h, y, groups = _sweep_of_cells(seed, skew=1.5, noise=0.002)
-        shape = cells.sweep_shape(h, y, groups)
-        assert shape is not None and shape.cubic[0] > 0 and shape.cubic[1] == 0
-        quadratic, skewed = [], []
+        warp = cells.sweep_warp(h, y, groups)
+        assert warp is not None and warp.power[0] > 0 and warp.power[1] == 0
+        quadratic, warped = [], []
         for rows in groups:
-            for found, given in ((quadratic, None), (skewed, shape)):
-                optimum, _ = cells.cell_optimum(h[rows], y[rows], given)
-                found.append((optimum[0] - math.log(3e-3)) / math.log(10))
+            optimum, _ = cells.cell_optimum(h[rows], y[rows])
+            quadratic.append((optimum[0] - math.log(3e-3)) / math.log(10))
+            optimum, _ = cells.cell_optimum(warp.apply(h[rows]), y[rows])
+            warped.append((warp.invert(optimum)[0] - math.log(3e-3)) / math.log(10))
         assert np.all(np.array(quadratic) < -0.1), quadratic  # the vertex sits low
-        assert np.max(np.abs(skewed)) < 0.35 * np.min(np.abs(quadratic)), (skewed, quadratic)
+        assert np.max(np.abs(warped)) < 0.35 * np.min(np.abs(quadratic)), (warped, quadratic)
+
+
+def test_the_warp_maps_back_to_the_hyperparameter():
+    """``invert`` undoes ``apply`` per column, an unwarped column is only centred, and a
+    warped value beyond the warp's range maps to no hyperparameter (NaN)."""
+    warp = cells.Warp(power=np.array([0.7, 0.0]), centre=np.array([-6.0, 5.0]))
+    h = np.array([[-9.0, 2.0], [-6.0, 5.0], [-2.5, 11.0]])
+    w = warp.apply(h)
+    assert np.allclose(warp.invert(w), h)
+    assert np.allclose(w[:, 1], h[:, 1] - 5.0) and w[1, 0] == 0.0
+    assert w[2, 0] - w[1, 0] > w[1, 0] - w[0, 0]  # stretched above the centre
+    assert np.isnan(warp.invert(np.array([-1.0 / 0.7 - 0.1, 0.0]))[0])
 
 
 def _sweep_of_cells(seed: int, *, skew: float, noise: float, n_cells: int = 8):
@@ -174,16 +187,16 @@ def _sweep_of_cells(seed: int, *, skew: float, noise: float, n_cells: int = 8):
     return np.vstack([h for h, _ in parts]), np.concatenate([y for _, y in parts]), groups
 
 
-def test_the_sweep_takes_a_skew_only_where_its_cells_show_one():
+def test_the_sweep_takes_a_warp_only_where_its_cells_show_skew():
     """Pooled over a sweep's cells, the test finds the learning rate's skew at a noise
     no single cell could see it through, and under noise alone fires about as often as
-    its level allows (a symmetric sweep keeps its quadratic cells: less variance)."""
-    found = [cells.sweep_skew(*_sweep_of_cells(s, skew=1.5, noise=0.01)) for s in range(10)]
-    assert sum(f[0] for f in found) >= 9, found
+    its level allows (a symmetric sweep keeps its cells' plain quadratics)."""
+    found = [cells.sweep_warp(*_sweep_of_cells(s, skew=1.5, noise=0.01)) for s in range(10)]
+    assert sum(w is not None and w.power[0] > 0 for w in found) >= 9, found
     fired = sum(
-        cells.sweep_skew(*_sweep_of_cells(s, skew=0.0, noise=0.01)).any() for s in range(40)
+        cells.sweep_warp(*_sweep_of_cells(s, skew=0.0, noise=0.01)) is not None for s in range(40)
     )
-    assert fired <= 8, fired  # two columns at 5% each: about 4 of 40; P(> 8) < 2%
+    assert fired <= 8, fired  # two columns at 1% each (and a grid's choice): P(> 8) tiny
 
 
 def test_on_a_skewed_sweep_the_rules_lose_less_than_the_baseline_and_the_quadratic(
@@ -203,6 +216,6 @@ def test_on_a_skewed_sweep_the_rules_lose_less_than_the_baseline_and_the_quadrat
     for seed in (0, 1):
         skewed, baseline = excess("rules", seed), excess("baseline", seed)
         with monkeypatch.context() as never:
-            never.setattr(cells, "SKEW_LEVEL", 2.0)  # p < -1: no bowl takes a skew
+            never.setattr(cells, "sweep_warp", lambda *_: None)
             quadratic = excess("rules", seed)
         assert skewed < min(baseline, quadratic), (seed, skewed, baseline, quadratic)
