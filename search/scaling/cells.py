@@ -21,9 +21,9 @@ since they lie beyond the last successful learning rate they bound it.
 
 A learning rate's loss climbs faster towards divergence than below its optimum, and a
 quadratic fitted to such a bowl puts its vertex on the gentle side. When the sweep's
-cells together fit better with a hyperparameter warped (``sweep_warp``: a power
-``(exp(s h) - 1) / s`` of, say, ``ln lr``, one ``s`` for the sweep), every cell's bowl is
-a quadratic in the warped values, and its optimum maps back.
+cells together fit better with a hyperparameter warped (``sweep_warp``; a power of the
+learning rate, one for the sweep: ``search.scaling.warp``), every cell's bowl is a
+quadratic in the warped values, and its optimum maps back.
 
 The laws are then fitted through the cell optima, weighted by their precision
 (``search.scaling.laws.fit_law_to_estimates``).
@@ -34,19 +34,15 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
-from scipy import stats
 
 from search.scaling.surface import BOWL_SCALE, REWEIGHT_PASSES
+from search.scaling.warp import Warp, choose_warp
 
 MIN_CELLS = 3
 # A hyperparameter is swept in a cell when the cell tried at least this many values.
 MIN_VALUES = 3
 # Runs per local-quadratic coefficient a cell needs.
 MIN_RUNS_PER_COEF = 1.5
-# Confidence at which the sweep's bowls take their warp (``sweep_warp``).
-WARP_LEVEL = 0.99
-# The warp's powers tried (``sweep_warp``), per natural unit of the hyperparameter.
-WARP_POWERS = np.round(np.arange(-1.5, 1.51, 0.1), 2)
 # A sweep: qualifying cells hold at least this share of the successful runs.
 MIN_SHARE_IN_CELLS = 0.5
 # Bootstrap draws of a cell that may fail (bowl not convex) before the cell is dropped.
@@ -196,32 +192,6 @@ def _weighted_rss(design: np.ndarray, y: np.ndarray, weights: np.ndarray) -> flo
     return float(np.sum(weights * (y - design @ coef) ** 2))
 
 
-@dataclass(frozen=True)
-class Warp:
-    """The sweep's warp of its hyperparameters: per column, a cell's bowl is quadratic in
-    ``w = (exp(s (h - centre)) - 1) / s`` (``h - centre`` where the power ``s`` is 0).
-    A positive power stretches the values above the centre and squeezes those below, so
-    a bowl that rises faster above its optimum than below is a parabola in ``w``; the
-    warp is a fixed function of ``h``, so each cell's bowl stays a linear least-squares
-    fit and its optimum maps back through ``invert``."""
-
-    power: np.ndarray
-    centre: np.ndarray
-
-    def apply(self, h: np.ndarray) -> np.ndarray:
-        d = h - self.centre
-        s = np.where(self.power == 0, 1.0, self.power)
-        return np.where(self.power == 0, d, np.expm1(s * d) / s)
-
-    def invert(self, w: np.ndarray) -> np.ndarray:
-        """``h`` for ``w``, NaN where ``w`` lies beyond the warp's range (``1 + s w <= 0``:
-        a bowl whose bottom maps to no value of the hyperparameter)."""
-        s = np.where(self.power == 0, 1.0, self.power)
-        inside = np.where(self.power == 0, 1.0, 1.0 + s * w)
-        d = np.where(self.power == 0, w, np.log(np.where(inside > 0, inside, 1.0)) / s)
-        return np.where(inside > 0, d + self.centre, np.nan)
-
-
 def _weighted_residuals(z: np.ndarray, y: np.ndarray, weights: np.ndarray) -> tuple[float, int]:
     """Weighted residual sum of squares of a quadratic in ``z`` and its residual degrees
     of freedom."""
@@ -231,25 +201,19 @@ def _weighted_residuals(z: np.ndarray, y: np.ndarray, weights: np.ndarray) -> tu
 
 
 def sweep_warp(hp: np.ndarray, log_loss: np.ndarray, cells: list[np.ndarray]) -> Warp | None:
-    """The power per column (``WARP_POWERS``) that best makes the cells' bowls quadratic,
-    where it fits them better than no warp at ``WARP_LEVEL`` (a chi-squared test with one
-    degree of freedom of the pooled weighted residuals, each cell keeping the weights of
-    its unwarped bowl so that every power is judged on the same runs); None where no
-    column takes one. A column's power is chosen with the others unwarped."""
-    m = hp.shape[1]
-    centre = np.median(hp, axis=0)
+    """The sweep's warp (``search.scaling.warp.choose_warp``) from the cells' pooled
+    residuals, each cell keeping the weights of its unwarped bowl so that every power is
+    judged on the same runs; None where no column takes one."""
     fits = []
     for rows in cells:
         z, _, _ = _standardised(hp[rows])
         fit = _reweighted_bowl(z, log_loss[rows])
         if fit is not None:
             fits.append((rows, fit[2]))
-    power = np.zeros(m)
     if not fits:
         return None
 
-    def pooled(s: np.ndarray) -> tuple[float, int]:
-        warp = Warp(power=s, centre=centre)
+    def pooled(warp: Warp) -> tuple[float, int]:
         total, dof = 0.0, 0
         for rows, weights in fits:
             z, _, _ = _standardised(warp.apply(hp[rows]))
@@ -257,18 +221,7 @@ def sweep_warp(hp: np.ndarray, log_loss: np.ndarray, cells: list[np.ndarray]) ->
             total, dof = total + rss, dof + n
         return total, dof
 
-    unwarped, _ = pooled(power)
-    for j in range(m):
-        trial = np.zeros(m)
-        scores = []
-        for s in WARP_POWERS:
-            trial[j] = s
-            scores.append(pooled(trial))
-        best = int(np.argmin([rss for rss, _ in scores]))
-        rss, dof = scores[best]
-        if dof > 0 and (unwarped - rss) / max(rss / dof, 1e-300) > stats.chi2.ppf(WARP_LEVEL, 1):
-            power[j] = WARP_POWERS[best]
-    return Warp(power=power, centre=centre) if power.any() else None
+    return choose_warp(hp, pooled)
 
 
 def _bowl_weights(excess: np.ndarray, above: np.ndarray, m: int) -> np.ndarray:
@@ -319,10 +272,7 @@ def estimate_cells(
 
     def optimum_of(rows: np.ndarray):
         fit = cell_optimum(swept[rows], log_loss[rows])
-        if fit is None or warp is None:
-            return fit
-        at = warp.invert(fit[0])
-        return None if np.isnan(at).any() else (at, fit[1])
+        return fit if fit is None or warp is None else (warp.invert(fit[0]), fit[1])
 
     kept, optima, variances = [], [], []
     excess = np.full(len(log_loss), np.nan)
