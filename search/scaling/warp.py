@@ -15,9 +15,10 @@ least-squares fit, and its vertex maps back through ``Warp.invert``.
 
 ``choose_warp`` picks the powers from a fit's pooled residuals; the designed sweeps'
 cells (``search.scaling.cells``) supply theirs. The engine studies' response surface
-does not warp: tried there, it fired on a real study's weight decay and moved its
-learning rate at 10x to the space's floor (docs/notes/engine-experiments.md, "A warp
-instead of the shared skew").
+does not warp: one quadratic spans every scale there, and the warp it took bent other
+laws (a real study's weight decay sent its learning rate at 10x to the space's floor; a
+low-noise study's batch came out 1.5x low at 100x; docs/notes/engine-experiments.md,
+"A warp instead of the shared skew").
 """
 
 from __future__ import annotations
