@@ -47,11 +47,14 @@ class InProcessPool:
         future.add_done_callback(self._collect)
 
     def _run(self, request: TrialRequest) -> TrialResult:
+        # Each trial names the thread that ran it ("embedded/trial_0"), as a Celery trial
+        # names its worker: a user can see how many threads a study used.
+        worker = f"embedded/{threading.current_thread().name}"
         try:
-            return run_trial_request(request, device=self.device, worker="embedded")
+            return run_trial_request(request, device=self.device, worker=worker)
         except InfrastructureError as exc:
             return failed_result(
-                request, failure_kind="infrastructure", reason=str(exc), worker="embedded"
+                request, failure_kind="infrastructure", reason=str(exc), worker=worker
             )
 
     def _collect(self, future: Future[TrialResult]) -> None:

@@ -84,9 +84,37 @@ def test_run_with_one_worker_thread_finishes_every_trial_in_flight(tmp_path) -> 
     assert result.exit_code == 0, result.output
     assert "finished: COMPLETE" in result.output
     with sqlite3.connect(db) as conn:
-        states = [s for (s,) in conn.execute("select state from trials")]
+        rows = conn.execute("select state, worker from trials").fetchall()
     conn.close()
-    assert states == ["COMPLETE"] * 3
+    assert [state for state, _ in rows] == ["COMPLETE"] * 3
+    assert {worker for _, worker in rows} == {"embedded/trial_0"}  # one thread ran them all
+
+
+def test_run_with_three_worker_threads_runs_trials_side_by_side(tmp_path) -> None:
+    """Three trials in flight on three threads: each thread holds its trial until all
+    three have started (a barrier), so the study finishes only if they ran at once."""
+    import threading
+
+    from workers.objectives import testbed
+
+    study = tmp_path / "s.yaml"
+    study.write_text(f"{HEAD}in_flight: 3\nsearch: {{n_startup: 3}}\n")
+    db = tmp_path / "s.db"
+    barrier = threading.Barrier(3, timeout=30)
+    run = testbed.TestbedObjective.run
+
+    def together(self, params, *, seed, context):  # type: ignore[no-untyped-def]
+        barrier.wait()
+        return run(self, params, seed=seed, context=context)
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(testbed.TestbedObjective, "run", together)
+        result = runner.invoke(app, ["run", str(study), "--db", str(db), "--workers", "3"])
+    assert result.exit_code == 0, result.output
+    with sqlite3.connect(db) as conn:
+        workers = {w for (w,) in conn.execute("select worker from trials")}
+    conn.close()
+    assert workers == {"embedded/trial_0", "embedded/trial_1", "embedded/trial_2"}
 
 
 def test_run_executes_a_study_file(tmp_path) -> None:
