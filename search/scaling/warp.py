@@ -13,12 +13,10 @@ lies: one ``s`` per hyperparameter serves every cell of a sweep and every scale 
 study. The warp is a fixed function of ``h``, so a bowl fitted in ``w`` stays a linear
 least-squares fit, and its vertex maps back through ``Warp.invert``.
 
-``choose_warp`` picks the powers from a fit's pooled residuals; the designed sweeps'
-cells (``search.scaling.cells``) supply theirs. The engine studies' response surface
-does not warp: one quadratic spans every scale there, and the warp it took bent other
-laws (a real study's weight decay sent its learning rate at 10x to the space's floor; a
-low-noise study's batch came out 1.5x low at 100x; docs/notes/engine-experiments.md,
-"A warp instead of the shared skew").
+``choose_warp`` picks the powers from a fit's pooled residuals: the designed sweeps'
+cells (``search.scaling.cells``) supply theirs, and the engine studies' response surface
+(``search.scaling.surface.surface_warp``) its own, there only positive powers and only
+for the hyperparameters whose laws the unwarped rules keep (``search.scaling.fitting``).
 """
 
 from __future__ import annotations
@@ -59,26 +57,32 @@ class Warp:
         return np.where(self.power == 0, w, np.log(inside) / s) + self.centre
 
 
-def choose_warp(hp: np.ndarray, residuals: Callable[[Warp], tuple[float, int]]) -> Warp | None:
+def choose_warp(
+    hp: np.ndarray,
+    residuals: Callable[[Warp], tuple[float, int]],
+    columns: list[int] | None = None,
+    powers: np.ndarray = WARP_POWERS,
+) -> Warp | None:
     """The power per column of ``hp`` (n, m) among ``WARP_POWERS`` with the least pooled
     residual sum of squares (``residuals(warp)``: the fit's weighted RSS and residual
     degrees of freedom under ``warp``), taken where it beats no warp at ``WARP_LEVEL`` (a
     chi-squared test with one degree of freedom against the warped fit's residual
-    variance); None where no column takes one. Each column's power is chosen with the
-    others unwarped; the centres are the columns' medians."""
+    variance); None where no column takes one. Each of ``columns`` (default all) is
+    chosen among ``powers`` with the others unwarped; the centres are the columns'
+    medians."""
     m = hp.shape[1]
     centre = np.median(hp, axis=0)
     power = np.zeros(m)
     unwarped, _ = residuals(Warp(power=power.copy(), centre=centre))
     threshold = stats.chi2.ppf(WARP_LEVEL, 1)
-    for j in range(m):
+    for j in range(m) if columns is None else columns:
         trial = np.zeros(m)
         scores = []
-        for s in WARP_POWERS:
+        for s in powers:
             trial[j] = s
             scores.append(residuals(Warp(power=trial.copy(), centre=centre)))
         best = int(np.argmin([rss for rss, _ in scores]))
         rss, dof = scores[best]
         if dof > 0 and (unwarped - rss) / max(rss / dof, 1e-300) > threshold:
-            power[j] = WARP_POWERS[best]
+            power[j] = powers[best]
     return Warp(power=power, centre=centre) if power.any() else None
