@@ -345,7 +345,7 @@ def surface_warp(data: SurfaceData, structure: Structure, columns: list[int]) ->
     it was a batch bowl whose asymmetry moves with scale (the testbed's too-few-steps
     penalty), and warping it put the batch 1.5x low at 100x."""
     unwarped = replace(structure, warp=None)
-    weights = _bowl_weights(fit_surface(data, unwarped), data)
+    weights = _bowl_weights(fit_surface(data, unwarped), data) if columns else None
     if weights is None:
         return None
 
@@ -354,8 +354,6 @@ def surface_warp(data: SurfaceData, structure: Structure, columns: list[int]) ->
         residual = data.log_loss - design @ surface.coef
         return float(np.sum(weights * residual**2)), design.shape[0] - design.shape[1]
 
-    if not columns:
-        return None
     return choose_warp(data.hp, residuals, columns, WARP_POWERS[WARP_POWERS > 0])
 
 
