@@ -93,5 +93,5 @@ SPREAD_HELD_OUT: dict[str, dict[str, Any]] = {
 
 # The default testbed with loss rising faster above the learning-rate optimum than below
 # it (``TestbedConfig.lr_skew``), as real sweeps show: what a quadratic bowl misreads.
-# The designed sweeps' skew terms (``search.scaling.cells``) were developed on it.
+# The rules' warp of a skewed bowl (``search.scaling.warp``) was developed on it.
 SKEWED_LR: dict[str, dict[str, Any]] = {"skewed-lr": {"lr_skew": 1.5}}

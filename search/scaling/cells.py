@@ -186,18 +186,15 @@ def _reweighted_bowl(z: np.ndarray, y: np.ndarray):
     return optimum, excess, weights
 
 
-def _weighted_rss(design: np.ndarray, y: np.ndarray, weights: np.ndarray) -> float:
-    root = np.sqrt(weights)
-    coef, *_ = np.linalg.lstsq(design * root[:, None], y * root, rcond=None)
-    return float(np.sum(weights * (y - design @ coef) ** 2))
-
-
 def _weighted_residuals(z: np.ndarray, y: np.ndarray, weights: np.ndarray) -> tuple[float, int]:
     """Weighted residual sum of squares of a quadratic in ``z`` and its residual degrees
     of freedom."""
     used = weights > 0
-    design = _quadratic_design(z[used])
-    return _weighted_rss(design, y[used], weights[used]), int(used.sum()) - design.shape[1]
+    design, y, weights = _quadratic_design(z[used]), y[used], weights[used]
+    root = np.sqrt(weights)
+    coef, *_ = np.linalg.lstsq(design * root[:, None], y * root, rcond=None)
+    rss = float(np.sum(weights * (y - design @ coef) ** 2))
+    return rss, int(used.sum()) - design.shape[1]
 
 
 def sweep_warp(hp: np.ndarray, log_loss: np.ndarray, cells: list[np.ndarray]) -> Warp | None:

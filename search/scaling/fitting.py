@@ -204,6 +204,11 @@ def _surface_rules(fit: FitInputs, front: np.ndarray) -> ScalingRules:
     return rules if warped is None else _rules_through(fit, warped, members, eff, frontier_parts)
 
 
+# The loss frontier, its reason, its backtest and that one's reason (``_fit_frontier``,
+# ``_backtest_frontier``): read once, shared by both readings of the rules.
+_FrontierParts = tuple[LossFrontier | None, str | None, Backtest | None, str | None]
+
+
 def _warped_stage(stage: SurfaceStage, rules: ScalingRules) -> SurfaceStage | None:
     """``stage`` refitted in the warp (``search.scaling.warp``) its surface takes among the
     hyperparameters whose laws ``rules`` kept, or None where none takes one. A learning
@@ -214,9 +219,8 @@ def _warped_stage(stage: SurfaceStage, rules: ScalingRules) -> SurfaceStage | No
     the space's floor (docs/notes/engine-experiments.md)."""
     if stage.surface is None or stage.structure is None:
         return None
-    kept_names = [stage.hp_params[j].name for j in stage.kept]
     supported = {r.name for r in rules.hyperparameters if r.supported}
-    columns = [i for i, name in enumerate(kept_names) if name in supported]
+    columns = [i for i, j in enumerate(stage.kept) if stage.hp_params[j].name in supported]
     warp = surface_warp(stage.kept_data, stage.structure, columns)
     if warp is None:
         return None
@@ -229,7 +233,7 @@ def _rules_through(
     stage: SurfaceStage,
     members: np.ndarray,
     eff: EfficientSet,
-    frontier_parts: tuple[Any, Any, Any, Any],
+    frontier_parts: _FrontierParts,
 ) -> ScalingRules:
     """The rules read off ``stage``'s surface at the efficient runs ``members``."""
     table = fit.table

@@ -63,13 +63,12 @@ def choose_warp(
     columns: list[int] | None = None,
     powers: np.ndarray = WARP_POWERS,
 ) -> Warp | None:
-    """The power per column of ``hp`` (n, m) among ``WARP_POWERS`` with the least pooled
+    """The power per column of ``hp`` (n, m) among ``powers`` with the least pooled
     residual sum of squares (``residuals(warp)``: the fit's weighted RSS and residual
     degrees of freedom under ``warp``), taken where it beats no warp at ``WARP_LEVEL`` (a
     chi-squared test with one degree of freedom against the warped fit's residual
     variance); None where no column takes one. Each of ``columns`` (default all) is
-    chosen among ``powers`` with the others unwarped; the centres are the columns'
-    medians."""
+    chosen with the others unwarped; the centres are the columns' medians."""
     m = hp.shape[1]
     centre = np.median(hp, axis=0)
     power = np.zeros(m)

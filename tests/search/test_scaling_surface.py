@@ -283,3 +283,14 @@ def test_a_held_value_stays_what_it_was_under_a_warp():
     joint = surface.optimum(GRID)
     again = surface.optimum(GRID, fixed={0: float(joint[2, 0])})
     np.testing.assert_allclose(again[2], joint[2], atol=1e-9)
+
+
+def test_the_surface_takes_no_warp_for_a_bowl_steeper_below_its_optimum():
+    """The surface warps only towards a bowl climbing faster above its optimum (a
+    learning rate's, towards divergence): the mirror image of the skewed data, whose
+    quadratic vertex sits high, takes none."""
+    data = _skewed_data(400, seed=0, skew=-0.7)
+    plain = Structure(degree=3, bend=False)
+    quadratic = fit_surface(data, plain).optimum(GRID)[:, 0] - _optimum(GRID)[:, 0]
+    assert np.all(quadratic > 0.15), quadratic
+    assert surface_warp(data, plain, [0, 1]) is None
