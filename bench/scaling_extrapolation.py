@@ -29,7 +29,8 @@ ENGINE_HELD_OUT`` (never used to tune the engine or the fit), noise 1% and 3%, s
 0-4, 240 trials: 30 studies. ``--truths held-out-data-hungry,held-out-sharp-lr`` runs the
 budget-pacing bench's held-out truths (``PACING_HELD_OUT``), a second held-out set;
 ``--truths spread-wide-bowls,spread-narrow-bowls`` the spread points' (``bench.truths.
-SPREAD_HELD_OUT``).
+SPREAD_HELD_OUT``), and ``--truths engine-skewed-balanced,engine-skewed-steep,
+engine-skewed-shallow`` the warp's skewed held-out ones (``SKEWED_HELD_OUT``).
 Every run scores the 90% intervals of the learning rate, batch size, N*, D* and loss
 at 100x (``bench.designed_sweeps.coverage_at_100x``; the learning rate also against the
 optimum for the predicted batch, ``lr_coverage_at_predicted_batch``) and prints, per
@@ -58,7 +59,14 @@ from pathlib import Path
 
 import numpy as np
 
-from bench.truths import BENCH_TRUTHS, ENGINE_HELD_OUT, SKEWED_LR, SPREAD_HELD_OUT, TUNED_ON
+from bench.truths import (
+    BENCH_TRUTHS,
+    ENGINE_HELD_OUT,
+    SKEWED_HELD_OUT,
+    SKEWED_LR,
+    SPREAD_HELD_OUT,
+    TUNED_ON,
+)
 from search.engine import ParetoSearch
 from search.errors import NotEnoughDataError
 from search.scaling import ScalingAxes, fit_scaling_rules
@@ -90,7 +98,10 @@ COST_MODELS = {"flops": {"half_utilisation_batch_tokens": 0.0}, "seconds": {}}
 # second held-out set for a change chosen with ENGINE_HELD_OUT in view
 # (``--truths held-out-data-hungry,held-out-sharp-lr``).
 PACING_HELD_OUT = {name: config for name, config in BENCH_TRUTHS.items() if name != TUNED_ON}
-TRUTHS = {**GROUND_TRUTHS, **ENGINE_HELD_OUT, **PACING_HELD_OUT, **SPREAD_HELD_OUT, **SKEWED_LR}
+TRUTHS = {
+    **GROUND_TRUTHS, **ENGINE_HELD_OUT, **PACING_HELD_OUT, **SPREAD_HELD_OUT, **SKEWED_LR,
+    **SKEWED_HELD_OUT,
+}  # fmt: skip
 # Issue 16's bars at 100x: median |log10 error| of lr and batch (dex), |N*(C) exponent error|.
 BARS = {"learning_rate": 0.08, "batch_size": 0.12, "exponent_error": 0.03}
 COVERAGE_BAND = (0.80, 0.97)

@@ -1,7 +1,7 @@
 """Held-out ground truths of the benches, by name: ``BENCH_TRUTHS`` of the budget-pacing
 bench (``bench.budget_pacing``), ``ENGINE_HELD_OUT`` of the scaling-rules engine studies,
-``SPREAD_HELD_OUT`` of the engine's spread points, and ``SKEWED_LR``, a skewed
-learning-rate bowl.
+``SPREAD_HELD_OUT`` of the engine's spread points, ``SKEWED_LR``, a skewed
+learning-rate bowl, and ``SKEWED_HELD_OUT``, skewed bowls the surface's warp never saw.
 
 Each is a set of ``TestbedConfig`` overrides. ``chinchilla-steplaw`` is the default
 testbed, on which the engine's defaults were tuned (``bench.pareto_regret``); the other
@@ -95,3 +95,16 @@ SPREAD_HELD_OUT: dict[str, dict[str, Any]] = {
 # it (``TestbedConfig.lr_skew``), as real sweeps show: what a quadratic bowl misreads.
 # The rules' warp of a skewed bowl (``search.scaling.warp``) was developed on it.
 SKEWED_LR: dict[str, dict[str, Any]] = {"skewed-lr": {"lr_skew": 1.5}}
+
+# Held-out skewed truths of the engine studies' warp (``search.scaling.surface.
+# surface_warp``): written after its positive-power rule was chosen on ``skewed-lr`` and
+# the slow engine-study test, before their first scoring. Each takes an ENGINE_HELD_OUT
+# truth's loss and laws and skews its learning-rate bowl, by a different amount each,
+# one of them with a shallower bowl below the optimum than any truth the warp met.
+SKEWED_HELD_OUT: dict[str, dict[str, Any]] = {
+    "engine-skewed-balanced": {**ENGINE_HELD_OUT["engine-balanced"], "lr_skew": 1.0},
+    "engine-skewed-steep": {
+        **ENGINE_HELD_OUT["engine-steep-laws"], "lr_skew": 2.0, "lr_penalty": 0.015,
+    },
+    "engine-skewed-shallow": {**ENGINE_HELD_OUT["engine-shallow-laws"], "lr_skew": 0.6},
+}  # fmt: skip
