@@ -26,7 +26,6 @@ under a decade of compute.
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from dataclasses import replace
 from functools import partial
 from typing import Any
 
@@ -76,7 +75,6 @@ from search.scaling.rules import (
     ScalingRules,
 )
 from search.scaling.size_map import SizeMap, fit_size_map
-from search.scaling.surface import fit_surface, surface_warp
 from search.scaling.sweep import SweepFit, fit_sweep
 from search.space import SearchSpace
 from search.types import Observation
@@ -197,47 +195,7 @@ def _surface_rules(fit: FitInputs, front: np.ndarray) -> ScalingRules:
             f"the compute-efficient runs span {decades:.2f} decades of compute; scaling "
             f"rules need at least {MIN_DECADES:g} (run the study over a wider budget range)"
         )
-    frontier_parts = (frontier, frontier_reason, frontier_backtest, frontier_backtest_reason)
     stage = fit_stage(table, fit.hyperparameters, level=fit.level)
-    rules = _rules_through(fit, stage, members, eff, frontier_parts)
-    warped = _warped_stage(stage, rules)
-    return rules if warped is None else _rules_through(fit, warped, members, eff, frontier_parts)
-
-
-# The loss frontier, its reason, its backtest and that one's reason (``_fit_frontier``,
-# ``_backtest_frontier``): read once, shared by both readings of the rules.
-_FrontierParts = tuple[LossFrontier | None, str | None, Backtest | None, str | None]
-
-
-def _warped_stage(stage: SurfaceStage, rules: ScalingRules) -> SurfaceStage | None:
-    """``stage`` refitted in the warp (``search.scaling.warp``) its surface takes among the
-    hyperparameters whose laws ``rules`` kept, or None where none takes one. A learning
-    rate's bowl climbs faster towards divergence than below its optimum, and the
-    unwarped surface reads its optimum low. Only the kept laws' hyperparameters: a warp
-    of one whose optimum the runs do not pin down (a real study's weight decay, its law
-    refused as unbracketed) bent the joint bowl and moved the learning rate at 10x to
-    the space's floor (docs/notes/engine-experiments.md)."""
-    if stage.surface is None or stage.structure is None:
-        return None
-    supported = {r.name for r in rules.hyperparameters if r.supported}
-    columns = [i for i, j in enumerate(stage.kept) if stage.hp_params[j].name in supported]
-    warp = surface_warp(stage.kept_data, stage.structure, columns)
-    if warp is None:
-        return None
-    structure = replace(stage.structure, warp=warp)
-    return replace(stage, structure=structure, surface=fit_surface(stage.kept_data, structure))
-
-
-def _rules_through(
-    fit: FitInputs,
-    stage: SurfaceStage,
-    members: np.ndarray,
-    eff: EfficientSet,
-    frontier_parts: _FrontierParts,
-) -> ScalingRules:
-    """The rules read off ``stage``'s surface at the efficient runs ``members``."""
-    table = fit.table
-    frontier, frontier_reason, frontier_backtest, frontier_backtest_reason = frontier_parts
     parametric, parametric_reason, backtest, backtest_reason = _fit_parametric(fit, stage)
     estimate_here = partial(
         estimate,

@@ -37,7 +37,6 @@ import numpy as np
 from scipy import stats
 
 from search.errors import NotEnoughDataError
-from search.scaling.warp import WARP_POWERS, Warp, choose_warp
 
 # Observations per surface coefficient below which the cubic ``g`` falls back to
 # quadratic, and below which no surface is fitted at all.
@@ -74,12 +73,10 @@ class SurfaceData:
 
 @dataclass(frozen=True)
 class Structure:
-    """Which terms a surface has: the degree of ``g``, whether ``h`` bends with ``z``, and
-    the warp of ``h`` its bowl is quadratic in (``surface_warp``; None: ``h`` itself)."""
+    """Which terms a surface has: the degree of ``g`` and whether ``h`` bends with ``z``."""
 
     degree: int
     bend: bool
-    warp: Warp | None = None
 
 
 def _poly(z: np.ndarray, degree: int) -> np.ndarray:
@@ -153,19 +150,6 @@ class ResponseSurface:
         then the bowl's bottom *given* those, ``h_F = -Q_FF^-1 (b_F + W_F z + Q_FU u)``.
         Where the learning rate's optimum moves with the batch size, this is the
         learning rate for the batch a prediction actually uses."""
-        warp = self.structure.warp
-        if fixed and warp is not None:
-            row = warp.centre.copy()
-            row[list(fixed)] = list(fixed.values())
-            fixed = {j: float(warp.apply(row)[j]) for j in fixed}
-        bottom = self._warped_optimum(log_axes, fixed)
-        return bottom if warp is None else warp.invert(bottom)
-
-    def _warped_optimum(
-        self, log_axes: np.ndarray, fixed: Mapping[int, float] | None = None
-    ) -> np.ndarray:
-        """``optimum`` in the warped units the bowl is quadratic in, ``fixed`` given in
-        them."""
         slope = self._linear_in_h(self._z(log_axes))
         hessian = self.hessian()
         if not fixed:
@@ -180,11 +164,6 @@ class ResponseSurface:
             rhs = slope[:, free] + hessian[np.ix_(free, held)] @ u
             h_std[:, free] = -np.linalg.solve(hessian[np.ix_(free, free)], rhs.T).T
         return h_std * self.hp_scale + self.hp_mean
-
-    def warped(self, hp: np.ndarray) -> np.ndarray:
-        """``hp`` (n, m) in the units the bowl is quadratic in."""
-        warp = self.structure.warp
-        return hp if warp is None else warp.apply(hp)
 
     def choice_offsets(self) -> np.ndarray:
         """The choice offsets (q,): the loss change of each non-reference level."""
@@ -257,11 +236,10 @@ def _standardise(values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 
 
 def _solve(data: SurfaceData, structure: Structure, weights: np.ndarray | None = None):
-    hp = data.hp if structure.warp is None else structure.warp.apply(data.hp)
     axes_mean, axes_scale = _standardise(data.log_axes)
-    hp_mean, hp_scale = _standardise(hp)
+    hp_mean, hp_scale = _standardise(data.hp)
     z = (data.log_axes - axes_mean) / axes_scale
-    design = _design(z, (hp - hp_mean) / hp_scale, data.choice, structure)
+    design = _design(z, (data.hp - hp_mean) / hp_scale, data.choice, structure)
     root = np.ones(len(z)) if weights is None else np.sqrt(weights)
     coef, *_ = np.linalg.lstsq(design * root[:, None], data.log_loss * root, rcond=None)
     surface = ResponseSurface(
@@ -273,8 +251,8 @@ def _solve(data: SurfaceData, structure: Structure, weights: np.ndarray | None =
 def excess(surface: ResponseSurface, data: SurfaceData) -> np.ndarray:
     """Log-loss (n,) each run loses to the optimal hyperparameters at its own axes."""
     z = surface._z(data.log_axes)
-    h_star = (surface._warped_optimum(data.log_axes) - surface.hp_mean) / surface.hp_scale
-    h_own = (surface.warped(data.hp) - surface.hp_mean) / surface.hp_scale
+    h_star = (surface.optimum(data.log_axes) - surface.hp_mean) / surface.hp_scale
+    h_own = (data.hp - surface.hp_mean) / surface.hp_scale
     own = _design(z, h_own, data.choice, surface.structure) @ surface.coef
     return own - _design(z, h_star, data.choice, surface.structure) @ surface.coef
 
@@ -331,30 +309,6 @@ def fit_surface(data: SurfaceData, structure: Structure) -> ResponseSurface:
             break
         surface = _solve(data, structure, weights)[0]
     return surface
-
-
-def surface_warp(data: SurfaceData, structure: Structure, columns: list[int]) -> Warp | None:
-    """The warp of ``columns`` (``search.scaling.warp.choose_warp``) that makes the
-    surface's bowl closer to a parabola, judged on the pooled residuals with the weights
-    of the unwarped surface (so every power is judged on the same runs); None where no
-    column takes one, or without a convex bowl to weight towards.
-
-    Positive powers only: a bowl climbing faster above its optimum, as a learning rate's
-    does towards divergence, the asymmetry the warp is for. One quadratic spans every
-    scale here, unlike a sweep's cells: where the residuals preferred a negative power
-    it was a batch bowl whose asymmetry moves with scale (the testbed's too-few-steps
-    penalty), and warping it put the batch 1.5x low at 100x."""
-    unwarped = replace(structure, warp=None)
-    weights = _bowl_weights(fit_surface(data, unwarped), data) if columns else None
-    if weights is None:
-        return None
-
-    def residuals(warp: Warp) -> tuple[float, int]:
-        surface, design = _solve(data, replace(unwarped, warp=warp), weights)
-        residual = data.log_loss - design @ surface.coef
-        return float(np.sum(weights * residual**2)), design.shape[0] - design.shape[1]
-
-    return choose_warp(data.hp, residuals, columns, WARP_POWERS[WARP_POWERS > 0])
 
 
 @dataclass(frozen=True)

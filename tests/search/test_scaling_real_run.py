@@ -97,25 +97,3 @@ def test_the_laws_against_compute_follow_the_allocation_the_rules_give():
     lr, lr_nd = (p.values["learning_rate"].estimate for p in (at_compute, at_size))
     assert abs(math.log(lr / lr_nd)) < math.log(1.15), (lr, lr_nd)
     assert 0.003 < lr < 0.006
-
-
-def test_the_surface_warps_only_hyperparameters_whose_laws_it_keeps(monkeypatch):
-    """On run 11 the surface's residuals take a warp of weight decay (a bowl the runs do
-    not pin down: its law is refused as unbracketed); let in, it bent the joint bowl and
-    sent the learning rate at the study's 10x configuration to the space's floor. The
-    warp is tried only on the hyperparameters whose laws the unwarped rules keep, so
-    the rules are those of the unwarped surface."""
-    from search.scaling import fitting, surface
-
-    at_10x = {"n_params": 246144.0, "tokens": 12172679.0}
-    kept = _fit(11, seed=1).predict(**at_10x).values["learning_rate"].estimate
-    monkeypatch.setattr(fitting, "surface_warp", lambda *_: None)
-    unwarped = _fit(11, seed=1).predict(**at_10x).values["learning_rate"].estimate
-    assert kept == pytest.approx(unwarped, rel=1e-9)
-
-    def every_column(data, structure, columns):  # type: ignore[no-untyped-def]
-        return surface.surface_warp(data, structure, list(range(data.hp.shape[1])))
-
-    monkeypatch.setattr(fitting, "surface_warp", every_column)
-    anywhere = _fit(11, seed=1).predict(**at_10x).values["learning_rate"].estimate
-    assert anywhere < 0.7 * kept, (anywhere, kept)

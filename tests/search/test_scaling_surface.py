@@ -24,7 +24,6 @@ from search.scaling.surface import (
     dropped_hyperparameters,
     excess,
     fit_surface,
-    surface_warp,
 )
 
 # Two hyperparameters whose optima are linear in (ln N, ln D), with a ridge between them.
@@ -229,68 +228,3 @@ def test_an_optimum_past_a_ceiling_the_runs_reached_is_not_unbracketed():
         log_compute, value[:, None], anchors, optimum, (np.array([-np.inf]), np.array([np.inf]))
     )
     assert capped[0] == 0.0 and open_top[0] == 0.5
-
-
-# -- a bowl steeper above its optimum than below ------------------------------------------
-
-
-def _skewed_data(n: int, *, seed: int, skew: float = 0.7, noise: float = 0.001):
-    """``_data``'s layout with a linex bowl in the first hyperparameter (the testbed's
-    ``lr_skew`` shape: exponential above the optimum, linear below) and a quadratic one
-    in the second, no ridge between them."""
-    rng = np.random.default_rng(seed)
-    log_axes = np.column_stack([rng.uniform(15.0, 21.0, n), rng.uniform(18.0, 24.0, n)])
-    offset = rng.normal(0.0, 1.5, size=(n, 2))
-    u = offset[:, 0]
-    linex = 2.0 * (np.expm1(skew * u) - skew * u) / skew**2
-    loss = _g(log_axes) + 0.04 * linex + 0.03 * offset[:, 1] ** 2 + rng.normal(0.0, noise, n)
-    return SurfaceData(log_axes, _optimum(log_axes) + offset, np.zeros((n, 0)), loss)
-
-
-GRID = np.column_stack([np.linspace(15.5, 20.5, 7), np.linspace(18.5, 23.5, 7)])
-
-
-@pytest.mark.parametrize("seed", range(5))
-def test_a_warp_moves_a_skewed_bowls_optimum_towards_its_bottom(seed):
-    """A quadratic's vertex sits on a skewed bowl's gentle side (0.2-0.25 here); refitted
-    in the warp the pooled test picks (a positive power of the skewed column only), the
-    surface's optimum is at most 0.6 times as far off, and a warp confined to the
-    symmetric column is refused. (The surface takes positive powers only: a bowl
-    climbing faster above its optimum.) (The surface's residuals carry its g's lack of fit, so
-    the test picks a milder power than the skew would need: half the bias goes.)"""
-    data = _skewed_data(400, seed=seed)
-    plain = Structure(degree=3, bend=False)
-    quadratic = fit_surface(data, plain).optimum(GRID)[:, 0] - _optimum(GRID)[:, 0]
-    warp = surface_warp(data, plain, [0, 1])
-    assert warp is not None and warp.power[0] > 0 and warp.power[1] == 0
-    warped = fit_surface(data, replace(plain, warp=warp)).optimum(GRID)[:, 0]
-    assert np.all(quadratic < -0.15), quadratic
-    error = warped - _optimum(GRID)[:, 0]
-    assert np.max(np.abs(error)) < 0.6 * np.max(np.abs(quadratic)), (error, quadratic)
-    assert surface_warp(data, plain, [1]) is None
-
-
-def test_a_held_value_stays_what_it_was_under_a_warp():
-    """``optimum`` takes held values and returns optima in natural units: the warp lives
-    inside the surface only."""
-    data = _skewed_data(400, seed=0)
-    plain = Structure(degree=3, bend=False)
-    warp = surface_warp(data, plain, [0, 1])
-    assert warp is not None
-    surface = fit_surface(data, replace(plain, warp=warp))
-    held = surface.optimum(GRID, fixed={0: -1.5})
-    np.testing.assert_allclose(held[:, 0], -1.5)
-    joint = surface.optimum(GRID)
-    again = surface.optimum(GRID, fixed={0: float(joint[2, 0])})
-    np.testing.assert_allclose(again[2], joint[2], atol=1e-9)
-
-
-def test_the_surface_takes_no_warp_for_a_bowl_steeper_below_its_optimum():
-    """The surface warps only towards a bowl climbing faster above its optimum (a
-    learning rate's, towards divergence): the mirror image of the skewed data, whose
-    quadratic vertex sits high, takes none."""
-    data = _skewed_data(400, seed=0, skew=-0.7)
-    plain = Structure(degree=3, bend=False)
-    quadratic = fit_surface(data, plain).optimum(GRID)[:, 0] - _optimum(GRID)[:, 0]
-    assert np.all(quadratic > 0.15), quadratic
-    assert surface_warp(data, plain, [0, 1]) is None
