@@ -35,7 +35,9 @@ Every run scores the 90% intervals of the learning rate, batch size, N*, D* and 
 at 100x (``bench.designed_sweeps.coverage_at_100x``; the learning rate also against the
 optimum for the predicted batch, ``lr_coverage_at_predicted_batch``) and prints, per
 truth and noise, the median |log10 error| of lr and batch and the median |error| of the
-N*(C) exponent, then the pooled coverage and median widths.
+N*(C) exponent, each bar's verdict per truth and noise with a bootstrap interval on that
+median (``bar_table``: five studies rarely settle a bar), then the pooled coverage and
+median widths.
 
 Run:  .venv/bin/python -m bench.scaling_extrapolation [--budgets 152,304,600]
       [--seeds 0,1,2] [--truths a,b] [--noise 0.01,0.03] [--cost flops|seconds]
@@ -348,6 +350,58 @@ def dex_table(rows: list[dict]) -> str:
     return "\n".join(lines)
 
 
+# Bootstrap draws and level of the interval on a median (``bar_table``).
+MEDIAN_DRAWS = 2000
+MEDIAN_LEVEL = 0.90
+
+
+def median_interval(values: np.ndarray, *, seed: int = 0) -> tuple[float, float, float]:
+    """The median of ``values`` and a ``MEDIAN_LEVEL`` percentile-bootstrap interval on it
+    (studies resampled with replacement)."""
+    rng = np.random.default_rng(seed)
+    draws = np.median(rng.choice(values, size=(MEDIAN_DRAWS, len(values))), axis=1)
+    tail = (1.0 - MEDIAN_LEVEL) / 2.0
+    low, high = np.quantile(draws, [tail, 1.0 - tail])
+    return float(np.median(values)), float(low), float(high)
+
+
+def bar_table(rows: list[dict]) -> str:
+    """Per truth and noise (the largest budget), each bar's median with its bootstrap
+    interval and a verdict: "met" where the interval lies within the bar, "missed" where
+    it lies beyond it, else "undecided": with five studies a cell's median moves a lot
+    from one draw of the studies to the next, and a single "ok" does not say which."""
+    trials = max(r["trials"] for r in rows)
+    lines = [
+        f"| truth | noise | studies | lr dex as used (bar {BARS['learning_rate']}) "
+        f"| batch dex as used (bar {BARS['batch_size']}) "
+        f"| N* exponent (bar {BARS['exponent_error']}) |",
+        "|---|---|---|---|---|---|",
+    ]
+    cells = sorted({(r["truth"], r.get("noise_share") or 0.0) for r in rows})
+    for truth, noise in cells:
+        cell = [
+            r for r in rows
+            if r["trials"] == trials and (r["truth"], r.get("noise_share") or 0.0) == (truth, noise)
+        ]  # fmt: skip
+        shown = []
+        for key, bar in (
+            ("learning_rate_as_used", BARS["learning_rate"]),
+            ("batch_size_as_used", BARS["batch_size"]),
+            ("exponent_error", BARS["exponent_error"]),
+        ):
+            values = np.array([r[key] for r in cell if r.get(key) is not None], dtype=float)
+            if not values.size:
+                shown.append("-")
+                continue
+            dex = np.abs(values) if key == "exponent_error" else np.abs(np.log10(values))
+            median, low, high = median_interval(dex)
+            verdict = "met" if high <= bar else "missed" if low > bar else "undecided"
+            shown.append(f"{median:.3f} [{low:.3f}, {high:.3f}] {verdict}")
+        label = "default" if noise == 0.0 else f"{noise:.0%}"
+        lines.append(f"| {truth} | {label} | {len(cell)} | " + " | ".join(shown) + " |")
+    return "\n".join(lines)
+
+
 def _excess_summary(rows: list[dict]) -> str:
     """Median loss excess at 100x (a diverged configuration counting as the worst), how
     many rows are over 5%, and how many diverge, over the rows scored for it."""
@@ -453,6 +507,10 @@ def main() -> None:
     print(table(rows))
     print()
     print(dex_table(rows))
+    print()
+    level = f"{MEDIAN_LEVEL:.0%}"
+    print(f"the bars at {max(budgets)} trials, medians with {level} bootstrap intervals:")
+    print(bar_table(rows))
     print()
     largest = [r for r in rows if r["trials"] == max(budgets)]
     print(f"intervals at {max(budgets)} trials, pooled over {len(largest)} studies:")

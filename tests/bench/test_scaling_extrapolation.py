@@ -7,16 +7,19 @@ import math
 from pathlib import Path
 from types import SimpleNamespace
 
+import numpy as np
 import pytest
 
 from bench.designed_sweeps import coverage_at_100x, prediction_at_100x
 from bench.scaling_extrapolation import (
     GROUND_TRUTHS,
     HELD_OUT_MATRIX,
+    bar_table,
     coverage_table,
     dex_table,
     loss_excess,
     lr_coverage_at_predicted_batch,
+    median_interval,
     parse_args,
     parse_study_path,
     study_jobs,
@@ -101,6 +104,29 @@ def test_dex_table_scores_what_the_user_gets_and_counts_refused_laws():
     worse = dex_table([_row("a", 0.03, 10.0, 1.2, 0.05, refused=True, excess=None)] * 2)
     worse_row = worse.splitlines()[2]
     assert "| 1.000 / nan (2) |" in worse_row and worse_row.endswith("| 0.050 | diverged / 2 / 2 |")
+
+
+def test_the_bar_table_calls_a_bar_only_where_the_medians_interval_is_clear_of_it():
+    """Five studies just under the bar in lr (0.05-0.07 dex) meet it; five far over it in
+    batch (0.3-0.5 dex) miss it; a cell whose studies straddle the bar (0.01-0.4 dex)
+    has a median under it and is undecided, not "ok"."""
+    tight = [_row("a", 0.01, 10**d, 10**b, 0.01) for d, b in zip(
+        [0.05, 0.06, 0.06, 0.07, 0.07], [0.3, 0.35, 0.4, 0.45, 0.5], strict=True
+    )]  # fmt: skip
+    spread = [_row("b", 0.01, 10**d, 1.0, 0.01) for d in [0.01, 0.02, 0.06, 0.3, 0.4]]
+    lines = bar_table(tight + spread).splitlines()
+    a, b = lines[2].split(" | "), lines[3].split(" | ")
+    assert a[3].startswith("0.060 [") and a[3].endswith("met"), a
+    assert a[4].startswith("0.400 [") and a[4].endswith("missed"), a
+    assert b[3].startswith("0.060 [") and b[3].endswith("undecided"), b
+
+
+def test_the_median_interval_holds_the_median_and_is_reproducible():
+    values = np.array([0.3, 0.1, 0.5, 0.2, 0.4, 0.25, 0.35])
+    median, low, high = median_interval(values)
+    assert low <= median <= high and median == pytest.approx(0.3)
+    assert (median, low, high) == median_interval(values)
+    assert high - low < np.ptp(values)
 
 
 def test_loss_excess_prices_the_whole_predicted_configuration():
