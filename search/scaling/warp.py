@@ -18,11 +18,12 @@ cells (``search.scaling.cells``) supply theirs. The engine studies' response sur
 does not warp. One parabola spans every scale there, and in ``w`` a vertex ``d`` above
 the centre is ``exp(2 s d)`` times as steep in ``h``: with a fixed centre the fitted
 optimum bowed across scales (and ran off by units on a strongly skewed synthetic bowl).
-A centre that follows the optimum removed that bow and, on noiseless studies, the skew's
-bias; but on 80 engine studies at 1% and 3% noise it lost in 17 and gained in 8 (the power it fits
-is noisy, and warping one column moves the others' laws); the fixed-centre warp
-gained in 10 and lost in 8, no more than noise (docs/notes/engine-experiments.md,
-"The surface's warp, scored on untouched skewed truths, and taken out").
+A centre that follows the optimum removed that bow and, on noiseless studies, the
+skew's bias; but on 80 engine studies at 1% and 3% noise it lost in 17 and gained in 8
+(the power it fits is noisy, and warping one column moves the others' laws), and the
+fixed-centre warp gained in 10 and lost in 8, no more than noise
+(docs/notes/engine-experiments.md, "The surface's warp, scored on untouched skewed
+truths, and taken out").
 """
 
 from __future__ import annotations
