@@ -301,11 +301,15 @@ def table(rows: list[dict]) -> str:
     return "\n".join(lines)
 
 
-def _median_dex(rows: list[dict], key: str) -> tuple[float, int]:
-    """Median |log10| of a factor (or |exponent error|) over the rows that have it, and
-    how many rows lack it."""
+def _dex(rows: list[dict], key: str) -> np.ndarray:
+    """|log10| of a factor (or |exponent error|) over the rows that have it."""
     values = np.array([r[key] for r in rows if r.get(key) is not None], dtype=float)
-    dex = np.abs(values) if key == "exponent_error" else np.abs(np.log10(values))
+    return np.abs(values) if key == "exponent_error" else np.abs(np.log10(values))
+
+
+def _median_dex(rows: list[dict], key: str) -> tuple[float, int]:
+    """Median ``_dex`` over the rows that have it, and how many rows lack it."""
+    dex = _dex(rows, key)
     return (float(np.median(dex)) if dex.size else math.nan), len(rows) - dex.size
 
 
@@ -389,11 +393,10 @@ def bar_table(rows: list[dict]) -> str:
             ("batch_size_as_used", BARS["batch_size"]),
             ("exponent_error", BARS["exponent_error"]),
         ):
-            values = np.array([r[key] for r in cell if r.get(key) is not None], dtype=float)
-            if not values.size:
+            dex = _dex(cell, key)
+            if not dex.size:
                 shown.append("-")
                 continue
-            dex = np.abs(values) if key == "exponent_error" else np.abs(np.log10(values))
             median, low, high = median_interval(dex)
             verdict = "met" if high <= bar else "missed" if low > bar else "undecided"
             shown.append(f"{median:.3f} [{low:.3f}, {high:.3f}] {verdict}")
