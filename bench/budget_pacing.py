@@ -28,6 +28,7 @@ limits, reporting the observed front like the peers.
     python -m bench.budget_pacing --list                      # the scenario names
     python -m bench.budget_pacing --scenarios NAME ... --methods ours tpe-mo --seeds 2
     python -m bench.budget_pacing --scenarios NAME:ceil3.75x --methods ours --seeds 1
+    python -m bench.budget_pacing --scenarios NAME ... --methods ours --first-seed 1 --seeds 1
 """
 
 from __future__ import annotations
@@ -257,7 +258,10 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument(
         "--methods", nargs="+", default=["ours", "tpe-mo"], choices=[*METHODS, OURS_IN_OPTUNA]
     )
-    parser.add_argument("--seeds", type=int, default=2)
+    parser.add_argument("--seeds", type=int, default=2, help="how many seeds per run")
+    parser.add_argument(
+        "--first-seed", type=int, default=0, help="the first of them (to add seeds to a record)"
+    )
     parser.add_argument("--jobs", type=int, default=2)
     parser.add_argument("--out", type=Path, default=RESULTS_DIR)
     argv = sys.argv[1:] if argv is None else argv
@@ -266,7 +270,8 @@ def main(argv: list[str] | None = None) -> None:
         print("\n".join(s.name for s in all_scenarios()))
         return
     names = [Scenario.parse(name).name for name in args.scenarios]  # validates them
-    tasks = [(m, s, name) for name in names for s in range(args.seeds) for m in args.methods]
+    seeds = range(args.first_seed, args.first_seed + args.seeds)
+    tasks = [(m, s, name) for name in names for s in seeds for m in args.methods]
     runs = run_in_parallel(run_one, tasks, args.jobs)
     stamp = dt.datetime.now(dt.UTC).strftime("%Y%m%dT%H%M%SZ")
     table = summary_table(runs)

@@ -98,3 +98,23 @@ def test_the_summary_compares_ours_above_the_floor_with_the_best_peer():
     ours = next(line for line in summary_table(runs).splitlines() if "| ours |" in line)
     cells = [c.strip() for c in ours.split("|")]
     assert cells[5:8] == ["0.69", "0.400", "0.38"]  # 0.55 / 0.8; (0.55 - 0.4) / (0.8 - 0.4)
+
+
+def test_first_seed_adds_seeds_to_a_record(monkeypatch, tmp_path):
+    """`--first-seed 3 --seeds 2` runs seeds 3 and 4 (a second seed for a recorded run)."""
+    import bench.budget_pacing as budget_pacing
+
+    asked: list[tuple] = []
+
+    def record_tasks(run, tasks, jobs):
+        asked.extend(tasks)
+        return []
+
+    monkeypatch.setattr(budget_pacing, "run_in_parallel", record_tasks)
+    name = "chinchilla-steplaw:practitioner:300x:cap240:8fl:noise1"
+    budget_pacing.main(
+        ["--scenarios", name, "--methods", "ours", "--first-seed", "3", "--seeds", "2",
+         "--out", str(tmp_path)]
+    )  # fmt: skip
+    assert sorted(seed for _, seed, _ in asked) == [3, 4]
+    assert len(list(tmp_path.glob("budget_pacing_*.json"))) == 1
