@@ -2,7 +2,8 @@
 
 Scenarios (``Scenario``) vary the compute budget (300x, 2,000x, 20,000x the start point's
 cost), the trial cap (none, or 240), the trials in flight (rounds of 8 or 32), the ground
-truth (``bench.truths``: the default testbed and two never tuned on), the loss noise
+truth (``bench.truths.BENCH_TRUTHS``: the default testbed and two written as held out;
+or by name only, ``PACING_UNTOUCHED``, two on which no engine change was judged), the loss noise
 (1% or 3% of the start point's reducible loss, its loss minus the irreducible E) and the
 box (the practitioner's, or the wide one of ``bench.problem.WIDE_BOX``), and, optionally
 (not in ``--list``), a per-trial cost ceiling, in multiples of the start point's cost as
@@ -56,7 +57,7 @@ from bench.pareto_regret import (
 )
 from bench.problem import FrontPoint, RegretScale, Trial, box_floor
 from bench.searchers import METHODS, make_searcher
-from bench.truths import BENCH_TRUTHS
+from bench.truths import BENCH_TRUTHS, PACING_UNTOUCHED
 from workers.objectives.testbed import START_PARAMS, TestbedObjective
 from workers.objectives.testbed_truth import TestbedConfig
 
@@ -68,6 +69,9 @@ IN_FLIGHT = (8, 32)
 NOISES = (0.01, 0.03)
 BOX_NAMES = ("practitioner", "wide")
 WIDE_DOMAIN = {"tokens_max": 1e12, "batch_size_max": 65536}
+# Every truth a scenario may name: the matrix's (``all_scenarios``, ``--list``) and the
+# ones no engine change was judged on, run by name only.
+TRUTHS = {**BENCH_TRUTHS, **PACING_UNTOUCHED}
 
 
 @dataclass(frozen=True)
@@ -94,6 +98,8 @@ class Scenario:
         truth, box, budget, cap, in_flight, noise, *rest = name.split(":")
         if len(rest) > 1 or (rest and not rest[0].startswith("ceil")):
             raise ValueError(f"{name!r}: after the noise, only a ceiling (ceilXx) may follow")
+        if truth not in TRUTHS:
+            raise ValueError(f"{name!r}: unknown truth {truth!r}; choose from {list(TRUTHS)}")
         return cls(
             budget=float(budget.removesuffix("x")),
             cap=None if cap == "nocap" else int(cap.removeprefix("cap")),
@@ -105,13 +111,11 @@ class Scenario:
         )
 
     def config(self) -> TestbedConfig:
-        base = TestbedConfig(**BENCH_TRUTHS[self.truth])
+        base = TestbedConfig(**TRUTHS[self.truth])
         reducible = float(TestbedObjective(base).testbed.noiseless_loss(START_PARAMS))
         reducible -= base.loss_e
         domain = WIDE_DOMAIN if self.box == "wide" else {}
-        return TestbedConfig(
-            **BENCH_TRUTHS[self.truth], **domain, loss_noise_std=self.noise * reducible
-        )
+        return TestbedConfig(**TRUTHS[self.truth], **domain, loss_noise_std=self.noise * reducible)
 
 
 def all_scenarios() -> list[Scenario]:

@@ -118,3 +118,17 @@ def test_first_seed_adds_seeds_to_a_record(monkeypatch, tmp_path):
     )  # fmt: skip
     assert sorted(seed for _, seed, _ in asked) == [3, 4]
     assert len(list(tmp_path.glob("budget_pacing_*.json"))) == 1
+
+
+@pytest.mark.parametrize("truth", ["untouched-skewed", "untouched-wide-bowls"])
+def test_the_untouched_truths_run_by_name_and_stay_out_of_the_matrix(truth):
+    from bench.budget_pacing import all_scenarios
+
+    scale = _scale(f"{truth}:practitioner:2000x:cap240:8fl:noise1")
+    assert 0.0 <= box_floor(scale, "practitioner") < 1.0
+    assert not any(s.truth == truth for s in all_scenarios())
+
+
+def test_an_unknown_truth_is_named_in_the_error():
+    with pytest.raises(ValueError, match="unknown truth 'no-such'"):
+        Scenario.parse("no-such:wide:300x:cap240:8fl:noise1")
