@@ -3,7 +3,10 @@
 The engine is loaded with a study's worth of testbed trials around the start point
 (``observe``), then each measured ``ask(1)`` follows a ``tell`` of the previous
 suggestion, so the time includes refitting after new data, as in a live study. The first
-ask (the cold fit) is reported apart from the steady-state percentiles.
+ask (the cold fit) is reported apart from the steady-state percentiles. After each tell
+``front()`` is timed too: the service computes the engine's front each time it saves a
+study with new results (``service.orchestration.front_estimate``), so a step of a live
+study costs about an ask plus a front.
 
     python -m bench.ask_latency --quick
     python -m bench.ask_latency                    # the table in docs/benchmarks.md
@@ -49,7 +52,7 @@ def loaded_engine(n_observations: int, *, seed: int):
 
 def measure(n_observations: int, n_asks: int, *, seed: int) -> dict[str, Any]:
     engine, objective = loaded_engine(n_observations, seed=seed)
-    seconds, cpu_seconds = [], []
+    seconds, cpu_seconds, front_seconds = [], [], []
     for i in range(n_asks + 1):
         tic, cpu_tic = time.perf_counter(), time.process_time()
         (suggestion,) = engine.ask(1)
@@ -59,7 +62,11 @@ def measure(n_observations: int, n_asks: int, *, seed: int) -> dict[str, Any]:
         engine.tell(
             suggestion.suggestion_id, outcome.loss, outcome.cost_seconds, failed=outcome.failed
         )
+        tic = time.perf_counter()
+        engine.front()  # read only: it changes nothing the engine suggests next
+        front_seconds.append(time.perf_counter() - tic)
     steady_ms = 1e3 * np.array(seconds[1:])
+    front_ms = 1e3 * np.array(front_seconds[1:])
     cpu_ms = 1e3 * np.array(cpu_seconds[1:])
     return {
         "n_observations": n_observations,
@@ -71,6 +78,8 @@ def measure(n_observations: int, n_asks: int, *, seed: int) -> dict[str, Any]:
         # CPU time of this process: what the ask costs when the machine is shared.
         "cpu_p50_ms": float(np.percentile(cpu_ms, 50)),
         "cpu_p95_ms": float(np.percentile(cpu_ms, 95)),
+        "front_p50_ms": float(np.percentile(front_ms, 50)),
+        "front_p95_ms": float(np.percentile(front_ms, 95)),
         "ask_ms": steady_ms.tolist(),
     }
 
@@ -85,14 +94,15 @@ def markdown_table(result: dict[str, Any]) -> str:
         f"Command: `{result['command']}`",
         "",
         "| observations told | asks measured | first ask ms | p50 ms | p95 ms | max ms "
-        "| CPU p50 ms | CPU p95 ms |",
-        "|---|---|---|---|---|---|---|---|",
+        "| CPU p50 ms | CPU p95 ms | front() p50 ms | front() p95 ms |",
+        "|---|---|---|---|---|---|---|---|---|---|",
     ]
     for row in result["rows"]:
         lines.append(
             f"| {row['n_observations']} | {row['n_asks']} | {row['first_ask_ms']:.0f} "
             f"| {row['p50_ms']:.0f} | {row['p95_ms']:.0f} | {row['max_ms']:.0f} "
-            f"| {row['cpu_p50_ms']:.0f} | {row['cpu_p95_ms']:.0f} |"
+            f"| {row['cpu_p50_ms']:.0f} | {row['cpu_p95_ms']:.0f} "
+            f"| {row['front_p50_ms']:.0f} | {row['front_p95_ms']:.0f} |"
         )
     return "\n".join(lines) + "\n"
 
