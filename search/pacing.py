@@ -62,7 +62,7 @@ targets stay spread evenly over the range, and the rest are bent as far towards 
 top as the fair share takes, all but a sliver at the top where even that falls short,
 so the study spends what the box allows. With a budget of 20,000x the start cost, 240
 trials and a box whose dearest corner is 100-180x, the bound alone held the targets to
-about 40% of the fair share (issue 18, docs/benchmarks.md).
+about 40% of the fair share (issue 18, docs/notes/benchmark-history.md).
 """
 
 from __future__ import annotations

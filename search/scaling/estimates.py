@@ -152,8 +152,8 @@ def correction_resampler(
     Why: a correction that is off is off for every run at once, and by an amount that
     moves with N and D (the bowls' centres are fitted as lines in ``ln N, ln D``). Runs
     resampled with fixed corrections cannot show that: on the 48 engine studies of
-    docs/benchmarks.md N*'s interval at 100x missed in 10 (a refit below the top half
-    decade of compute missing the same way), with the correction redrawn in 2. A
+    docs/notes/benchmark-history.md N*'s interval at 100x missed in 10 (a refit below the
+    top half decade of compute missing the same way), with the correction redrawn in 2. A
     parametric draw, not a surface refitted to resampled runs: such a surface is, a few
     times in 100, nearly flat along a ridge and corrects the runs wildly (held-out N*
     intervals 1.3x wider than these for the same coverage;
